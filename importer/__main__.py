@@ -1,0 +1,5 @@
+"""``python -m importer`` runs the ``dpip-import`` command line."""
+
+from .cli.main import run
+
+run()

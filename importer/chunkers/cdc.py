@@ -1,0 +1,1 @@
+"""Placeholder: registers the content-defined chunkers (rabin, buzhash, fastcdc); see issue 4."""

@@ -1,0 +1,76 @@
+"""Entry point of ``dpip-import``: builds the parser from the command modules and dispatches.
+
+Each command module exposes ``register(subparsers)``, which adds its subcommands with
+``set_defaults(handler=fn)``; a handler takes the parsed namespace and returns the exit code.
+Every :class:`ImporterError` becomes one line on stderr and exit code 1 (traceback only with
+``--debug``); a broken pipe or Ctrl-C exits quietly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence, cast
+
+from .. import __version__
+from ..errors import ImporterError
+
+Handler = Callable[[argparse.Namespace], int]
+
+#: Modules that register subcommands, in the order ``--help`` lists them.
+COMMAND_MODULES = ("add", "blocks", "archives", "store")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dpip-import",
+        description="Put files, wheels and sdists into IPFS as Kubo would, and get them back.",
+    )
+    parser.add_argument("--version", action="version", version=f"dpip-import {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __package__)
+        except ModuleNotFoundError as e:
+            if e.name == f"{__package__}.{name}":
+                continue  # a command group not written yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dpip-import`` with ``argv``; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = cast(Handler, args.handler)
+    try:
+        return handler(args)
+    except ImporterError as e:
+        if args.debug:
+            raise
+        print(f"dpip-import {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"dpip-import {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): exit quietly, as cat would.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as e:
+        if args.debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"dpip-import {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

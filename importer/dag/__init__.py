@@ -1,0 +1,1 @@
+"""Block-level codecs: CIDs, dag-pb nodes and the UnixFS Data message."""
