@@ -1,0 +1,225 @@
+"""The records every archive reader produces: members, skeleton bytes, limits, and format sniffing.
+
+An archive is split into two interleaved kinds of byte runs that, concatenated in offset order,
+give the archive back bit for bit::
+
+    | Skeleton | Member data | Skeleton | Member data | ... | Skeleton |
+      header     (raw bytes)   padding,    ...                 central directory, end blocks,
+                               next header                      trailing bytes
+
+Skeleton runs carry their bytes (they go into the recipe); member runs are only an offset and a
+length into the container stream (they become UnixFS leaves). A reader never hashes and never
+writes: it yields these records and the member contents, and the importer decides where they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol, runtime_checkable
+
+from ..errors import InvalidArchive
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+GiB: Final = 1024 * MiB
+
+#: Size of the pieces member contents are yielded in: big enough to amortise Python overhead,
+#: small enough that a dozen of them in flight stay far below the 300 MB peak-memory target.
+PIECE_SIZE: Final = 1 * MiB
+
+MemberKind = Literal["file", "dir", "symlink", "hardlink", "other"]
+ArchiveFormat = Literal["zip", "tar", "gzip", "bzip2", "xz"]
+
+#: Zip compression methods this importer stores as uncompressed leaves (APPNOTE 4.4.5).
+METHOD_STORED: Final = 0
+METHOD_DEFLATED: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Expansion caps that stop zip bombs and tar bombs early with a clear error.
+
+    ``max_member_size`` bounds one member's content, ``max_total_size`` the sum of all contents
+    (and of a compressed container's decompressed stream), ``max_members`` the member count.
+    """
+
+    max_member_size: int = 4 * GiB
+    max_total_size: int = 16 * GiB
+    max_members: int = 1_000_000
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One archive member: its name, kind, metadata and where its data lies in the container stream.
+
+    ``data_offset``/``data_length`` locate the member's stored bytes (compressed for a deflated zip
+    member) in the stream the reader parsed: the file for zip, the decompressed tar stream for
+    tar. ``size`` is the content length after decompression. ``verbatim`` members (encrypted or
+    unknown-method zip members, GNU sparse tar members) have no usable content: their stored bytes
+    are kept as they are, and ``verbatim_reason`` says why.
+    """
+
+    index: int
+    raw_name: bytes
+    name: str | None
+    kind: MemberKind
+    size: int
+    mode: int | None
+    mtime: int | None
+    link_target: bytes | None
+    data_offset: int
+    data_length: int
+    method: int = METHOD_STORED
+    crc: int | None = None
+    verbatim_reason: str | None = None
+
+    @property
+    def verbatim(self) -> bool:
+        return self.verbatim_reason is not None
+
+    @property
+    def label(self) -> str:
+        """The name as errors show it: decoded if possible, else the escaped raw bytes."""
+        return self.name if self.name is not None else self.raw_name.decode("utf-8", "backslashreplace")
+
+
+@dataclass(frozen=True, slots=True)
+class Skeleton:
+    """Bytes of the archive that are not member data, at ``offset`` in the parsed stream."""
+
+    offset: int
+    data: bytes
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+
+#: What a streaming reader yields: skeleton runs, and each member followed by its content pieces.
+Event = Skeleton | Member | bytes
+
+
+@runtime_checkable
+class ArchiveSource(Protocol):
+    """A parsed archive as one ordered event stream.
+
+    ``iter_events`` yields, in stream order, every :class:`Skeleton` run and every
+    :class:`Member`; each member is followed by its content as ``bytes`` pieces (decompressed and
+    checked, never more than ``Limits.max_member_size``; a verbatim member's stored bytes).
+    """
+
+    @property
+    def archive(self) -> str:
+        """The archive's name as errors show it."""
+        ...
+
+    def iter_events(self) -> Iterator[Event]: ...
+
+
+def decode_name(raw: bytes) -> str | None:
+    """Strict UTF-8 decoding; None for names that cannot be a tree path."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def complement_skeleton(
+    read_at: ReadAt, total: int, members: Iterable[Member], archive: str
+) -> Iterator[Skeleton | Member]:
+    """Interleave ``members`` (sorted by data offset) with the skeleton runs between them.
+
+    Every byte of ``[0, total)`` not inside some member's data becomes skeleton, so the result
+    reassembles exactly by construction. Overlapping member data is rejected: it is the mark of
+    an overlap bomb (many entries pointing at the same compressed bytes).
+    """
+    position = 0
+    previous: Member | None = None
+    for member in sorted(members, key=lambda m: (m.data_offset, m.index)):
+        if member.data_offset < position:
+            other = previous.label if previous is not None else "?"
+            raise InvalidArchive(archive, f"data overlaps member {other!r}", member.label, member.data_offset)
+        if member.data_offset > position:
+            yield Skeleton(position, read_at(position, member.data_offset - position))
+        yield member
+        position = member.data_offset + member.data_length
+        previous = member
+    if position > total:
+        raise InvalidArchive(archive, "member data runs past the end of the archive", None, total)
+    if position < total:
+        yield Skeleton(position, read_at(position, total - position))
+
+
+class ReadAt(Protocol):
+    """``read_at(offset, length)``: exactly ``length`` bytes from ``offset``."""
+
+    def __call__(self, offset: int, length: int, /) -> bytes: ...
+
+
+def reassemble(segments: Iterable[Skeleton | Member], member_bytes: ReadAt) -> Iterator[bytes]:
+    """Yield the archive back: skeleton bytes, and each member's stored bytes via ``member_bytes``."""
+    for segment in segments:
+        if isinstance(segment, Skeleton):
+            yield segment.data
+        else:
+            yield member_bytes(segment.data_offset, segment.data_length)
+
+
+# --- format sniffing -------------------------------------------------------------------------
+
+#: Magic numbers: gzip RFC 1952 §2.3.1 (ID1 ID2 CM=8), bzip2 "BZh" + block size digit, xz
+#: spec §2.1.1.1 header magic, zip APPNOTE 4.3.7 local header and 4.3.16 end of central
+#: directory (an empty zip is only an EOCD).
+GZIP_MAGIC: Final = b"\x1f\x8b\x08"
+BZIP2_MAGIC: Final = b"BZh"
+XZ_MAGIC: Final = b"\xfd7zXZ\x00"
+ZIP_LOCAL_MAGIC: Final = b"PK\x03\x04"
+ZIP_EOCD_MAGIC: Final = b"PK\x05\x06"
+#: ustar magic at byte 257 of the first header: POSIX "ustar\0" + "00", GNU "ustar  \0".
+TAR_MAGIC_OFFSET: Final = 257
+TAR_BLOCK: Final = 512
+
+
+def tar_checksum_ok(block: bytes) -> bool:
+    """True if a 512-byte block carries a valid tar header checksum (the v7 test).
+
+    The checksum (bytes 148-155, octal) is the sum of all 512 bytes with the checksum field
+    itself counted as eight spaces; historic tars summed signed chars, so both sums are accepted.
+    """
+    if len(block) != TAR_BLOCK or block == bytes(TAR_BLOCK):
+        return False
+    field = block[148:156].replace(b"\x00", b" ").strip()
+    if not field or any(c not in b"01234567" for c in field):
+        return False
+    stored = int(field, 8)
+    masked = block[:148] + b" " * 8 + block[156:]
+    unsigned = sum(masked)
+    signed = unsigned - 256 * sum(1 for b in masked if b >= 128)
+    return stored in (unsigned, signed)
+
+
+def detect_format(head: bytes, tail: bytes = b"") -> ArchiveFormat | None:
+    """Name the outermost format from the first bytes (and, for zips with prepended data, the last).
+
+    >>> detect_format(b"PK\\x03\\x04" + bytes(26))
+    'zip'
+    >>> detect_format(b"hello, I am a text file named evil.whl") is None
+    True
+    """
+    if head.startswith((ZIP_LOCAL_MAGIC, ZIP_EOCD_MAGIC)):
+        return "zip"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(BZIP2_MAGIC) and len(head) > 3 and head[3:4] in b"123456789":
+        return "bzip2"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head[TAR_MAGIC_OFFSET : TAR_MAGIC_OFFSET + 5] == b"ustar" or tar_checksum_ok(head[:TAR_BLOCK]):
+        return "tar"
+    if ZIP_EOCD_MAGIC in tail:
+        return "zip"
+    return None
