@@ -142,14 +142,19 @@ def iter_links(cid: bytes, block: bytes) -> list[bytes]:
     raise InvalidBlock(format_cid(cid), f"cannot follow the links of codec {name}")
 
 
-def iter_dag(source: BlockSource, root: bytes) -> Iterator[tuple[bytes, bytes]]:
+def iter_dag(source: BlockSource, root: bytes, seen: set[bytes] | None = None) -> Iterator[tuple[bytes, bytes]]:
     """Every block under ``root`` once, depth-first pre-order, links in stored order.
 
-    Uses a stack of link iterators instead of recursion, so memory grows with the depth of the
-    DAG and the set of CIDs seen, never with a file's size.
+    Blocks whose CID is already in ``seen`` are skipped with their whole sub-DAG (pass one set
+    to several calls to export several roots without repeats). A stack of link iterators
+    replaces recursion, so memory grows with the DAG's depth and the set of CIDs seen, never
+    with a file's size.
     """
+    seen = set() if seen is None else seen
+    if root in seen:
+        return
     block = source.get(root)
-    seen = {root}
+    seen.add(root)
     yield root, block
     stack: list[Iterator[bytes]] = [iter(iter_links(root, block))]
     while stack:
@@ -173,8 +178,12 @@ class CarSummary:
     bytes: int
 
 
-def export_car(source: BlockSource, root: bytes, path: str | os.PathLike[str]) -> CarSummary:
-    """Write the DAG under ``root`` to ``path`` as ``ipfs dag export`` would.
+def export_car(source: BlockSource, roots: bytes | Sequence[bytes],
+               path: str | os.PathLike[str]) -> CarSummary:
+    """Write the DAG under ``roots`` (one CID or several) to ``path`` as ``ipfs dag export`` would.
+
+    With several roots the header lists them all and their DAGs follow one after the other,
+    blocks shared between them written once, at their first occurrence.
 
     The CAR is written to a temporary file beside ``path`` and renamed into place only when
     complete, so an error (a missing or corrupt block) leaves no partial CAR behind.
@@ -183,8 +192,11 @@ def export_car(source: BlockSource, root: bytes, path: str | os.PathLike[str]) -
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
     try:
         with os.fdopen(fd, "wb") as out:
-            writer = CarWriter(out, [root])
-            writer.put_many(iter_dag(source, root))
+            root_list = [roots] if isinstance(roots, bytes) else list(roots)
+            writer = CarWriter(out, root_list)
+            seen: set[bytes] = set()
+            for root in root_list:
+                writer.put_many(iter_dag(source, root, seen))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, target)
