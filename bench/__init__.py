@@ -1,0 +1,1 @@
+"""Benchmarks: make perf (speed figures) and make bench (the dedup suite)."""

