@@ -154,6 +154,12 @@ def complement_skeleton(
         yield Skeleton(position, read_at(position, total - position))
 
 
+class Readable(Protocol):
+    """A forward-only byte stream: a file, a socket, or a decompressor's output."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class ReadAt(Protocol):
     """``read_at(offset, length)``: exactly ``length`` bytes from ``offset``."""
 

@@ -13,7 +13,7 @@ pax(1) "ustar Interchange Format" and GNU tar's ``tar.h``; the reading rules fol
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import BinaryIO, Final
+from typing import Final
 
 from ..errors import InvalidArchive
 from .base import (
@@ -25,6 +25,7 @@ from .base import (
     Member,
     MemberKind,
     MiB,
+    Readable,
     Skeleton,
     decode_name,
     tar_checksum_ok,
@@ -51,7 +52,7 @@ SPARSE_EXTENSION_EXTENDED_AT: Final = 504
 class _Reader:
     """Forward-only reads with a position, raising InvalidArchive on a short read."""
 
-    def __init__(self, stream: BinaryIO, archive: str) -> None:
+    def __init__(self, stream: Readable, archive: str) -> None:
         self._stream = stream
         self.archive = archive
         self.position = 0
@@ -72,7 +73,7 @@ class _Reader:
         return data
 
 
-def iter_tar(stream: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Event]:
+def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) -> Iterator[Event]:
     """Yield the skeleton runs and members of the tar in ``stream``, each member followed by its data.
 
     Concatenating every :class:`~.base.Skeleton` and every data piece in order gives the stream
@@ -276,7 +277,7 @@ def _parse_pax(data: bytes, archive: str, label: str, at: int) -> dict[str, byte
 class TarSource:
     """A tar stream as an :class:`~.base.ArchiveSource`; ``members`` fills in as events are read."""
 
-    def __init__(self, stream: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self._stream = stream
         self._archive = archive
         self._limits = limits

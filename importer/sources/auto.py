@@ -1,0 +1,59 @@
+"""Open any supported archive by its content, not its extension: zip/wheel, tar, or a compressed tar.
+
+``open_archive`` sniffs the first bytes (and the last ones, for a zip with a prepended stub),
+then wires the right readers: a :class:`~.zip.ZipSource` for zips, a :class:`~.tar.TarSource`
+over the file for plain tars, and a :class:`~.tar.TarSource` over a
+:class:`~.compressed.ContainerReader` for ``.tar.gz``/``.tgz``/``.tar.bz2``/``.tar.xz``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Final, Literal
+
+from ..errors import InvalidArchive
+from .base import DEFAULT_LIMITS, TAR_BLOCK, ArchiveSource, Limits, detect_format
+from .compressed import ContainerReader
+from .tar import TarSource
+from .zip import EOCD, MAX_COMMENT, ZipSource
+
+SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz"]
+#: A zip with a prepended stub shows no magic at its start; its EOCD is within the last
+#: 22 + 65535 bytes (EOCD record plus the longest comment).
+TAIL_SIZE: Final = EOCD.size + MAX_COMMENT
+_SUFFIX: Final[dict[str, SourceFormat]] = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz"}
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedArchive:
+    """A source ready to iterate, its format, and for compressed tars the container reader
+    (whose ``segments``/``finish()`` give the container's own skeleton and streams)."""
+
+    format: SourceFormat
+    source: ArchiveSource
+    container: ContainerReader | None = None
+
+
+def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> OpenedArchive:
+    """Detect the format of the seekable file ``f`` and return a source for it.
+
+    Raises :class:`InvalidArchive` for anything that is not a zip, a tar or a compressed tar
+    (a text file named ``.whl``, a gzip of something other than a tar...).
+    """
+    size = f.seek(0, 2)
+    f.seek(0)
+    head = f.read(TAR_BLOCK)
+    f.seek(max(0, size - TAIL_SIZE))
+    tail = f.read(TAIL_SIZE)
+    f.seek(0)
+    kind = detect_format(head, tail)
+    if kind is None:
+        raise InvalidArchive(archive, "not a zip, tar, gzip, bzip2 or xz archive", None, 0)
+    if kind == "zip":
+        return OpenedArchive("zip", ZipSource(f, archive, limits))
+    if kind == "tar":
+        return OpenedArchive("tar", TarSource(f, archive, limits))
+    container = ContainerReader(f, archive, limits)
+    if detect_format(container.peek(TAR_BLOCK)) != "tar":
+        raise InvalidArchive(archive, f"the {kind} stream does not hold a tar archive", None, 0)
+    return OpenedArchive(_SUFFIX[kind], TarSource(container, archive, limits), container)
