@@ -1,0 +1,19 @@
+"""The compressor backends the registry knows, by name, in the order ties are broken."""
+
+from __future__ import annotations
+
+from .base import Backend
+from .bz2_stdlib import Bz2Backend
+from .gnu_gzip import GnuGzipBackend
+from .miniz_ctypes import MinizBackend
+from .xz_stdlib import XzBackend
+from .zlib_rs import ZlibRsBackend
+from .zlib_stdlib import ZlibBackend
+
+#: Every backend by ``CompressorParams.name``; deflate ones first, most common producer first.
+BACKENDS: dict[str, Backend] = {
+    b.name: b
+    for b in (ZlibBackend(), MinizBackend(), ZlibRsBackend(), GnuGzipBackend(), Bz2Backend(), XzBackend())
+}
+
+__all__ = ["BACKENDS", "Backend"]

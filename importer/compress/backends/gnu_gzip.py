@@ -1,0 +1,105 @@
+"""GNU ``gzip`` (the binary) as a raw-deflate backend: what old sdists made with ``tar czf`` contain.
+
+GNU gzip has its own deflate (not zlib's) and zlib does not reproduce it. We run
+``gzip -c -n -LEVEL``: with ``-n`` and input on stdin the header is exactly 10 bytes (magic 1f 8b,
+method 8, flags 0, mtime 0, XFL, OS) and the trailer 8 bytes (CRC-32, ISIZE); both are stripped so
+the output is the deflate body the archive's own header and trailer surround. A thread feeds stdin
+while we read stdout, so neither pipe can fill up and block the other.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterable, Iterator
+
+from ..errors import CompressorUnavailable
+from ..params import CompressorParams
+
+#: GNU gzip's deflate.c has kept its match parameters (configuration_table) since 1.2.4 (1993).
+FAMILY = "gnu-gzip-1"
+
+#: gzip header without FNAME/FEXTRA/FCOMMENT (10 bytes, RFC 1952 2.3) and trailer (CRC32 + ISIZE).
+_HEADER_SIZE, _TRAILER_SIZE = 10, 8
+
+#: Read size from gzip's stdout (64 KiB = 2 ** 16).
+_READ_SIZE = 1 << 16
+
+#: gzip's default level is 6; -9 is what `tar czf` with GZIP=-9 and most release scripts used.
+LEVEL_ORDER = (9, 6, 1, 2, 3, 4, 5, 7, 8)
+
+
+def _binary() -> str:
+    path = shutil.which("gzip")
+    if path is None:
+        raise CompressorUnavailable("gnu-gzip", "no gzip binary on PATH (install the Debian package gzip)")
+    return path
+
+
+class GnuGzipBackend:
+    """``gzip -c -n -LEVEL`` in a subprocess, header and trailer stripped."""
+
+    name = "gnu-gzip"
+    kind = "deflate"
+    family = FAMILY
+    feed_dependent = False
+
+    def probe(self) -> str:
+        result = subprocess.run([_binary(), "--version"], capture_output=True, check=False)
+        first = result.stdout.decode("utf-8", "replace").splitlines()[:1]
+        if result.returncode != 0 or not first or not first[0].startswith("gzip "):
+            raise CompressorUnavailable("gnu-gzip", f"'gzip --version' did not name GNU gzip: {first!r}")
+        return first[0]
+
+    def settings(self) -> tuple[CompressorParams, ...]:
+        return tuple(CompressorParams(self.name, self.family, level) for level in LEVEL_ORDER)
+
+    def candidates(self, head: bytes) -> tuple[CompressorParams, ...]:
+        return self.settings()
+
+    def encode(self, params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        proc = subprocess.Popen([_binary(), "-c", "-n", f"-{params.level}"], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None and proc.stdout is not None
+        stdin, stdout = proc.stdin, proc.stdout
+        failure: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                for piece in pieces:
+                    stdin.write(piece)
+            except BrokenPipeError:
+                pass  # we stopped reading (mismatch) and killed gzip
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the reading thread
+                failure.append(exc)
+            finally:
+                try:
+                    stdin.close()
+                except BrokenPipeError:
+                    pass
+
+        feeder = threading.Thread(target=feed, name="gzip-feeder", daemon=True)
+        feeder.start()
+        try:
+            skip, held = _HEADER_SIZE, b""
+            while block := stdout.read1(_READ_SIZE):  # type: ignore[attr-defined]
+                if skip:
+                    cut = min(skip, len(block))
+                    block, skip = block[cut:], skip - cut
+                # Hold back the last 8 bytes seen: they may be the trailer.
+                data = held + block
+                held = data[-_TRAILER_SIZE:]
+                if body := data[:-_TRAILER_SIZE]:
+                    yield body
+            feeder.join()
+            if failure:
+                raise failure[0]
+            if proc.wait() != 0 or len(held) != _TRAILER_SIZE:
+                raise CompressorUnavailable("gnu-gzip", f"gzip exited with status {proc.returncode}")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            stdout.close()
+            proc.wait()
+            feeder.join()

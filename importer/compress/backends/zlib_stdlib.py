@@ -1,0 +1,62 @@
+"""CPython's ``zlib`` module as a raw-deflate backend: what ``zipfile``, ``gzip`` and ``tarfile`` write with."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Iterator
+
+from ..params import CompressorParams
+
+#: madler zlib's deflate has produced the same bytes for given (level, memLevel, strategy) since
+#: 1.2.0.4 (Google archive-patcher's fingerprint corpus, 2016); zlib-ng and other forks do not.
+FAMILY = "madler-zlib"
+
+#: Raw deflate with a 32 KiB (2 ** 15) window, as zip members and gzip bodies carry it.
+RAW_WBITS = -15
+
+#: Strategies other than the default that zlib users pick, tried at the levels where they occur:
+#: (strategy, level). 1 = Z_FILTERED, 2 = Z_HUFFMAN_ONLY, 3 = Z_RLE, 4 = Z_FIXED.
+_OTHER_STRATEGIES = ((1, 6), (1, 9), (2, 6), (3, 6), (4, 6), (4, 9))
+
+#: Levels in the order they occur in real archives: 6 is Z_DEFAULT_COMPRESSION (zipfile), 9 is
+#: what tarfile/gzip use, then the rest.
+LEVEL_ORDER = (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)
+
+
+class ZlibBackend:
+    """``zlib.compressobj(level, DEFLATED, -15, memLevel, strategy)``, fed as it comes."""
+
+    name = "zlib"
+    kind = "deflate"
+    family = FAMILY
+    feed_dependent = False
+
+    def probe(self) -> str:
+        return zlib.ZLIB_RUNTIME_VERSION
+
+    def settings(self) -> tuple[CompressorParams, ...]:
+        out: list[CompressorParams] = []
+        # memLevel 8 is zlib's default (DEF_MEM_LEVEL); 9 is what "maximum memory" callers pass.
+        for sync in (False, True):
+            for mem_level in (8, 9):
+                for level in LEVEL_ORDER:
+                    out.append(self._params(level, mem_level, 0, sync))
+            for strategy, level in _OTHER_STRATEGIES:
+                out.append(self._params(level, 8, strategy, sync))
+        return tuple(out)
+
+    def candidates(self, head: bytes) -> tuple[CompressorParams, ...]:
+        return self.settings()
+
+    def encode(self, params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        comp = zlib.compressobj(params.level, zlib.DEFLATED, params.wbits, params.mem_level, params.strategy)
+        for piece in pieces:
+            if out := comp.compress(piece):
+                yield out
+        if params.sync_flush:
+            yield comp.flush(zlib.Z_SYNC_FLUSH)
+        yield comp.flush(zlib.Z_FINISH)
+
+    def _params(self, level: int, mem_level: int, strategy: int, sync: bool) -> CompressorParams:
+        return CompressorParams(self.name, self.family, level, mem_level=mem_level, strategy=strategy,
+                                wbits=RAW_WBITS, sync_flush=sync)

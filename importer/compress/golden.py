@@ -1,0 +1,187 @@
+"""The golden self-check: each compressor must reproduce recorded outputs before we rebuild with it.
+
+A recipe says "zlib level 6" but means "the bytes madler zlib writes at level 6". A CPython built
+against zlib-ng (Fedora, CPython 3.14 on Windows) or another zlib-rs release writes other bytes
+for the same settings, and rebuilding with it would produce a different archive. So before a
+backend is used, every setting it offers compresses :func:`golden_corpus` and the digest must
+equal the one in ``golden_table.GOLDEN``; one mismatch makes the whole backend unusable, and
+:func:`require_usable` then raises :class:`CompressorUnavailable` (an error, never a wrong archive).
+
+The corpus is built from a fixed linear congruential generator so it is the same on every Python:
+incompressible bytes longer than zlib's symbol buffer (so block boundaries and memLevel matter),
+word text with newlines (matches of every length, line feeds), and a long zero run (RLE, max-length
+matches). The table was derived once with ``python -m importer.compress.golden`` on the runtimes
+named in ``golden_table.py``, whose archive outputs were matched byte for byte against real PyPI
+wheels and sdists (see the module docstring there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .backends import BACKENDS, Backend
+from .backends.xz_stdlib import CHECKS as XZ_CHECKS
+from .backends.xz_stdlib import DEFAULT_CHECK as XZ_DEFAULT_CHECK
+from .errors import CompressorUnavailable
+from .golden_table import GOLDEN
+from .params import CompressorParams
+from .pieces import iter_fixed, iter_lines, iter_whole
+
+#: Numerical Recipes' 32-bit LCG constants (a = 1664525, c = 1013904223, m = 2 ** 32).
+_LCG_A, _LCG_C, _LCG_M = 1664525, 1013904223, 1 << 32
+
+#: 20 KiB of noise: more literals than the 16,383 symbols a memLevel-8 block holds
+#: (lit_bufsize = 1 << (memLevel + 6)), so the first block ends inside it.
+_NOISE_SIZE = 20 << 10
+#: 160 KiB of word text: enough symbols for GNU gzip's early block cut (tried every 4,096
+#: literals, deflate.c) to fire, which is what tells its output from zlib memLevel 9's; then a
+#: 3,000-byte zero run (several 258-byte maximum matches).
+_TEXT_SIZE, _ZERO_RUN = 160 << 10, 3000
+
+_WORDS = (b"wheel", b"sdist", b"deflate", b"import", b"package", b"version", b"metadata", b"record",
+          b"the", b"of", b"and", b"zlib", b"=", b"0.1.2", b"\n", b"def", b"return", b"    ")
+
+
+@functools.cache
+def golden_corpus() -> bytes:
+    """The fixed ~183 KiB input every golden output is computed from (same bytes on every platform)."""
+    state = 20261125  # seed: the day the table was derived
+    out = bytearray()
+    while len(out) < _NOISE_SIZE:
+        state = (_LCG_A * state + _LCG_C) % _LCG_M
+        out.append(state >> 24)
+    while len(out) < _NOISE_SIZE + _TEXT_SIZE:
+        state = (_LCG_A * state + _LCG_C) % _LCG_M
+        out += _WORDS[(state >> 16) % len(_WORDS)]
+        out += b" " if state & 0x100 else b""
+    out += bytes(_ZERO_RUN)
+    out += b"tail\n"
+    return bytes(out)
+
+
+def feed_for(backend: Backend, params: CompressorParams, pieces: Iterable[bytes]) -> Iterable[bytes]:
+    """Cut ``pieces`` the way ``params`` say the original writer fed its compressor."""
+    if not backend.feed_dependent:
+        return pieces
+    if params.feed_lines:
+        return iter_lines(pieces)
+    if params.feed_size:
+        return iter_fixed(pieces, params.feed_size)
+    return iter_whole(pieces)
+
+
+def golden_digest(backend: Backend, params: CompressorParams) -> str:
+    """sha256 (first 32 hex digits) of the outputs for an empty input and for the corpus, length-prefixed."""
+    digest = hashlib.sha256()
+    corpus = golden_corpus()
+    for data in (b"", corpus):
+        # Feed in 5,000-byte pieces: not a multiple of any feed size, so re-cutting is exercised too.
+        pieces = [data[i : i + 5000] for i in range(0, len(data), 5000)]
+        output = b"".join(backend.encode(params, feed_for(backend, params, pieces)))
+        digest.update(len(output).to_bytes(8, "big"))
+        digest.update(output)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendStatus:
+    """Outcome of one backend's golden check."""
+
+    name: str
+    usable: bool
+    #: Runtime version text (empty when the backend is missing).
+    version: str
+    #: Why it is unusable ("" when usable).
+    reason: str
+    #: Settings checked.
+    checked: int
+
+
+_LOCK = threading.Lock()
+_STATUS: dict[str, BackendStatus] = {}
+
+
+def _check(backend: Backend) -> BackendStatus:
+    try:
+        version = backend.probe()
+    except CompressorUnavailable as exc:
+        return BackendStatus(backend.name, False, "", exc.reason, 0)
+    settings = backend.settings()
+    for params in settings:
+        expected = GOLDEN.get(params.label)
+        if expected is None:
+            return BackendStatus(backend.name, False, version, f"no golden output recorded for {params.label}", 0)
+        try:
+            actual = golden_digest(backend, params)
+        except (CompressorUnavailable, OSError, RuntimeError) as exc:
+            return BackendStatus(backend.name, False, version, f"{params.label} failed: {exc}", 0)
+        if actual != expected:
+            return BackendStatus(backend.name, False, version,
+                                 f"{version}: output for {params.label} differs from the golden output "
+                                 f"(digest {actual}, expected {expected}): not family {backend.family}", 0)
+    return BackendStatus(backend.name, True, version, "", len(settings))
+
+
+def backend_status(name: str) -> BackendStatus:
+    """The cached golden-check result for one backend (checked on first use, once per process)."""
+    with _LOCK:
+        status = _STATUS.get(name)
+        if status is None:
+            backend = BACKENDS.get(name)
+            if backend is None:
+                status = BackendStatus(name, False, "", "no such compressor", 0)
+            else:
+                status = _check(backend)
+            _STATUS[name] = status
+        return status
+
+
+def check_compressors() -> dict[str, BackendStatus]:
+    """Run (once, then cached) the golden check of every backend; name → status."""
+    return {name: backend_status(name) for name in BACKENDS}
+
+
+def reset_compressor_checks() -> None:
+    """Forget cached results so the next use checks again (tests, or after installing a binding)."""
+    with _LOCK:
+        _STATUS.clear()
+
+
+def require_usable(params: CompressorParams) -> Backend:
+    """The backend for ``params`` if it passed its golden check and knows the setting, else raise."""
+    status = backend_status(params.name)
+    if not status.usable:
+        raise CompressorUnavailable(params.name, status.reason)
+    backend = BACKENDS[params.name]
+    if params.family != backend.family:
+        raise CompressorUnavailable(params.name, f"the recipe needs family {params.family!r}, "
+                                                 f"this runtime is {backend.family!r}")
+    generic = params
+    if params.name == "xz":
+        if params.check not in XZ_CHECKS:
+            raise CompressorUnavailable(params.name, f"unknown xz check id {params.check}")
+        # The check type only changes the trailer's integrity field; goldens use the default one.
+        generic = dataclasses.replace(params, check=XZ_DEFAULT_CHECK)
+    if generic not in backend.settings():
+        raise CompressorUnavailable(params.name, f"setting {params.label} has no golden check")
+    return backend
+
+
+def _derive_table() -> str:
+    """Source text of ``golden_table.GOLDEN`` computed with the installed runtimes."""
+    lines = []
+    for backend in BACKENDS.values():
+        version = backend.probe()
+        lines.append(f"    # {backend.name}: {version}")
+        for params in backend.settings():
+            lines.append(f'    "{params.label}": "{golden_digest(backend, params)}",')
+    return "GOLDEN: dict[str, str] = {\n" + "\n".join(lines) + "\n}\n"
+
+
+if __name__ == "__main__":
+    print(_derive_table(), end="")

@@ -1,0 +1,136 @@
+"""Find the compressor settings that reproduce a compressed stream, comparing output as it is produced.
+
+Each candidate compresses the uncompressed input piece by piece; every output piece is compared
+with the same span of the original stream and the attempt stops at the first differing byte, so a
+wrong guess usually costs one deflate block (tens of KiB), and memory stays bounded whatever the
+member size. Candidates come from backends that passed their golden check, in the order
+``hints.order_candidates`` gives, so the usual case (same settings as the previous member, or the
+producer's default) costs one attempt.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .backends import BACKENDS, Backend
+from .golden import backend_status, feed_for
+from .hints import ProducerHints, order_candidates
+from .params import KINDS, CompressorParams
+from .pieces import ByteInput, FeedTooLarge, Replayable
+
+#: Bytes of the stream's start handed to backends to narrow their candidates (bz2 "BZh9", xz
+#: magic + stream flags = 8 bytes); 16 leaves room.
+_HEAD_SIZE = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One candidate tried: how many compressed bytes it matched and why it failed ("" if it won)."""
+
+    params: CompressorParams
+    matched: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SearchResult:
+    """The winning params (or None), every attempt made, and a one-line reason when nothing matched."""
+
+    params: CompressorParams | None
+    attempts: tuple[Attempt, ...]
+    reason: str
+
+
+def registry_candidates(kind: str, head: bytes) -> list[CompressorParams]:
+    """Settings of every usable backend for ``kind``, interleaved round-robin across backends.
+
+    Round-robin puts each backend's most common setting before any backend's rare ones, so a
+    producer we have no hint for still costs few attempts.
+    """
+    lists = [backend.candidates(head) for backend in BACKENDS.values()
+             if backend.kind == kind and backend_status(backend.name).usable]
+    interleaved = itertools.chain.from_iterable(itertools.zip_longest(*lists))
+    return [params for params in interleaved if params is not None]
+
+
+def _common_prefix(a: bytes | memoryview, b: bytes | memoryview) -> int:
+    """Length of the common prefix of ``a`` and ``b`` (binary search on slices: C-speed compares)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def try_params(backend: Backend, params: CompressorParams, expected: Replayable,
+               data: Replayable) -> Attempt:
+    """Compress ``data`` with ``params`` and compare with ``expected``, stopping at the first difference."""
+    reader = expected.reader()
+    matched = 0
+    output = backend.encode(params, feed_for(backend, params, data.pieces()))
+    try:
+        for piece in output:
+            if not piece:
+                continue
+            want = reader.read(len(piece))
+            if want != piece:
+                same = _common_prefix(want, piece)
+                if same == len(want):
+                    return Attempt(params, matched + same, f"output is longer than the {matched + same}-byte stream")
+                return Attempt(params, matched + same, f"differs at compressed byte {matched + same}")
+            matched += len(piece)
+        if reader.read(1):
+            return Attempt(params, matched, f"output ends at byte {matched}, the stream goes on")
+        return Attempt(params, matched, "")
+    except FeedTooLarge as exc:
+        return Attempt(params, matched, str(exc))
+    finally:
+        output.close()  # type: ignore[attr-defined]
+
+
+def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "deflate",
+                  hints: ProducerHints | None = None, *, max_attempts: int | None = None,
+                  names: Iterable[str] | None = None) -> SearchResult:
+    """Try candidates in hint order until one reproduces ``compressed`` from ``uncompressed`` exactly.
+
+    ``compressed`` is the raw stream (a raw deflate body for zip members and gzip), ``uncompressed``
+    its content; each is bytes-like, a seekable binary file or a callable returning an iterable
+    of pieces (each attempt reads them again from the start). ``names`` limits the backends.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown stream kind {kind!r}; expected one of {KINDS}")
+    expected, data = Replayable(compressed), Replayable(uncompressed)
+    head = bytes(expected.reader().read(_HEAD_SIZE))
+    allowed = set(names) if names is not None else None
+    candidates = [p for p in registry_candidates(kind, head) if allowed is None or p.name in allowed]
+    unusable = sorted(f"{name} ({backend_status(name).reason})" for name, backend in BACKENDS.items()
+                      if backend.kind == kind and not backend_status(name).usable)
+    attempts: list[Attempt] = []
+    for params in order_candidates(candidates, kind, hints):
+        if max_attempts is not None and len(attempts) >= max_attempts:
+            break
+        attempt = try_params(BACKENDS[params.name], params, expected, data)
+        attempts.append(attempt)
+        if not attempt.reason:
+            return SearchResult(params, tuple(attempts), "")
+    return SearchResult(None, tuple(attempts), _explain(kind, attempts, unusable))
+
+
+def _explain(kind: str, attempts: list[Attempt], unusable: list[str]) -> str:
+    skipped = f"; unusable here: {', '.join(unusable)}" if unusable else ""
+    if not attempts:
+        return f"no usable {kind} compressor setting to try{skipped}"
+    best = max(attempts, key=lambda a: a.matched)
+    return (f"none of {len(attempts)} {kind} settings reproduces the stream; closest: {best.params.label} "
+            f"({best.reason}){skipped}")
+
+
+def find_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "deflate",
+                hints: ProducerHints | None = None, *, max_attempts: int | None = None) -> CompressorParams | None:
+    """The params that reproduce ``compressed`` exactly, or None (see :func:`search_params` for why)."""
+    return search_params(compressed, uncompressed, kind, hints, max_attempts=max_attempts).params
