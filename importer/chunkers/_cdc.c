@@ -1,0 +1,350 @@
+/* importer.chunkers._cdc: the compiled cut-point kernel for rabin, buzhash and FastCDC.
+ *
+ * Each *_scan function looks for cut points in a buffer that starts at the first byte of the
+ * current (unfinished) chunk, and resumes from a carried state:
+ *
+ *     scan(buf, scanned, state, <params>) -> (cuts, scanned, state)
+ *
+ * `scanned` is how many bytes of the current chunk earlier calls already fed to the rolling
+ * hash, `state` the hash after them (0 for a fresh chunk).  `cuts` lists the end offsets (in
+ * `buf`) of the chunks completed in this call; the returned `scanned`/`state` describe the
+ * unfinished chunk that starts at the last cut.  The caller keeps that chunk's bytes and passes
+ * them again, followed by new data, so the windows never need bytes from before the chunk.
+ * End of input is the caller's business: whatever is left is the last chunk.
+ *
+ * The byte loops run without the GIL (Py_BEGIN_ALLOW_THREADS); the buffer protocol ("y*")
+ * accepts bytes, bytearray and contiguous memoryviews.  The plain Python/numpy reference in
+ * reference.py computes the same cuts from the definitions and is tested against this file.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* ---- cut list collected while the GIL is released ---------------------------------------- */
+
+typedef struct {
+    Py_ssize_t *v;
+    Py_ssize_t n, cap;
+    int failed;
+} cuts_t;
+
+static void cuts_push(cuts_t *c, Py_ssize_t x) {
+    if (c->failed) return;
+    if (c->n == c->cap) {
+        Py_ssize_t cap = c->cap ? 2 * c->cap : 64;
+        Py_ssize_t *v = (Py_ssize_t *)realloc(c->v, (size_t)cap * sizeof(Py_ssize_t));
+        if (v == NULL) { c->failed = 1; return; }
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = x;
+}
+
+/* Build (cuts, scanned, state) and free the cut list; NULL with MemoryError on failure. */
+static PyObject *scan_result(cuts_t *c, Py_ssize_t scanned, unsigned long long state) {
+    PyObject *list = NULL, *res = NULL;
+    if (c->failed) { free(c->v); return PyErr_NoMemory(); }
+    list = PyList_New(c->n);
+    if (list != NULL) {
+        for (Py_ssize_t i = 0; i < c->n; i++) {
+            PyObject *o = PyLong_FromSsize_t(c->v[i]);
+            if (o == NULL) { Py_CLEAR(list); break; }
+            PyList_SET_ITEM(list, i, o);
+        }
+    }
+    free(c->v);
+    if (list == NULL) return NULL;
+    res = Py_BuildValue("(NnK)", list, scanned, state);
+    return res;
+}
+
+/* ---- rabin (boxo chunker/rabin.go over whyrusleeping/chunker) ----------------------------- */
+
+/* Kubo's IpfsRabinPoly: an irreducible polynomial of degree 53 over GF(2). */
+#define RABIN_POL 0x3DF305DFB2A805ULL
+#define RABIN_DEG 53
+/* whyrusleeping/chunker's windowSize (restic uses 64). */
+#define RABIN_WINDOW 16
+/* polShift = deg - 8: the top byte of a 53-bit residue starts at bit 45. */
+#define RABIN_SHIFT (RABIN_DEG - 8)
+
+static uint64_t rabin_out[256]; /* out[b] = b * x^(8*15) mod P: removes the byte leaving the window */
+static uint64_t rabin_mod[256]; /* mod[b] = (b * x^53 mod P) | b << 53: reduces the byte shifted past deg */
+
+static int pol_deg(uint64_t x) { return x ? 63 - __builtin_clzll(x) : -1; }
+
+static uint64_t pol_mod(uint64_t x, uint64_t p) {
+    int dp = pol_deg(p);
+    while (pol_deg(x) >= dp) x ^= p << (pol_deg(x) - dp);
+    return x;
+}
+
+static void rabin_tables(void) {
+    for (unsigned b = 0; b < 256; b++) {
+        uint64_t h = pol_mod((uint64_t)b, RABIN_POL); /* append b to the empty hash */
+        for (int i = 0; i < RABIN_WINDOW - 1; i++) h = pol_mod(h << 8, RABIN_POL);
+        rabin_out[b] = h;
+        rabin_mod[b] = pol_mod((uint64_t)b << RABIN_DEG, RABIN_POL) | ((uint64_t)b << RABIN_DEG);
+    }
+}
+
+/* Cut rule: after the first MIN-16 bytes of a chunk (skipped, Kubo's "pre"), every byte is slid
+ * into the 16-byte window; at chunk length L >= MIN cut if (fingerprint & mask) == 0 or L >= MAX.
+ * A fresh window starts at 0, which equals Go's reset state once 16 bytes have been slid in
+ * (out[0] == 0, and the injected byte 1 has left the window by the first test). */
+static PyObject *rabin_scan(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t scanned;
+    unsigned long long digest_in, min_size, max_size, mask;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nKKKK", &view, &scanned, &digest_in, &min_size, &max_size, &mask))
+        return NULL;
+    const uint8_t *buf = (const uint8_t *)view.buf;
+    const Py_ssize_t n = view.len;
+    cuts_t cuts = {NULL, 0, 0, 0};
+    Py_ssize_t pos = 0; /* start of the current chunk in buf */
+    uint64_t digest = digest_in;
+
+    if (scanned < 0 || scanned > n) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scanned out of range");
+        return NULL;
+    }
+    /* MinSize < 16 underflows Go's uint pre: no cut ever.  Sizes beyond the buffer never cut
+     * inside it either; both cases just report everything as scanned. */
+    if (min_size < RABIN_WINDOW || min_size > (unsigned long long)PY_SSIZE_T_MAX / 2 ||
+        max_size > (unsigned long long)PY_SSIZE_T_MAX / 2) {
+        PyBuffer_Release(&view);
+        cuts_t none = {NULL, 0, 0, 0};
+        return scan_result(&none, n, 0);
+    }
+    const Py_ssize_t mn = (Py_ssize_t)min_size, mx = (Py_ssize_t)max_size;
+    const Py_ssize_t skip = mn - RABIN_WINDOW;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        Py_ssize_t k = scanned > skip ? scanned : skip; /* chunk offset of the next byte */
+        if (scanned < skip) digest = 0;
+        Py_ssize_t cut = -1;
+        /* Fill the first window (no byte leaves it yet); the only test is at L == MIN. */
+        Py_ssize_t fill_end = skip + RABIN_WINDOW;
+        while (k < fill_end && pos + k < n) {
+            uint64_t d = digest;
+            digest = ((d << 8) | buf[pos + k]) ^ rabin_mod[d >> RABIN_SHIFT];
+            k++;
+        }
+        if (k == fill_end && pos + k <= n && k > scanned) {
+            if ((digest & mask) == 0 || k >= mx) cut = pos + k;
+        }
+        if (cut < 0 && k >= fill_end) {
+            /* Steady state: slide, then test at L = k + 1. */
+            Py_ssize_t end = pos + mx; /* L == MAX is the forced cut */
+            if (end > n) end = n;
+            const uint8_t *p = buf + pos + k, *e = buf + end;
+            uint64_t m = mask;
+            while (p < e) {
+                uint64_t d = digest ^ rabin_out[p[-RABIN_WINDOW]];
+                digest = ((d << 8) | *p) ^ rabin_mod[d >> RABIN_SHIFT];
+                p++;
+                if ((digest & m) == 0) break;
+            }
+            k = (Py_ssize_t)(p - buf) - pos;
+            if (k >= mn && ((digest & m) == 0 || k >= mx) && k > scanned) cut = pos + k;
+        }
+        if (cut < 0) { scanned = k < n - pos ? k : n - pos; break; }
+        cuts_push(&cuts, cut);
+        pos = cut;
+        scanned = 0;
+        digest = 0;
+    }
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&view);
+    return scan_result(&cuts, scanned, digest);
+}
+
+/* ---- buzhash (boxo chunker/buzhash.go) --------------------------------------------------- */
+
+#define BUZ_WINDOW 32
+
+static inline uint32_t rotl32(uint32_t x, unsigned r) { return (x << r) | (x >> ((32 - r) & 31)); }
+
+/* Cut rule: the state over the 32 bytes before length L is XOR_k rotl(T[b[L-32+k]], 31-k); cut at
+ * the first L in [MIN, MAX) with (state & mask) == 0, else at MAX.  Rolling needs no rotation for
+ * the byte leaving: its term has been rotated 32 times, which is the identity. */
+static PyObject *buzhash_scan(PyObject *self, PyObject *args) {
+    Py_buffer view, tview;
+    Py_ssize_t scanned;
+    unsigned long long state_in, min_size, max_size, mask_in;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nKKKKy*", &view, &scanned, &state_in, &min_size, &max_size, &mask_in,
+                          &tview))
+        return NULL;
+    if (tview.len != 256 * 4 || min_size < BUZ_WINDOW || max_size <= min_size ||
+        max_size > (unsigned long long)PY_SSIZE_T_MAX / 2 || scanned < 0 || scanned > view.len) {
+        PyBuffer_Release(&view);
+        PyBuffer_Release(&tview);
+        PyErr_SetString(PyExc_ValueError, "buzhash_scan: bad table or parameters");
+        return NULL;
+    }
+    uint32_t T[256];
+    for (int i = 0; i < 256; i++) {
+        const uint8_t *q = (const uint8_t *)tview.buf + 4 * i; /* little-endian uint32 */
+        T[i] = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+    }
+    PyBuffer_Release(&tview);
+    const uint8_t *buf = (const uint8_t *)view.buf;
+    const Py_ssize_t n = view.len;
+    const Py_ssize_t mn = (Py_ssize_t)min_size, mx = (Py_ssize_t)max_size;
+    const Py_ssize_t skip = mn - BUZ_WINDOW;
+    const uint32_t mask = (uint32_t)mask_in;
+    cuts_t cuts = {NULL, 0, 0, 0};
+    Py_ssize_t pos = 0;
+    uint32_t state = (uint32_t)state_in;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        Py_ssize_t k = scanned > skip ? scanned : skip;
+        if (scanned < skip) state = 0;
+        Py_ssize_t cut = -1;
+        Py_ssize_t fill_end = skip + BUZ_WINDOW; /* == MIN */
+        while (k < fill_end && pos + k < n) {
+            state = rotl32(state, 1) ^ T[buf[pos + k]];
+            k++;
+        }
+        if (k == fill_end && k > scanned && (state & mask) == 0) cut = pos + k;
+        if (cut < 0 && k >= fill_end) {
+            Py_ssize_t end = pos + mx;
+            if (end > n) end = n;
+            const uint8_t *p = buf + pos + k, *e = buf + end;
+            while (p < e) {
+                state = rotl32(state, 1) ^ T[p[-BUZ_WINDOW]] ^ T[*p];
+                p++;
+                if ((state & mask) == 0) break;
+            }
+            k = (Py_ssize_t)(p - buf) - pos;
+            if (k > scanned && ((state & mask) == 0 || k >= mx)) cut = pos + k;
+        }
+        if (cut < 0) { scanned = k < n - pos ? k : n - pos; break; }
+        cuts_push(&cuts, cut);
+        pos = cut;
+        scanned = 0;
+        state = 0;
+    }
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&view);
+    return scan_result(&cuts, scanned, state);
+}
+
+/* ---- FastCDC with normalized chunking (Xia et al., USENIX ATC 2016 / IEEE TPDS 2020) ------- */
+
+/* Cut rule (the paper's Algorithm 2): the gear hash fp = (fp << 1) + G[b] starts at 0 at chunk
+ * offset MIN; the byte at offset i (MIN <= i < MAX) is hashed, and if fp & mask == 0 the chunk
+ * is the first i bytes (mask_s, the harder one, while i < AVG; mask_l from AVG on).  No match
+ * before MAX: the chunk is MAX bytes. */
+static PyObject *gear_scan(PyObject *self, PyObject *args) {
+    Py_buffer view, tview;
+    Py_ssize_t scanned;
+    unsigned long long fp_in, min_size, avg_size, max_size, mask_s, mask_l;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nKKKKKKy*", &view, &scanned, &fp_in, &min_size, &avg_size, &max_size,
+                          &mask_s, &mask_l, &tview))
+        return NULL;
+    if (tview.len != 256 * 8 || min_size < 1 || max_size <= min_size ||
+        max_size > (unsigned long long)PY_SSIZE_T_MAX / 2 || scanned < 0 || scanned > view.len) {
+        PyBuffer_Release(&view);
+        PyBuffer_Release(&tview);
+        PyErr_SetString(PyExc_ValueError, "gear_scan: bad table or parameters");
+        return NULL;
+    }
+    uint64_t G[256];
+    for (int i = 0; i < 256; i++) {
+        const uint8_t *q = (const uint8_t *)tview.buf + 8 * i; /* little-endian uint64 */
+        uint64_t g = 0;
+        for (int j = 7; j >= 0; j--) g = (g << 8) | q[j];
+        G[i] = g;
+    }
+    PyBuffer_Release(&tview);
+    const uint8_t *buf = (const uint8_t *)view.buf;
+    const Py_ssize_t n = view.len;
+    const Py_ssize_t mn = (Py_ssize_t)min_size, mx = (Py_ssize_t)max_size;
+    Py_ssize_t av = avg_size > max_size ? mx : (Py_ssize_t)avg_size;
+    if (av < mn) av = mn;
+    const uint64_t ms = mask_s, ml = mask_l;
+    cuts_t cuts = {NULL, 0, 0, 0};
+    Py_ssize_t pos = 0;
+    uint64_t fp = fp_in;
+
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        Py_ssize_t k = scanned > mn ? scanned : mn;
+        if (scanned < mn) fp = 0;
+        Py_ssize_t cut = -1;
+        const uint8_t *p, *e;
+        /* Normal-size region: the stricter mask. */
+        Py_ssize_t end = pos + av;
+        if (end > n) end = n;
+        p = buf + pos + k;
+        e = buf + end;
+        while (p < e) {
+            fp = (fp << 1) + G[*p];
+            if ((fp & ms) == 0) break;
+            p++;
+        }
+        if (p < e) {
+            cut = (Py_ssize_t)(p - buf);
+        } else {
+            k = (Py_ssize_t)(p - buf) - pos;
+            if (k >= av) {
+                end = pos + mx;
+                if (end > n) end = n;
+                p = buf + pos + k;
+                e = buf + end;
+                while (p < e) {
+                    fp = (fp << 1) + G[*p];
+                    if ((fp & ml) == 0) break;
+                    p++;
+                }
+                if (p < e) cut = (Py_ssize_t)(p - buf);
+                else {
+                    k = (Py_ssize_t)(p - buf) - pos;
+                    if (k >= mx) cut = pos + mx;
+                }
+            }
+        }
+        if (cut < 0) { scanned = k < n - pos ? k : n - pos; break; }
+        cuts_push(&cuts, cut);
+        pos = cut;
+        scanned = 0;
+        fp = 0;
+    }
+    Py_END_ALLOW_THREADS
+
+    PyBuffer_Release(&view);
+    return scan_result(&cuts, scanned, fp);
+}
+
+/* ---- module ------------------------------------------------------------------------------ */
+
+static PyMethodDef cdc_methods[] = {
+    {"rabin_scan", rabin_scan, METH_VARARGS,
+     "rabin_scan(buf, scanned, digest, min, max, mask) -> (cuts, scanned, digest)"},
+    {"buzhash_scan", buzhash_scan, METH_VARARGS,
+     "buzhash_scan(buf, scanned, state, min, max, mask, table_u32le) -> (cuts, scanned, state)"},
+    {"gear_scan", gear_scan, METH_VARARGS,
+     "gear_scan(buf, scanned, fp, min, avg, max, mask_s, mask_l, table_u64le) -> (cuts, scanned, fp)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef cdc_module = {
+    PyModuleDef_HEAD_INIT, "importer.chunkers._cdc",
+    "Compiled cut-point kernel for the rabin, buzhash and FastCDC chunkers.", -1, cdc_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cdc(void) {
+    rabin_tables();
+    return PyModule_Create(&cdc_module);
+}
