@@ -1,0 +1,87 @@
+"""Benchmark: MB/s of the rabin, buzhash and FastCDC chunkers against hashlib sha256 (issue 4's targets).
+
+One process, one core, the same in-memory pseudo-random data for every contender. For each
+chunker two figures: ``kernel`` (cut points of the whole buffer, the compiled core alone) and
+``stream`` (``.chunks()`` over an ``io.BytesIO``: 8 MiB reads, the carried-over tail and the
+``bytes`` of every chunk, i.e. what an import pays). Baseline: ``hashlib.sha256`` over the same
+bytes in 256 KiB pieces. Several rounds, interleaved, best of each (the machine is shared).
+
+Targets (issue 4): rabin >= 300 MB/s, buzhash >= 1 GB/s, fastcdc >= 1 GB/s.
+Usage: ``python -m bench.perf_chunkers [--mib 256] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from importer.chunkers import parse_chunker
+from importer.chunkers.cdc import kernel_is_compiled
+
+MiB = 1024 * 1024
+#: sha256 baseline piece size: Kubo's default chunk, 256 KiB.
+PIECE = 256 * 1024
+#: (label, spec, target MB/s): Kubo's defaults for rabin and buzhash, and a FastCDC of the same
+#: average (256 KiB) as Kubo's default chunk size.
+CONTENDERS = (
+    ("rabin", "rabin", 300),
+    ("buzhash", "buzhash", 1000),
+    ("fastcdc", "fastcdc-65536-262144-1048576", 1000),
+)
+
+
+def make_data(size: int) -> bytes:
+    """Seeded pseudo-random bytes (incompressible; CDC never finds long runs to skip)."""
+    return np.random.default_rng(20161).integers(0, 256, size, dtype=np.uint8).tobytes()
+
+
+def hash_all(data: bytes) -> None:
+    view = memoryview(data)
+    for start in range(0, len(view), PIECE):
+        hashlib.sha256(view[start : start + PIECE]).digest()
+
+
+def best_seconds(fn: Callable[[], object], rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.perf_chunkers", description=__doc__)
+    parser.add_argument("--mib", type=int, default=256, help="input size in MiB (default 256)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per contender, best kept")
+    args = parser.parse_args(argv)
+    data = make_data(args.mib * MiB)
+    mb = len(data) / 1e6
+    print(f"input: {args.mib} MiB pseudo-random, in memory; compiled kernel: {kernel_is_compiled()}")
+    sha = mb / best_seconds(lambda: hash_all(data), args.rounds)
+    print(f"{'sha256 (hashlib, 256 KiB pieces)':44s} {sha:8.0f} MB/s")
+    for label, spec, target in CONTENDERS:
+        chunker = parse_chunker(spec)
+        cut_points = getattr(chunker, "cut_points")
+        n_chunks = len(cut_points(data))
+        core = mb / best_seconds(lambda: cut_points(data), args.rounds)
+        stream = mb / best_seconds(lambda: sum(1 for _ in chunker.chunks(io.BytesIO(data))), args.rounds)
+        verdict = "ok" if stream >= target else "BELOW TARGET"
+        print(
+            f"{label + ' kernel (' + chunker.spec + ')':44s} {core:8.0f} MB/s  {core / sha:5.2f}x sha256"
+            f"  ({n_chunks} chunks, mean {len(data) // max(n_chunks, 1)} B)"
+        )
+        print(
+            f"{label + ' stream (.chunks over BytesIO)':44s} {stream:8.0f} MB/s  {stream / sha:5.2f}x sha256"
+            f"  target >= {target} MB/s: {verdict}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
