@@ -17,21 +17,25 @@ import hashlib
 import io
 import time
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
-from importer.chunkers import parse_chunker
+from importer.chunkers.buzhash import BuzhashChunker, parse_buzhash
 from importer.chunkers.cdc import kernel_is_compiled
+from importer.chunkers.fastcdc import FastCDCChunker, parse_fastcdc
+from importer.chunkers.rabin import RabinChunker, parse_rabin
 
 MiB = 1024 * 1024
 #: sha256 baseline piece size: Kubo's default chunk, 256 KiB.
 PIECE = 256 * 1024
-#: (label, spec, target MB/s): Kubo's defaults for rabin and buzhash, and a FastCDC of the same
-#: average (256 KiB) as Kubo's default chunk size.
-CONTENDERS = (
-    ("rabin", "rabin", 300),
-    ("buzhash", "buzhash", 1000),
-    ("fastcdc", "fastcdc-65536-262144-1048576", 1000),
+CdcChunker = RabinChunker | BuzhashChunker | FastCDCChunker
+#: (label, chunker, target MB/s): Kubo's defaults for rabin and buzhash, and a FastCDC of the
+#: same average (256 KiB) as Kubo's default chunk size.
+CONTENDERS: tuple[tuple[str, CdcChunker, int], ...] = (
+    ("rabin", parse_rabin("rabin"), 300),
+    ("buzhash", parse_buzhash("buzhash"), 1000),
+    ("fastcdc", parse_fastcdc("fastcdc-65536-262144-1048576"), 1000),
 )
 
 
@@ -44,6 +48,10 @@ def hash_all(data: bytes) -> None:
     view = memoryview(data)
     for start in range(0, len(view), PIECE):
         hashlib.sha256(view[start : start + PIECE]).digest()
+
+
+def count_chunks(chunker: CdcChunker, data: bytes) -> int:
+    return sum(1 for _ in chunker.chunks(io.BytesIO(data)))
 
 
 def best_seconds(fn: Callable[[], object], rounds: int) -> float:
@@ -65,12 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"input: {args.mib} MiB pseudo-random, in memory; compiled kernel: {kernel_is_compiled()}")
     sha = mb / best_seconds(lambda: hash_all(data), args.rounds)
     print(f"{'sha256 (hashlib, 256 KiB pieces)':44s} {sha:8.0f} MB/s")
-    for label, spec, target in CONTENDERS:
-        chunker = parse_chunker(spec)
-        cut_points = getattr(chunker, "cut_points")
-        n_chunks = len(cut_points(data))
-        core = mb / best_seconds(lambda: cut_points(data), args.rounds)
-        stream = mb / best_seconds(lambda: sum(1 for _ in chunker.chunks(io.BytesIO(data))), args.rounds)
+    for label, chunker, target in CONTENDERS:
+        n_chunks = len(chunker.cut_points(data))
+        core = mb / best_seconds(partial(chunker.cut_points, data), args.rounds)
+        stream = mb / best_seconds(partial(count_chunks, chunker, data), args.rounds)
         verdict = "ok" if stream >= target else "BELOW TARGET"
         print(
             f"{label + ' kernel (' + chunker.spec + ')':44s} {core:8.0f} MB/s  {core / sha:5.2f}x sha256"

@@ -36,7 +36,7 @@ from typing import BinaryIO, Final
 
 from ..errors import InvalidChunkerSpec
 from .base import KiB
-from .cdc import ScanResult, cut_points, iter_chunks, kernel
+from .cdc import Buffer, ScanResult, cut_points, iter_chunks, kernel
 
 #: boxo buzMin / buzMax / buzMask.
 MIN_SIZE: Final = 128 * KiB
@@ -71,11 +71,11 @@ class BuzhashChunker:
     def spec(self) -> str:
         return "buzhash"
 
-    def scan(self, buf: bytes, scanned: int, state: int) -> ScanResult:
+    def scan(self, buf: Buffer, scanned: int, state: int) -> ScanResult:
         """The kernel's cut search with Kubo's constants (see :mod:`.cdc`)."""
         return kernel().buzhash_scan(buf, scanned, state, MIN_SIZE, MAX_SIZE, MASK, table_bytes())
 
-    def cut_points(self, data: bytes) -> list[int]:
+    def cut_points(self, data: Buffer) -> list[int]:
         """End offsets of the chunks of an in-memory input."""
         return cut_points(self.scan, data)
 

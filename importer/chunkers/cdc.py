@@ -32,7 +32,7 @@ READ_SIZE: Final = 8 * MiB
 ScanResult = tuple[list[int], int, int]
 Buffer = bytes | bytearray | memoryview
 #: ``scan(buf, scanned, state)`` with the chunker's parameters already bound.
-Scan = Callable[[bytes, int, int], ScanResult]
+Scan = Callable[[Buffer, int, int], ScanResult]
 
 KERNEL_MODULE: Final = "importer.chunkers._cdc"
 WARNING: Final = (
@@ -89,25 +89,53 @@ def kernel_is_compiled() -> bool:
 
 
 def iter_chunks(scan: Scan, stream: BinaryIO, read_size: int = READ_SIZE) -> Iterator[bytes]:
-    """Yield the chunks ``scan`` finds in ``stream``; what is left at EOF is the last chunk."""
-    pending = b""
+    """Yield the chunks ``scan`` finds in ``stream``; what is left at EOF is the last chunk.
+
+    One reusable buffer holds the unfinished chunk followed by the next ``read_size`` bytes, read
+    with ``readinto`` when the stream has it: no per-read allocation, and the only copy besides
+    the read is the ``bytes`` of each chunk (plus moving the unfinished tail to the front).
+    """
+    buf = bytearray(read_size)
+    view = memoryview(buf)
+    readinto = getattr(stream, "readinto", None)
+    filled = 0  # bytes in buf: the unfinished chunk, then new data
     scanned = state = 0
-    while True:
-        data = stream.read(read_size)
-        if not data:
-            break
-        buf = pending + data if pending else bytes(data)
-        cuts, scanned, state = scan(buf, scanned, state)
-        start = 0
-        for end in cuts:
-            yield buf[start:end]
-            start = end
-        pending = buf[start:]
-    if pending:
-        yield pending
+    eof = False
+    try:
+        while not eof:
+            target = filled + read_size
+            if len(buf) < target:  # a scan whose chunks outgrow one read (not Kubo's chunkers)
+                view.release()
+                buf.extend(bytes(target - len(buf)))
+                view = memoryview(buf)
+            while filled < target:
+                if readinto is not None:
+                    got = readinto(view[filled:target]) or 0
+                else:
+                    data = stream.read(target - filled)
+                    got = len(data)
+                    view[filled : filled + got] = data
+                if not got:
+                    eof = True
+                    break
+                filled += got
+            if not filled:
+                break
+            cuts, scanned, state = scan(view[:filled], scanned, state)
+            start = 0
+            for end in cuts:
+                yield bytes(view[start:end])
+                start = end
+            if start:
+                view[: filled - start] = bytes(view[start:filled])
+                filled -= start
+        if filled:
+            yield bytes(view[:filled])
+    finally:
+        view.release()
 
 
-def cut_points(scan: Scan, data: bytes) -> list[int]:
+def cut_points(scan: Scan, data: Buffer) -> list[int]:
     """End offsets of the chunks of an in-memory input (the last one is ``len(data)``)."""
     cuts, _, _ = scan(data, 0, 0)
     if (cuts[-1] if cuts else 0) < len(data):

@@ -38,7 +38,7 @@ from typing import BinaryIO, Final
 
 from ..errors import InvalidChunkerSpec
 from .base import CHUNK_SIZE_LIMIT
-from .cdc import ScanResult, cut_points, iter_chunks, kernel
+from .cdc import Buffer, ScanResult, cut_points, iter_chunks, kernel
 from .registry import ERR_SIZE_MAX, go_atoi
 
 #: A gear hash covers 64 bytes; smaller chunks would cut on a partial window.
@@ -103,14 +103,14 @@ class FastCDCChunker:
         bits = self.avg_size.bit_length() - 1
         return top_bits_mask(bits + NORMALIZATION), top_bits_mask(bits - NORMALIZATION)
 
-    def scan(self, buf: bytes, scanned: int, fp: int) -> ScanResult:
+    def scan(self, buf: Buffer, scanned: int, fp: int) -> ScanResult:
         """The kernel's cut search with this chunker's parameters (see :mod:`.cdc`)."""
         mask_s, mask_l = self.masks
         return kernel().gear_scan(
             buf, scanned, fp, self.min_size, self.avg_size, self.max_size, mask_s, mask_l, gear_table()
         )
 
-    def cut_points(self, data: bytes) -> list[int]:
+    def cut_points(self, data: Buffer) -> list[int]:
         """End offsets of the chunks of an in-memory input."""
         return cut_points(self.scan, data)
 

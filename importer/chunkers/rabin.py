@@ -29,7 +29,7 @@ from typing import BinaryIO, Final
 
 from ..errors import InvalidChunkerSpec
 from .base import CHUNK_SIZE_LIMIT, DEFAULT_BLOCK_SIZE
-from .cdc import ScanResult, cut_points, iter_chunks, kernel
+from .cdc import Buffer, ScanResult, cut_points, iter_chunks, kernel
 from .registry import ERR_SIZE_MAX, go_atoi
 
 #: whyrusleeping/chunker windowSize: bytes covered by one fingerprint.
@@ -104,11 +104,11 @@ class RabinChunker:
         signed = self.avg_size - (1 << 64) if self.avg_size >= 1 << 63 else self.avg_size
         return f"rabin-{signed}"
 
-    def scan(self, buf: bytes, scanned: int, digest: int) -> ScanResult:
+    def scan(self, buf: Buffer, scanned: int, digest: int) -> ScanResult:
         """The kernel's cut search with this chunker's parameters (see :mod:`.cdc`)."""
         return kernel().rabin_scan(buf, scanned, digest, self.min_size, self.max_size, self.mask)
 
-    def cut_points(self, data: bytes) -> list[int]:
+    def cut_points(self, data: Buffer) -> list[int]:
         """End offsets of the chunks of an in-memory input."""
         if self.never_cuts:
             return [len(data)] if data else []
