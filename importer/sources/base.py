@@ -204,8 +204,9 @@ def tar_checksum_ok(block: bytes) -> bool:
     stored = int(field, 8)
     masked = block[:148] + b" " * 8 + block[156:]
     unsigned = sum(masked)
-    signed = unsigned - 256 * sum(1 for b in masked if b >= 128)
-    return stored in (unsigned, signed)
+    if stored == unsigned:
+        return True
+    return stored == unsigned - 256 * sum(1 for b in masked if b >= 128)  # bytes >= 128 as negative
 
 
 def detect_format(head: bytes, tail: bytes = b"") -> ArchiveFormat | None:
