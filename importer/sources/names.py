@@ -137,6 +137,8 @@ def _claim(nodes: dict[str, _Node], parts: list[str], member: Member) -> str | N
             return None
         if existing.index is None:
             return f"{member.kind} where other members need a directory"
+        if existing.kind != member.kind:
+            return f"{member.kind} where member #{existing.index} is a {existing.kind}"
         return f"duplicate of member #{existing.index}"
     for depth in range(1, len(parts)):
         nodes.setdefault("/".join(parts[:depth]), _Node("dir", None))
