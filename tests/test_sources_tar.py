@@ -274,3 +274,10 @@ def test_hundred_thousand_tiny_members_parse_and_rebuild() -> None:
     members, _, digest = split(data)
     print(f"{count} tar members, {len(data)} bytes: iter_tar {time.perf_counter() - started:.2f}s")
     assert len(members) == count and digest == hashlib.sha256(data).hexdigest()
+
+
+def test_negative_base256_size_is_an_error() -> None:
+    data = header(b"neg", fields={124: b"\xff" * 12}) + END
+    with pytest.raises(InvalidArchive) as e:
+        split(data)
+    assert (e.value.member, e.value.offset, e.value.reason) == ("neg", 0, "negative size -1")

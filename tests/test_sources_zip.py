@@ -374,3 +374,9 @@ def test_hundred_thousand_tiny_members_parse_and_rebuild() -> None:
     print(f"{count} members, {len(data)} bytes: parse_zip {elapsed:.2f}s")
     assert len(layout.members) == count
     assert rebuilt_digest(data, layout) == hashlib.sha256(data).hexdigest()
+
+
+def test_directory_entry_with_content_is_kept_verbatim() -> None:
+    data = build_zip([Entry(b"odd/", b"data in a directory", method=0)])
+    member = assert_exact(data).members[0]
+    assert (member.kind, member.verbatim_reason) == ("other", "directory entry with content")

@@ -140,6 +140,8 @@ def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) ->
         pax = {}
         if not has_data:
             size = 0
+        if size < 0:
+            raise InvalidArchive(archive, f"negative size {size}", label, header_at)
         if size > limits.max_member_size:
             raise InvalidArchive(archive, f"member of {size} bytes is over the limit of {limits.max_member_size}",
                                  label, header_at)

@@ -307,6 +307,9 @@ def _check_local(
         raise InvalidArchive(archive, f"stored member has compressed size {entry.csize} != size {entry.usize}",
                              label, data_offset)
     kind, mode = _kind_and_mode(entry)
+    if kind == "dir" and entry.usize and verbatim is None:
+        # A directory entry cannot hold content in the tree; keep its bytes as they are.
+        kind, verbatim = "other", "directory entry with content"
     member = Member(
         index=index,
         raw_name=entry.raw_name,
