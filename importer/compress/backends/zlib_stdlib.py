@@ -19,8 +19,10 @@ RAW_WBITS = -15
 _OTHER_STRATEGIES = ((1, 6), (1, 9), (2, 6), (3, 6), (4, 6), (4, 9))
 
 #: Levels in the order they occur in real archives: 6 is Z_DEFAULT_COMPRESSION (zipfile), 9 is
-#: what tarfile/gzip use, then the rest.
-LEVEL_ORDER = (6, 9, 1, 5, 4, 3, 2, 7, 8, 0)
+#: what tarfile/gzip use, then the rest. Level 0 is left out: zlib >= 1.2.11 sizes stored blocks
+#: from each call's avail_in/avail_out (deflate_stored copies straight through), so its output
+#: depends on the caller's buffers, not only on the settings; such members stay verbatim.
+LEVEL_ORDER = (6, 9, 1, 5, 4, 3, 2, 7, 8)
 
 
 class ZlibBackend:
