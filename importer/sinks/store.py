@@ -194,12 +194,12 @@ class BlockStore:
         """Commit every buffered block in one transaction."""
         if not self._pending:
             return
-        rows = [(cid, ENCODING_IDENTITY, len(block), block) for cid, block in self._pending.items()]
+        rows = [(cid, *self._encode(block), len(block)) for cid, block in self._pending.items()]
         try:
             self._begin()
             try:
                 self._conn.executemany(
-                    "INSERT OR IGNORE INTO blocks (cid, encoding, size, data) VALUES (?, ?, ?, ?)", rows)
+                    "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)", rows)
                 self._commit()
             except BaseException:
                 if self._conn.in_transaction:
@@ -209,6 +209,10 @@ class BlockStore:
             raise self._fail(f"cannot write blocks: {e}") from None
         self._pending.clear()
         self._pending_bytes = 0
+
+    def _encode(self, block: bytes) -> tuple[int, bytes]:
+        """``(encoding, stored bytes)`` of a block: the one place compression at rest will go."""
+        return ENCODING_IDENTITY, block
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -247,6 +251,7 @@ class BlockStore:
         return block
 
     def _decode(self, cid: bytes, encoding: int, data: bytes) -> bytes:
+        """Inverse of :meth:`_encode`; an encoding from a newer version is refused, not guessed."""
         if encoding == ENCODING_IDENTITY:
             return data
         raise self._fail(f"block {format_cid(cid)} is stored with encoding {encoding}, "
