@@ -117,7 +117,10 @@ def iter_links(cid: bytes, block: bytes) -> list[bytes]:
     if codec == RAW:
         return []
     if codec == DAG_PB:
-        return [link.cid for link in decode_node(block, format_cid(cid)).links]
+        try:
+            return [link.cid for link in decode_node(block).links]
+        except InvalidBlock as e:  # name the CID only now: formatting one costs ~100 us
+            raise InvalidBlock(format_cid(cid), e.reason, e.offset) from None
     if codec == DAG_CBOR:
         import dag_cbor
         from dag_cbor.decoding import CBORDecodingError
