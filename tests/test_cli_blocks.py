@@ -13,6 +13,7 @@ import pytest
 from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid, parse_cid
 from importer.dag.dagpb import PBLink
+from importer.dag.reader import stat
 from importer.dag.unixfs import NodeType, UnixFSData
 from importer.sinks.store import DB_NAME, BlockStore
 
@@ -124,12 +125,20 @@ def test_get_of_a_hamt_directory_reproduces_it(run: Run, tmp_path: Path) -> None
     for i in range(40):
         (src / f"file-{i:03}.txt").write_bytes(f"content {i}\n".encode())
     root = add(run, tmp_path / "s", "-r", "--hamt-threshold", "200", src)
+    with BlockStore(tmp_path / "s") as store:
+        node = stat(store, parse_cid(root))
+        assert node.unixfs is not None and node.unixfs.type is NodeType.HAMT_SHARD
     rc, out, _ = run("ls", root, "--store", tmp_path / "s")
     names = [line.split()[-1] for line in out.decode().splitlines()]
     assert names == sorted(p.name for p in src.iterdir())
     rc, _, err = run("get", root, "-o", tmp_path / "out", "--store", tmp_path / "s")
     assert rc == 0, err
     assert tree_listing(tmp_path / "out") == tree_listing(src)
+    for i in (0, 17, 39):  # path lookup descends the shards by each name's hash
+        rc, out, _ = run("cat", f"{root}/file-{i:03}.txt", "--store", tmp_path / "s")
+        assert (rc, out) == (0, f"content {i}\n".encode())
+    rc, _, err = run("cat", f"{root}/file-999.txt", "--store", tmp_path / "s")
+    assert (rc, err) == (1, f"dpip-import cat: {root}: no link named 'file-999.txt'\n")
 
 
 def test_add_car_then_import_car_gives_the_same_blocks_as_add(run: Run, tmp_path: Path) -> None:
