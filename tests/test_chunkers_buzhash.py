@@ -20,6 +20,7 @@ from importer.chunkers.buzhash import (
     table_words,
 )
 from importer.chunkers.cdc import cut_points, kernel
+from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import InvalidChunkerSpec
 
 
@@ -36,9 +37,12 @@ def rotl32(x: int, r: int) -> int:
     return ((x << r) | (x >> (32 - r))) & 0xFFFFFFFF if r % 32 else x
 
 
-def go_buzhash_next_bytes(data: bytes, min_size: int, max_size: int, mask: int) -> list[bytes]:
+def go_buzhash_next_bytes(
+    data: bytes, min_size: int, max_size: int, mask: int, *, before_fix: bool = False
+) -> list[bytes]:
     """boxo ``Buzhash.NextBytes`` transliterated, ``io.ReadFull`` buffering included; returns
-    every chunk Go returns before ``io.EOF``, empty ones too."""
+    every chunk Go returns before ``io.EOF``. ``before_fix``: the code before go-ipfs-chunker#22,
+    which returned an empty chunk when the buffer was empty at EOF."""
     table = table_words()
     reader = io.BytesIO(data)
     buf = bytearray(max_size)
@@ -49,6 +53,8 @@ def go_buzhash_next_bytes(data: bytes, min_size: int, max_size: int, mask: int) 
         got = reader.readinto(memoryview(buf)[n_buffered:])  # io.ReadFull on a bytes.Reader
         eof = n_buffered + got < max_size
         if eof and n_buffered + got < min_size:
+            if n_buffered + got == 0 and not before_fix:
+                break  # since the fix: nil, io.EOF
             chunks.append(bytes(buf[: n_buffered + got]))
             done = True  # b.err = io.EOF: the next call returns it
             continue
@@ -140,19 +146,29 @@ def test_buzhash_kubo_sizes_equal_go_transliteration(kind: str) -> None:
 
 
 @pytest.mark.parametrize("n", [0, 100, 3000, 5000, 7919])
-def test_buzhash_trailing_empty_chunk_prediction_matches_go(n: int) -> None:
-    # Go returns one more, empty, chunk when the last one came out of a cut search; ours never
-    # yields it, and kubo_appends_empty_chunk says when a Kubo-identical layout must add it.
+def test_buzhash_never_yields_empty_chunks_unlike_go_before_2020(n: int) -> None:
     data = random_bytes(n, n)
-    go = go_buzhash_next_bytes(data, 64, 256, 0x3F)
-    sizes = [len(c) for c in go if c]
-    assert (go[-1] == b"") == (len(sizes) == 0 or sizes[-1] >= 64)
+    fixed = go_buzhash_next_bytes(data, 64, 256, 0x3F)
+    old = go_buzhash_next_bytes(data, 64, 256, 0x3F, before_fix=True)
+    assert all(fixed) and ends(fixed) == small_buzhash_cuts(data, 64, 256, 0x3F)
+    # The old code appended b"" after a last chunk that came out of a cut search.
+    if not fixed or len(fixed[-1]) >= 64:
+        assert old == [*fixed, b""]
+    else:
+        assert old == fixed
 
 
-def test_buzhash_kubo_appends_empty_chunk_rule() -> None:
-    assert BuzhashChunker.kubo_appends_empty_chunk([])
-    assert BuzhashChunker.kubo_appends_empty_chunk([MIN_SIZE + 5, MIN_SIZE])
-    assert not BuzhashChunker.kubo_appends_empty_chunk([MIN_SIZE + 5, MIN_SIZE - 1])
+def test_buzhash_kubo_issue_6953_file_is_one_chunk() -> None:
+    # ipfs/kubo#6953 (go-ipfs 0.5.0-dev, before the fix): `yes "foo" | head -n 40000` with
+    # --chunker=buzhash --raw-leaves linked a 160000-byte leaf
+    # bafkreigqq7maj23te3dkn4j76n7haab7lgmdz5fztubrdgsv44k4vyipsa, then an empty one. So Go
+    # found no cut in this file; since the fix it is that single leaf.
+    data = b"foo\n" * 40000
+    chunks = list(BuzhashChunker().chunks(io.BytesIO(data)))
+    assert chunks == [data]
+    cid = format_cid(cid_of_block(1, RAW, chunks[0]))
+    assert cid == "bafkreigqq7maj23te3dkn4j76n7haab7lgmdz5fztubrdgsv44k4vyipsa"
+    assert go_buzhash_next_bytes(data, MIN_SIZE, MAX_SIZE, MASK, before_fix=True) == [data, b""]
 
 
 def test_buzhash_hello_worlds_is_one_chunk() -> None:

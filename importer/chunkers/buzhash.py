@@ -16,12 +16,11 @@ the identity).
 need Go's generator, so it ships as data in ``buzhash_table.json`` (MIT/Apache-2.0, provenance
 inside the file).
 
-Kubo quirk NOT reproduced here: when the last chunk ends exactly at EOF after a cut search
-(input tail of at least MIN bytes with no cut point before its end), Go's ``NextBytes`` returns
-one more, empty, chunk on the next call (``io.ReadFull`` gives 0 bytes and ``io.EOF``, and
-``0 < buzMin`` returns ``make([]byte, 0)`` with a nil error), and the DAG builder turns a non-nil
-empty slice into an extra empty leaf. Chunkers here never yield an empty chunk (see
-:mod:`.base`); :meth:`BuzhashChunker.kubo_appends_empty_chunk` tells a layout when Kubo would.
+End of input: an input tail shorter than MIN is one chunk, and a tail of MIN bytes or more is
+searched like any buffer, its last chunk ending at EOF. Go's ``NextBytes`` once returned an extra
+empty chunk after such a tail (ipfs/kubo#6953: ``yes foo | head -n 40000`` gave a second, empty
+leaf); go-ipfs-chunker#22 fixed it in March 2020 (Kubo 0.5), so no Kubo since emits empty chunks,
+and neither does this module (see :mod:`.base`).
 """
 
 from __future__ import annotations
@@ -81,17 +80,6 @@ class BuzhashChunker:
 
     def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
         yield from iter_chunks(self.scan, stream)
-
-    @staticmethod
-    def kubo_appends_empty_chunk(sizes: list[int]) -> bool:
-        """Whether Go's splitter would emit one more, empty, chunk after chunks of ``sizes``.
-
-        True for an empty input, and when the last chunk came out of a cut search (the tail
-        was at least MIN bytes long) rather than the short-tail path. UNVERIFIED against Go.
-        """
-        if not sizes:
-            return True
-        return sizes[-1] >= MIN_SIZE
 
 
 def parse_buzhash(spec: str) -> BuzhashChunker:
