@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import lzma
+import random
 import tarfile
 import zipfile
 from collections.abc import Callable
@@ -16,7 +17,7 @@ import pytest
 
 from importer.errors import InvalidArchive
 from importer.sources.auto import open_archive
-from importer.sources.base import Member, Skeleton, detect_format
+from importer.sources.base import Limits, Member, Skeleton, detect_format
 from importer.sources.compressed import CompressedStream
 from importer.sources.zip import ZipSource, iter_raw
 
@@ -119,3 +120,31 @@ def test_detect_format_finds_v7_tar_by_checksum_and_zip_by_tail() -> None:
     v7[148:156] = b"%06o\x00 " % sum(v7)
     assert detect_format(bytes(v7)) == "tar"
     assert detect_format(b"stub" * 100, tail=wheel_zip()[-22:]) == "zip"
+
+
+def test_mutated_archives_end_in_invalid_archive_or_a_parse_never_a_crash() -> None:
+    """Seed 0, 600 mutations (byte flips, truncations, insertions) of each container kind."""
+    rng = random.Random(0)
+    bases = [wheel_zip(), TAR, gzip.compress(TAR, mtime=0), bz2.compress(TAR), lzma.compress(TAR)]
+    outcomes = {"invalid": 0, "parsed": 0}
+    for _ in range(600):
+        data = bytearray(rng.choice(bases))
+        for _ in range(rng.randint(1, 3)):
+            roll = rng.random()
+            if roll < 0.6:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            elif roll < 0.8:
+                del data[rng.randrange(1, len(data)) :]
+            else:
+                data[rng.randrange(len(data)) : 0] = rng.randbytes(rng.randint(1, 16))
+        try:
+            opened = open_archive(io.BytesIO(bytes(data)), "fuzz", Limits(max_total_size=10**7))
+            for _ in opened.source.iter_events():
+                pass
+            if opened.container is not None:
+                opened.container.finish()
+            outcomes["parsed"] += 1
+        except InvalidArchive:
+            outcomes["invalid"] += 1
+    print(outcomes)
+    assert outcomes["invalid"] > 0 and sum(outcomes.values()) == 600

@@ -380,3 +380,9 @@ def test_directory_entry_with_content_is_kept_verbatim() -> None:
     data = build_zip([Entry(b"odd/", b"data in a directory", method=0)])
     member = assert_exact(data).members[0]
     assert (member.kind, member.verbatim_reason) == ("other", "directory entry with content")
+
+
+def test_duplicate_names_parse_and_rebuild_exactly() -> None:
+    data = build_zip([Entry(b"same.txt", b"first"), Entry(b"same.txt", b"second")])
+    layout = assert_exact(data)
+    assert [(m.index, m.name) for m in layout.members] == [(0, "same.txt"), (1, "same.txt")]
