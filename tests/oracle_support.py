@@ -333,3 +333,16 @@ def js_results_once(cache_dir: Path, jobs: Sequence[Mapping[str, Any]]) -> list[
             tmp.write_text(json.dumps([[r.root, r.root_type, dict(r.entries)] for r in results]))
             tmp.rename(path)
     return [ImportResult(root, kind, entries) for root, kind, entries in json.loads(path.read_text())]
+
+
+def kubo_results_once(cache_dir: Path, paths: Sequence[Path]) -> dict[Path, str]:
+    """``run_kubo(paths)``, run by the first worker (one Kubo node) and read back by the others."""
+    key = hashlib.sha256("\0".join(map(str, paths)).encode()).hexdigest()[:16]
+    path = cache_dir / f"kubo-{key}.json"
+    with exclusive(cache_dir / f"kubo-{key}.lock"):
+        if not path.exists():
+            results = run_kubo(paths)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({str(p): cid for p, cid in results.items()}))
+            tmp.rename(path)
+    return {Path(p): cid for p, cid in json.loads(path.read_text()).items()}
