@@ -122,7 +122,7 @@ def _cuts_from_hits(hits: I64, n: int, min_size: int, max_size: int) -> tuple[li
     cuts: list[int] = []
     pos = 0
     while pos + min_size <= n:
-        hi = pos + max_size
+        hi = pos + max(max_size, min_size)  # Go tests "add >= MaxSize" only from MIN on
         i = int(np.searchsorted(hits, pos + min_size))
         if i < len(hits) and int(hits[i]) <= min(hi, n):
             cut = int(hits[i])
