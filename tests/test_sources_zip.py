@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import pytest
 
 from importer.errors import InvalidArchive
-from importer.sources.base import DEFAULT_LIMITS, Limits, Member, MiB, Skeleton
-from importer.sources.zip import ZipLayout, ZipSource, iter_inflated, iter_raw, parse_zip
+from importer.sources.base import DEFAULT_LIMITS, Gap, Limits, Member, MiB, Skeleton, reassemble
+from importer.sources.inflate import iter_inflated
+from importer.sources.zip import ZipLayout, ZipSource, parse_zip
 
 # --- a minimal zip writer for the layouts zipfile cannot produce ------------------------------
 
@@ -93,15 +94,21 @@ def parse(data: bytes, limits: Limits = DEFAULT_LIMITS) -> ZipLayout:
 
 
 def rebuilt_digest(data: bytes, layout: ZipLayout) -> str:
-    """sha256 of skeleton runs plus each member's stored bytes, in layout order."""
-    f = io.BytesIO(data)
+    """sha256 of the gaps plus each member's stored bytes, in layout order."""
     digest = hashlib.sha256()
-    for segment in layout.segments:
-        if isinstance(segment, Skeleton):
-            digest.update(segment.data)
-        else:
-            for piece in iter_raw(f, segment.data_offset, segment.data_length, "t.zip"):
-                digest.update(piece)
+    for piece in reassemble(layout.segments, lambda offset, length: data[offset : offset + length]):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def events_digest(data: bytes) -> str:
+    """sha256 of the source's skeleton events plus each member's stored bytes."""
+    digest = hashlib.sha256()
+    for event in ZipSource(io.BytesIO(data), "t.zip").iter_events():
+        if isinstance(event, Skeleton):
+            digest.update(event.data)
+        elif isinstance(event, Member):
+            digest.update(data[event.data_offset : event.data_offset + event.data_length])
     return digest.hexdigest()
 
 
@@ -121,7 +128,7 @@ def contents(data: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, bytes]:
 
 def assert_exact(data: bytes) -> ZipLayout:
     layout = parse(data)
-    assert rebuilt_digest(data, layout) == hashlib.sha256(data).hexdigest()
+    assert rebuilt_digest(data, layout) == events_digest(data) == hashlib.sha256(data).hexdigest()
     return layout
 
 
@@ -159,7 +166,7 @@ def test_prepended_and_trailing_bytes_become_skeleton_and_shift_offsets() -> Non
     data = stub + inner + b"trailing junk" * 3
     layout = assert_exact(data)
     assert layout.prefix_length == len(stub)
-    assert isinstance(layout.segments[0], Skeleton) and layout.segments[0].data.startswith(b"#!/bin/sh")
+    assert layout.segments[0] == Gap(0, len(stub) + 30 + len(b"pkg/__init__.py"))
     assert contents(data) == contents(inner)
 
 
@@ -171,7 +178,7 @@ def test_data_descriptors_with_and_without_signature_rebuild_exactly(descriptor:
     assert contents(data) == {"a.txt": b"alpha" * 99, "b.txt": b"beta"}
     width = {"sig32": 16, "nosig32": 12, "sig64": 24, "nosig64": 20}[descriptor]
     after_first = layout.segments[2]
-    assert isinstance(after_first, Skeleton) and len(after_first.data) == width + 30 + len(b"b.txt")
+    assert isinstance(after_first, Gap) and after_first.length == width + 30 + len(b"b.txt")
 
 
 def test_streamed_zipfile_with_descriptors_and_zip64_local_extra_rebuilds_exactly() -> None:

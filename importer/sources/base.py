@@ -7,8 +7,9 @@ give the archive back bit for bit::
       header     (raw bytes)   padding,    ...                 central directory, end blocks,
                                next header                      trailing bytes
 
-Skeleton runs carry their bytes (they go into the recipe); member runs are only an offset and a
-length into the container stream (they become UnixFS leaves). A reader never hashes and never
+Skeleton runs carry their bytes (they go into the recipe), or, when they may be huge, are a
+:class:`Gap` (offset and length) to read back from the file; member runs are only an offset and
+a length into the container stream (they become UnixFS leaves). A reader never hashes and never
 writes: it yields these records and the member contents, and the importer decides where they go.
 """
 
@@ -99,6 +100,22 @@ class Skeleton:
         return self.offset + len(self.data)
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Skeleton bytes not held in memory: ``length`` bytes at ``offset`` of the seekable file parsed.
+
+    Used where a run can be arbitrarily large (a zip's prepended stub, trailing bytes after a
+    compressed stream); the caller reads it back from the file in pieces when it needs it.
+    """
+
+    offset: int
+    length: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
 #: What a streaming reader yields: skeleton runs, and each member followed by its content pieces.
 Event = Skeleton | Member | bytes
 
@@ -128,14 +145,12 @@ def decode_name(raw: bytes) -> str | None:
         return None
 
 
-def complement_skeleton(
-    read_at: ReadAt, total: int, members: Iterable[Member], archive: str
-) -> Iterator[Skeleton | Member]:
-    """Interleave ``members`` (sorted by data offset) with the skeleton runs between them.
+def iter_runs(total: int, members: Iterable[Member], archive: str) -> Iterator[Gap | Member]:
+    """Interleave ``members`` (sorted by data offset) with the gaps between them.
 
-    Every byte of ``[0, total)`` not inside some member's data becomes skeleton, so the result
-    reassembles exactly by construction. Overlapping member data is rejected: it is the mark of
-    an overlap bomb (many entries pointing at the same compressed bytes).
+    Every byte of ``[0, total)`` not inside some member's data falls in a :class:`Gap`, so the
+    result reassembles exactly by construction. Overlapping member data is rejected: it is the
+    mark of an overlap bomb (many entries pointing at the same compressed bytes).
     """
     position = 0
     previous: Member | None = None
@@ -144,14 +159,14 @@ def complement_skeleton(
             other = previous.label if previous is not None else "?"
             raise InvalidArchive(archive, f"data overlaps member {other!r}", member.label, member.data_offset)
         if member.data_offset > position:
-            yield Skeleton(position, read_at(position, member.data_offset - position))
+            yield Gap(position, member.data_offset - position)
         yield member
         position = member.data_offset + member.data_length
         previous = member
     if position > total:
         raise InvalidArchive(archive, "member data runs past the end of the archive", None, total)
     if position < total:
-        yield Skeleton(position, read_at(position, total - position))
+        yield Gap(position, total - position)
 
 
 class Readable(Protocol):
@@ -166,13 +181,15 @@ class ReadAt(Protocol):
     def __call__(self, offset: int, length: int, /) -> bytes: ...
 
 
-def reassemble(segments: Iterable[Skeleton | Member], member_bytes: ReadAt) -> Iterator[bytes]:
-    """Yield the archive back: skeleton bytes, and each member's stored bytes via ``member_bytes``."""
-    for segment in segments:
-        if isinstance(segment, Skeleton):
-            yield segment.data
+def reassemble(runs: Iterable[Skeleton | Gap | Member], read_at: ReadAt) -> Iterator[bytes]:
+    """Yield the archive back: skeleton bytes as held, gaps and member data read via ``read_at``."""
+    for run in runs:
+        if isinstance(run, Skeleton):
+            yield run.data
+        elif isinstance(run, Gap):
+            yield read_at(run.offset, run.length)
         else:
-            yield member_bytes(segment.data_offset, segment.data_length)
+            yield read_at(run.data_offset, run.data_length)
 
 
 # --- format sniffing -------------------------------------------------------------------------

@@ -7,10 +7,10 @@ stream) that, while it is read, records the container's own structure as a list 
   FEXTRA, FNAME, FCOMMENT, FHCRC), a :class:`CompressedStream` for the raw deflate data (its
   exact end found by zlib's ``eof``/``unused_data``) and a Skeleton trailer (CRC-32, ISIZE);
   members may be concatenated; bytes after the last member that do not start another member
-  are trailing garbage, kept as skeleton.
+  are trailing garbage, kept as a :class:`~.base.Gap` (read back from the file, not held).
 * bzip2 and xz: each stream (header and footer included) is one CompressedStream, since
   recompressing reproduces the whole stream; concatenated streams are followed, anything else
-  after the last one is trailing skeleton.
+  after the last one (including xz stream padding) is a trailing Gap.
 
 Decompression output is capped at ``Limits.max_total_size``: a bomb stops with an error after
 at most that many bytes of work, in pieces of at most PIECE_SIZE.
@@ -33,6 +33,7 @@ from .base import (
     GZIP_MAGIC,
     PIECE_SIZE,
     XZ_MAGIC,
+    Gap,
     KiB,
     Limits,
     Readable,
@@ -139,7 +140,7 @@ class ContainerReader:
         if kind not in ("gzip", "bzip2", "xz"):
             raise InvalidArchive(archive, "not a gzip, bzip2 or xz file", None, 0)
         self.format: Literal["gzip", "bzip2", "xz"] = kind
-        self.segments: list[Skeleton | CompressedStream] = []
+        self.segments: list[Skeleton | Gap | CompressedStream] = []
         self.content_size = 0
         self._pieces = self._iter_gzip() if kind == "gzip" else self._iter_streams(kind)
         self._buffer = b""
@@ -178,7 +179,7 @@ class ContainerReader:
         self._offset = 0
         return data
 
-    def finish(self) -> tuple[Skeleton | CompressedStream, ...]:
+    def finish(self) -> tuple[Skeleton | Gap | CompressedStream, ...]:
         """Read (and check) the container to its end; return every run in file order."""
         while self.read(PIECE_SIZE):
             pass
@@ -303,13 +304,12 @@ class ContainerReader:
         self._input.unread(decoder.unused_data)
 
     def _record_trailing(self) -> None:
-        """Bytes after the last stream that start no new one (zero padding, garbage) are skeleton."""
-        while True:
-            at = self._input.position
-            data = self._input.read(PIECE_SIZE)
-            if not data:
-                return
-            self.segments.append(Skeleton(at, data))
+        """Bytes after the last stream that start no new one (zero padding, garbage) are a Gap:
+        counted here, not held, since they may be arbitrarily long."""
+        at = self._input.position
+        while self._input.read(PIECE_SIZE):
+            pass
+        self.segments.append(Gap(at, self._input.position - at))
 
 
 class _Decoder:

@@ -3,8 +3,8 @@
 Parsing starts at the end-of-central-directory record (EOCD), follows it (and the zip64 records)
 to the central directory (CD), and then checks every local header against its CD entry. Bytes
 before the first local header (a prepended stub), data descriptors, the CD, the EOCD, its comment
-and any trailing bytes all end up as :class:`~.base.Skeleton` runs, because the skeleton is
-computed as the complement of the members' data ranges. Field layouts follow PKWARE APPNOTE.TXT
+and any trailing bytes all end up in :class:`~.base.Gap` runs (read back as Skeleton by
+:class:`ZipSource`), because the gaps are the complement of the members' data ranges. Field layouts follow PKWARE APPNOTE.TXT
 6.3.10 (sections 4.3.7 local header, 4.3.9 data descriptor, 4.3.12 CD header, 4.3.14-4.3.16
 zip64 and EOCD records, 4.5.3 zip64 extra field).
 """
@@ -14,7 +14,6 @@ from __future__ import annotations
 import calendar
 import stat
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
@@ -24,17 +23,18 @@ from .base import (
     DEFAULT_LIMITS,
     METHOD_DEFLATED,
     METHOD_STORED,
-    PIECE_SIZE,
     Event,
+    Gap,
     KiB,
     Limits,
     Member,
     MemberKind,
     MiB,
     Skeleton,
-    complement_skeleton,
     decode_name,
+    iter_runs,
 )
+from .inflate import iter_content, iter_raw
 
 # Fixed-size record layouts, little-endian (APPNOTE 4.3.7, 4.3.12, 4.3.14, 4.3.15, 4.3.16).
 LOCAL = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
@@ -67,8 +67,6 @@ FLAG_CD_ENCRYPTED: Final = 1 << 13
 SYSTEM_UNIX: Final = 3
 #: A symlink's target is its content; PATH_MAX (4096 on Linux) bounds a sensible one.
 MAX_LINK_TARGET: Final = 4 * KiB
-#: Read size for compressed input: 64 KiB keeps each zlib call short and the buffer small.
-READ_SIZE: Final = 64 * KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +78,7 @@ class ZipLayout:
     prefix_length: int
     comment: bytes
     members: tuple[Member, ...]
-    segments: tuple[Skeleton | Member, ...]
+    segments: tuple[Gap | Member, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +128,7 @@ def parse_zip(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> Zip
         members.append(member)
         regions.append((entry.header_offset + shift, region_end, member.label))
     _check_regions(regions, cd_start, archive)
-    segments = tuple(complement_skeleton(lambda o, n: _read_at(f, o, n, archive), size, members, archive))
+    segments = tuple(iter_runs(size, members, archive))
     return ZipLayout(archive, size, shift, comment, tuple(members), segments)
 
 
@@ -406,93 +404,6 @@ def _read_at(f: BinaryIO, offset: int, length: int, archive: str, *, exact: bool
     return data
 
 
-def iter_raw(f: BinaryIO, offset: int, length: int, archive: str) -> Iterator[bytes]:
-    """The bytes ``[offset, offset + length)`` of ``f`` in pieces of at most PIECE_SIZE."""
-    end = offset + length
-    while offset < end:
-        piece = _read_at(f, offset, min(PIECE_SIZE, end - offset), archive)
-        offset += len(piece)
-        yield piece
-
-
-def iter_content(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
-    """A member's content in pieces: stored bytes checked, deflate inflated, verbatim bytes as stored."""
-    if member.verbatim:
-        yield from iter_raw(f, member.data_offset, member.data_length, archive)
-    elif member.method == METHOD_DEFLATED:
-        yield from iter_inflated(f, member, archive, limit)
-    else:
-        _check_limit(member, archive, limit)
-        crc = 0
-        for piece in iter_raw(f, member.data_offset, member.data_length, archive):
-            crc = zlib.crc32(piece, crc)
-            yield piece
-        _check_crc(member, crc, archive)
-
-
-def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
-    """Inflate a deflated member in pieces of at most PIECE_SIZE, in bounded memory.
-
-    Stops with :class:`InvalidArchive` as soon as the output would pass the member's declared size
-    or ``limit`` (a zip bomb ends after at most ``limit`` bytes of work), when the deflate data is
-    corrupt or ends before/after the compressed size, and when CRC-32 or size do not match.
-    """
-    _check_limit(member, archive, limit)
-    cap = min(member.size, limit)
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no zlib header or trailer
-    f.seek(member.data_offset)
-    remaining = member.data_length
-    pending = b""
-    produced = crc = 0
-    while not inflater.eof:
-        consumed = member.data_length - remaining - len(pending)
-        if not pending and remaining:
-            pending = f.read(min(READ_SIZE, remaining))
-            if not pending:
-                raise InvalidArchive(archive, "archive is truncated", member.label, member.data_offset + consumed)
-            remaining -= len(pending)
-        try:
-            out = inflater.decompress(pending, PIECE_SIZE)
-        except zlib.error as error:
-            raise InvalidArchive(archive, f"corrupt deflate data ({error})", member.label,
-                                 member.data_offset + consumed) from None
-        pending = inflater.unconsumed_tail
-        if not out and not pending and not remaining and not inflater.eof:
-            raise InvalidArchive(archive, "deflate data ends before the stream does (truncated)", member.label,
-                                 member.data_offset + member.data_length)
-        produced += len(out)
-        if produced > cap:
-            raise InvalidArchive(archive, f"member inflates past {cap} bytes ({_which_cap(member, limit)})",
-                                 member.label, member.data_offset + consumed)
-        if out:
-            crc = zlib.crc32(out, crc)
-            yield out
-    leftover = len(inflater.unused_data) + len(pending) + remaining
-    if leftover:
-        raise InvalidArchive(archive, f"deflate stream ends {leftover} bytes before the compressed size",
-                             member.label, member.data_offset + member.data_length - leftover)
-    if produced != member.size:
-        raise InvalidArchive(archive, f"member inflates to {produced} bytes, not {member.size}", member.label,
-                             member.data_offset)
-    _check_crc(member, crc, archive)
-
-
-def _which_cap(member: Member, limit: int) -> str:
-    return "its declared size" if member.size <= limit else "the expansion limit"
-
-
-def _check_limit(member: Member, archive: str, limit: int) -> None:
-    if member.size > limit:
-        raise InvalidArchive(archive, f"member inflates to {member.size} bytes, over the limit of {limit}",
-                             member.label, member.data_offset)
-
-
-def _check_crc(member: Member, crc: int, archive: str) -> None:
-    if member.crc is not None and crc != member.crc:
-        raise InvalidArchive(archive, f"CRC-32 {crc:08x} does not match the recorded {member.crc:08x}",
-                             member.label, member.data_offset)
-
-
 class ZipSource:
     """A zip or wheel as an :class:`~.base.ArchiveSource`: runs in file order, contents inflated."""
 
@@ -508,6 +419,15 @@ class ZipSource:
 
     def iter_events(self) -> Iterator[Event]:
         for segment in self.layout.segments:
-            yield segment
-            if isinstance(segment, Member):
+            if isinstance(segment, Gap):
+                for offset, piece in _iter_pieces(self._file, segment.offset, segment.length, self._archive):
+                    yield Skeleton(offset, piece)
+            else:
+                yield segment
                 yield from iter_content(self._file, segment, self._archive, self._limits.max_member_size)
+
+
+def _iter_pieces(f: BinaryIO, offset: int, length: int, archive: str) -> Iterator[tuple[int, bytes]]:
+    for piece in iter_raw(f, offset, length, archive):
+        yield offset, piece
+        offset += len(piece)

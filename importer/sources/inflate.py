@@ -1,0 +1,109 @@
+"""Stream one zip member's content: stored bytes checked, deflate inflated, all within limits.
+
+Inflation runs in pieces (``zlib.decompressobj`` with ``max_length``), so memory stays bounded
+however far a member expands, and it stops as soon as the output passes the member's declared
+size or the per-member limit: a zip bomb costs at most that many bytes of work. CRC-32 and size
+are checked at the end, and the deflate stream must end exactly at the compressed size.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO, Final
+
+from ..errors import InvalidArchive
+from .base import METHOD_DEFLATED, PIECE_SIZE, KiB, Member
+
+#: Read size for compressed input: 64 KiB keeps each zlib call short and the buffer small.
+READ_SIZE: Final = 64 * KiB
+
+
+def iter_raw(f: BinaryIO, offset: int, length: int, archive: str) -> Iterator[bytes]:
+    """The bytes ``[offset, offset + length)`` of ``f`` in pieces of at most PIECE_SIZE."""
+    end = offset + length
+    while offset < end:
+        f.seek(offset)
+        piece = f.read(min(PIECE_SIZE, end - offset))
+        if not piece:
+            raise InvalidArchive(archive, "archive is truncated", None, offset)
+        offset += len(piece)
+        yield piece
+
+
+def iter_content(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
+    """A member's content in pieces: stored bytes checked, deflate inflated, verbatim bytes as stored."""
+    if member.verbatim:
+        yield from iter_raw(f, member.data_offset, member.data_length, archive)
+    elif member.method == METHOD_DEFLATED:
+        yield from iter_inflated(f, member, archive, limit)
+    else:
+        _check_limit(member, archive, limit)
+        crc = 0
+        for piece in iter_raw(f, member.data_offset, member.data_length, archive):
+            crc = zlib.crc32(piece, crc)
+            yield piece
+        _check_crc(member, crc, archive)
+
+
+def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
+    """Inflate a deflated member in pieces of at most PIECE_SIZE, in bounded memory.
+
+    Stops with :class:`InvalidArchive` as soon as the output would pass the member's declared size
+    or ``limit`` (a zip bomb ends after at most ``limit`` bytes of work), when the deflate data is
+    corrupt or ends before/after the compressed size, and when CRC-32 or size do not match.
+    """
+    _check_limit(member, archive, limit)
+    cap = min(member.size, limit)
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no zlib header or trailer
+    f.seek(member.data_offset)
+    remaining = member.data_length
+    pending = b""
+    produced = crc = 0
+    while not inflater.eof:
+        consumed = member.data_length - remaining - len(pending)
+        if not pending and remaining:
+            pending = f.read(min(READ_SIZE, remaining))
+            if not pending:
+                raise InvalidArchive(archive, "archive is truncated", member.label, member.data_offset + consumed)
+            remaining -= len(pending)
+        try:
+            out = inflater.decompress(pending, PIECE_SIZE)
+        except zlib.error as error:
+            raise InvalidArchive(archive, f"corrupt deflate data ({error})", member.label,
+                                 member.data_offset + consumed) from None
+        pending = inflater.unconsumed_tail
+        if not out and not pending and not remaining and not inflater.eof:
+            raise InvalidArchive(archive, "deflate data ends before the stream does (truncated)", member.label,
+                                 member.data_offset + member.data_length)
+        produced += len(out)
+        if produced > cap:
+            raise InvalidArchive(archive, f"member inflates past {cap} bytes ({_which_cap(member, limit)})",
+                                 member.label, member.data_offset + consumed)
+        if out:
+            crc = zlib.crc32(out, crc)
+            yield out
+    leftover = len(inflater.unused_data) + len(pending) + remaining
+    if leftover:
+        raise InvalidArchive(archive, f"deflate stream ends {leftover} bytes before the compressed size",
+                             member.label, member.data_offset + member.data_length - leftover)
+    if produced != member.size:
+        raise InvalidArchive(archive, f"member inflates to {produced} bytes, not {member.size}", member.label,
+                             member.data_offset)
+    _check_crc(member, crc, archive)
+
+
+def _which_cap(member: Member, limit: int) -> str:
+    return "its declared size" if member.size <= limit else "the expansion limit"
+
+
+def _check_limit(member: Member, archive: str, limit: int) -> None:
+    if member.size > limit:
+        raise InvalidArchive(archive, f"member inflates to {member.size} bytes, over the limit of {limit}",
+                             member.label, member.data_offset)
+
+
+def _check_crc(member: Member, crc: int, archive: str) -> None:
+    if member.crc is not None and crc != member.crc:
+        raise InvalidArchive(archive, f"CRC-32 {crc:08x} does not match the recorded {member.crc:08x}",
+                             member.label, member.data_offset)
