@@ -8,6 +8,7 @@ import io
 import random
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from importer.chunkers import parse_chunker
 from importer.chunkers.buzhash import (
@@ -31,6 +32,13 @@ def random_bytes(seed: int, n: int) -> bytes:
 def text_bytes(n: int) -> bytes:
     line = b"def function_%d(argument):\n    return argument * %d\n\n"
     return b"".join(line % (i, i) for i in range(n // 40 + 1))[:n]
+
+
+def kubo_random(seed: str, n: int) -> bytes:
+    """Kubo test/cli's deterministic stream (random_deterministic.go): ChaCha20 keystream with
+    key sha256(seed), zero nonce, counter 0, as ``random-data -seed SEED`` writes it."""
+    key = hashlib.sha256(seed.encode()).digest()
+    return Cipher(algorithms.ChaCha20(key, bytes(16)), None).encryptor().update(bytes(n))
 
 
 def rotl32(x: int, r: int) -> int:
@@ -206,3 +214,12 @@ def test_buzhash_insertion_near_start_changes_only_first_chunks() -> None:
     after = list(BuzhashChunker().chunks(io.BytesIO(edited)))
     assert len(before) > 20
     assert before[2:] == after[-(len(before) - 2) :]
+
+
+def test_buzhash_cut_points_on_kubo_deterministic_stream_are_pinned() -> None:
+    # Regression pin (our output; Kubo can be compared with `random-data -seed dpip-cdc`).
+    data = kubo_random("dpip-cdc", 3 * 1024 * 1024)
+    assert BuzhashChunker().cut_points(data) == [
+        174854, 381816, 620952, 776749, 1156754, 1327096, 1768045,
+        1971409, 2239198, 2478924, 2662362, 2936761, 3080303, 3145728,
+    ]  # fmt: skip

@@ -8,6 +8,7 @@ import io
 import random
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from importer.chunkers import CHUNK_SIZE_LIMIT, parse_chunker
 from importer.chunkers.fastcdc import GEAR_SHA256, FastCDCChunker, gear_table, parse_fastcdc, splitmix64
@@ -23,6 +24,13 @@ def random_bytes(seed: int, n: int) -> bytes:
 def text_bytes(n: int) -> bytes:
     line = b"<tr><td>row %d</td><td>value %d</td></tr>\n"
     return b"".join(line % (i, i * 7) for i in range(n // 40 + 1))[:n]
+
+
+def kubo_random(seed: str, n: int) -> bytes:
+    """Kubo test/cli's deterministic stream (random_deterministic.go): ChaCha20 keystream with
+    key sha256(seed), zero nonce, counter 0, as ``random-data -seed SEED`` writes it."""
+    key = hashlib.sha256(seed.encode()).digest()
+    return Cipher(algorithms.ChaCha20(key, bytes(16)), None).encryptor().update(bytes(n))
 
 
 def paper_cuts(data: bytes, chunker: FastCDCChunker) -> list[int]:
@@ -146,3 +154,10 @@ def test_fastcdc_insertion_near_start_changes_only_first_chunks() -> None:
     after = list(chunker.chunks(io.BytesIO(edited)))
     assert len(before) > 100
     assert before[3:] == after[-(len(before) - 3) :]
+
+
+def test_fastcdc_cut_points_on_kubo_deterministic_stream_are_pinned() -> None:
+    data = kubo_random("dpip-cdc", 3 * 1024 * 1024)
+    assert parse_fastcdc("fastcdc-65536-262144-1048576").cut_points(data) == [
+        300222, 581229, 863637, 1301504, 1577311, 1943576, 2207601, 2604409, 2904571, 3145728,
+    ]  # fmt: skip

@@ -3,10 +3,12 @@ port of whyrusleeping/chunker's ``Next``, the spec's edge cases and the CDC inva
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from importer.chunkers import CHUNK_SIZE_LIMIT, parse_chunker
 from importer.chunkers.rabin import RabinChunker, go_log2_floor, parse_rabin
@@ -23,6 +25,13 @@ def random_bytes(seed: int, n: int) -> bytes:
 def text_bytes(n: int) -> bytes:
     line = b"Lorem ipsum dolor sit amet, consectetur adipiscing elit %d.\n"
     return b"".join(line % i for i in range(n // 40 + 1))[:n]
+
+
+def kubo_random(seed: str, n: int) -> bytes:
+    """Kubo test/cli's deterministic stream (random_deterministic.go): ChaCha20 keystream with
+    key sha256(seed), zero nonce, counter 0, as ``random-data -seed SEED`` writes it."""
+    key = hashlib.sha256(seed.encode()).digest()
+    return Cipher(algorithms.ChaCha20(key, bytes(16)), None).encryptor().update(bytes(n))
 
 
 class GoRabin:
@@ -247,3 +256,14 @@ def test_rabin_zeros_cut_at_min() -> None:
     # The fingerprint of 16 zero bytes is 0, so every chunk of zeros ends at MIN.
     data = bytes(10000)
     assert RabinChunker(16, 32, 64).cut_points(data)[:3] == [16, 32, 48]
+
+
+def test_rabin_cut_points_on_kubo_deterministic_stream_are_pinned() -> None:
+    # Regression pin (our output; Kubo can be compared with `random-data -seed dpip-cdc`).
+    data = kubo_random("dpip-cdc", 3 * 1024 * 1024)
+    assert parse_rabin("rabin").cut_points(data) == [
+        393216, 552504, 671781, 786757, 896820, 1017716, 1206730,
+        1567761, 1876987, 2270203, 2663419, 2856882, 3145728,
+    ]  # fmt: skip
+    small = parse_rabin("rabin-4096").cut_points(data)
+    assert len(small) == 763 and small[:5] == [4592, 10406, 12404, 18136, 19620]
