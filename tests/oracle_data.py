@@ -1,5 +1,6 @@
-"""Deterministic inputs for the differential tests: Kubo's ChaCha20 byte stream, mixed trees, and
-flat directories sized to land exactly on either side of the HAMT switch.
+"""Deterministic inputs for the differential tests: Kubo's ChaCha20 byte stream, mixed trees,
+trees with distinct modes and mtimes, and flat directories sized to land exactly on either side
+of the HAMT switch.
 
 Everything is a pure function of its arguments, so every xdist worker (and every machine) builds
 byte-identical inputs and the oracles' answers can be computed once and shared.
@@ -99,6 +100,42 @@ def make_mixed_tree(root: Path) -> Path:
     os.symlink("nested", root / "link-dir")
     os.symlink("日本語.txt", root / "link-utf8")
     os.symlink("../a.txt", root / "nested/link-up")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------
+# Trees whose entries carry distinct modes and mtimes (for --preserve-mode / --preserve-mtime)
+
+#: 2020-10-24T11:42:00Z, the mtime of Kubo's t0047 sharness vectors.
+BASE_MTIME_S: Final = 1603539720
+#: Modes other than 0644 (files) and 0755 (dirs), which the JS importer would leave out although
+#: Kubo stores them; setuid, setgid and sticky bits included.
+FILE_MODES: Final = (0o600, 0o640, 0o444, 0o700, 0o4755, 0o2750, 0o1777, 0o764)
+DIR_MODES: Final = (0o700, 0o750, 0o2775, 0o1777, 0o713)
+
+
+def make_attr_tree(root: Path, file_sizes: list[int]) -> Path:
+    """A tree of files of ``file_sizes`` (each a random stream), nested and empty dirs, a hidden
+    file and symlinks, with distinct modes and mtimes: some whole seconds (Kubo then stores no
+    nanoseconds), some with nanoseconds, one before 1970 (a negative varint)."""
+    files = [(root / f"f{i}", size) for i, size in enumerate(file_sizes)]
+    files += [(root / "sub" / "deeper" / f"g{i}", size) for i, size in enumerate(file_sizes[:2])]
+    files.append((root / ".hidden", file_sizes[0]))
+    for path, size in files:
+        write_random_file(path, size, seed=f"attr-{path.name}-{size}")
+    (root / "sub" / "empty-dir").mkdir(parents=True)
+    links = [root / "link", root / "sub" / "link-up"]
+    os.symlink(files[0][0].name, links[0])
+    os.symlink("../" + files[1][0].name, links[1])
+    dirs = sorted((p for p in root.rglob("*") if p.is_dir() and not p.is_symlink()), key=lambda p: -len(p.parts))
+    for i, (path, _) in enumerate(files):
+        path.chmod(FILE_MODES[i % len(FILE_MODES)])
+    for i, path in enumerate([*links, *(p for p, _ in files), *dirs, root]):
+        seconds = -86_401 if i == 4 else BASE_MTIME_S + 97 * i  # one mtime before the epoch
+        nanos = 0 if i % 3 == 0 else 54_321 * (i + 1)
+        os.utime(path, ns=(seconds * 1_000_000_000 + nanos,) * 2, follow_symlinks=False)
+    for i, path in enumerate([*dirs, root]):  # after the mtimes: chmod leaves mtime alone
+        path.chmod(DIR_MODES[i % len(DIR_MODES)])
     return root
 
 

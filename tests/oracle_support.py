@@ -66,6 +66,8 @@ class AddOptions:
     hamt_fanout: int | None = None
     wrap: bool = False
     hidden: bool = False
+    preserve_mode: bool = False
+    preserve_mtime: bool = False
 
     def cli_args(self) -> list[str]:
         """Flags for ``dpip-import add`` (Kubo's spelling)."""
@@ -92,6 +94,10 @@ class AddOptions:
             args.append("-w")
         if self.hidden:
             args.append("-H")
+        if self.preserve_mode:
+            args.append("--preserve-mode")
+        if self.preserve_mtime:
+            args.append("--preserve-mtime")
         return args
 
     def js_job(self, path: Path, car: Path | None = None) -> dict[str, Any]:
@@ -109,6 +115,8 @@ class AddOptions:
             "shardFanout": self.hamt_fanout,
             "wrapWithDirectory": self.wrap,
             "hidden": self.hidden,
+            "preserveMode": self.preserve_mode,
+            "preserveMtime": self.preserve_mtime,
         }
         if car is not None:
             job["car"] = str(car)
@@ -139,6 +147,10 @@ class AddOptions:
             parts.append("wrap")
         if self.hidden:
             parts.append("hidden")
+        if self.preserve_mode:
+            parts.append("mode")
+        if self.preserve_mtime:
+            parts.append("mtime")
         return "-".join(parts)
 
     def with_(self, **changes: Any) -> AddOptions:

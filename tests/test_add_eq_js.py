@@ -2,8 +2,8 @@
 
 Every option that shapes a DAG is crossed with inputs chosen at its edges: files at and around
 chunk multiples and at the 174/175- and 1024/1025-chunk fan-out boundaries (up to ~45 MiB),
-trees with every kind of entry, and directories just below, at and above the HAMT switch under
-both size estimations. The JS oracle runs once per test session on every job (one node process);
+trees with every kind of entry (also with --preserve-mode/--preserve-mtime), and directories
+just below, at and above the HAMT switch under both size estimations. The JS oracle runs once per test session on every job (one node process);
 each test then runs our importer in-process and compares the root and every printed entry.
 """
 
@@ -25,6 +25,7 @@ from .oracle_data import (
     HAMT_THRESHOLD,
     DirSizing,
     MiB,
+    make_attr_tree,
     make_flat_dir,
     make_mixed_tree,
     sized_names,
@@ -231,8 +232,20 @@ AUTOSHARD_VECTORS = {
 }
 
 
+# Trees for --preserve-mode/--preserve-mtime: the JS importer mirrors Kubo there only for trees of
+# one-chunk files or of multi-chunk files (see unixfs_import.mjs), so there is one of each.
+ATTR_TREES = {"attrs-small": [0, 1, 1000, DEFAULT_CHUNK], "attrs-big": [DEFAULT_CHUNK + 1, 600_000, MiB + 1]}
+ATTR_OPTIONS = tuple(
+    AddOptions(preserve_mode=mode, preserve_mtime=mtime).with_(**extra)
+    for mode, mtime in ((True, False), (False, True), (True, True))
+    for extra in ({}, {"cid_version": 1}, {"trickle": True}, {"hidden": True, "raw_leaves": False})
+)
+
+
 def build_trees(folder: Path) -> None:
     make_mixed_tree(folder / "mixed")
+    for name, sizes in ATTR_TREES.items():
+        make_attr_tree(folder / name, sizes)
     for t in THRESHOLD_DIRS:
         names_ = sized_names(t.sizing(), HAMT_THRESHOLD + t.delta, seed=t.name)
         make_flat_dir(folder / t.name, names_)
@@ -259,6 +272,7 @@ TREE_CASES: list[TreeCase] = [
       if (t.estimation, t.leaves) == ("block", "v1raw")),
     *(TreeCase(o, "hamt-mix") for o in HAMT_MIX_OPTIONS),
     *(TreeCase(AddOptions(cid_version=1), f"autoshard-{n}") for n in AUTOSHARD_VECTORS),
+    *(TreeCase(o, tree) for tree in ATTR_TREES for o in ATTR_OPTIONS),
 ]
 
 

@@ -18,6 +18,8 @@
 //   shardFanout          N                (Import.UnixFSHAMTDirectoryMaxFanout; default 256)
 //   wrapWithDirectory    bool                                     (-w)
 //   hidden               bool: include dot-files below PATH       (-H; default false)
+//   preserveMode         bool: store each file's and directory's permission bits (--preserve-mode)
+//   preserveMtime        bool: store each entry's modification time (--preserve-mtime)
 //   car                  path: also write a CARv1 of the DAG, blocks in `ipfs dag export` order
 //
 // Output: a JSON array, one result per job, in order:
@@ -40,6 +42,13 @@
 //   * Hidden files are skipped unless `hidden`; PATH itself is always added, as Kubo adds a
 //     hidden path named on its command line.
 //   * Only size-N chunking: the JS rabin chunker uses another polynomial than Kubo's.
+//   * preserveMode/preserveMtime: Kubo turns raw leaves off and stores mode (12 bits, never on
+//     symlinks) and mtime (nanoseconds only when non-zero) on file roots, directories and
+//     (mtime only) symlinks. The JS importer can match that in balanced layout only where its
+//     quirks stay out of the way: it drops mode 0644 on files and 0755 on directories (Kubo
+//     writes them: use other modes), and it builds a one-chunk file with attributes correctly
+//     only from a raw leaf. So a job with attributes must hold only one-chunk (or empty) files,
+//     imported with JS raw leaves, or only multi-chunk files, imported without; a mix is an error.
 import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
@@ -107,26 +116,67 @@ function resolve (job) {
     shardSplitStrategy: ESTIMATION_TO_JS[estimation],
     shardFanoutBits: fanoutBits,
     wrapWithDirectory: job.wrapWithDirectory === true,
-    hidden: job.hidden === true
+    hidden: job.hidden === true,
+    preserveMode: job.preserveMode === true,
+    preserveMtime: job.preserveMtime === true
   }
 }
 
+const NS_PER_S = 1000000000n
+
+/** Kubo's stored attributes of an entry: mode (12 permission bits) and mtime, as asked. */
+function attributes (st, o, isSymlink) {
+  const attrs = {}
+  if (o.preserveMode && !isSymlink && (st.mode & 0o7777n) !== 0n) attrs.mode = Number(st.mode & 0o7777n)
+  if (o.preserveMtime) {
+    // Go's time.Unix split: seconds rounded down, nanoseconds in [0, 1e9), also before 1970
+    let secs = st.mtimeNs / NS_PER_S
+    let nsecs = st.mtimeNs % NS_PER_S
+    if (nsecs < 0n) { secs -= 1n; nsecs += NS_PER_S }
+    attrs.mtime = { secs, nsecs: nsecs === 0n ? undefined : Number(nsecs) }
+  }
+  return attrs
+}
+
 /** Import candidates for PATH, each directory before its children (the importer needs that). */
-function * walk (abs, rel, hidden) {
-  const st = fs.lstatSync(abs)
+function * walk (abs, rel, o) {
+  const st = fs.lstatSync(abs, { bigint: true })
   if (st.isSymbolicLink()) {
-    yield { path: rel, link: fs.readlinkSync(abs) }
+    yield { path: rel, link: fs.readlinkSync(abs), ...attributes(st, o, true) }
   } else if (st.isDirectory()) {
-    yield { path: rel }
-    const names = fs.readdirSync(abs).filter((n) => hidden || !n.startsWith('.')).sort()
-    for (const n of names) yield * walk(path.join(abs, n), `${rel}/${n}`, hidden)
+    yield { path: rel, ...attributes(st, o, false) }
+    const names = fs.readdirSync(abs).filter((n) => o.hidden || !n.startsWith('.')).sort()
+    for (const n of names) yield * walk(path.join(abs, n), `${rel}/${n}`, o)
   } else if (st.isFile()) {
     // small files in one read: a stream per file costs more than the import of a tiny file
-    const content = st.size <= READ_CHUNK ? fs.readFileSync(abs) : fs.createReadStream(abs, { highWaterMark: READ_CHUNK })
-    yield { path: rel, content }
+    const content = st.size <= BigInt(READ_CHUNK)
+      ? fs.readFileSync(abs)
+      : fs.createReadStream(abs, { highWaterMark: READ_CHUNK })
+    yield { path: rel, content, ...attributes(st, o, false) }
   } else {
     throw new Error(`unsupported file type: ${abs}`)
   }
+}
+
+/** Sizes of the regular files the walk will import. */
+function fileSizes (abs, hidden) {
+  const st = fs.lstatSync(abs)
+  if (st.isFile()) return [st.size]
+  if (!st.isDirectory()) return []
+  return fs.readdirSync(abs).filter((n) => hidden || !n.startsWith('.'))
+    .flatMap((n) => fileSizes(path.join(abs, n), hidden))
+}
+
+/** JS raw-leaves setting that reproduces Kubo's attribute-carrying files (see the header). */
+function rawLeavesForAttributes (job, o) {
+  if (job.rawLeaves === true) throw new Error('Kubo refuses --raw-leaves with --preserve-mode/--preserve-mtime')
+  if (o.layout === 'trickle') return false
+  const sizes = fileSizes(path.resolve(job.path), o.hidden)
+  const single = sizes.filter((n) => n <= o.chunkSize).length
+  if (single !== 0 && single !== sizes.length) {
+    throw new Error('with attributes the JS importer needs all files single-chunk or all multi-chunk')
+  }
+  return single !== 0
 }
 
 /** CIDs of the blocks reachable from root, depth-first pre-order, links in stored order, once. */
@@ -204,6 +254,7 @@ async function writeCar (file, rootKey, blocks, dagPb, CarWriter) {
 
 async function runJob (job, lib) {
   const o = resolve(job)
+  if (o.preserveMode || o.preserveMtime) o.rawLeaves = rawLeavesForAttributes(job, o)
   const blocks = new Map() // CID string -> { cid, bytes }, first put wins
   const store = {
     put: async (cid, bytes) => {
@@ -234,7 +285,7 @@ async function runJob (job, lib) {
   const abs = path.resolve(job.path)
   const yielded = []
   let rootType
-  for await (const e of lib.importer(walk(abs, path.basename(abs), o.hidden), store, options)) {
+  for await (const e of lib.importer(walk(abs, path.basename(abs), o), store, options)) {
     yielded.push([e.path ?? '', e.cid.toString()])
     rootType = e.unixfs?.type ?? 'raw' // a raw leaf has no UnixFS message
   }
