@@ -7,7 +7,8 @@ Every chunker is registered under Kubo's spec syntax (``size-N``, ``rabin-MIN-AV
 
 from __future__ import annotations
 
-from typing import BinaryIO, Final, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterator
+from typing import BinaryIO, Final, Protocol, runtime_checkable
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB

@@ -6,8 +6,9 @@ multiple of N gets no trailing empty chunk, and an empty input no chunk at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from .base import read_full
 

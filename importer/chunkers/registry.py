@@ -7,7 +7,7 @@ Follows boxo ``chunker/parse.go`` (``FromString``): ``""``/``default`` → ``siz
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import InvalidChunkerSpec
 from .base import CHUNK_SIZE_LIMIT, DEFAULT_BLOCK_SIZE, Chunker

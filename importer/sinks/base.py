@@ -7,7 +7,8 @@ block bytes and only hash them.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator
+from typing import Protocol, runtime_checkable
 
 
 @runtime_checkable

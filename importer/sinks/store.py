@@ -50,7 +50,8 @@ from ..errors import BlockCorrupt, BlockNotFound, StoreError
 MiB: Final = 1024 * 1024
 
 #: Version of the table layout below, kept in ``meta``; bump it with every migration.
-SCHEMA_VERSION: Final = 1
+#: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
+SCHEMA_VERSION: Final = 2
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -75,6 +76,15 @@ _SCHEMA: Final = (
      " encoding INTEGER NOT NULL DEFAULT 0,"
      " size INTEGER NOT NULL,"
      " data BLOB NOT NULL)"),
+    # One row per imported archive, written only after all its blocks are committed, so an
+    # entry never names a missing block. The mirror publisher and the pip proxy read this.
+    ("CREATE TABLE IF NOT EXISTS archives ("
+     " name TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " sha256 BLOB NOT NULL,"
+     " size INTEGER NOT NULL,"
+     " imported_at REAL NOT NULL,"
+     " PRIMARY KEY (name, root))"),
 )
 
 
@@ -98,6 +108,17 @@ def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("dpip-importer")) / "store"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    """One row of the mirror's index: an archive file name and where its DAG is."""
+
+    name: str
+    root: bytes
+    sha256: bytes
+    size: int
+    imported_at: float
 
 
 class BlockStore:
@@ -170,6 +191,9 @@ class BlockStore:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise self._fail(f"schema version {row[0]} is newer than this program's "
                                  f"{SCHEMA_VERSION}: upgrade dpip-importer")
+            elif int(row[0]) < SCHEMA_VERSION:
+                # Every migration so far only adds tables (CREATE IF NOT EXISTS above).
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -229,6 +253,24 @@ class BlockStore:
         except sqlite3.Error as e:
             raise self._fail(f"cannot delete a block: {e}") from None
         return cursor.rowcount > 0
+
+    def record_archive(self, record: ArchiveRecord) -> None:
+        """Add an archive to the index, after committing every buffered block."""
+        self.flush()
+        try:
+            self._begin()
+            self._conn.execute("INSERT OR REPLACE INTO archives VALUES (?, ?, ?, ?, ?)",
+                               (record.name, record.root, record.sha256, record.size, record.imported_at))
+            self._commit()
+        except sqlite3.Error as e:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise self._fail(f"cannot record archive {record.name}: {e}") from None
+
+    def iter_archives(self) -> Iterator[ArchiveRecord]:
+        """The index, oldest import first."""
+        for row in self._conn.execute("SELECT name, root, sha256, size, imported_at FROM archives ORDER BY rowid"):
+            yield ArchiveRecord(row[0], bytes(row[1]), bytes(row[2]), int(row[3]), float(row[4]))
 
     # -- reading -------------------------------------------------------------------------------
 

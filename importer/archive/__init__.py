@@ -1,0 +1,1 @@
+"""The structure-aware importer: archives as a UnixFS tree of their files plus a rebuild recipe."""

@@ -1,0 +1,463 @@
+"""Import one wheel or sdist: its files into a UnixFS tree, everything else into a recipe.
+
+One pass over the archive's events (:mod:`importer.sources`) does the work:
+
+* every member's content becomes a UnixFS file DAG with the ``add`` settings, so a file has the
+  CID ``ipfs add`` gives it anywhere, and identical files across versions are stored once;
+* every byte that is not member content (headers, central directory, padding, gzip framing)
+  is appended to the skeleton, stored as one zstd frame;
+* for each deflated zip member (and each gzip/bzip2/xz stream around a tar) the compressor
+  registry (:mod:`importer.compress`) looks for the settings that reproduce the original stream
+  exactly. Searches run on a thread pool (zlib, bz2 and lzma release the GIL). A stream that
+  nothing reproduces is kept as it was, as its own UnixFS file: unchanged members still dedup.
+
+Members that cannot live in the tree (see :mod:`importer.sources.names`) keep their content as
+"extra" files linked from the recipe, so the root reaches every block the archive needs.
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io
+import lzma
+import os
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final
+
+import zstandard
+
+from ..adder import Adder
+from ..compress import CompressorParams, ProducerHints, SearchResult, search_params
+from ..dag.cid import format_cid
+from ..dag.directory import build_symlink
+from ..layout import DagNode
+from ..profiles import ImportSettings
+from ..sinks.base import BlockSink
+from ..sources.auto import OpenedArchive, open_archive
+from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton
+from ..sources.compressed import CompressedStream
+from ..sources.names import classify_members
+from .recipe import (
+    VERBATIM,
+    ArchiveRoot,
+    MemberEntry,
+    OuterItem,
+    OuterStream,
+    Recipe,
+    params_index,
+    write_recipe,
+    write_root,
+)
+from .streams import PieceReader
+from .tree import TreeBuilder
+
+#: Members up to this size are kept in memory between hashing and the compressor search; larger
+#: ones are read again from the archive (pread, so searches in threads need no shared offset).
+BUFFER_LIMIT: Final = 8 * 1024 * 1024
+#: zstd level of the skeleton frame: skeletons are small (tens of bytes per member) and written
+#: once, so a slow, strong level costs little and every later version stores less.
+SKELETON_ZSTD_LEVEL: Final = 19
+PIECE: Final = 1024 * 1024
+_STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberReport:
+    """How one member is stored: ``how`` is stored | replayed | verbatim | empty."""
+
+    index: int
+    name: str
+    size: int
+    stored_size: int
+    how: str
+    params: str | None
+    path: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportReport:
+    """What ``dpip-import wheel|sdist|auto`` prints for one archive."""
+
+    file: str
+    format: str
+    root: bytes
+    tree: bytes
+    sha256: str
+    size: int
+    members: int
+    replayed_bytes: int
+    verbatim_bytes: int
+    producer: str | None
+    outer: tuple[str, ...]
+    member_reports: tuple[MemberReport, ...]
+    seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "file": self.file, "root": format_cid(self.root), "tree": format_cid(self.tree),
+            "sha256": self.sha256, "size": self.size, "format": self.format, "members": self.members,
+            "replayed_bytes": self.replayed_bytes, "verbatim_bytes": self.verbatim_bytes,
+            "producer": self.producer, "outer": list(self.outer), "seconds": round(self.seconds, 3),
+        }
+
+
+def _pread_pieces(fd: int, offset: int, length: int) -> Iterator[bytes]:
+    end = offset + length
+    while offset < end:
+        piece = os.pread(fd, min(PIECE, end - offset), offset)
+        if not piece:
+            raise EOFError(f"archive shrank while importing (at byte {offset})")
+        offset += len(piece)
+        yield piece
+
+
+def _decompress_pieces(fd: int, stream: CompressedStream) -> Iterator[bytes]:
+    """The content of one compressed stream of the file, decompressed again (for the search)."""
+    if stream.method == "deflate":
+        engine: Any = zlib.decompressobj(-15)
+    elif stream.method == "bzip2":
+        engine = bz2.BZ2Decompressor()
+    else:
+        engine = lzma.LZMADecompressor()
+    produced = 0
+    for piece in _pread_pieces(fd, stream.offset, stream.length):
+        out = engine.decompress(piece)
+        produced += len(out)
+        yield out
+        if stream.method == "deflate":
+            while engine.unconsumed_tail:
+                out = engine.decompress(engine.unconsumed_tail)
+                produced += len(out)
+                yield out
+    if produced != stream.size:
+        raise EOFError(f"stream {stream.index} decompressed to {produced} bytes, expected {stream.size}")
+
+
+def _inflate_pieces(fd: int, member: Member) -> Iterator[bytes]:
+    engine = zlib.decompressobj(-15)
+    for piece in _pread_pieces(fd, member.data_offset, member.data_length):
+        yield engine.decompress(piece)
+    yield engine.flush()
+
+
+def wheel_generator(path: str) -> str | None:
+    """The ``Generator:`` line of a wheel's WHEEL file, the best hint of its compressor."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                parts = info.filename.split("/")
+                if len(parts) == 2 and parts[0].endswith(".dist-info") and parts[1] == "WHEEL" \
+                        and info.file_size < 64 * 1024:
+                    for line in z.read(info).decode("utf-8", "replace").splitlines():
+                        if line.startswith("Generator:"):
+                            return line.split(":", 1)[1].strip()
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, RuntimeError):
+        return None
+    return None
+
+
+class _Keeper:
+    """Keeps a copy of the pieces that pass through, up to ``limit`` bytes; past that, none."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.pieces: list[bytes] | None = []
+        self.kept = 0
+
+    def tee(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            if self.pieces is not None:
+                self.kept += len(piece)
+                if self.kept <= self.limit:
+                    self.pieces.append(piece)
+                else:
+                    self.pieces = None
+            yield piece
+
+
+class _Events:
+    """Groups the flat event stream into skeleton runs and (member, content pieces) pairs."""
+
+    def __init__(self, events: Iterator[Any]) -> None:
+        self._it = events
+        self._next: Any = None
+        self._have = False
+
+    def __iter__(self) -> Iterator[Skeleton | Member]:
+        while True:
+            event = self._pop()
+            if event is None:
+                return
+            if isinstance(event, bytes):
+                raise TypeError("a content piece outside a member: the source broke its event order")
+            yield event
+
+    def _pop(self) -> Any:
+        if self._have:
+            self._have = False
+            return self._next
+        return next(self._it, None)
+
+    def content(self) -> Iterator[bytes]:
+        """The content pieces of the member just yielded."""
+        while True:
+            event = self._pop()
+            if event is None:
+                return
+            if not isinstance(event, bytes):
+                self._next, self._have = event, True
+                return
+            yield event
+
+
+class ArchiveImporter:
+    """Imports archives with fixed settings into one sink; reusable across archives."""
+
+    def __init__(self, settings: ImportSettings, sink: BlockSink, *, limits: Limits = DEFAULT_LIMITS,
+                 workers: int | None = None) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.limits = limits
+        self.adder = Adder(settings, sink)
+        self.workers = workers or os.cpu_count() or 1
+
+    def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
+        start = time.perf_counter()
+        name = display_name or os.path.basename(path)
+        digest = hashlib.sha256()
+        size = 0
+        with open(path, "rb", buffering=0) as f:
+            while piece := f.read(PIECE):
+                digest.update(piece)
+                size += len(piece)
+        with open(path, "rb") as f, ThreadPoolExecutor(self.workers) as pool:
+            fd = f.fileno()
+            opened = open_archive(f, name, self.limits)
+            generator = wheel_generator(path) if opened.format == "zip" else None
+            run = _Run(self, opened, fd, pool, generator, name)
+            run.read_members()
+            run.read_container()
+            root, tree = run.finish(name, size, digest.digest())
+        return ImportReport(
+            file=name, format=opened.format, root=root, tree=tree, sha256=digest.hexdigest(), size=size,
+            members=len(run.members), replayed_bytes=run.replayed_bytes, verbatim_bytes=run.verbatim_bytes,
+            producer=generator or run.gzip_producer, outer=tuple(run.outer_labels),
+            member_reports=tuple(run.reports), seconds=time.perf_counter() - start,
+        )
+
+
+@dataclass(slots=True)
+class _Pending:
+    member: Member
+    skeleton_before: int
+    content: DagNode | None
+    search: Future[SearchResult] | None
+
+
+class _Run:
+    """The state of one archive import."""
+
+    def __init__(self, owner: ArchiveImporter, opened: OpenedArchive, fd: int, pool: ThreadPoolExecutor,
+                 generator: str | None, name: str) -> None:
+        self.owner = owner
+        self.adder = owner.adder
+        self.opened = opened
+        self.fd = fd
+        self.pool = pool
+        self.generator = generator
+        self.name = name
+        self.body_skeleton: list[bytes] = []
+        self.outer_skeleton: list[bytes] = []
+        self.outer: list[OuterItem | None] = []
+        self.outer_labels: list[str] = []
+        self.members: list[_Pending] = []
+        self.tail = 0
+        self.params: list[dict[str, Any]] = []
+        self._params_index: dict[str, int] = {}
+        self.extra: list[bytes] = []
+        self.replayed_bytes = 0
+        self.verbatim_bytes = 0
+        self.reports: list[MemberReport] = []
+        self.gzip_producer: str | None = None
+        self._previous: CompressorParams | None = None
+        self._outer_verbatim = False
+
+    # -- body --------------------------------------------------------------------------------
+
+    def read_members(self) -> None:
+        events = _Events(iter(self.opened.source.iter_events()))
+        before = 0
+        for event in events:
+            if isinstance(event, Skeleton):
+                self.body_skeleton.append(event.data)
+                before += len(event.data)
+                continue
+            self.members.append(self._read_member(event, before, events.content()))
+            before = 0
+        self.tail = before
+
+    def _read_member(self, member: Member, before: int, pieces: Iterator[bytes]) -> _Pending:
+        needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
+        keeper = _Keeper(BUFFER_LIMIT)
+        source = keeper.tee(pieces) if needs_search else pieces
+        reader = PieceReader(source)
+        content = self.adder.add_stream(reader)  # type: ignore[arg-type]  # a RawIOBase reads like a BinaryIO
+        if reader.total == 0 and member.data_length == 0:
+            content_node: DagNode | None = None if member.kind != "file" else content
+        else:
+            content_node = content
+        search = None
+        if needs_search:
+            if keeper.pieces is None:
+                fd = self.fd
+                uncompressed: Any = lambda m=member: _inflate_pieces(fd, m)
+            else:
+                uncompressed = b"".join(keeper.pieces)
+            compressed: Any
+            if member.data_length <= BUFFER_LIMIT:
+                compressed = os.pread(self.fd, member.data_length, member.data_offset)
+            else:
+                fd = self.fd
+                compressed = lambda m=member: _pread_pieces(fd, m.data_offset, m.data_length)
+            hints = ProducerHints(generator=self.generator, member_name=member.name, previous=self._previous)
+            search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints)
+            search.add_done_callback(self._remember_winner)
+        return _Pending(member, before, content_node, search)
+
+    def _remember_winner(self, future: Future[SearchResult]) -> None:
+        if not future.cancelled() and future.exception() is None and future.result().params is not None:
+            self._previous = future.result().params
+
+    # -- container (gzip/bzip2/xz around a tar) ---------------------------------------------
+
+    def read_container(self) -> None:
+        container = self.opened.container
+        if container is None:
+            self.outer.append(None)
+            return
+        searches: list[tuple[CompressedStream, Future[SearchResult]]] = []
+        items = container.finish()
+        for item in items:
+            if isinstance(item, CompressedStream):
+                hints = ProducerHints()
+                if item.gzip is not None:
+                    hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os)
+                    self.gzip_producer = f"gzip header: XFL={item.gzip.xfl} OS={item.gzip.os}"
+                fd = self.fd
+                compressed: Any = (lambda s=item, fd=fd: _pread_pieces(fd, s.offset, s.length)) \
+                    if item.length > BUFFER_LIMIT else os.pread(fd, item.length, item.offset)
+                uncompressed = lambda s=item, fd=fd: _decompress_pieces(fd, s)
+                searches.append((item, self.pool.submit(search_params, compressed, uncompressed,
+                                                        _STREAM_KIND[item.method], hints)))
+        results = {stream.index: future.result() for stream, future in searches}
+        for item in items:
+            if isinstance(item, Skeleton | Gap):
+                data = item.data if isinstance(item, Skeleton) else b"".join(
+                    _pread_pieces(self.fd, item.offset, item.length))
+                self.outer_skeleton.append(data)
+                self.outer.append(len(data))
+                continue
+            result = results[item.index]
+            if result.params is not None:
+                index = params_index(self.params, self._params_index, result.params.to_dict())
+                self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
+                self.outer_labels.append(f"{item.method}: {result.params.label}")
+            else:
+                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, item.offset, item.length)))  # type: ignore[arg-type]
+                self.extra.append(raw.cid)
+                self.outer.append(OuterStream(VERBATIM, len(self.extra) - 1, item.content_offset, item.size))
+                self.outer_labels.append(f"{item.method}: kept verbatim ({result.reason})")
+                self._outer_verbatim = True
+
+    # -- tree, skeleton, recipe ------------------------------------------------------------
+
+    def finish(self, name: str, size: int, sha256: bytes) -> tuple[bytes, bytes]:
+        placements = classify_members(p.member for p in self.members)
+        tree = TreeBuilder(name)
+        entries: list[MemberEntry] = []
+        for pending, placement in zip(self.members, placements, strict=True):
+            entries.append(self._entry(pending, placement.path, placement.reason, tree))
+        tree_node = tree.build(self.owner.settings.directory, self.owner.sink)
+        blob = b"".join(self.outer_skeleton + self.body_skeleton)
+        frame = zstandard.ZstdCompressor(level=SKELETON_ZSTD_LEVEL).compress(blob)
+        skeleton = self.adder.add_stream(io.BytesIO(frame))
+        recipe = Recipe(
+            body="zip" if self.opened.format == "zip" else "tar", outer=tuple(self.outer),
+            skeleton=skeleton.cid, skeleton_size=len(blob), params=tuple(self.params), extra=tuple(self.extra),
+            members=tuple(entries), tail=self.tail,
+        )
+        recipe_cid = write_recipe(recipe, self.owner.sink)
+        root = write_root(ArchiveRoot(name, size, sha256, tree_node.cid, recipe_cid), self.owner.sink)
+        return root, tree_node.cid
+
+    def _entry(self, pending: _Pending, path: str | None, reason: str | None, tree: TreeBuilder) -> MemberEntry:
+        member = pending.member
+        label = member.label
+        in_tree = path is not None
+        if in_tree and path is not None:
+            if member.kind == "dir":
+                tree.add_dir(path)
+            elif member.kind == "symlink":
+                tree.add_file(path, build_symlink(member.link_target or b"", self.owner.settings.cid_version,
+                                                  self.owner.sink))
+            elif pending.content is not None:
+                tree.add_file(path, pending.content)
+        content = pending.content
+        if content is None or member.data_length == 0 and content.size == 0 and member.kind != "file":
+            self.reports.append(MemberReport(member.index, label, 0, member.data_length, "empty", None, path, reason))
+            return MemberEntry(pending.skeleton_before, _NO_SOURCE, VERBATIM)
+        source_is_tree = in_tree and member.kind == "file"
+
+        def content_source() -> str | int:
+            if source_is_tree and path is not None:
+                return path
+            self.extra.append(content.cid)
+            return len(self.extra) - 1
+
+        if pending.search is None:
+            # Stored as-is: zip method 0, tar contents, verbatim members (their stored bytes).
+            how = "verbatim" if member.verbatim else "stored"
+            if member.verbatim or self._outer_verbatim:
+                self.verbatim_bytes += member.size
+            else:
+                self.replayed_bytes += member.size
+            source = content_source() if not member.verbatim else self._extra_file(content)
+            self.reports.append(MemberReport(member.index, label, member.size, member.data_length, how, None, path,
+                                             member.verbatim_reason or reason))
+            return MemberEntry(pending.skeleton_before, source, VERBATIM)
+        result = pending.search.result()
+        if result.params is not None:
+            self.replayed_bytes += member.size
+            index = params_index(self.params, self._params_index, result.params.to_dict())
+            self.reports.append(MemberReport(member.index, label, member.size, member.data_length, "replayed",
+                                             result.params.label, path, reason))
+            return MemberEntry(pending.skeleton_before, content_source(), index)
+        # Nothing reproduces the stream: keep the original compressed bytes as their own leaf.
+        raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, member.data_offset, member.data_length)))  # type: ignore[arg-type]
+        self.verbatim_bytes += member.size
+        self.reports.append(MemberReport(member.index, label, member.size, member.data_length, "verbatim", None,
+                                         path, result.reason))
+        return MemberEntry(pending.skeleton_before, self._extra_file(raw), VERBATIM)
+
+    def _extra_file(self, node: DagNode) -> int:
+        self.extra.append(node.cid)
+        return len(self.extra) - 1
+
+
+#: Member table source of a member with no stored bytes (directories, links, empty entries).
+_NO_SOURCE: Final = -1
+
+
+def import_archive(path: str, settings: ImportSettings, sink: BlockSink, **kwargs: Any) -> ImportReport:
+    """Import the archive at ``path`` into ``sink``; see :class:`ArchiveImporter`."""
+    return ArchiveImporter(settings, sink, **kwargs).import_file(path)
+
+
+ProgressCallback = Callable[[ImportReport], None]
