@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from .oracle_support import (
     dpip_import_executable,
     js_results_once,
     run_add,
+    run_js,
     shared_dir,
 )
 
@@ -341,3 +343,49 @@ def test_console_script_root_eq_js(case: TreeCase, trees_dir: Path, js_trees: di
     proc = subprocess.run([str(dpip_import_executable()), "add", "-r", "-Q", "-n", *case.options.cli_args(),
                            str(trees_dir / case.tree)], capture_output=True, text=True, check=False, timeout=300)
     assert (proc.returncode, proc.stdout.strip(), proc.stderr) == (0, js_trees[case.id].root, "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The oracle itself: its mapping of Kubo's options reproduces CIDs Kubo published
+
+
+def build_vector_inputs(folder: Path) -> None:
+    (folder / "planets").mkdir()
+    (folder / "planets" / "mars.txt").write_bytes(b"Hello Mars!\n")
+    (folder / "planets" / "venus.txt").write_bytes(b"Hello Venus!\n")
+    for name, mode, mtime_ns in (("m640", 0o640, None), ("t1604320482", None, 1604320482 * 10**9),
+                                 ("m764", 0o764, None), ("tn", None, 1603539720 * 10**9 + 54321),
+                                 ("all", 0o764, 1603539720 * 10**9 + 54321)):
+        (folder / name).write_bytes(b"")
+        if mode is not None:
+            (folder / name).chmod(mode)
+        if mtime_ns is not None:
+            os.utime(folder / name, ns=(mtime_ns, mtime_ns))
+    (folder / "s1").symlink_to("nothing")
+    os.utime(folder / "s1", ns=(1604320482 * 10**9,) * 2, follow_symlinks=False)
+    (folder / "d713").mkdir()
+    (folder / "d713").chmod(0o713)
+
+
+MODE, MTIME = AddOptions(preserve_mode=True), AddOptions(preserve_mtime=True)
+#: ipfs-unixfs-spec.md §8.3 (sharness t0040, t0047): (input, options, CID).
+KUBO_VECTORS = (
+    ("planets", AddOptions(), "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY"),
+    ("planets", AddOptions(raw_leaves=True), "QmfWfQfKCY5Ukv9peBbxM5vqWM9BzmqUSXvdCgjT2wsiBT"),
+    ("planets", AddOptions(cid_version=1), "bafybeih7e5dmkyk25up5vxug4q3hrg2fxbzf23dfrac2fns5h7z4aa7ioi"),
+    ("planets", AddOptions(cid_version=1, raw_leaves=False),
+     "bafybeif5tuep5ap2d7zyhbktucey75aoacxufgt6i3v4gebmixyipnyp7y"),
+    ("m640", MODE, "QmQLgxypSNGNFTuUPGCecq6dDEjb6hNB5xSyVmP3cEuNtq"),
+    ("t1604320482", MTIME, "QmQ6kErEW8kztQFV8vbwNU8E4dmtGsYpRiboiLxUEwibvj"),
+    ("s1", MTIME, "QmbJwotgtr84JxcnjpwJ86uZiyMoxbZuNH4YrdJMypkYaB"),
+    ("m764", MODE, "QmchD3BN8TQ3RW6jPLxSaNkqvfuj7syKhzTRmL4EpyY1Nz"),
+    ("tn", MTIME, "QmaKH8H5rXBUBCX4vdxi7ktGQEL7wejV7L9rX2qpZjwncz"),
+    ("all", MODE.with_(preserve_mtime=True), "QmUkxrtBA8tPjwCYz1HrsoRfDz6NgKut3asVeHVQNH4C8L"),
+    ("d713", MODE, "QmQ1ABnw2iip7sj23EzzBZ9T77KyyfESP6SUboiXPyzNQe"),
+)
+
+
+def test_js_oracle_reproduces_kubo_published_vectors(tmp_path: Path) -> None:
+    build_vector_inputs(tmp_path)
+    results = run_js([options.js_job(tmp_path / name) for name, options, _ in KUBO_VECTORS], processes=1)
+    assert [r.root for r in results] == [cid for _, _, cid in KUBO_VECTORS]

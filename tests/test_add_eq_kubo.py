@@ -41,7 +41,15 @@ def threshold_name(delta: int) -> str:
     return f"thr-{delta:+d}"
 
 
+#: The sharness "planets" directory and its published CID (ipfs-unixfs-spec.md §8.3): proves the
+#: oracle really is Kubo with default settings before anything is compared with it.
+PLANETS_CID = "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY"
+
+
 def build(folder: Path) -> None:
+    (folder / "planets").mkdir()
+    (folder / "planets" / "mars.txt").write_bytes(b"Hello Mars!\n")
+    (folder / "planets" / "venus.txt").write_bytes(b"Hello Venus!\n")
     for size in FILE_SIZES:
         write_random_file(folder / f"r{size}", size)
     make_mixed_tree(folder / "mixed")
@@ -71,8 +79,12 @@ def kubo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def kubo(kubo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
     paths = [kubo_dir / f"r{s}" for s in FILE_SIZES] + tree_paths(kubo_dir / "mixed")
-    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS]
+    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS] + [kubo_dir / "planets"]
     return kubo_results_once(shared_dir(tmp_path_factory), paths)
+
+
+def test_kubo_oracle_gives_published_planets_cid(kubo_dir: Path, kubo: dict[Path, str]) -> None:
+    assert kubo[kubo_dir / "planets"] == PLANETS_CID
 
 
 @pytest.mark.parametrize("size", FILE_SIZES)
