@@ -216,3 +216,10 @@ def test_gzip_bomb_stops_at_the_limit_in_bounded_memory() -> None:
           f"peak {peak / MiB:.1f} MiB")
     assert "decompresses past the limit of 33554432 bytes" in e.value.reason
     assert peak < 16 * MiB
+
+
+def test_xz_stream_padding_between_streams_is_skeleton() -> None:
+    data = lzma.compress(TAR[:5000]) + bytes(8) + lzma.compress(TAR[5000:]) + bytes(4)
+    segments = assert_exact(data)
+    assert [type(s).__name__ for s in segments] == ["CompressedStream", "Skeleton", "CompressedStream", "Gap"]
+    assert isinstance(segments[1], Skeleton) and segments[1].data == bytes(8)

@@ -10,7 +10,7 @@ stream) that, while it is read, records the container's own structure as a list 
   are trailing garbage, kept as a :class:`~.base.Gap` (read back from the file, not held).
 * bzip2 and xz: each stream (header and footer included) is one CompressedStream, since
   recompressing reproduces the whole stream; concatenated streams are followed, anything else
-  after the last one (including xz stream padding) is a trailing Gap.
+  after the last one is a trailing Gap; xz stream padding between streams is skeleton.
 
 Decompression output is capped at ``Limits.max_total_size``: a bomb stops with an error after
 at most that many bytes of work, in pieces of at most PIECE_SIZE.
@@ -56,6 +56,8 @@ GZIP_TRAILER: Final = struct.Struct("<II")
 #: FNAME/FCOMMENT are NUL-terminated with no length; a header longer than this is hostile.
 MAX_GZIP_FIELD: Final = 64 * KiB
 READ_SIZE: Final = 64 * KiB
+#: Longest xz stream padding we look through for a following stream (real padding is 0-3 words).
+MAX_XZ_PADDING: Final = 64 * KiB
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +266,8 @@ class ContainerReader:
         magic = BZIP2_MAGIC if kind == "bzip2" else XZ_MAGIC
         index = 0
         while True:
+            if index and kind == "xz":
+                self._record_xz_padding()
             if index and self._input.peek(len(magic)) != magic:
                 self._record_trailing()
                 return
@@ -302,6 +306,15 @@ class ContainerReader:
             if out:
                 yield out
         self._input.unread(decoder.unused_data)
+
+    def _record_xz_padding(self) -> None:
+        """xz Stream Padding (xz spec 2.2): NUL bytes, a multiple of four, before the next stream.
+        Kept as skeleton only when a stream follows; otherwise it is part of the trailing Gap."""
+        ahead = self._input.peek(MAX_XZ_PADDING + len(XZ_MAGIC))
+        zeros = len(ahead) - len(ahead.lstrip(b"\x00"))
+        if zeros and zeros % 4 == 0 and ahead[zeros:].startswith(XZ_MAGIC):
+            at = self._input.position
+            self.segments.append(Skeleton(at, self._input.read_exact(zeros, "xz stream padding")))
 
     def _record_trailing(self) -> None:
         """Bytes after the last stream that start no new one (zero padding, garbage) are a Gap:
