@@ -81,6 +81,7 @@ def _resolve(store: BlockStore, text: str) -> bytes:
 # -- cat ---------------------------------------------------------------------------------------
 
 def cmd_cat(args: argparse.Namespace) -> int:
+    parse_target(args.path)  # a bad CID is the user's error, reported before the store is opened
     with open_store(args) as store:
         cid = _resolve(store, args.path)
         out = sys.stdout.buffer
@@ -117,6 +118,8 @@ def _tabulate(rows: list[tuple[str, str, str]]) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
+    for text in args.paths:
+        parse_target(text)
     with open_store(args) as store:
         out: list[str] = []
         for i, text in enumerate(args.paths):
@@ -236,6 +239,7 @@ def _umask() -> int:
 # -- export / import-car -----------------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace) -> int:
+    parse_target(args.path)
     from ..sinks.car import export_car
 
     with open_store(args) as store:
