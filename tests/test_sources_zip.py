@@ -393,3 +393,13 @@ def test_duplicate_names_parse_and_rebuild_exactly() -> None:
     data = build_zip([Entry(b"same.txt", b"first"), Entry(b"same.txt", b"second")])
     layout = assert_exact(data)
     assert [(m.index, m.name) for m in layout.members] == [(0, "same.txt"), (1, "same.txt")]
+
+
+def test_ten_gib_bomb_is_refused_by_the_default_limits() -> None:
+    stream = zero_bomb_stream(10 * 1024)  # 10 GiB of zeros in about 10 MB
+    data = build_zip([Entry(b"bomb10", b"", stored_bytes=stream, declared_size=10 * 1024 * MiB, crc=0, zip64=True)],
+                     zip64_end=True)
+    with pytest.raises(InvalidArchive) as e:
+        ZipSource(io.BytesIO(data), "t.zip")
+    assert e.value.member == "bomb10" and e.value.reason == (
+        f"member inflates to {10 * 1024 * MiB} bytes, over the limit of {4 * 1024 * MiB}")
