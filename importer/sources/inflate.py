@@ -49,20 +49,21 @@ def iter_content(f: BinaryIO, member: Member, archive: str, limit: int) -> Itera
 def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
     """Inflate a deflated member in pieces of at most PIECE_SIZE, in bounded memory.
 
-    Stops with :class:`InvalidArchive` as soon as the output would pass the member's declared size
-    or ``limit`` (a zip bomb ends after at most ``limit`` bytes of work), when the deflate data is
+    Refuses a member whose declared size is over ``limit``, and stops with :class:`InvalidArchive`
+    as soon as the output passes the declared size (a zip bomb ends after at most ``limit`` bytes
+    of work), when the deflate data is
     corrupt or ends before/after the compressed size, and when CRC-32 or size do not match.
     """
-    _check_limit(member, archive, limit)
-    cap = min(member.size, limit)
+    _check_limit(member, archive, limit)  # so the declared size is also within the limit
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no zlib header or trailer
-    f.seek(member.data_offset)
     remaining = member.data_length
     pending = b""
     produced = crc = 0
     while not inflater.eof:
         consumed = member.data_length - remaining - len(pending)
         if not pending and remaining:
+            # Seek every time: the caller may read the same file between our pieces.
+            f.seek(member.data_offset + member.data_length - remaining)
             pending = f.read(min(READ_SIZE, remaining))
             if not pending:
                 raise InvalidArchive(archive, "archive is truncated", member.label, member.data_offset + consumed)
@@ -77,8 +78,8 @@ def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iter
             raise InvalidArchive(archive, "deflate data ends before the stream does (truncated)", member.label,
                                  member.data_offset + member.data_length)
         produced += len(out)
-        if produced > cap:
-            raise InvalidArchive(archive, f"member inflates past {cap} bytes ({_which_cap(member, limit)})",
+        if produced > member.size:
+            raise InvalidArchive(archive, f"member inflates past its declared size of {member.size} bytes",
                                  member.label, member.data_offset + consumed)
         if out:
             crc = zlib.crc32(out, crc)
@@ -91,10 +92,6 @@ def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iter
         raise InvalidArchive(archive, f"member inflates to {produced} bytes, not {member.size}", member.label,
                              member.data_offset)
     _check_crc(member, crc, archive)
-
-
-def _which_cap(member: Member, limit: int) -> str:
-    return "its declared size" if member.size <= limit else "the expansion limit"
 
 
 def _check_limit(member: Member, archive: str, limit: int) -> None:
