@@ -15,12 +15,13 @@ from ..errors import InvalidArchive
 from .base import DEFAULT_LIMITS, TAR_BLOCK, ArchiveSource, Limits, detect_format
 from .compressed import ContainerReader
 from .tar import TarSource
-from .zip import EOCD, MAX_COMMENT, ZipSource
+from .zip import EOCD, MAX_COMMENT, MAX_TRAILING, ZipSource
 
 SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz"]
 #: A zip with a prepended stub shows no magic at its start; its EOCD is within the last
-#: 22 + 65535 bytes (EOCD record plus the longest comment).
-TAIL_SIZE: Final = EOCD.size + MAX_COMMENT
+#: 22 + 65535 bytes (EOCD record plus the longest comment) plus the trailing bytes the zip
+#: reader tolerates.
+TAIL_SIZE: Final = EOCD.size + MAX_COMMENT + MAX_TRAILING
 _SUFFIX: Final[dict[str, SourceFormat]] = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz"}
 
 
@@ -40,13 +41,14 @@ def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> 
     Raises :class:`InvalidArchive` for anything that is not a zip, a tar or a compressed tar
     (a text file named ``.whl``, a gzip of something other than a tar...).
     """
-    size = f.seek(0, 2)
     f.seek(0)
     head = f.read(TAR_BLOCK)
-    f.seek(max(0, size - TAIL_SIZE))
-    tail = f.read(TAIL_SIZE)
+    kind = detect_format(head)
+    if kind is None:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - TAIL_SIZE))
+        kind = detect_format(head, f.read(TAIL_SIZE))
     f.seek(0)
-    kind = detect_format(head, tail)
     if kind is None:
         raise InvalidArchive(archive, "not a zip, tar, gzip, bzip2 or xz archive", None, 0)
     if kind == "zip":
