@@ -79,6 +79,8 @@ def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) ->
     Concatenating every :class:`~.base.Skeleton` and every data piece in order gives the stream
     back exactly. Raises :class:`InvalidArchive` (with member name and stream offset) on a bad
     checksum, a malformed number or extended header, truncation, or a limit being passed.
+    Offsets, in members and errors alike, count bytes of the tar stream: for a ``.tar.gz`` that
+    is the decompressed stream, not the file.
     """
     reader = _Reader(stream, archive)
     skeleton = bytearray()
@@ -277,7 +279,10 @@ def _parse_pax(data: bytes, archive: str, label: str, at: int) -> dict[str, byte
 
 
 class TarSource:
-    """A tar stream as an :class:`~.base.ArchiveSource`; ``members`` fills in as events are read."""
+    """A tar stream as an :class:`~.base.ArchiveSource`; ``members`` fills in as events are read.
+
+    The stream is read forwards only: do not read it elsewhere while iterating.
+    """
 
     def __init__(self, stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) -> None:
         self._stream = stream
