@@ -20,7 +20,22 @@ from ..dag.cid import DAG_PB, RAW, make_cid
 from ..dag.dagpb import PBLink, encode_node
 from ..dag.unixfs import Mtime, NodeType, UnixFSData, encode_mtime, encode_unixfs
 from ..dag.varint import encode_uvarint
+from ..errors import ImporterError
 from ..sinks.base import BlockSink
+
+#: boxo ``chunker/parse.go`` ``BlockSizeLimit``: 2 MiB, the largest block bitswap moves. A chunker
+#: that never cuts (``rabin-30``, MinSize < 16) yields one huge chunk, which Kubo then refuses
+#: with ``object size limit exceeded`` instead of making an unshareable block.
+BLOCK_SIZE_LIMIT = 2 * 1024 * 1024
+
+
+class BlockTooLarge(ImporterError, ValueError):
+    """A chunk larger than :data:`BLOCK_SIZE_LIMIT` (Kubo's ``ErrSizeLimitExceeded``)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"object size limit exceeded: a {size}-byte chunk is over the "
+                         f"{BLOCK_SIZE_LIMIT}-byte block limit (choose a chunker that cuts smaller)")
+        self.size = size
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,8 @@ class DagBuilder:
         Attributes force a dag-pb leaf (Kubo turns raw leaves off for mode/mtime).
         """
         n = len(chunk)
+        if n > BLOCK_SIZE_LIMIT:
+            raise BlockTooLarge(n)
         if self.raw_leaves and attrs.empty:
             cid = make_cid(1, RAW, hashlib.sha256(chunk).digest())
             if self._store:
