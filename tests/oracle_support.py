@@ -100,10 +100,12 @@ class AddOptions:
             args.append("--preserve-mtime")
         return args
 
-    def js_job(self, path: Path, car: Path | None = None) -> dict[str, Any]:
-        """The job object ``unixfs_import.mjs`` reads (see its header for the keys)."""
+    def js_job(self, path: Path | Sequence[Path], car: Path | None = None) -> dict[str, Any]:
+        """The job object ``unixfs_import.mjs`` reads (see its header for the keys); several
+        paths only with ``wrap``."""
+        where = {"path": str(path)} if isinstance(path, Path) else {"paths": [str(p) for p in path]}
         job: dict[str, Any] = {
-            "path": str(path),
+            **where,
             "profile": self.profile,
             "cidVersion": self.cid_version,
             "rawLeaves": self.raw_leaves,
@@ -223,7 +225,7 @@ def run_js(jobs: Sequence[Mapping[str, Any]], processes: int = 2) -> list[Import
     for i, job in enumerate(jobs):
         raw = raws[i % processes][i // processes]
         if "error" in raw:
-            pytest.fail(f"JS oracle failed on {job['path']}: {raw['error']}", pytrace=False)
+            pytest.fail(f"JS oracle failed on {job.get('path', job.get('paths'))}: {raw['error']}", pytrace=False)
         results.append(ImportResult(raw["root"], raw["rootType"], dict(raw["entries"])))
     return results
 

@@ -314,6 +314,29 @@ def test_autoshard_vector_js_and_ours_give_published_cid(count: int, cid: str, t
     assert run_add(options, [trees_dir / f"autoshard-{count}"]).root == cid
 
 
+# Several paths wrapped in one directory (`add -w P...`): a file, a directory, a symlink, an
+# empty file. The last option set makes the wrapper a HAMT: its links estimate is 200 bytes (160
+# for the JS importer, which counts the unflushed "nested" as 0) and that of "nested" 120 (JS: 80),
+# so a 150-byte threshold shards the wrapper alone in both.
+WRAP_PATHS = ("mixed/a.txt", "mixed/nested", "mixed/link-rel", "mixed/empty.bin", "attrs-big/f0")
+WRAP_OPTIONS = (AddOptions(wrap=True), AddOptions(wrap=True, cid_version=1),
+                AddOptions(wrap=True, profile="unixfs-v1-2025", trickle=True),
+                AddOptions(wrap=True, hamt_threshold=150, hamt_fanout=16))
+
+
+@pytest.fixture(scope="session")
+def js_wrapped(trees_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[ImportResult]:
+    jobs = [o.js_job([trees_dir / p for p in WRAP_PATHS]) for o in WRAP_OPTIONS]
+    return js_results_once(shared_dir(tmp_path_factory), jobs)
+
+
+@pytest.mark.parametrize("index", range(len(WRAP_OPTIONS)), ids=[o.id for o in WRAP_OPTIONS])
+def test_wrapped_paths_eq_js(index: int, trees_dir: Path, js_wrapped: list[ImportResult]) -> None:
+    run = run_add(WRAP_OPTIONS[index], [trees_dir / p for p in WRAP_PATHS])
+    assert run.root == js_wrapped[index].root
+    assert run.entries == dict(js_wrapped[index].entries)
+
+
 # ---------------------------------------------------------------------------------------------
 # Output modes and the real console script
 

@@ -7,6 +7,7 @@
 //
 // jobs.json is a JSON array; each job is an object (absent or null keys take Kubo's defaults):
 //   path                 absolute path of the file or directory to add (like `ipfs add -r PATH`)
+//   paths                instead of path: several paths, only with wrapWithDirectory (`add -w P...`)
 //   profile              "unixfs-v0-2015" | "legacy-cid-v0" | "unixfs-v1-2025": supplies defaults
 //   cidVersion           0 | 1                                    (--cid-version; default 0)
 //   rawLeaves            true | false                             (--raw-leaves; see below)
@@ -167,11 +168,18 @@ function fileSizes (abs, hidden) {
     .flatMap((n) => fileSizes(path.join(abs, n), hidden))
 }
 
+/** The absolute paths a job adds. */
+function jobPaths (job) {
+  const paths = job.paths ?? [job.path]
+  if (paths.length !== 1 && job.wrapWithDirectory !== true) throw new Error('several paths need wrapWithDirectory')
+  return paths.map((p) => path.resolve(p))
+}
+
 /** JS raw-leaves setting that reproduces Kubo's attribute-carrying files (see the header). */
 function rawLeavesForAttributes (job, o) {
   if (job.rawLeaves === true) throw new Error('Kubo refuses --raw-leaves with --preserve-mode/--preserve-mtime')
   if (o.layout === 'trickle') return false
-  const sizes = fileSizes(path.resolve(job.path), o.hidden)
+  const sizes = jobPaths(job).flatMap((p) => fileSizes(p, o.hidden))
   const single = sizes.filter((n) => n <= o.chunkSize).length
   if (single !== 0 && single !== sizes.length) {
     throw new Error('with attributes the JS importer needs all files single-chunk or all multi-chunk')
@@ -199,12 +207,34 @@ function dfsPreOrder (rootKey, blocks, dagPb) {
   return order
 }
 
+const utf8 = new TextEncoder()
+const varintLen = (n) => { let len = 1; while (n >= 128) { n = Math.floor(n / 128); len++ } return len }
+const fieldLen = (len) => 1 + varintLen(len) + len // one protobuf bytes field: tag, length, body
+
+/**
+ * Kubo's size estimate of a directory with these entries (boxo io/directory.go): `links` =
+ * Σ name bytes + CID bytes; `block` = the exact size of the basic-directory PBNode.
+ */
+function kuboDirEstimate (children, unixfs, o, lib) {
+  if (o.shardSplitStrategy === 'links-bytes') {
+    return children.reduce((n, c) => n + utf8.encode(c.name).length + c.cid.bytes.length, 0)
+  }
+  const data = new lib.UnixFS({ type: 'directory', mode: unixfs.mode, mtime: unixfs.mtime }).marshal()
+  return children.reduce((n, c) => n + fieldLen(
+    fieldLen(c.cid.bytes.length) + fieldLen(utf8.encode(c.name).length) + 1 + varintLen(c.tsize)), fieldLen(data.length))
+}
+
 /**
  * Every path in the DAG below root and its CID, as `ipfs add` prints them: the importer itself
  * only yields files, symlinks and non-empty basic directories, so read the tree back instead,
  * through basic directories and HAMT shards (link name = bucket prefix [+ entry name]).
+ *
+ * Also checks each directory's form against Kubo's rule (HAMT iff the final estimate exceeds
+ * the threshold): the JS importer leaves sub-directories it has not flushed yet out of its
+ * estimate, so near the threshold it can decide otherwise than Kubo; such a job is an error,
+ * never a silent wrong answer.
  */
-function listPaths (rootKey, rootPath, blocks, lib) {
+function listPaths (rootKey, rootPath, blocks, lib, o) {
   const out = []
   const join = (p, name) => p === '' ? name : `${p}/${name}`
   const decode = (key) => {
@@ -214,26 +244,29 @@ function listPaths (rootKey, rootPath, blocks, lib) {
     const node = lib.dagPb.decode(b.bytes)
     return { node, unixfs: lib.UnixFS.unmarshal(node.Data) }
   }
-  const visitShard = (node, unixfs, p) => {
+  const shardEntries = (node, unixfs) => {
     const pad = (Number(unixfs.fanout) - 1).toString(16).length
-    for (const l of node.Links) {
-      if (l.Name.length === pad) {
-        const sub = decode(l.Hash.toString())
-        visitShard(sub.node, sub.unixfs, p)
-      } else {
-        visit(l.Hash.toString(), join(p, l.Name.slice(pad)))
-      }
-    }
+    return node.Links.flatMap((l) => {
+      if (l.Name.length !== pad) return [{ name: l.Name.slice(pad), cid: l.Hash, tsize: l.Tsize }]
+      const sub = decode(l.Hash.toString())
+      return shardEntries(sub.node, sub.unixfs)
+    })
   }
   const visit = (key, p) => {
     out.push([p, key])
     const d = decode(key)
     if (d == null) return
-    if (d.unixfs.type === 'directory') {
-      for (const l of d.node.Links) visit(l.Hash.toString(), join(p, l.Name))
-    } else if (d.unixfs.type === 'hamt-sharded-directory') {
-      visitShard(d.node, d.unixfs, p)
+    const sharded = d.unixfs.type === 'hamt-sharded-directory'
+    if (d.unixfs.type !== 'directory' && !sharded) return
+    const children = sharded
+      ? shardEntries(d.node, d.unixfs)
+      : d.node.Links.map((l) => ({ name: l.Name, cid: l.Hash, tsize: l.Tsize }))
+    const estimate = kuboDirEstimate(children, d.unixfs, o, lib)
+    if (sharded !== (estimate > o.shardSplitThresholdBytes)) {
+      throw new Error(`JS importer ${sharded ? 'sharded' : 'did not shard'} ${p || '(wrapper)'} although ` +
+        `Kubo's estimate is ${estimate} against a threshold of ${o.shardSplitThresholdBytes}`)
     }
+    for (const c of children) visit(c.cid.toString(), join(p, c.name))
   }
   visit(rootKey, rootPath)
   return out
@@ -282,18 +315,22 @@ async function runJob (job, lib) {
     fileImportConcurrency: 1,
     blockWriteConcurrency: 1
   }
-  const abs = path.resolve(job.path)
+  const candidates = function * () {
+    for (const abs of jobPaths(job)) yield * walk(abs, path.basename(abs), o)
+  }
   const yielded = []
   let rootType
-  for await (const e of lib.importer(walk(abs, path.basename(abs), o), store, options)) {
+  for await (const e of lib.importer(candidates(), store, options)) {
     yielded.push([e.path ?? '', e.cid.toString()])
     rootType = e.unixfs?.type ?? 'raw' // a raw leaf has no UnixFS message
   }
   const [rootPath, root] = yielded[yielded.length - 1]
-  const entries = listPaths(root, rootPath, blocks, lib)
-  const byPath = new Map(entries)
+  const entries = listPaths(root, rootPath, blocks, lib, o)
+  // cross-check: everything the importer yielded is in the DAG (not by path: a HAMT-sharded
+  // directory yields its sub-entries under its own path)
+  const inDag = new Set(entries.map(([, cid]) => cid))
   for (const [p, cid] of yielded) {
-    if (byPath.get(p) !== cid) throw new Error(`importer yielded ${p} = ${cid}, its DAG says ${byPath.get(p)}`)
+    if (!inDag.has(cid)) throw new Error(`importer yielded ${p} = ${cid}, which is not in its DAG`)
   }
   if (job.car != null) await writeCar(job.car, root, blocks, lib.dagPb, lib.CarWriter)
   return { root, rootType, entries }
