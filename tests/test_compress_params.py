@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import dag_cbor
 import pytest
 
 from importer.compress import CompressorParams, InvalidCompressorParams
 
 ZLIB6 = CompressorParams("zlib", "madler-zlib", 6, mem_level=8, wbits=-15)
-RS = CompressorParams("zlib-rs", "zlib-rs-0.6", 6, mem_level=8, wbits=-15, feed_size=8192, sync_flush=True)
+NG = CompressorParams("zlib-ng", "zlib-ng-2.3", 6, mem_level=8, wbits=-15, feed="fixed", feed_size=8192,
+                      out_size=32768, sync_flush=True)
 XZ = CompressorParams("xz", "liblzma-5", 9, extreme=True, check=10)
 
 
-@pytest.mark.parametrize("params", [ZLIB6, RS, XZ])
+@pytest.mark.parametrize("params", [ZLIB6, NG, XZ])
 def test_params_dict_roundtrip_equal(params: CompressorParams) -> None:
     data = params.to_dict()
     assert data["v"] == 1
@@ -22,13 +25,15 @@ def test_params_dict_roundtrip_equal(params: CompressorParams) -> None:
 
 
 def test_params_dict_omits_defaults() -> None:
-    assert RS.to_dict() == {"v": 1, "name": "zlib-rs", "family": "zlib-rs-0.6", "level": 6, "mem_level": 8,
-                            "wbits": -15, "feed_size": 8192, "sync_flush": True}
+    assert NG.to_dict() == {"v": 1, "name": "zlib-ng", "family": "zlib-ng-2.3", "level": 6, "mem_level": 8,
+                            "wbits": -15, "feed": "fixed", "feed_size": 8192, "out_size": 32768,
+                            "sync_flush": True}
 
 
 def test_params_label_names_settings() -> None:
     assert ZLIB6.label == "zlib/l6/m8/s0"
-    assert RS.label == "zlib-rs/l6/m8/feed8192/sync"
+    assert NG.label == "zlib-ng/l6/m8/feed8192/out32768/sync"
+    assert dataclasses.replace(NG, feed="record", feed_size=0).label == "zlib-ng/l6/m8/feed-record/out32768/sync"
     assert XZ.label == "xz/l9/extreme/check10"
 
 
@@ -42,6 +47,8 @@ def test_params_label_names_settings() -> None:
         ({"v": 1, "name": "zlib", "family": "madler-zlib", "level": 6, "sync_flush": 1},
          "field 'sync_flush' has type int"),
         ({"v": 1, "name": "zopfli", "family": "x", "level": 6}, "unknown compressor 'zopfli'"),
+        ({"v": 1, "name": "zlib-ng", "family": "x", "level": 6, "feed": "fixed"}, "invalid feed 'fixed' with feed_size 0"),
+        ({"v": 1, "name": "zlib-ng", "family": "x", "level": 6, "feed": "bytes"}, "invalid feed 'bytes' with feed_size 0"),
     ],
 )
 def test_params_bad_dict_raises_invalid(data: dict[str, object], reason: str) -> None:

@@ -1,7 +1,7 @@
 """The golden self-check: each compressor must reproduce recorded outputs before we rebuild with it.
 
 A recipe says "zlib level 6" but means "the bytes madler zlib writes at level 6". A CPython built
-against zlib-ng (Fedora, CPython 3.14 on Windows) or another zlib-rs release writes other bytes
+against zlib-ng (Fedora, CPython 3.14 on Windows) or another zlib-ng release writes other bytes
 for the same settings, and rebuilding with it would produce a different archive. So before a
 backend is used, every setting it offers compresses :func:`golden_corpus` and the digest must
 equal the one in ``golden_table.GOLDEN``; one mismatch makes the whole backend unusable, and
@@ -30,7 +30,7 @@ from .backends.xz_stdlib import DEFAULT_CHECK as XZ_DEFAULT_CHECK
 from .errors import CompressorUnavailable
 from .golden_table import GOLDEN
 from .params import CompressorParams
-from .pieces import iter_fixed, iter_lines, iter_whole
+from .pieces import iter_fixed, iter_lines, iter_record_fields, iter_whole
 
 #: Numerical Recipes' 32-bit LCG constants (a = 1664525, c = 1013904223, m = 2 ** 32).
 _LCG_A, _LCG_C, _LCG_M = 1664525, 1013904223, 1 << 32
@@ -66,12 +66,14 @@ def golden_corpus() -> bytes:
 
 def feed_for(backend: Backend, params: CompressorParams, pieces: Iterable[bytes]) -> Iterable[bytes]:
     """Cut ``pieces`` the way ``params`` say the original writer fed its compressor."""
-    if not backend.feed_dependent:
+    if not backend.feed_dependent or params.feed == "any":
         return pieces
-    if params.feed_lines:
-        return iter_lines(pieces)
-    if params.feed_size:
+    if params.feed == "fixed":
         return iter_fixed(pieces, params.feed_size)
+    if params.feed == "lines":
+        return iter_lines(pieces)
+    if params.feed == "record":
+        return iter_record_fields(pieces)
     return iter_whole(pieces)
 
 

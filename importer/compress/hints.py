@@ -5,7 +5,8 @@ guess costs attempts, never correctness. Facts behind each rule (measured on rea
 
 * setuptools/bdist_wheel, hatchling, flit, poetry, meson wheels: CPython zipfile, zlib level 6.
 * maturin < 1.10: Rust ``zip`` 2.x on miniz_oxide, level 6. maturin >= 1.10 (zip 6): zlib-rs,
-  level 6, fed in 8 KiB pieces with a final sync flush; RECORD is written line by line without it.
+  reproduced by zlib-ng driven like flate2: level 6, files fed in 8 KiB pieces with a final sync
+  flush, generated files whole; RECORD is written field by field without the sync flush.
 * gzip header OS byte 3 (Unix) is GNU gzip (``tar czf``); OS 255 is Python's gzip module or Rust
   flate2. XFL is 2 for the slowest level (9), 4 for the fastest (1), else 0 (RFC 1952; CPython
   gzip, flate2 and GNU gzip all follow it).
@@ -59,18 +60,24 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
     if kind != "deflate":
         return []
     gen = (hints.generator or "").lower()
-    is_record = (hints.member_name or "").endswith(".dist-info/RECORD")
+    name = hints.member_name or ""
+    is_record = name.endswith(".dist-info/RECORD")
+    # Files maturin generates in memory (metadata, SBOMs) reach the writer as one buffer.
+    is_generated = ".dist-info/" in name and not is_record
     zlib6: Pattern = {"name": "zlib", "level": 6, "mem_level": 8, "strategy": 0, "sync_flush": False}
     miniz6: Pattern = {"name": "miniz", "level": 6, "sync_flush": False}
-    rs_copy: Pattern = {"name": "zlib-rs", "level": 6, "feed_size": 8192, "sync_flush": True}
-    rs_whole: Pattern = {"name": "zlib-rs", "level": 6, "feed_size": 0, "feed_lines": False, "sync_flush": True}
-    rs_lines: Pattern = {"name": "zlib-rs", "level": 6, "feed_lines": True, "sync_flush": False}
-    rust = [rs_lines, rs_copy, rs_whole] if is_record else [rs_copy, rs_whole, rs_lines]
+    copy: Pattern = {"name": "zlib-ng", "level": 6, "feed": "fixed", "feed_size": 8192, "sync_flush": True}
+    whole: Pattern = {"name": "zlib-ng", "level": 6, "feed": "whole", "sync_flush": True}
+    fields: Pattern = {"name": "zlib-ng", "level": 6, "feed": "record", "sync_flush": False}
+    lines: Pattern = {"name": "zlib-ng", "level": 6, "feed": "lines", "sync_flush": False}
+    rust = [fields, lines, copy, whole] if is_record else [whole, copy, fields, lines] if is_generated \
+        else [copy, whole, fields, lines]
     if gen.startswith("maturin"):
         version = _maturin_version(gen)
         if version is not None and version < MATURIN_ZLIB_RS:
             return [miniz6, {"name": "miniz", "level": 6}, *rust]
-        return [*rust, miniz6]
+        # Some >= 1.10 builds link flate2 to system zlib instead (cryptography's maturin 1.14).
+        return [*rust, zlib6, miniz6]
     if gen.startswith("uv"):
         return [*rust, miniz6, zlib6]
     if hints.gzip_os is not None or hints.gzip_xfl is not None:
@@ -80,7 +87,7 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
         if hints.gzip_os == GZIP_OS_UNIX:
             return [gzip_at, {"name": "gnu-gzip"}, zlib_at]
         if level == 6:  # flate2's GzEncoder (maturin sdists) writes XFL 0, OS 255
-            return [zlib_at, miniz6, rs_copy, {"name": "miniz", "level": 6}]
+            return [zlib_at, miniz6, copy, {"name": "miniz", "level": 6}]
         return [zlib_at]
     return [zlib6]
 

@@ -16,7 +16,13 @@ from .errors import InvalidCompressorParams
 PARAMS_VERSION = 1
 
 #: Compressor names; each is served by one backend module of this package.
-NAMES = ("zlib", "miniz", "zlib-rs", "gnu-gzip", "bz2", "xz")
+NAMES = ("zlib", "miniz", "zlib-ng", "gnu-gzip", "bz2", "xz")
+
+#: How a writer fed its compressor, for compressors whose output depends on it (zlib-ng):
+#: "any" (it does not matter), "fixed" (pieces of ``feed_size`` bytes, a copy loop), "whole" (one
+#: call with everything), "lines" (one call per line), "record" (RECORD lines cut into the pieces
+#: Rust's ``write!`` hands over: path, ",sha256=", digest, ",", size, "\n").
+FEEDS = ("any", "fixed", "whole", "lines", "record")
 
 #: Stream kinds a compressor can produce: raw deflate (zip members, gzip bodies), bzip2 and xz streams.
 KINDS = ("deflate", "bz2", "xz")
@@ -34,7 +40,7 @@ class CompressorParams:
     #: The implementation generation whose output these settings were verified against
     #: (see ``golden.py``); a runtime of another family must not rebuild with them.
     family: str
-    #: Compression level (zlib, miniz, zlib-rs, gzip 0/1-9; bz2 1-9 = block size / 100 kB; xz preset 0-9).
+    #: Compression level (zlib, miniz, zlib-ng, gzip 1-9; bz2 1-9 = block size / 100 kB; xz preset 0-9).
     level: int
     #: zlib ``memLevel`` 1-9 (sizes the hash table and the symbol buffer, so block boundaries); 0: not used.
     mem_level: int = 0
@@ -42,11 +48,13 @@ class CompressorParams:
     strategy: int = 0
     #: zlib ``wbits``: -15 is a raw deflate stream with a 32 KiB window; 0: not used.
     wbits: int = 0
-    #: Bytes passed to each compress call when the output depends on how the input is fed
-    #: (zlib-rs); 0: the output does not depend on it, or the whole input goes in one call.
+    #: How the input was split between compress calls: one of :data:`FEEDS`.
+    feed: str = "any"
+    #: Bytes per call when ``feed`` is "fixed" (8 KiB for Rust's ``io::copy``); 0 otherwise.
     feed_size: int = 0
-    #: Feed the input one line (up to and including b"\n") per call, as a writer writing lines does.
-    feed_lines: bool = False
+    #: Output space given to each compress call, when the output depends on it (Rust ``flate2``'s
+    #: writer hands zlib-ng a 32 KiB buffer per call); 0: unlimited or irrelevant.
+    out_size: int = 0
     #: A ``Z_SYNC_FLUSH`` before ``Z_FINISH`` (Rust ``flate2`` writers flush before finishing).
     sync_flush: bool = False
     #: xz: the preset has ``PRESET_EXTREME`` or'ed in.
@@ -62,10 +70,12 @@ class CompressorParams:
             parts.append(f"m{self.mem_level}")
         if self.name == "zlib":
             parts.append(f"s{self.strategy}")
-        if self.feed_size:
+        if self.feed == "fixed":
             parts.append(f"feed{self.feed_size}")
-        if self.feed_lines:
-            parts.append("lines")
+        elif self.feed != "any":
+            parts.append(f"feed-{self.feed}")
+        if self.out_size:
+            parts.append(f"out{self.out_size}")
         if self.sync_flush:
             parts.append("sync")
         if self.extreme:
@@ -115,4 +125,6 @@ class CompressorParams:
         params = cls(**values)  # type: ignore[arg-type]
         if params.name not in NAMES:
             raise InvalidCompressorParams(f"unknown compressor {params.name!r}")
+        if params.feed not in FEEDS or (params.feed == "fixed") != (params.feed_size > 0):
+            raise InvalidCompressorParams(f"invalid feed {params.feed!r} with feed_size {params.feed_size}")
         return params

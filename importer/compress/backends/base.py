@@ -21,8 +21,8 @@ class Backend(Protocol):
     kind: str
     #: The implementation generation its golden outputs were derived from (``CompressorParams.family``).
     family: str
-    #: True when the output depends on how the input is split between calls (zlib-rs); the registry
-    #: then re-cuts the input as ``feed_size``/``feed_lines`` say before calling ``encode``.
+    #: True when the output depends on how the input is split between calls (zlib-ng); the registry
+    #: then re-cuts the input as ``feed``/``feed_size`` say before calling ``encode``.
     feed_dependent: bool
 
     def probe(self) -> str:
