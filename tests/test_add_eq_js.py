@@ -388,10 +388,14 @@ def build_vector_inputs(folder: Path) -> None:
     os.utime(folder / "s1", ns=(1604320482 * 10**9,) * 2, follow_symlinks=False)
     (folder / "d713").mkdir()
     (folder / "d713").chmod(0o713)
+    with open(folder / "zeros", "wb") as f:
+        f.truncate(ZEROS_VECTOR_SIZE)
 
 
 MODE, MTIME = AddOptions(preserve_mode=True), AddOptions(preserve_mtime=True)
-#: ipfs-unixfs-spec.md §8.3 (sharness t0040, t0047): (input, options, CID).
+#: js-ipfs-unixfs hash-parity-with-go-ipfs: 45,900,000 zero bytes (spec §8.5), 176 leaves.
+ZEROS_VECTOR_SIZE = 45_900_000
+#: ipfs-unixfs-spec.md §8.3 (sharness t0040, t0047) and §8.5: (input, options, CID).
 KUBO_VECTORS = (
     ("planets", AddOptions(), "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY"),
     ("planets", AddOptions(raw_leaves=True), "QmfWfQfKCY5Ukv9peBbxM5vqWM9BzmqUSXvdCgjT2wsiBT"),
@@ -405,6 +409,8 @@ KUBO_VECTORS = (
     ("tn", MTIME, "QmaKH8H5rXBUBCX4vdxi7ktGQEL7wejV7L9rX2qpZjwncz"),
     ("all", MODE.with_(preserve_mtime=True), "QmUkxrtBA8tPjwCYz1HrsoRfDz6NgKut3asVeHVQNH4C8L"),
     ("d713", MODE, "QmQ1ABnw2iip7sj23EzzBZ9T77KyyfESP6SUboiXPyzNQe"),
+    ("zeros", AddOptions(), "QmRdPboiJQoZ5cdazR9a8vGqdJvWg6M5bfdtUSKNHpuscj"),
+    ("zeros", AddOptions(trickle=True), "QmdZcefqMZ3tzdS4CRBN5s1c67eS3nQzN8TNXFBYfgofoy"),
 )
 
 

@@ -35,6 +35,7 @@ FILE_SIZES = (0, 1, CHUNK, CHUNK + 1, 174 * CHUNK, 174 * CHUNK + 1)
 #: CIDv0 dag-pb leaves of b"x" (34-byte CIDs) under the default ``links`` estimate.
 THRESHOLD_DELTAS = (-1, 0, 1)
 ALL = AddOptions(hidden=True)
+ZEROS = "zeros-175-leaves"
 
 
 def threshold_name(delta: int) -> str:
@@ -52,6 +53,8 @@ def build(folder: Path) -> None:
     (folder / "planets" / "venus.txt").write_bytes(b"Hello Venus!\n")
     for size in FILE_SIZES:
         write_random_file(folder / f"r{size}", size)
+    with open(folder / ZEROS, "wb") as f:
+        f.truncate(174 * CHUNK + 1)  # 175 leaves, 174 of them the same block
     make_mixed_tree(folder / "mixed")
     for delta in THRESHOLD_DELTAS:
         names = sized_names(DirSizing.links(34), HAMT_THRESHOLD + delta, seed=f"kubo{delta}")
@@ -78,7 +81,7 @@ def kubo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kubo(kubo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
-    paths = [kubo_dir / f"r{s}" for s in FILE_SIZES] + tree_paths(kubo_dir / "mixed")
+    paths = [kubo_dir / f"r{s}" for s in FILE_SIZES] + [kubo_dir / ZEROS] + tree_paths(kubo_dir / "mixed")
     paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS] + [kubo_dir / "planets"]
     return kubo_results_once(shared_dir(tmp_path_factory), paths)
 
@@ -91,6 +94,10 @@ def test_kubo_oracle_gives_published_planets_cid(kubo_dir: Path, kubo: dict[Path
 def test_file_cid_eq_kubo(size: int, kubo_dir: Path, kubo: dict[Path, str]) -> None:
     path = kubo_dir / f"r{size}"
     assert run_add(AddOptions(), [path]).root == kubo[path]
+
+
+def test_file_of_repeated_chunks_eq_kubo(kubo_dir: Path, kubo: dict[Path, str]) -> None:
+    assert run_add(AddOptions(), [kubo_dir / ZEROS]).root == kubo[kubo_dir / ZEROS]
 
 
 def test_tree_root_eq_kubo(kubo_dir: Path, kubo: dict[Path, str]) -> None:
