@@ -9,7 +9,7 @@ The oracles are installed by ``make oracles`` (``tests/oracles/install.sh``) int
   ``tests/oracles/kubo_add.py`` inside a private network namespace.
 
 A missing oracle FAILS the test with a message naming ``make oracles``: CI must never pass by
-silently skipping a differential test. Deterministic test data lives in ``tests/datagen.py``.
+silently skipping a differential test. Deterministic test data lives in ``tests/oracle_data.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -212,14 +213,18 @@ def run_js(jobs: Sequence[Mapping[str, Any]], processes: int = 2) -> list[Import
     has 2 cores); fail the test on any error."""
     oracles = locate_oracles()
     shards = [list(jobs[i::processes]) for i in range(processes)]
-    procs = [subprocess.Popen(["node", str(JS_SCRIPT), str(oracles.node_modules)], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for shard in shards if shard]
-    outputs = [p.communicate(json.dumps(shard), timeout=JS_TIMEOUT_S) for p, shard in zip(procs, shards)]
+
+    def run_shard(shard: list[Mapping[str, Any]]) -> tuple[int, str, str]:
+        proc = subprocess.run(["node", str(JS_SCRIPT), str(oracles.node_modules)], input=json.dumps(shard),
+                              capture_output=True, text=True, timeout=JS_TIMEOUT_S, check=False)
+        return proc.returncode, proc.stdout, proc.stderr
+
+    with ThreadPoolExecutor(processes) as pool:  # the node processes run side by side
+        outputs = list(pool.map(run_shard, shards))
     raws: list[list[dict[str, Any]]] = []
-    for proc, (stdout, stderr) in zip(procs, outputs, strict=True):
-        if proc.returncode != 0:
-            pytest.fail(f"JS oracle exited {proc.returncode}: {stderr.strip()}", pytrace=False)
+    for returncode, stdout, stderr in outputs:
+        if returncode != 0:
+            pytest.fail(f"JS oracle exited {returncode}: {stderr.strip()}", pytrace=False)
         raws.append(json.loads(stdout))
     results: list[ImportResult] = []
     for i, job in enumerate(jobs):
