@@ -119,3 +119,24 @@ def test_refusal_happens_before_any_output(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(CompressorUnavailable):
         recompress(ZLIB6, pieces())
     assert consumed == []
+
+
+def test_one_bad_setting_disables_whole_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    zlib_backend = BACKENDS["zlib"]
+    real, flipped = zlib_backend.encode, _flip_first_byte(zlib_backend.encode)
+
+    def level9_differs(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        return (flipped if params.level == 9 else real)(params, pieces)  # type: ignore[operator, no-any-return]
+
+    monkeypatch.setattr(zlib_backend, "encode", level9_differs)
+    assert b"".join(recompress(ZLIB6, [DATA])) == _zlib6(DATA)  # level 6 still verifies
+    with pytest.raises(CompressorUnavailable, match="output for zlib/l9/m8/s0 differs"):
+        recompress(dataclasses.replace(ZLIB6, level=9), [DATA])
+    # From then on the backend is distrusted as a whole, level 6 included.
+    with pytest.raises(CompressorUnavailable, match="output for zlib/l9/m8/s0 differs"):
+        recompress(ZLIB6, [DATA])
+
+
+def _zlib6(data: bytes) -> bytes:
+    comp = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return comp.compress(data) + comp.flush()

@@ -3,9 +3,10 @@
 A recipe says "zlib level 6" but means "the bytes madler zlib writes at level 6". A CPython built
 against zlib-ng (Fedora, CPython 3.14 on Windows) or another zlib-ng release writes other bytes
 for the same settings, and rebuilding with it would produce a different archive. So before a
-backend is used, every setting it offers compresses :func:`golden_corpus` and the digest must
-equal the one in ``golden_table.GOLDEN``; one mismatch makes the whole backend unusable, and
+setting is used (to search or to rebuild), it compresses :func:`golden_corpus` and the digest
+must equal the one in ``golden_table.GOLDEN``; one mismatch makes the whole backend unusable, and
 :func:`require_usable` then raises :class:`CompressorUnavailable` (an error, never a wrong archive).
+Each check runs once per process; :func:`check_compressors` runs them all at once.
 
 The corpus is built from a fixed linear congruential generator so it is the same on every Python:
 incompressible bytes longer than zlib's symbol buffer (so block boundaries and memLevel matter),
@@ -100,37 +101,36 @@ class BackendStatus:
     version: str
     #: Why it is unusable ("" when usable).
     reason: str
-    #: Settings checked.
+    #: Settings verified so far (the rest are verified on first use).
     checked: int
 
 
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 _STATUS: dict[str, BackendStatus] = {}
+_VERIFIED: set[CompressorParams] = set()
 
 
-def _check(backend: Backend) -> BackendStatus:
+def _verify(backend: Backend, params: CompressorParams, version: str) -> str:
+    """"" if ``params`` reproduce their golden digest on this runtime, else why not."""
+    expected = GOLDEN.get(params.label)
+    if expected is None:
+        return f"no golden output recorded for {params.label}"
     try:
-        version = backend.probe()
-    except CompressorUnavailable as exc:
-        return BackendStatus(backend.name, False, "", exc.reason, 0)
-    settings = backend.settings()
-    for params in settings:
-        expected = GOLDEN.get(params.label)
-        if expected is None:
-            return BackendStatus(backend.name, False, version, f"no golden output recorded for {params.label}", 0)
-        try:
-            actual = golden_digest(backend, params)
-        except (CompressorUnavailable, OSError, RuntimeError) as exc:
-            return BackendStatus(backend.name, False, version, f"{params.label} failed: {exc}", 0)
-        if actual != expected:
-            return BackendStatus(backend.name, False, version,
-                                 f"{version}: output for {params.label} differs from the golden output "
-                                 f"(digest {actual}, expected {expected}): not family {backend.family}", 0)
-    return BackendStatus(backend.name, True, version, "", len(settings))
+        actual = golden_digest(backend, params)
+    except (CompressorUnavailable, OSError, RuntimeError, ValueError) as exc:
+        return f"{params.label} failed: {exc}"
+    if actual != expected:
+        return (f"{version}: output for {params.label} differs from the golden output "
+                f"(digest {actual}, expected {expected}): not family {backend.family}")
+    return ""
 
 
 def backend_status(name: str) -> BackendStatus:
-    """The cached golden-check result for one backend (checked on first use, once per process)."""
+    """Whether a backend is usable: found, and its most common setting matches its golden output.
+
+    Checked once per process, then cached; every other setting is checked on its first use
+    (:func:`verify_setting`), so a start-up costs only the settings a run actually tries.
+    """
     with _LOCK:
         status = _STATUS.get(name)
         if status is None:
@@ -138,13 +138,42 @@ def backend_status(name: str) -> BackendStatus:
             if backend is None:
                 status = BackendStatus(name, False, "", "no such compressor", 0)
             else:
-                status = _check(backend)
+                try:
+                    version = backend.probe()
+                except CompressorUnavailable as exc:
+                    status = BackendStatus(name, False, "", exc.reason, 0)
+                else:
+                    first = backend.settings()[0]
+                    reason = _verify(backend, first, version)
+                    status = BackendStatus(name, not reason, version, reason, 0 if reason else 1)
+                    if not reason:
+                        _VERIFIED.add(first)
             _STATUS[name] = status
         return status
 
 
+def verify_setting(params: CompressorParams) -> BackendStatus:
+    """Check ``params`` against its golden output on first use; one mismatch disables the backend."""
+    with _LOCK:
+        status = backend_status(params.name)
+        if not status.usable or params in _VERIFIED:
+            return status
+        reason = _verify(BACKENDS[params.name], params, status.version)
+        if reason:
+            status = dataclasses.replace(status, usable=False, reason=reason)
+        else:
+            _VERIFIED.add(params)
+            status = dataclasses.replace(status, checked=status.checked + 1)
+        _STATUS[params.name] = status
+        return status
+
+
 def check_compressors() -> dict[str, BackendStatus]:
-    """Run (once, then cached) the golden check of every backend; name → status."""
+    """Check every setting of every backend against its golden output (cached); name → status."""
+    for backend in BACKENDS.values():
+        for params in backend.settings():
+            if not verify_setting(params).usable:
+                break
     return {name: backend_status(name) for name in BACKENDS}
 
 
@@ -152,10 +181,11 @@ def reset_compressor_checks() -> None:
     """Forget cached results so the next use checks again (tests, or after installing a binding)."""
     with _LOCK:
         _STATUS.clear()
+        _VERIFIED.clear()
 
 
 def require_usable(params: CompressorParams) -> Backend:
-    """The backend for ``params`` if it passed its golden check and knows the setting, else raise."""
+    """The backend for ``params`` if it and this setting pass their golden check, else raise."""
     status = backend_status(params.name)
     if not status.usable:
         raise CompressorUnavailable(params.name, status.reason)
@@ -171,6 +201,9 @@ def require_usable(params: CompressorParams) -> Backend:
         generic = dataclasses.replace(params, check=XZ_DEFAULT_CHECK)
     if generic not in backend.settings():
         raise CompressorUnavailable(params.name, f"setting {params.label} has no golden check")
+    status = verify_setting(generic)
+    if not status.usable:
+        raise CompressorUnavailable(params.name, status.reason)
     return backend
 
 

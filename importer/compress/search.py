@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .backends import BACKENDS, Backend
-from .golden import backend_status, feed_for
+from .golden import backend_status, feed_for, verify_setting
 from .hints import ProducerHints, order_candidates
 from .params import KINDS, CompressorParams
 from .pieces import ByteInput, FeedTooLarge, Replayable
@@ -108,16 +108,18 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
     head = bytes(expected.reader().read(_HEAD_SIZE))
     allowed = set(names) if names is not None else None
     candidates = [p for p in registry_candidates(kind, head) if allowed is None or p.name in allowed]
-    unusable = sorted(f"{name} ({backend_status(name).reason})" for name, backend in BACKENDS.items()
-                      if backend.kind == kind and not backend_status(name).usable)
     attempts: list[Attempt] = []
     for params in order_candidates(candidates, kind, hints):
         if max_attempts is not None and len(attempts) >= max_attempts:
             break
+        if not verify_setting(params).usable:
+            continue  # this setting (so its whole backend) failed its golden check
         attempt = try_params(BACKENDS[params.name], params, expected, data)
         attempts.append(attempt)
         if not attempt.reason:
             return SearchResult(params, tuple(attempts), "")
+    unusable = sorted(f"{name} ({backend_status(name).reason})" for name, backend in BACKENDS.items()
+                      if backend.kind == kind and not backend_status(name).usable)
     return SearchResult(None, tuple(attempts), _explain(kind, attempts, unusable))
 
 
