@@ -7,15 +7,17 @@ producer: members, uncompressed MB, share of uncompressed bytes and members repr
 per member (mean/max), and MB/s (uncompressed bytes / seconds) of search and of recompress; then
 the members nothing reproduced, with the reason.
 
-Usage: ``python -m bench.perf_compress [PATH ...] [--max-attempts N]``: PATHs are wheels, sdists or
-directories of them. Without PATHs it builds one small demo wheel and sdist each with setuptools,
+Usage: ``python -m bench.perf_compress [PATH ...] [--max-attempts N]``: PATHs are wheels, sdists
+(.tar.gz, .tgz, .tar.bz2, .tar.xz) or directories of them. Without PATHs it builds one small demo wheel and sdist each with setuptools,
 hatchling and flit_core (no network) and measures those.
 """
 
 from __future__ import annotations
 
 import argparse
+import bz2
 import dataclasses
+import lzma
 import re
 import struct
 import subprocess
@@ -62,6 +64,7 @@ class Stream:
     content: bytes
     hints: ProducerHints
     producer: str
+    kind: str = "deflate"
 
 
 def _producer(generator: str) -> str:
@@ -114,6 +117,11 @@ def iter_streams(paths: list[Path]) -> Iterator[Stream]:
             xfl, os_byte, raw, content = gzip_body(path.read_bytes())
             yield Stream(path.name, "(gzip body)", raw, content, ProducerHints(gzip_xfl=xfl, gzip_os=os_byte),
                          f"sdist gzip OS={os_byte} XFL={xfl}")
+        elif path.name.endswith((".tar.bz2", ".tar.xz")):
+            kind = "bz2" if path.name.endswith(".bz2") else "xz"
+            raw = path.read_bytes()
+            content = bz2.decompress(raw) if kind == "bz2" else lzma.decompress(raw)
+            yield Stream(path.name, f"({kind} stream)", raw, content, ProducerHints(), f"sdist {kind}", kind)
 
 
 def build_demo(out: Path) -> list[Path]:
@@ -143,7 +151,7 @@ def collect(args: list[str]) -> list[Path]:
     for arg in args:
         path = Path(arg).expanduser()
         if path.is_dir():
-            paths += sorted(p for p in path.rglob("*") if p.name.endswith((".whl", ".tar.gz", ".tgz")))
+            paths += sorted(p for p in path.rglob("*") if p.name.endswith((".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")))
         else:
             paths.append(path)
     return paths
@@ -159,7 +167,7 @@ def measure(paths: list[Path], max_attempts: int | None) -> tuple[dict[str, Tall
         tally = tallies[stream.producer]
         hints = dataclasses.replace(stream.hints, previous=previous)
         start = time.perf_counter()
-        result = search_params(stream.raw, stream.content, hints=hints, max_attempts=max_attempts)
+        result = search_params(stream.raw, stream.content, stream.kind, hints, max_attempts=max_attempts)
         tally.search_s += time.perf_counter() - start
         tally.members += 1
         tally.bytes_total += len(stream.content)

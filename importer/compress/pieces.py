@@ -87,7 +87,8 @@ class Replayable:
         elif callable(source):
             self._factory = source
         else:
-            raise TypeError(f"cannot read bytes from {type(source).__name__}")
+            raise TypeError(f"cannot read bytes from {type(source).__name__}: pass bytes, a seekable file or a "
+                            "callable returning an iterable of pieces (each attempt reads the input again)")
 
     def pieces(self, size: int = PIECE_SIZE) -> Iterator[bytes]:
         """Yield the input from its start in pieces of at most ``size`` bytes (the factory's own pieces)."""
