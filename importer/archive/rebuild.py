@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +100,7 @@ class _Body:
                 else:
                     params = self.params[entry.params]
                     if stat(self.source, cid).size > PARALLEL_LIMIT:
-                        job = recompress(params, iter_file(self.source, cid))
+                        job = pumped(params, iter_file(self.source, cid))
                     else:
                         content = b"".join(iter_file(self.source, cid))
                         size = len(content)
@@ -186,7 +188,87 @@ def _outer_stream(source: BlockSource, recipe: Recipe, item: OuterStream, reader
             pass
         yield from iter_file(source, recipe.extra[item.source])
     else:
-        yield from recompress(CompressorParams.from_dict(recipe.params[item.params]), content)
+        yield from pumped(CompressorParams.from_dict(recipe.params[item.params]), content)
+
+
+#: Content pieces queued ahead of a streaming compressor: 4 pieces of at most 1 MiB.
+PUMP_DEPTH: Final = 4
+_END: Final = object()
+
+
+def pumped(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``recompress(params, pieces)`` with ``pieces`` iterated in the calling thread only.
+
+    The content comes from the block source (SQLite connections belong to the thread that opened
+    them), while some backends read their input in a thread of their own (GNU gzip's stdin
+    feeder). So the compressor runs in a worker thread fed through a bounded queue, and this
+    thread reads the source: memory stays bounded by PUMP_DEPTH pieces, and reading the store
+    overlaps with compressing.
+    """
+    inbox: queue.Queue[object] = queue.Queue(PUMP_DEPTH)
+    outbox: queue.SimpleQueue[object] = queue.SimpleQueue()  # unbounded: the worker never blocks on it
+    stop = threading.Event()
+
+    def feed() -> Iterator[bytes]:
+        while (piece := inbox.get()) is not _END:
+            yield piece  # type: ignore[misc]
+
+    def work() -> None:
+        try:
+            for out in recompress(params, feed()):
+                if stop.is_set():
+                    return
+                outbox.put(out)
+            outbox.put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            outbox.put(exc)
+
+    worker = threading.Thread(target=work, name="recompress", daemon=True)
+    worker.start()
+    done = False
+
+    def drain(block: bool) -> Iterator[bytes]:
+        nonlocal done
+        while not done:
+            try:
+                item = outbox.get(block=block)
+            except queue.Empty:
+                return
+            if item is _END:
+                done = True
+            elif isinstance(item, BaseException):
+                done = True
+                raise item
+            else:
+                yield item  # type: ignore[misc]
+
+    try:
+        for piece in pieces:
+            while True:
+                try:
+                    inbox.put(piece, timeout=0.05)
+                    break
+                except queue.Full:
+                    yield from drain(False)
+                    if done:  # the worker failed or finished early: stop feeding it
+                        break
+            yield from drain(False)
+            if done:
+                break
+        if not done:
+            inbox.put(_END)
+        yield from drain(True)
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a worker waiting for input, then let it end
+            try:
+                inbox.put_nowait(_END)
+            except queue.Full:
+                try:
+                    inbox.get_nowait()
+                except queue.Empty:
+                    pass
+            worker.join(0.05)
 
 
 def fetch(source: BlockSource, root_cid: bytes, out: str | os.PathLike[str] | None) -> ArchiveRoot:
