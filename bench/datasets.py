@@ -40,7 +40,7 @@ from .pypi_index import (
 )
 
 __all__ = [
-    "DATASETS_DIR", "Downloads", "LockEntry", "Skip", "build_lock", "cache_dir", "ensure_downloaded",
+    "DATASETS_DIR", "Downloads", "LockEntry", "Skip", "build_lock", "cache_dir", "dump_lock", "ensure_downloaded",
     "load_lock", "lock_digest", "lock_path", "read_package_list", "register", "resolve_index_url",
 ]
 
@@ -124,7 +124,7 @@ def _lock_project(project: str, index_url: str, versions: int, all_wheels: bool
     files = parse_project_page(page, project, page_url)
     releases, skips = select_releases(files, versions, all_wheels, project, page.get("versions", ()))
     if not releases:
-        skips.append(Skip(project, "", "no final release with an sdist"))
+        skips.append(Skip(project, "", "no release with an sdist"))
     entries = [
         LockEntry(project, str(f.version), f.filename, f.url, f.sha256, f.size, f.upload_time, f.kind)
         for release in releases
@@ -152,6 +152,19 @@ def build_lock(set_name: str, projects: Sequence[str], index_url: str, versions:
     return lock, sum(r[2] for r in results)
 
 
+def dump_lock(lock: dict[str, Any]) -> str:
+    """The lock as JSON with one entry per line, so a re-lock reads as a per-file diff."""
+    lines = ["{"]
+    for key, value in lock.items():
+        if isinstance(value, list):
+            items = ",\n".join(f"  {json.dumps(v)}" for v in value)
+            lines.append(f" {json.dumps(key)}: [\n{items}\n ]," if value else f" {json.dumps(key)}: [],")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)},")
+    lines[-1] = lines[-1].removesuffix(",")
+    return "\n".join(lines) + "\n}\n"
+
+
 # -- command line (registered by bench/__main__.py) ------------------------------------------------
 
 
@@ -165,7 +178,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     index_url = resolve_index_url(args.index_url)
     lock, failures = build_lock(args.packages, projects, index_url, args.versions, args.all_wheels, args.jobs)
     path = lock_path(args.packages, root)
-    path.write_text(json.dumps(lock, indent=1) + "\n", encoding="utf-8")
+    path.write_text(dump_lock(lock), encoding="utf-8")
     entries = lock["entries"]
     releases = {(e["project"], e["version"]) for e in entries}
     print(f"{path}: {len(projects)} projects, {len(releases)} releases, {len(entries)} files, "

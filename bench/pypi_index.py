@@ -5,7 +5,8 @@ versions, PEP 427 wheel and PEP 625 / legacy sdist file names) because ``packagi
 dependency of the project. The selection rule the benchmark uses (:func:`select_releases`):
 
 * the newest ``versions`` final releases (no pre-, dev- or yanked releases; post-releases count),
-  returned oldest first;
+  returned oldest first; a project that has published only pre-releases (opentelemetry's
+  ``0.N bM`` series) gets its newest pre-releases instead, as pip would install them;
 * per release the sdist (``.tar.gz`` preferred over ``.zip`` and older formats) and one wheel:
   ``py3-none-any`` when there is one, else the wheel CPython 3.12 on manylinux x86_64 would
   install (``cp312-cp312`` before ``abi3``, lowest glibc first, so the choice is stable across
@@ -54,45 +55,60 @@ _VERSION_RE = re.compile(
 )
 
 
+#: Pre-release kinds in PEP 440 order, with their spellings.
+_PRE_KINDS = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
+_PRE_LETTER = ("a", "b", "rc")
+#: Sorts a release without a pre segment after all of its pre-releases.
+_NO_PRE = (3, 0)
+
+
 @dataclass(frozen=True, slots=True, order=True)
-class FinalVersion:
-    """A PEP 440 final (or post-) release; orders as PEP 440 does for such versions."""
+class Version:
+    """A PEP 440 final, post- or pre-release (dev and local versions are never taken); orders as PEP 440."""
 
     epoch: int
     release: tuple[int, ...]  # trailing zeros stripped, so 1.0 == 1.0.0
+    pre: tuple[int, int]  # (kind, number), or _NO_PRE
     post: int  # -1 when there is no post segment
     text: str = field(compare=False)  # normalized spelling, e.g. "2.0.0.post1"
+
+    @property
+    def is_final(self) -> bool:
+        return self.pre == _NO_PRE
 
     def __str__(self) -> str:
         return self.text
 
 
-def parse_final_version(text: str) -> FinalVersion | None:
-    """The final release ``text`` names, or None for pre/dev/local or unparseable versions.
+def parse_version(text: str) -> Version | None:
+    """The release ``text`` names, or None for dev, local or unparseable versions.
 
-    >>> str(parse_final_version("v1.02.0-1"))
-    '1.2.0.post1'
-    >>> parse_final_version("1.0") == parse_final_version("1.0.0")
+    >>> str(parse_version("v1.02.0-1")), str(parse_version("0.48B0")), parse_version("1.0b2").is_final
+    ('1.2.0.post1', '0.48b0', False)
+    >>> parse_version("1.0") == parse_version("1.0.0") < parse_version("1.0.post0")
     True
-    >>> parse_final_version("2.0rc1") is None, parse_final_version("1.0.dev3") is None
+    >>> parse_version("1.0.dev3") is None, parse_version("1.0+ubuntu1") is None
     (True, True)
     """
     m = _VERSION_RE.match(text)
-    if m is None or m["pre"] or m["dev"] or m["local"]:
+    if m is None or m["dev"] or m["local"]:
         return None
     epoch = int(m["epoch"] or 0)
     parts = tuple(int(p) for p in m["release"].split("."))
+    spelled = (f"{epoch}!" if epoch else "") + ".".join(str(p) for p in parts)
+    pre = _NO_PRE
+    if m["pre"]:
+        kind = re.sub(r"[-_.\d]", "", m["pre"]).lower()
+        pre = (_PRE_KINDS[kind], int(re.sub(r"\D", "", m["pre"]) or 0))
+        spelled += f"{_PRE_LETTER[pre[0]]}{pre[1]}"
     post = -1
     if m["post"]:
-        digits = re.sub(r"\D", "", m["post"])
-        post = int(digits or 0)
+        post = int(re.sub(r"\D", "", m["post"]) or 0)
+        spelled += f".post{post}"
     release = parts
     while len(release) > 1 and release[-1] == 0:
         release = release[:-1]
-    spelled = (f"{epoch}!" if epoch else "") + ".".join(str(p) for p in parts)
-    if post >= 0:
-        spelled += f".post{post}"
-    return FinalVersion(epoch, release, post, spelled)
+    return Version(epoch, release, pre, post, spelled)
 
 
 def normalize_name(name: str) -> str:
@@ -114,7 +130,7 @@ class IndexFile:
     size: int
     upload_time: str
     kind: Literal["sdist", "wheel"]
-    version: FinalVersion
+    version: Version
     tags: frozenset[tuple[str, str, str]]  # (python, abi, platform); empty for sdists
 
 
@@ -156,7 +172,7 @@ def expand_tags(tag_string: str) -> frozenset[tuple[str, str, str]]:
 
 
 def parse_project_page(page: dict[str, Any], project: str, page_url: str) -> list[IndexFile]:
-    """The non-yanked final-release distributions listed on a PEP 691 project page."""
+    """The non-yanked distributions of final and pre-releases listed on a PEP 691 project page."""
     out: list[IndexFile] = []
     for f in page.get("files", []):
         if f.get("yanked"):  # False, or True / a reason string (PEP 592)
@@ -166,7 +182,7 @@ def parse_project_page(page: dict[str, Any], project: str, page_url: str) -> lis
         if sha256 is None or parsed is None:
             continue
         kind, version_text, tag_string = parsed
-        version = parse_final_version(version_text)
+        version = parse_version(version_text)
         if version is None:
             continue
         out.append(
@@ -249,16 +265,19 @@ def select_releases(
 ) -> tuple[list[list[IndexFile]], list[Skip]]:
     """Per chosen release (oldest first) its files, sdist first; and the releases skipped.
 
-    ``listed`` are the version strings of the page's PEP 700 ``versions`` key, so a final release
-    whose every file is yanked is reported rather than silently missing.
+    ``listed`` are the version strings of the page's PEP 700 ``versions`` key, so a release whose
+    every file is yanked is reported rather than silently missing. Pre-releases are candidates only
+    when no final release has a file left.
     """
-    by_version: dict[FinalVersion, list[IndexFile]] = {}
+    by_version: dict[Version, list[IndexFile]] = {}
     for f in files:
         by_version.setdefault(f.version, []).append(f)
     for text in listed:
-        v = parse_final_version(text)
+        v = parse_version(text)
         if v is not None:
             by_version.setdefault(v, [])
+    if any(v.is_final and fs for v, fs in by_version.items()):
+        by_version = {v: fs for v, fs in by_version.items() if v.is_final}
     chosen: list[list[IndexFile]] = []
     skipped: list[Skip] = []
     for version in sorted(by_version, reverse=True):
@@ -267,7 +286,7 @@ def select_releases(
         release = by_version[version]
         sdist = pick_sdist([f for f in release if f.kind == "sdist"])
         if sdist is None:
-            why = "no sdist" if release else "no files that are not yanked"
+            why = "no sdist" if release else "every file yanked"
             skipped.append(Skip(project, str(version), why))
             continue
         chosen.append([sdist, *pick_wheels([f for f in release if f.kind == "wheel"], all_wheels)])

@@ -16,7 +16,7 @@ import pytest
 from bench import download_cache
 from bench.__main__ import main as bench_main
 from bench.datasets import LockEntry, build_lock, ensure_downloaded, load_lock, lock_digest, resolve_index_url
-from bench.pypi_index import SIMPLE_JSON, parse_filename, parse_final_version
+from bench.pypi_index import SIMPLE_JSON, parse_filename, parse_version
 
 
 def payload(filename: str, size: int = 3000) -> bytes:
@@ -145,11 +145,11 @@ def entry_for(index: FakeIndex, filename: str) -> LockEntry:
 
 
 def test_versions_normalize_and_order_as_pep440() -> None:
-    parsed = [parse_final_version(v) for v in ("1.10", "1.9", "1.0.0", "1.0.post2", "1!0.1", "1.0-1")]
+    texts = ("1.10", "1.9", "1.0.0", "1.0.post2", "1!0.1", "1.0-1", "1.0rc2", "1.0a1", "1.0-beta.3")
+    parsed = [parse_version(v) for v in texts]
     assert [str(v) for v in sorted(v for v in parsed if v)] == [
-        "1.0.0", "1.0.post1", "1.0.post2", "1.9", "1.10", "1!0.1"]
-    assert [parse_final_version(v) for v in ("1.0a1", "1.0rc2", "1.0.dev0", "1.0.post1.dev2", "1.0+local", "x")] \
-        == [None] * 6
+        "1.0a1", "1.0b3", "1.0rc2", "1.0.0", "1.0.post1", "1.0.post2", "1.9", "1.10", "1!0.1"]
+    assert [parse_version(v) for v in ("1.0.dev0", "1.0.post1.dev2", "1.0+local", "x")] == [None] * 4
 
 
 def test_filenames_parse_legacy_sdists_and_build_tagged_wheels() -> None:
@@ -188,12 +188,20 @@ def test_lock_takes_newest_finals_oldest_first_sdist_then_pure_wheel(index: Fake
     assert lock["skipped"] == []  # 1.3 has no file left once yanked ones are dropped: not a release
 
 
+def test_lock_takes_pre_releases_only_when_a_project_has_no_final(index: FakeIndex) -> None:
+    index.add_project("otel", ["otel-0.47b0.tar.gz", "otel-0.48b0.tar.gz", "otel-0.48b0-py3-none-any.whl",
+                               "otel-0.49b0.dev1.tar.gz", "otel-0.48rc1.tar.gz"])
+    lock = lock_of(index, ["otel"], versions=2)
+    assert files_of(lock) == ["otel-0.48b0.tar.gz", "otel-0.48b0-py3-none-any.whl", "otel-0.48rc1.tar.gz"]
+    assert [e["version"] for e in lock["entries"]] == ["0.48b0", "0.48b0", "0.48rc1"]
+
+
 def test_lock_reports_a_listed_release_whose_files_are_all_yanked(index: FakeIndex) -> None:
     index.add_project("demo", ["demo-1.0.tar.gz", "demo-1.1.tar.gz"], yanked=("demo-1.1.tar.gz",),
                       versions=["1.0", "1.1"])
     lock = lock_of(index, ["demo"], versions=2)
     assert files_of(lock) == ["demo-1.0.tar.gz"]
-    assert lock["skipped"] == [{"project": "demo", "version": "1.1", "reason": "no files that are not yanked"}]
+    assert lock["skipped"] == [{"project": "demo", "version": "1.1", "reason": "every file yanked"}]
 
 
 def test_lock_falls_back_to_cp312_manylinux_x86_64_wheel(index: FakeIndex) -> None:
@@ -249,7 +257,9 @@ def test_cli_lock_honours_pip_index_url_and_load_lock_reads_it_back(
     monkeypatch.setenv("PIP_INDEX_URL", index.url)
     assert resolve_index_url() == index.url and resolve_index_url("http://x/") == "http://x/"
     assert bench_main(["lock", "--packages", "mini", "--versions", "5", "--datasets-dir", str(tmp_path)]) == 0
-    raw = json.loads((tmp_path / "mini.lock.json").read_text())
+    text = (tmp_path / "mini.lock.json").read_text()
+    assert '\n  {"project": "six", "version": "1.1", "filename": "six-1.1.tar.gz", ' in text  # a line per file
+    raw = json.loads(text)
     assert (raw["set"], raw["index_url"], raw["versions"], raw["all_wheels"]) == ("mini", index.url, 5, False)
     entries = load_lock("mini", tmp_path)
     assert [(e.project, e.version, e.kind, e.filename) for e in entries] == [
