@@ -80,10 +80,27 @@ def names(sizes: Iterable[int], prefix: str = "r") -> tuple[str, ...]:
     return tuple(f"{prefix}{s}" for s in sorted(set(sizes)))
 
 
-# size-1 chunks with 2 or 3 links per node: deep trees from tiny files (3^4 = 81, 2^10 = 1024).
-DEEP_SIZES = names([*range(11), 13, 16, 17, 26, 27, 28, 40, 64, 65, 81, 82, 100, 257, 1000, 1025])
-# size-3 chunks with 174 or 1024 links: one and two full levels, and one leaf past them.
-WIDE_SIZES = names([0, *around(3, [1, 2, 173, 174, 175, 176, 348, 349, 1023, 1024, 1025], (-1, 0)), 3 * 2049])
+def trickle_edges(links: int, depth: int) -> list[int]:
+    """Leaf counts at which a trickle tree with ``links`` leaves per node completes a layer.
+
+    A full subtree of depth d holds S(d) = links + 4 * (S(1) + ... + S(d-1)) leaves; the root
+    holds ``links`` leaves, then 4 subtrees of depth 1, 4 of depth 2, ... (boxo trickle,
+    depthRepeat 4), so layer d completes at links + 4 * (S(1) + ... + S(d)).
+    """
+    full: list[int] = []
+    for _ in range(depth):
+        full.append(links + 4 * sum(full))
+    return [links + 4 * sum(full[:d]) for d in range(depth + 1)]
+
+
+# size-1 chunks with 2 or 3 links per node: deep trees from tiny files, sized around every full
+# balanced level (links^k) and every completed trickle layer.
+DEEP_SIZES = names([*range(11), *around(1, [2**k for k in range(2, 10)] + [3**k for k in range(2, 6)]),
+                    *around(1, trickle_edges(2, 3) + trickle_edges(3, 3)), 100])
+# size-3 chunks with 174 or 1024 links: one and two full levels, one leaf past them, and the
+# first completed trickle layer of 174 links (174 + 4 * 174 = 870 leaves).
+WIDE_SIZES = names([0, *around(3, [1, 2, 173, 174, 175, 176, 348, 349, 869, 870, 871, 1023, 1024, 1025], (-1, 0)),
+                    3 * 2049])
 # 174^2 = 30276 leaves fill two levels exactly; one more leaf needs a third.
 SQUARE_SIZES = names(around(2, [174 * 174], (0, 1)))
 MULTIPLE_CHUNKERS = (None, "size-1048576", "size-65536", "size-4097")
