@@ -24,12 +24,18 @@ from .oracle_support import AddOptions, run_js
 pytestmark = pytest.mark.oracle
 
 #: (options, tree): the mixed tree under three leaf/layout settings, and a flat directory of 300
-#: entries that a 1000-byte threshold turns into a HAMT with sub-shards.
+#: entries that a 1000-byte threshold turns into a HAMT with sub-shards; then a lone raw leaf
+#: (the header's root is a CIDv1 raw CID), a one-chunk dag-pb file, a -w wrapper under the v1
+#: profile, and a file of 4 identical chunks (one leaf block, written once).
 CASES = (
     (AddOptions(), "mixed"),
     (AddOptions(cid_version=1), "mixed"),
     (AddOptions(trickle=True, chunker="size-65536"), "mixed"),
     (AddOptions(hamt_threshold=1000), "flat"),
+    (AddOptions(cid_version=1), "mixed/a.txt"),
+    (AddOptions(), "mixed/a.txt"),
+    (AddOptions(profile="unixfs-v1-2025", wrap=True, hidden=True), "mixed"),
+    (AddOptions(), "mixed/zeros.bin"),
 )
 
 
