@@ -115,6 +115,12 @@ PROFILE_OVERRIDES: tuple[dict[str, object], ...] = (
 PROFILE_EDGE_SIZES = names(around(1024, [174, 1024], (0, 1)))
 
 
+#: boxo chunker.ChunkSizeLimit = 2 MiB - 256: the largest size-N Kubo accepts (leaves stay under
+#: the 2 MiB block limit with room for the UnixFS wrapping).
+MAX_CHUNK = 2 * MiB - 256
+MAX_CHUNK_SIZES = names(around(MAX_CHUNK, [1], (0, 1)))
+
+
 def multiples(chunker: str | None) -> tuple[str, ...]:
     c = int(chunker.removeprefix("size-")) if chunker else DEFAULT_CHUNK
     return names([0, 1, *around(c, [1, 2]), 3 * c + 1]) + names([3 * c], "z")
@@ -135,6 +141,8 @@ FILE_CASES: list[FileCase] = [
     *(FileCase(AddOptions(profile=p).with_(**kw), PROFILE_SIZES) for p in PROFILES for kw in PROFILE_OVERRIDES),
     *(FileCase(AddOptions(profile=p, chunker="size-1024", trickle=t), PROFILE_EDGE_SIZES)
       for p in PROFILES for t in (False, True)),
+    *(FileCase(AddOptions(chunker=f"size-{MAX_CHUNK}").with_(**kw), MAX_CHUNK_SIZES)
+      for kw in ({}, {"cid_version": 1}, {"trickle": True})),
 ]
 
 
