@@ -136,6 +136,8 @@ def _fetch_once(entry: Downloadable, part: Path, progress: _Progress, fetched: l
 
 def _ensure_one(entry: Downloadable, root: Path, progress: _Progress) -> tuple[Path | None, str, int]:
     """(verified path or None, reason of the last failure, bytes fetched) for one entry."""
+    if entry.filename in ("", ".", "..") or os.path.basename(entry.filename) != entry.filename:
+        return None, f"unsafe file name {entry.filename!r}", 0  # the cache is flat: no paths
     final = root / entry.filename
     part = root / (entry.filename + ".part")
     if final.exists():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import json
@@ -344,3 +345,11 @@ def test_download_of_a_missing_file_fails_without_raising(index: FakeIndex, cach
     del index.files["gone-1.0.tar.gz"]
     result = ensure_downloaded([entry], progress=False)
     assert dict(result) == {} and "404" in result.failed["gone-1.0.tar.gz"]
+
+
+def test_download_refuses_a_file_name_that_is_a_path(index: FakeIndex, cache: Path) -> None:
+    index.files["p-1.0.tar.gz"] = payload("p-1.0.tar.gz")
+    entry = dataclasses.replace(entry_for(index, "p-1.0.tar.gz"), filename="../p-1.0.tar.gz")
+    result = ensure_downloaded([entry], progress=False)
+    assert dict(result) == {} and result.failed == {"../p-1.0.tar.gz": "unsafe file name '../p-1.0.tar.gz'"}
+    assert index.requests == [] and not (cache.parent / "p-1.0.tar.gz").exists()
