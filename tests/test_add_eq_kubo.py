@@ -36,6 +36,8 @@ FILE_SIZES = (0, 1, CHUNK, CHUNK + 1, 174 * CHUNK, 174 * CHUNK + 1)
 THRESHOLD_DELTAS = (-1, 0, 1)
 ALL = AddOptions(hidden=True)
 ZEROS = "zeros-175-leaves"
+NON_UTF8 = "non-utf8"
+NON_UTF8_NAMES = (b"caf\xe9.txt", b"\xff\xfe", b"ok", b"\xc3\xa9-nfc")  # Latin-1, invalid, ASCII, UTF-8
 
 
 def threshold_name(delta: int) -> str:
@@ -59,6 +61,9 @@ def build(folder: Path) -> None:
     for delta in THRESHOLD_DELTAS:
         names = sized_names(DirSizing.links(34), HAMT_THRESHOLD + delta, seed=f"kubo{delta}")
         make_flat_dir(folder / threshold_name(delta), names)
+    (folder / NON_UTF8).mkdir()
+    for name in NON_UTF8_NAMES:  # Kubo keeps a name's bytes as they are, UTF-8 or not
+        (folder / NON_UTF8 / os.fsdecode(name)).write_bytes(name)
 
 
 def tree_paths(root: Path) -> list[Path]:
@@ -82,7 +87,7 @@ def kubo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def kubo(kubo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
     paths = [kubo_dir / f"r{s}" for s in FILE_SIZES] + [kubo_dir / ZEROS] + tree_paths(kubo_dir / "mixed")
-    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS] + [kubo_dir / "planets"]
+    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS] + [kubo_dir / "planets", kubo_dir / NON_UTF8]
     return kubo_results_once(shared_dir(tmp_path_factory), paths)
 
 
@@ -110,6 +115,10 @@ def test_tree_every_printed_entry_eq_kubo(kubo_dir: Path, kubo: dict[Path, str])
     assert {path: ours.get(path) for path in expected} == expected
     symlinks = {path for path in ours if (kubo_dir / path).is_symlink()}
     assert set(ours) == set(expected) | symlinks
+
+
+def test_dir_with_non_utf8_names_eq_kubo(kubo_dir: Path, kubo: dict[Path, str]) -> None:
+    assert run_add(AddOptions(), [kubo_dir / NON_UTF8]).root == kubo[kubo_dir / NON_UTF8]
 
 
 @pytest.mark.parametrize("delta", [-1, 1])
