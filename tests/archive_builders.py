@@ -131,6 +131,27 @@ def build_project(backend: str, version: int, folder: Path) -> BuiltProject:
     return BuiltProject(backend, version, wheel, sdist)
 
 
+def built_projects(folder: Path) -> dict[tuple[str, int], BuiltProject]:
+    """Versions 1 and 2 of the demo project from every backend, built into ``folder`` by the first
+    caller of this test run (``build_once``) and found there by the others."""
+    from .oracle_support import build_once
+
+    def build(into: Path) -> None:
+        for backend in BACKEND_MODULES:
+            for version in (1, 2):
+                build_project(backend, version, into)
+
+    build_once(folder, build)
+    out = {}
+    for backend in BACKEND_MODULES:
+        for version in (1, 2):
+            files = sorted((folder / f"{backend}-{version}").iterdir())
+            wheel = next(p for p in files if p.suffix == ".whl")
+            sdist = next(p for p in files if p.name.endswith(".tar.gz"))
+            out[backend, version] = BuiltProject(backend, version, wheel, sdist)
+    return out
+
+
 # --- zip, byte by byte -------------------------------------------------------------------------
 
 #: A fixed DOS timestamp (2024-01-02 03:04:06): date = (44 << 9) | (1 << 5) | 2, time = (3 << 11) | (4 << 5) | 3.

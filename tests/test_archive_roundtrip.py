@@ -16,7 +16,7 @@ from .archive_builders import (
     MATURIN_MINIZ,
     MATURIN_ZLIB_RS,
     BuiltProject,
-    build_project,
+    built_projects,
     bz2_python,
     gzip_gnu,
     gzip_python,
@@ -28,7 +28,7 @@ from .archive_builders import (
 )
 from .archive_checks import assert_roundtrip, import_json
 from .conftest import RunCli
-from .oracle_support import build_once, shared_dir
+from .oracle_support import shared_dir
 
 BACKENDS = sorted(BACKEND_MODULES)
 
@@ -36,22 +36,7 @@ BACKENDS = sorted(BACKEND_MODULES)
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], BuiltProject]:
     """Versions 1 and 2 of the demo project, wheel and sdist, from every backend (built once per run)."""
-    folder = shared_dir(tmp_path_factory) / "archive-projects"
-
-    def build(into: Path) -> None:
-        for backend in BACKENDS:
-            for version in (1, 2):
-                build_project(backend, version, into)
-
-    build_once(folder, build)
-    out = {}
-    for backend in BACKENDS:
-        for version in (1, 2):
-            files = sorted((folder / f"{backend}-{version}").iterdir())
-            wheel = next(p for p in files if p.suffix == ".whl")
-            sdist = next(p for p in files if p.name.endswith(".tar.gz"))
-            out[backend, version] = BuiltProject(backend, version, wheel, sdist)
-    return out
+    return built_projects(shared_dir(tmp_path_factory) / "archive-projects")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
