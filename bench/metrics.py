@@ -1,0 +1,190 @@
+"""Dedup accounting: per-chain block ledgers, the per-event rows, and the per-project/overall summary.
+
+A :class:`Ledger` is one strategy's store for one project chain. Strategies put blocks into a
+:class:`LedgerSink` (one per archive), which only records CIDs and sizes: a block is new the first
+time the chain sees its CID, and each new block is also measured compressed with zstd (level 3,
+kept raw when that is not smaller: what a store with zstd at rest would hold). The overall figures
+dedup again across projects from the per-project tables of unique blocks (:func:`summarize`).
+
+Column meanings (events table, one row per project, version, file and strategy):
+
+* ``archive_bytes``: the archive as published; ``content_bytes``: its members uncompressed;
+* ``blocks``/``block_bytes``: the archive's whole DAG (distinct blocks);
+* ``new_blocks``/``new_bytes``/``new_bytes_zstd``: what the chain had not stored before;
+* ``overhead_bytes``: the new bytes that carry no file content: dag-pb nodes with links (file
+  roots, directories), dag-cbor recipe and root blocks;
+* ``cum_unique_bytes``/``cum_unique_bytes_zstd``: the chain's store after this archive;
+* ``upgrade_bytes``: what a user holding the previous version's archive of the same kind (sdist
+  or wheel) fetches to get this one: the bytes of its blocks the previous DAG lacks (everything
+  for a first version, ``has_previous`` false);
+* ``seconds``: this strategy on this archive; ``decode_seconds``: the shared decoding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+import zstandard
+
+from importer.dag.cid import DAG_PB, RAW, split_cid
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+#: zstd level for "at rest": level 3 is zstd's default and what a block store would use inline.
+AT_REST_LEVEL: Final = 3
+#: dag-pb encodes Links (field 2, wire type 2: tag byte 0x12) before Data (field 1: 0x0a), so a
+#: block whose first byte is 0x12 has links: a file root or a directory, not a leaf.
+PB_LINKS_TAG: Final = 0x12
+
+EVENT_COLUMNS: Final = (
+    "package", "version", "file", "kind", "strategy", "family", "archive_bytes", "content_bytes", "blocks",
+    "block_bytes", "new_blocks", "new_bytes", "new_bytes_zstd", "overhead_bytes", "cum_unique_bytes",
+    "cum_unique_bytes_zstd", "upgrade_bytes", "has_previous", "seconds", "decode_seconds", "error",
+)
+BLOCK_COLUMNS: Final = ("package", "strategy", "key", "size", "size_zstd", "overhead")
+SUMMARY_COLUMNS: Final = (
+    "package", "strategy", "family", "versions", "files", "logical_bytes", "content_bytes", "unique_bytes",
+    "unique_bytes_zstd", "blocks", "dedup_ratio", "dedup_ratio_zstd", "overhead_bytes", "upgrade_bytes",
+    "upgrade_archive_bytes", "seconds",
+)
+#: The ``package`` of the overall rows in the summary.
+ALL: Final = "ALL"
+
+
+def is_overhead(cid: bytes, block: bytes) -> bool:
+    """True for blocks that hold structure rather than file content (see the module docstring)."""
+    codec = split_cid(cid)[1]
+    if codec == RAW:
+        return False
+    if codec == DAG_PB:
+        return bool(block) and block[0] == PB_LINKS_TAG
+    return True
+
+
+def block_key(cid: bytes) -> int:
+    """A signed 64-bit key for the overall dedup: the last 8 bytes of the CID's digest.
+
+    Collisions among the few million blocks of a run have probability ~n**2 / 2**65, negligible.
+    """
+    return int.from_bytes(cid[-8:], "little", signed=True)
+
+
+@dataclass(slots=True)
+class Ledger:
+    """One strategy's store for one project chain: which CIDs it holds and what they weigh."""
+
+    package: str
+    strategy: str
+    seen: set[bytes] = field(default_factory=set)
+    unique_bytes: int = 0
+    unique_bytes_zstd: int = 0
+    new_rows: list[tuple[int, int, int, bool]] = field(default_factory=list)
+    previous: dict[str, dict[bytes, int]] = field(default_factory=dict)
+    _zstd: Any = None
+
+    def sink(self) -> LedgerSink:
+        return LedgerSink(self)
+
+    def at_rest(self, block: bytes) -> int:
+        if self._zstd is None:
+            self._zstd = zstandard.ZstdCompressor(level=AT_REST_LEVEL)
+        return min(len(block), len(self._zstd.compress(block)))
+
+    def block_rows(self) -> list[tuple[str, str, int, int, int, bool]]:
+        return [(self.package, self.strategy, *row) for row in self.new_rows]
+
+
+class LedgerSink:
+    """Counts one archive's blocks into a ledger; stores nothing."""
+
+    stores_blocks = True
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.blocks: dict[bytes, int] = {}
+        self.new_blocks = 0
+        self.new_bytes = 0
+        self.new_bytes_zstd = 0
+        self.overhead_bytes = 0
+
+    def put(self, cid: bytes, block: bytes) -> None:
+        if cid in self.blocks:
+            return
+        self.blocks[cid] = len(block)
+        ledger = self.ledger
+        if cid in ledger.seen:
+            return
+        ledger.seen.add(cid)
+        packed = ledger.at_rest(block)
+        overhead = is_overhead(cid, block)
+        self.new_blocks += 1
+        self.new_bytes += len(block)
+        self.new_bytes_zstd += packed
+        self.overhead_bytes += len(block) if overhead else 0
+        ledger.unique_bytes += len(block)
+        ledger.unique_bytes_zstd += packed
+        ledger.new_rows.append((block_key(cid), len(block), packed, overhead))
+
+    def put_many(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
+        for cid, block in blocks:
+            self.put(cid, block)
+
+    def finish(self, kind: str) -> dict[str, Any]:
+        """The metric columns of this archive; remembers its DAG as the chain's previous ``kind``."""
+        previous = self.ledger.previous.get(kind)
+        upgrade = sum(size for cid, size in self.blocks.items() if previous is None or cid not in previous)
+        self.ledger.previous[kind] = self.blocks
+        return {
+            "blocks": len(self.blocks), "block_bytes": sum(self.blocks.values()), "new_blocks": self.new_blocks,
+            "new_bytes": self.new_bytes, "new_bytes_zstd": self.new_bytes_zstd,
+            "overhead_bytes": self.overhead_bytes, "cum_unique_bytes": self.ledger.unique_bytes,
+            "cum_unique_bytes_zstd": self.ledger.unique_bytes_zstd, "upgrade_bytes": upgrade,
+            "has_previous": previous is not None,
+        }
+
+
+# -- summary -----------------------------------------------------------------------------------
+
+
+def summarize(events: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
+    """One row per (package, strategy), then the ``ALL`` rows deduplicated across packages."""
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    ok = events[events["error"].isna() | (events["error"] == "")]
+    ok = ok[ok["strategy"] != ""]
+    upgrades = ok[ok["has_previous"]]
+    keys = ["package", "strategy"]
+    per = ok.groupby(keys, sort=False).agg(
+        family=("family", "first"), versions=("version", "nunique"), files=("file", "nunique"),
+        logical_bytes=("archive_bytes", "sum"), content_bytes=("content_bytes", "sum"),
+        unique_bytes=("new_bytes", "sum"), unique_bytes_zstd=("new_bytes_zstd", "sum"),
+        blocks=("new_blocks", "sum"), overhead_bytes=("overhead_bytes", "sum"), seconds=("seconds", "sum"),
+    )
+    up = upgrades.groupby(keys, sort=False).agg(
+        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_archive_bytes=("archive_bytes", "sum"))
+    per = per.join(up, how="left").fillna({"upgrade_bytes": 0, "upgrade_archive_bytes": 0}).reset_index()
+
+    overall = ok.groupby("strategy", sort=False).agg(
+        family=("family", "first"), versions=("version", "size"), files=("file", "size"),
+        logical_bytes=("archive_bytes", "sum"), content_bytes=("content_bytes", "sum"),
+        overhead_bytes=("overhead_bytes", "sum"), seconds=("seconds", "sum"),
+    )
+    overall["versions"] = ok.drop_duplicates(["strategy", "package", "version"]).groupby("strategy").size()
+    overall["files"] = ok.drop_duplicates(["strategy", "package", "file"]).groupby("strategy").size()
+    distinct = blocks.drop_duplicates(["strategy", "key"]).groupby("strategy", sort=False).agg(
+        unique_bytes=("size", "sum"), unique_bytes_zstd=("size_zstd", "sum"), blocks=("key", "size"))
+    overall = overall.join(distinct, how="left")
+    overall = overall.join(upgrades.groupby("strategy").agg(
+        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_archive_bytes=("archive_bytes", "sum")), how="left")
+    overall = overall.fillna(0).reset_index()
+    overall.insert(0, "package", ALL)
+
+    out = pd.concat([per, overall], ignore_index=True)
+    for column in ("unique_bytes", "unique_bytes_zstd", "blocks", "upgrade_bytes", "upgrade_archive_bytes"):
+        out[column] = out[column].astype("int64")
+    out["dedup_ratio"] = out["logical_bytes"] / out["unique_bytes"].where(out["unique_bytes"] > 0)
+    out["dedup_ratio_zstd"] = out["logical_bytes"] / out["unique_bytes_zstd"].where(out["unique_bytes_zstd"] > 0)
+    return out[list(SUMMARY_COLUMNS)]

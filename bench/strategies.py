@@ -1,0 +1,397 @@
+"""The dedup strategies of the benchmark: one registry where every strategy is named and documented.
+
+A strategy turns one archive into IPFS blocks and hands them to a sink; it never writes them
+anywhere (the benchmark's sink only counts CIDs and sizes, see :mod:`bench.metrics`). Each
+archive is decoded once (:func:`decode_archive`) and the decoded form is shared by all strategies.
+
+The strategies, by family (the names are what ``--strategies`` takes):
+
+``whole``
+    One block per archive: the archive bytes, CIDv1 raw, however big. The baseline a plain
+    file mirror gets (only byte-identical archives dedup).
+``fixed-262144``, ``fixed-1048576``
+    Kubo's fixed-size chunker on the archive bytes, with the two IPIP-499 profiles:
+    ``unixfs-v0-2015`` (256 KiB, CIDv0, dag-pb leaves) and ``unixfs-v1-2025`` (1 MiB, CIDv1, raw
+    leaves, 1024 links).
+``rabin``, ``buzhash``, ``fastcdc-MIN-AVG-MAX``
+    Content-defined chunking of the archive bytes (Kubo's rabin and buzhash, and FastCDC at a
+    few averages), laid out with ``unixfs-v1-2025`` (raw leaves, so a leaf is exactly a chunk).
+    Compressed archives hide their changes: one changed member shifts every deflate/gzip bit
+    after it, so these mostly show how little CDC finds in compressed bytes.
+``structural``, ``structural-v1``
+    The archive importer's layout (:mod:`importer.archive.importer`): every member file a UnixFS
+    file in a tree, the rest (headers, central directory, compressor settings) in a recipe.
+    ``structural`` uses ``unixfs-v0-2015``, ``structural-v1`` uses ``unixfs-v1-2025``.
+``structural+buzhash``, ``structural+rabin``, ``structural+fastcdc``
+    The structural layout with CDC inside member files (``unixfs-v1-2025`` with the chunker
+    swapped), so an edited big file shares its unchanged stretches too.
+``stream-buzhash``
+    casync-like: the decompressed body (for a tar the tar stream itself; for a zip the local
+    headers, uncompressed contents and central directory in file order) chunked with buzhash as
+    one stream, ``unixfs-v1-2025`` layout. Headers stay inline, so only compressor settings would
+    still be needed as a recipe (not counted: a few dozen bytes).
+``delta-zstd``
+    The bound: the decompressed body of each version compressed with zstd using the previous
+    version's body (same project, same kind: sdist after sdist, wheel after wheel) as a raw
+    content dictionary (zstd ``--patch-from``); the first version is compressed alone. One
+    "block" per archive: the patch, or the archive itself when that is smaller (incompressible
+    content), so it is never above ``whole``. It is what a user holding the previous version
+    downloads.
+
+Approximation in the structural strategies (documented here, the one place): the benchmark does
+not run the compressor search (it decides nothing about dedup, only how to re-deflate). Every
+deflated zip member is taken as replayed with one shared parameter set, and a compressed tar's
+stream likewise, so the recipe has the exact member table, skeleton frame, outer items and
+``extra`` list of a real import, and a params table of one typical entry. A real import whose
+search fails keeps that member's compressed bytes as an extra file (more bytes than counted here).
+
+New strategies (``structural+nested``, cross-platform chains, wheel+sdist in one chain) register
+with :func:`register` and get the same decoded archive and metrics for free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
+
+import zstandard
+
+from importer.adder import Adder
+from importer.archive.recipe import (
+    VERBATIM,
+    ArchiveRoot,
+    MemberEntry,
+    OuterItem,
+    OuterStream,
+    Recipe,
+    write_recipe,
+    write_root,
+)
+from importer.archive.tree import TreeBuilder
+from importer.chunkers.fixed import FixedChunker
+from importer.compress import CompressorParams
+from importer.dag.cid import RAW, cid_of_block
+from importer.dag.directory import build_symlink
+from importer.profiles import ImportSettings, resolve_settings
+from importer.sinks.base import BlockSink
+from importer.sources.auto import open_archive
+from importer.sources.base import METHOD_DEFLATED, Gap, Member, Skeleton
+from importer.sources.compressed import CompressedStream
+from importer.sources.names import classify_members
+
+#: zstd level of the recipe's skeleton frame: the importer's own (SKELETON_ZSTD_LEVEL).
+SKELETON_LEVEL: Final = 19
+#: zstd level of delta-zstd. Measured patch sizes (bytes, and seconds incl. loading the dictionary):
+#: packaging 25.0 -> 26.0 sdist: level 9 38651 (0.06 s), 12 37297 (0.15 s), 19 33506 (2.9 s);
+#: urllib3 2.6.3 -> 2.7.0: 82371 (0.05 s), 81065 (0.09 s), 72411 (1.25 s). Level 9 is within ~15%
+#: of level 19 at 20-50x the speed; 19 would take hours on top100. Long-distance matching is off:
+#: with a raw-content dictionary it made packaging 24.2 -> 25.0 15x larger (60457 vs 4144 bytes).
+DELTA_LEVEL: Final = 9
+#: Window bounds for delta-zstd: the window must span dictionary + input for a match to reach the
+#: start of the previous version (2**20 = 1 MiB floor, 2**30 = zstd's 64-bit maximum less one step).
+DELTA_MIN_WINDOW_LOG: Final = 20
+DELTA_MAX_WINDOW_LOG: Final = 30
+#: The one compressor parameter set the recipe approximation records (zlib level 6, raw deflate:
+#: what Python's zipfile and most wheel builders use).
+TYPICAL_PARAMS: Final = CompressorParams("zlib", "zlib-1", 6, mem_level=8, wbits=-15).to_dict()
+
+V0: Final = resolve_settings(profile="unixfs-v0-2015")
+V1: Final = resolve_settings(profile="unixfs-v1-2025")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedMember:
+    """A member and where its content lies in the decoded body."""
+
+    member: Member
+    path: str | None
+    start: int
+    length: int
+    skeleton_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedArchive:
+    """One archive, read and decompressed once, shared by every strategy.
+
+    ``body`` is the decompressed body in file order (skeleton runs and member contents, for a tar
+    the tar stream); ``outer`` the compressed container's items for a ``.tar.gz``/``.bz2``/``.xz``.
+    """
+
+    filename: str
+    kind: str
+    data: bytes
+    sha256: bytes
+    format: str
+    body: bytes
+    members: tuple[DecodedMember, ...]
+    skeleton_size: int
+    skeleton_frame: bytes
+    outer: tuple[OuterItem | None, ...]
+    tail: int
+
+    def content(self, m: DecodedMember) -> bytes:
+        return self.body[m.start:m.start + m.length]
+
+    @property
+    def content_bytes(self) -> int:
+        return sum(m.length for m in self.members)
+
+
+def decode_archive(data: bytes, filename: str, kind: str) -> DecodedArchive:
+    """Read every member of ``data`` once; raises ImporterError (InvalidArchive) for a bad archive."""
+    opened = open_archive(io.BytesIO(data), filename)
+    body: list[bytes] = []
+    skeleton: list[bytes] = []
+    offset = 0
+    before = 0
+    raw_members: list[tuple[Member, int, int, int]] = []
+    current: Member | None = None
+    start = 0
+    for event in opened.source.iter_events():
+        if isinstance(event, bytes):
+            body.append(event)
+            offset += len(event)
+            continue
+        if current is not None:
+            raw_members.append((current, start, offset - start, before))
+            before = 0
+            current = None
+        if isinstance(event, Skeleton):
+            body.append(event.data)
+            skeleton.append(event.data)
+            offset += len(event.data)
+            before += len(event.data)
+        else:
+            current, start = event, offset
+    if current is not None:
+        raw_members.append((current, start, offset - start, before))
+        before = 0
+    outer: list[OuterItem | None] = []
+    outer_skeleton: list[bytes] = []
+    if opened.container is None:
+        outer.append(None)
+    else:
+        for item in opened.container.finish():
+            if isinstance(item, CompressedStream):
+                outer.append(OuterStream(0, VERBATIM, item.content_offset, item.size))
+                continue
+            run = item.data if isinstance(item, Skeleton) else _gap(data, item)
+            outer_skeleton.append(run)
+            outer.append(len(run))
+    placements = classify_members(m for m, _, _, _ in raw_members)
+    members = tuple(DecodedMember(m, p.path, s, n, b) for (m, s, n, b), p in zip(raw_members, placements, strict=True))
+    blob = b"".join(outer_skeleton + skeleton)
+    return DecodedArchive(
+        filename=filename, kind=kind, data=data, sha256=hashlib.sha256(data).digest(), format=opened.format,
+        body=b"".join(body), members=members, skeleton_size=len(blob),
+        skeleton_frame=zstandard.ZstdCompressor(level=SKELETON_LEVEL).compress(blob), outer=tuple(outer),
+        tail=before,
+    )
+
+
+def _gap(data: bytes, gap: Gap) -> bytes:
+    return data[gap.offset:gap.offset + gap.length]
+
+
+# -- strategies --------------------------------------------------------------------------------
+
+#: ``store(archive, previous archive of the same chain or None, sink) -> root CID``.
+StoreFn = Callable[[DecodedArchive, DecodedArchive | None, BlockSink], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """A named way of storing archives; ``family`` groups them in tables and figures."""
+
+    name: str
+    family: str
+    summary: str
+    store: StoreFn
+
+
+STRATEGIES: dict[str, Strategy] = {}
+
+
+def register(strategy: Strategy) -> Strategy:
+    if strategy.name in STRATEGIES:
+        raise ValueError(f"strategy {strategy.name!r} is registered twice")
+    STRATEGIES[strategy.name] = strategy
+    return strategy
+
+
+def get_strategies(names: Iterable[str] | None = None) -> list[Strategy]:
+    """The strategies named (all, in registry order, for None); unknown names are an error."""
+    if names is None:
+        return list(STRATEGIES.values())
+    out = []
+    for name in names:
+        if name not in STRATEGIES:
+            raise KeyError(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})")
+        out.append(STRATEGIES[name])
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class InMemoryChunker:
+    """A CDC chunker over inputs already in memory: one kernel call, no 8 MiB read buffer per file.
+
+    The streaming path allocates its read buffer per stream, which dominates for the thousands of
+    small member files of an archive; the cut points are the same (the chunkers guarantee that
+    they do not depend on how the input is split into reads; a test checks it here too).
+    """
+
+    inner: Any
+
+    @property
+    def spec(self) -> str:
+        return str(self.inner.spec)
+
+    def chunks(self, stream: BinaryIO) -> Iterator[bytes]:
+        data = stream.read()
+        start = 0
+        for end in self.inner.cut_points(data):
+            yield data[start:end]
+            start = end
+
+
+def make_adder(settings: ImportSettings, sink: BlockSink) -> Adder:
+    """An Adder whose CDC chunker (if any) cuts in-memory inputs in one call."""
+    adder = Adder(settings, sink)
+    if not isinstance(adder.chunker, FixedChunker):
+        adder.chunker = InMemoryChunker(adder.chunker)
+    return adder
+
+
+def _whole(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
+    cid = cid_of_block(1, RAW, archive.data)
+    sink.put(cid, archive.data)
+    return cid
+
+
+def _archive_bytes(settings: ImportSettings) -> StoreFn:
+    def store(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
+        return make_adder(settings, sink).add_stream(io.BytesIO(archive.data)).cid
+    return store
+
+
+def _stream(settings: ImportSettings) -> StoreFn:
+    def store(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
+        return make_adder(settings, sink).add_stream(io.BytesIO(archive.body)).cid
+    return store
+
+
+def _structural(settings: ImportSettings) -> StoreFn:
+    def store(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
+        return store_structural(archive, settings, sink)
+    return store
+
+
+def store_structural(archive: DecodedArchive, settings: ImportSettings, sink: BlockSink) -> bytes:
+    """The archive importer's blocks: tree of member files, skeleton frame, recipe, root."""
+    adder = make_adder(settings, sink)
+    tree = TreeBuilder(archive.filename)
+    extra: list[bytes] = []
+    entries: list[MemberEntry] = []
+    deflated = False
+    for m in archive.members:
+        member = m.member
+        if member.kind == "dir" or (m.length == 0 and member.kind not in ("file", "symlink")):
+            if m.path is not None and member.kind == "dir":
+                tree.add_dir(m.path)
+            entries.append(MemberEntry(m.skeleton_before, -1, VERBATIM))
+            continue
+        if member.kind == "symlink" and m.path is not None:
+            tree.add_file(m.path, build_symlink(member.link_target or b"", settings.cid_version, sink))
+        node = adder.add_stream(io.BytesIO(archive.content(m)))
+        source: str | int
+        if m.path is not None and member.kind == "file":
+            tree.add_file(m.path, node)
+            source = m.path
+        else:
+            extra.append(node.cid)
+            source = len(extra) - 1
+        replayed = archive.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
+        deflated = deflated or replayed
+        entries.append(MemberEntry(m.skeleton_before, source, 0 if replayed else VERBATIM))
+    tree_node = tree.build(settings.directory, sink)
+    skeleton = adder.add_stream(io.BytesIO(archive.skeleton_frame))
+    streams = any(isinstance(item, OuterStream) for item in archive.outer)
+    recipe = Recipe(
+        body="zip" if archive.format == "zip" else "tar", outer=archive.outer, skeleton=skeleton.cid,
+        skeleton_size=archive.skeleton_size, params=(TYPICAL_PARAMS,) if deflated or streams else (),
+        extra=tuple(extra), members=tuple(entries), tail=archive.tail,
+    )
+    recipe_cid = write_recipe(recipe, sink)
+    return write_root(ArchiveRoot(archive.filename, len(archive.data), archive.sha256, tree_node.cid, recipe_cid),
+                      sink)
+
+
+def delta_window_log(previous: DecodedArchive | None, archive: DecodedArchive) -> int:
+    span = len(archive.body) + (len(previous.body) if previous is not None else 0)
+    return max(DELTA_MIN_WINDOW_LOG, min(DELTA_MAX_WINDOW_LOG, max(span - 1, 1).bit_length()))
+
+
+def delta_compressor(previous: DecodedArchive | None, archive: DecodedArchive) -> zstandard.ZstdCompressor:
+    params = zstandard.ZstdCompressionParameters.from_level(
+        DELTA_LEVEL, window_log=delta_window_log(previous, archive), enable_ldm=False)
+    if previous is None or not previous.body:
+        return zstandard.ZstdCompressor(compression_params=params)
+    dictionary = zstandard.ZstdCompressionDict(previous.body, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return zstandard.ZstdCompressor(dict_data=dictionary, compression_params=params)
+
+
+def delta_decompressor(previous: DecodedArchive | None) -> zstandard.ZstdDecompressor:
+    """The reader side of a delta-zstd patch (used by the tests to prove the patch is complete)."""
+    window = 1 << DELTA_MAX_WINDOW_LOG
+    if previous is None or not previous.body:
+        return zstandard.ZstdDecompressor(max_window_size=window)
+    dictionary = zstandard.ZstdCompressionDict(previous.body, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return zstandard.ZstdDecompressor(dict_data=dictionary, max_window_size=window)
+
+
+def _delta(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
+    patch = delta_compressor(previous, archive).compress(archive.body)
+    if len(patch) >= len(archive.data):
+        patch = archive.data  # a delta store ships the archive itself when no patch is smaller
+    cid = cid_of_block(1, RAW, patch)
+    sink.put(cid, patch)
+    return cid
+
+
+def _with(profile: ImportSettings, chunker: str) -> ImportSettings:
+    return resolve_settings(profile=profile.profile, chunker=chunker)
+
+
+#: FastCDC averages: 16 KiB (fine, restic/casync-like), 64 KiB, 256 KiB (Kubo's default block size);
+#: MIN = AVG/4 and MAX = AVG*4 as in the FastCDC paper's normalised setting.
+FASTCDC_AVERAGES: Final = (16384, 65536, 262144)
+#: The CDC used inside member files: 64 KiB average, most member files are far smaller and stay whole.
+STRUCTURAL_FASTCDC: Final = "fastcdc-16384-65536-262144"
+
+register(Strategy("whole", "whole", "one raw block per archive", _whole))
+register(Strategy("fixed-262144", "archive", "Kubo fixed 256 KiB, unixfs-v0-2015",
+                  _archive_bytes(_with(V0, "size-262144"))))
+register(Strategy("fixed-1048576", "archive", "Kubo fixed 1 MiB, unixfs-v1-2025",
+                  _archive_bytes(_with(V1, "size-1048576"))))
+register(Strategy("rabin", "archive", "Kubo rabin on archive bytes", _archive_bytes(_with(V1, "rabin"))))
+register(Strategy("buzhash", "archive", "Kubo buzhash on archive bytes", _archive_bytes(_with(V1, "buzhash"))))
+for _avg in FASTCDC_AVERAGES:
+    _spec = f"fastcdc-{_avg // 4}-{_avg}-{_avg * 4}"
+    register(Strategy(_spec, "archive", f"FastCDC avg {_avg // 1024} KiB on archive bytes",
+                      _archive_bytes(_with(V1, _spec))))
+register(Strategy("structural", "structural", "archive importer, unixfs-v0-2015", _structural(V0)))
+register(Strategy("structural-v1", "structural", "archive importer, unixfs-v1-2025", _structural(V1)))
+register(Strategy("structural+buzhash", "structural", "archive importer, buzhash in member files",
+                  _structural(_with(V1, "buzhash"))))
+register(Strategy("structural+rabin", "structural", "archive importer, rabin in member files",
+                  _structural(_with(V1, "rabin"))))
+register(Strategy("structural+fastcdc", "structural", f"archive importer, {STRUCTURAL_FASTCDC} in member files",
+                  _structural(_with(V1, STRUCTURAL_FASTCDC))))
+register(Strategy("stream-buzhash", "stream", "casync-like: buzhash over the decompressed body",
+                  _stream(_with(V1, "buzhash"))))
+register(Strategy("delta-zstd", "delta", f"zstd -{DELTA_LEVEL} --patch-from previous version (bound)",
+                  _delta))

@@ -1,0 +1,131 @@
+"""The benchmark's strategies: decoding once, every strategy's blocks give the input back, the registry."""
+
+from __future__ import annotations
+
+import gzip
+import io
+
+import pytest
+
+from bench.strategies import (
+    STRATEGIES,
+    DecodedArchive,
+    InMemoryChunker,
+    decode_archive,
+    delta_decompressor,
+    get_strategies,
+)
+from importer.archive.recipe import read_root
+from importer.chunkers import parse_chunker
+from importer.dag.cid import RAW, split_cid
+from importer.dag.reader import iter_file, resolve
+from importer.errors import ImporterError
+from importer.sinks.base import MemorySink
+
+from .bench_archives import make_sdist, make_wheel, random_bytes
+
+FILES = {
+    "__init__.py": b"from .core import run\n" * 50,
+    "core.py": b"def run():\n    return 42\n" * 4000,
+    "data/blob.bin": random_bytes(600_000, 1),
+    "empty.txt": b"",
+}
+
+
+def _decoded(kind: str, version: str = "1.0", files: dict[str, bytes] = FILES) -> DecodedArchive:
+    if kind == "wheel":
+        return decode_archive(make_wheel("demo", version, files), f"demo-{version}-py3-none-any.whl", "wheel")
+    return decode_archive(make_sdist("demo", version, files), f"demo-{version}.tar.gz", "sdist")
+
+
+def test_registry_has_every_strategy_the_issue_names() -> None:
+    wanted = {"whole", "fixed-262144", "fixed-1048576", "rabin", "buzhash", "structural", "structural-v1",
+              "structural+buzhash", "structural+rabin", "structural+fastcdc", "stream-buzhash", "delta-zstd"}
+    assert wanted <= set(STRATEGIES)
+    assert sum(name.startswith("fastcdc-") for name in STRATEGIES) >= 3
+
+
+def test_unknown_strategy_is_an_error_naming_it() -> None:
+    with pytest.raises(KeyError, match="nope"):
+        get_strategies(["whole", "nope"])
+
+
+def test_sdist_body_is_the_decompressed_tar_stream() -> None:
+    data = make_sdist("demo", "1.0", FILES)
+    decoded = decode_archive(data, "demo-1.0.tar.gz", "sdist")
+    assert decoded.body == gzip.decompress(data)
+    assert decoded.format == "tar.gz"
+    assert {m.path: decoded.content(m) for m in decoded.members if m.member.kind == "file"} == {
+        f"demo-1.0/{name}": data for name, data in FILES.items()}
+
+
+def test_wheel_members_decode_to_their_contents() -> None:
+    decoded = _decoded("wheel")
+    contents = {m.path: decoded.content(m) for m in decoded.members}
+    assert contents["demo/data/blob.bin"] == FILES["data/blob.bin"]
+    assert contents["demo-1.0.dist-info/METADATA"] == b"Name: demo\nVersion: 1.0\n"
+
+
+def test_corrupt_archive_raises_an_importer_error() -> None:
+    data = bytearray(make_wheel("demo", "1.0", FILES))
+    data[len(data) // 3: len(data) // 3 + 64] = bytes(64)
+    with pytest.raises(ImporterError):
+        decode_archive(bytes(data), "demo-1.0-py3-none-any.whl", "wheel")
+
+
+@pytest.mark.parametrize("spec", ["buzhash", "rabin", "fastcdc-4096-16384-65536"])
+def test_in_memory_chunker_cuts_where_the_stream_chunker_does(spec: str) -> None:
+    data = random_bytes(3_000_000, 7)
+    streamed = list(parse_chunker(spec).chunks(io.BytesIO(data)))
+    assert list(InMemoryChunker(parse_chunker(spec)).chunks(io.BytesIO(data))) == streamed
+    assert len(streamed) > 3
+
+
+def _reassembled(name: str, archive: DecodedArchive, previous: DecodedArchive | None) -> dict[str, bytes]:
+    """What the strategy's blocks give back: the archive, the body, or each member's content."""
+    strategy = STRATEGIES[name]
+    sink = MemorySink()
+    root = strategy.store(archive, previous, sink)
+    if strategy.family == "whole":
+        return {"archive": sink.get(root)}
+    if strategy.family == "archive":
+        return {"archive": b"".join(iter_file(sink, root))}
+    if strategy.family == "stream":
+        return {"body": b"".join(iter_file(sink, root))}
+    if strategy.family == "delta":
+        block = sink.get(root)
+        if block == archive.data:
+            return {"archive": block}
+        return {"body": delta_decompressor(previous).decompress(block)}
+    tree = read_root(sink, root).tree
+    return {m.path: b"".join(iter_file(sink, resolve(sink, tree, m.path)))
+            for m in archive.members if m.path is not None and m.member.kind == "file"}
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+def test_every_strategy_reassembles_its_input(name: str, kind: str) -> None:
+    previous = _decoded(kind, "0.9", {**FILES, "core.py": b"def run():\n    return 41\n" * 4000})
+    archive = _decoded(kind)
+    got = _reassembled(name, archive, previous)
+    expected = {"archive": archive.data, "body": archive.body,
+                **{m.path: archive.content(m) for m in archive.members if m.path is not None}}
+    assert got and all(expected[key] == value for key, value in got.items())
+    if STRATEGIES[name].family == "structural":
+        assert len(got) == len(FILES) + (1 if kind == "wheel" else 0)
+
+
+def test_delta_first_version_decompresses_alone() -> None:
+    archive = _decoded("sdist")
+    sink = MemorySink()
+    root = STRATEGIES["delta-zstd"].store(archive, None, sink)
+    assert delta_decompressor(None).decompress(sink.get(root)) == archive.body
+
+
+def test_delta_patch_of_a_small_change_is_small() -> None:
+    previous = _decoded("wheel", "1.0")
+    archive = _decoded("wheel", "1.0", {**FILES, "core.py": FILES["core.py"] + b"# one more line\n"})
+    sink = MemorySink()
+    root = STRATEGIES["delta-zstd"].store(archive, previous, sink)
+    assert split_cid(root)[1] == RAW
+    assert len(sink.get(root)) < 200
