@@ -152,8 +152,17 @@ def backend_status(name: str) -> BackendStatus:
         return status
 
 
+def _generic(params: CompressorParams) -> CompressorParams:
+    """The setting whose golden output stands for ``params``: an xz check type only changes the
+    trailer's integrity field, so all check types share the default one's entry."""
+    if params.name == "xz" and params.check in XZ_CHECKS:
+        return dataclasses.replace(params, check=XZ_DEFAULT_CHECK)
+    return params
+
+
 def verify_setting(params: CompressorParams) -> BackendStatus:
     """Check ``params`` against its golden output on first use; one mismatch disables the backend."""
+    params = _generic(params)
     with _LOCK:
         status = backend_status(params.name)
         if not status.usable or params in _VERIFIED:
@@ -193,12 +202,9 @@ def require_usable(params: CompressorParams) -> Backend:
     if params.family != backend.family:
         raise CompressorUnavailable(params.name, f"the recipe needs family {params.family!r}, "
                                                  f"this runtime is {backend.family!r}")
-    generic = params
-    if params.name == "xz":
-        if params.check not in XZ_CHECKS:
-            raise CompressorUnavailable(params.name, f"unknown xz check id {params.check}")
-        # The check type only changes the trailer's integrity field; goldens use the default one.
-        generic = dataclasses.replace(params, check=XZ_DEFAULT_CHECK)
+    if params.name == "xz" and params.check not in XZ_CHECKS:
+        raise CompressorUnavailable(params.name, f"unknown xz check id {params.check}")
+    generic = _generic(params)
     if generic not in backend.settings():
         raise CompressorUnavailable(params.name, f"setting {params.label} has no golden check")
     status = verify_setting(generic)
