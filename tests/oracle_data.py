@@ -62,10 +62,12 @@ def write_random_file(path: Path, size: int, seed: str | None = None) -> Path:
     return path
 
 
-def stream_names(seed: str, count: int, length: int) -> list[str]:
-    """``count`` names of ``length`` characters from the stream, as Kubo's tests make them."""
+def stream_names(seed: str, count: int, length: int, last_length: int | None = None) -> list[str]:
+    """``count`` names from the stream, as Kubo's tests make them (add_test.go
+    createDeterministicFiles): ``length`` characters each, the last one ``last_length``."""
     stream = ChaChaStream(seed)
-    return ["".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in stream.read(length)) for _ in range(count)]
+    lengths = [length] * (count - 1) + [length if last_length is None else last_length]
+    return ["".join(NAME_ALPHABET[b % len(NAME_ALPHABET)] for b in stream.read(n)) for n in lengths]
 
 
 # ---------------------------------------------------------------------------------------------

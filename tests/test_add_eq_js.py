@@ -443,3 +443,58 @@ def test_js_oracle_reproduces_kubo_published_vectors(tmp_path: Path) -> None:
     build_vector_inputs(tmp_path)
     results = run_js([options.js_job(tmp_path / name) for name, options, _ in KUBO_VECTORS], processes=1)
     assert [r.root for r in results] == [cid for _, _, cid in KUBO_VECTORS]
+
+
+# Kubo's own IPIP-499 vectors (kubo test/cli/cid_profiles_test.go, Kubo >= 0.40): inputs from the
+# ChaCha20 stream of oracle_data (files: the first N bytes for a seed; directories: files holding
+# b"x" named by createDeterministicFiles). (name, profile, CID); the 1 GiB v1 file is left out.
+KUBO_PROFILE_FILES = {  # name: (seed, size)
+    "v0-chunk": ("chunk-v0-seed", DEFAULT_CHUNK), "v0-chunk+1": ("chunk-v0-seed", DEFAULT_CHUNK + 1),
+    "v0-links": ("v0-seed", 174 * DEFAULT_CHUNK), "v0-links+1": ("v0-seed", 174 * DEFAULT_CHUNK + 1),
+    "v1-chunk": ("chunk-v1-seed", MiB), "v1-chunk+1": ("chunk-v1-seed", MiB + 1),
+}
+KUBO_PROFILE_DIRS = {  # name: (seed, files, name length, last name length)
+    "v0-dir-at": ("hamt-unixfs-v0-2015", 4096, 30, 30),  # 4096 * (30 + 34) = 262144
+    "v0-dir-over": ("hamt-unixfs-v0-2015", 4033, 31, 31),  # 4033 * (31 + 34) = 262145
+    "v1-dir-at": ("hamt-unixfs-v1-2025", 4766, 11, 21),  # 4 + 4765 * 55 + 65 = 262144
+    "v1-dir-over": ("hamt-unixfs-v1-2025", 4766, 11, 22),  # 4 + 4765 * 55 + 66 = 262145
+}
+KUBO_PROFILE_VECTORS = (
+    ("v0-chunk", "unixfs-v0-2015", "QmWmRj3dFDZdb6ABvbmKhEL6TmPbAfBZ1t5BxsEyJrcZhE"),
+    ("v0-chunk+1", "unixfs-v0-2015", "QmYyLxtzZyW22zpoVAtKANLRHpDjZtNeDjQdJrcQNWoRkJ"),
+    ("v0-links", "unixfs-v0-2015", "QmUbBALi174SnogsUzLpYbD4xPiBSFANF4iztWCsHbMKh2"),
+    ("v0-links+1", "unixfs-v0-2015", "QmV81WL765sC8DXsRhE5fJv2rwhS4icHRaf3J9Zk5FdRnW"),
+    ("v0-dir-at", "unixfs-v0-2015", "QmX5GtRk3TSSEHtdrykgqm4eqMEn3n2XhfkFAis5fjyZmN"),
+    ("v0-dir-over", "unixfs-v0-2015", "QmeMiJzmhpJAUgynAcxTQYek5PPKgdv3qEvFsdV3XpVnvP"),
+    ("v1-chunk", "unixfs-v1-2025", "bafkreiacndfy443ter6qr2tmbbdhadvxxheowwf75s6zehscklu6ezxmta"),
+    ("v1-chunk+1", "unixfs-v1-2025", "bafybeigmix7t42i6jacydtquhet7srwvgpizfg7gjbq7627d35mjomtu64"),
+    ("v1-dir-at", "unixfs-v1-2025", "bafybeic3h7rwruealwxkacabdy45jivq2crwz6bufb5ljwupn36gicplx4"),
+    ("v1-dir-over", "unixfs-v1-2025", "bafybeiegvuterwurhdtkikfhbxcldohmxp566vpjdofhzmnhv6o4freidu"),
+)
+
+
+def build_profile_vectors(folder: Path) -> None:
+    for name, (seed, size) in KUBO_PROFILE_FILES.items():
+        write_random_file(folder / name, size, seed=seed)
+    for name, (seed, count, length, last) in KUBO_PROFILE_DIRS.items():
+        make_flat_dir(folder / name, stream_names(seed, count, length, last))
+
+
+@pytest.fixture(scope="session")
+def profile_vectors_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_once(shared_dir(tmp_path_factory) / "profile-vectors", build_profile_vectors)
+
+
+@pytest.fixture(scope="session")
+def js_profile_vectors(profile_vectors_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    jobs = [AddOptions(profile=p).js_job(profile_vectors_dir / name) for name, p, _ in KUBO_PROFILE_VECTORS]
+    return [r.root for r in js_results_once(shared_dir(tmp_path_factory), jobs)]
+
+
+def test_js_oracle_reproduces_kubo_profile_vectors(js_profile_vectors: list[str]) -> None:
+    assert js_profile_vectors == [cid for _, _, cid in KUBO_PROFILE_VECTORS]
+
+
+@pytest.mark.parametrize(("name", "profile", "cid"), KUBO_PROFILE_VECTORS, ids=[v[0] for v in KUBO_PROFILE_VECTORS])
+def test_kubo_profile_vector_eq_ours(name: str, profile: str, cid: str, profile_vectors_dir: Path) -> None:
+    assert run_add(AddOptions(profile=profile), [profile_vectors_dir / name]).root == cid
