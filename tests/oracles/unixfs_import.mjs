@@ -45,11 +45,15 @@
 //   * Only size-N chunking: the JS rabin chunker uses another polynomial than Kubo's.
 //   * preserveMode/preserveMtime: Kubo turns raw leaves off and stores mode (12 bits, never on
 //     symlinks) and mtime (nanoseconds only when non-zero) on file roots, directories and
-//     (mtime only) symlinks. The JS importer can match that in balanced layout only where its
-//     quirks stay out of the way: it drops mode 0644 on files and 0755 on directories (Kubo
+//     (mtime only) symlinks. The JS importer matches that only where its quirks stay out of
+//     the way: it drops mode 0644 on files and 0755 on directories (Kubo
 //     writes them: use other modes), and it builds a one-chunk file with attributes correctly
 //     only from a raw leaf. So a job with attributes must hold only one-chunk (or empty) files,
-//     imported with JS raw leaves, or only multi-chunk files, imported without; a mix is an error.
+//     imported with JS raw leaves, or only multi-chunk files, imported without; a mix is an error
+//     (trickle never reduces a file to its leaf, so it always imports without raw leaves).
+//   * HAMT switch: every directory of the result is checked against Kubo's rule (HAMT iff its
+//     final size estimate > threshold); the JS importer counts sub-directories it has not
+//     flushed yet as 0, so a job where that changes the decision is an error, not an answer.
 import fs from 'node:fs'
 import path from 'node:path'
 import { pathToFileURL } from 'node:url'
