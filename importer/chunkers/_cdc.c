@@ -89,10 +89,86 @@ static void rabin_tables(void) {
     }
 }
 
-/* Cut rule: after the first MIN-16 bytes of a chunk (skipped, Kubo's "pre"), every byte is slid
- * into the 16-byte window; at chunk length L >= MIN cut if (fingerprint & mask) == 0 or L >= MAX.
- * A fresh window starts at 0, which equals Go's reset state once 16 bytes have been slid in
- * (out[0] == 0, and the injected byte 1 has left the window by the first test). */
+/* fingerprint of the 16 bytes before p (p[-16] .. p[-1]): append them to the empty hash. */
+static inline uint64_t rabin_window(const uint8_t *p) {
+    uint64_t d = 0;
+    for (int i = -RABIN_WINDOW; i < 0; i++) d = ((d << 8) | p[i]) ^ rabin_mod[d >> RABIN_SHIFT];
+    return d;
+}
+
+/* One rolling step: the window ending before p becomes the one ending after *p. */
+#define RABIN_SLIDE(d, p)                                                                          \
+    do {                                                                                           \
+        uint64_t x_ = (d) ^ rabin_out[(p)[-RABIN_WINDOW]];                                         \
+        (d) = ((x_ << 8) | *(p)) ^ rabin_mod[x_ >> RABIN_SHIFT];                                   \
+    } while (0)
+
+/* First end e in [a, b] (a >= 16) with fp(buf[e-16 .. e-1]) & mask == 0, else -1: one hash. */
+static Py_ssize_t rabin_first_scalar(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint64_t mask) {
+    if (a > b) return -1;
+    uint64_t d = rabin_window(buf + a);
+    if ((d & mask) == 0) return a;
+    for (const uint8_t *p = buf + a, *e = buf + b; p < e; p++) {
+        RABIN_SLIDE(d, p);
+        if ((d & mask) == 0) return (Py_ssize_t)(p - buf) + 1;
+    }
+    return -1;
+}
+
+/* The rolling update is one long dependency chain (xor, shift, table load, xor: ~8 cycles per
+ * byte), so a single hash leaves most of the core idle.  Every tested fingerprint depends only
+ * on the 16 bytes before it (see rabin_scan), so RABIN_LANES hashes run side by side over the
+ * consecutive blocks of a round, each warmed up on the 16 bytes before its block; the first hit
+ * of the first lane that has one is the first hit of the round.  A round has at most
+ * RABIN_BLOCK ends per lane, so a hit costs at most one round of overshoot (~20 KiB against
+ * Kubo's ~170 KiB searched per chunk); lanes shorter than RABIN_LANE_MIN (where the 16-byte
+ * warm-up would weigh) are left to the single hash.  Measured on the 2-core Xeon (AVX-512
+ * generation) this project runs on, kernel only, CPU time: 1 lane 750 MB/s, 3 lanes 2.0 GB/s,
+ * 4 lanes 2.45 GB/s, 5 lanes 2.8 GB/s, 6 lanes 2.75 GB/s, 7 lanes 2.5 GB/s (register
+ * pressure); blocks of 2, 4 or 8 KiB within 2% of each other. */
+#define RABIN_LANES 5
+#define RABIN_BLOCK 4096
+#define RABIN_LANE_MIN 256
+
+static Py_ssize_t rabin_first(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint64_t mask) {
+    while (b - a + 1 >= (Py_ssize_t)RABIN_LANES * RABIN_LANE_MIN) {
+        Py_ssize_t blk = (b - a + 1) / RABIN_LANES;
+        if (blk > RABIN_BLOCK) blk = RABIN_BLOCK;
+        const uint8_t *p[RABIN_LANES];
+        uint64_t d[RABIN_LANES];
+        Py_ssize_t hit[RABIN_LANES];
+#pragma GCC unroll 8
+        for (int j = 0; j < RABIN_LANES; j++) {
+            p[j] = buf + a + j * blk;
+            d[j] = rabin_window(p[j]);
+            hit[j] = -1;
+        }
+        /* Step i tests the window ending at p[j] + i in every lane, then slides each by a byte. */
+        for (Py_ssize_t i = 0;; i++) {
+            if (__builtin_expect((d[0] & mask) == 0, 0)) return a + i; /* lane 0 comes first */
+#pragma GCC unroll 8
+            for (int j = 1; j < RABIN_LANES; j++)
+                if (__builtin_expect((d[j] & mask) == 0, 0) && hit[j] < 0) hit[j] = i;
+            if (i == blk - 1) break;
+#pragma GCC unroll 8
+            for (int j = 0; j < RABIN_LANES; j++) RABIN_SLIDE(d[j], p[j] + i);
+        }
+        for (int j = 1; j < RABIN_LANES; j++)
+            if (hit[j] >= 0) return a + j * blk + hit[j];
+        a += RABIN_LANES * blk;
+    }
+    return rabin_first_scalar(buf, a, b, mask);
+}
+
+/* Cut rule (whyrusleeping/chunker): a chunk's first MIN-16 bytes are skipped (Kubo's "pre"),
+ * every later byte is slid into the 16-byte window, and from length L = MIN on the chunk is cut
+ * where (fingerprint & mask) == 0 or L == MAX.  Exactly 16 bytes have been slid in when L first
+ * reaches MIN, so the reset state (window of zeros plus one injected byte 1) has left the window
+ * and every tested digest is the pure fingerprint of the 16 bytes ending at the candidate cut:
+ * cut = first L in [MIN, MAX] with fp(chunk[L-16 .. L-1]) & mask == 0, else MAX.  The search
+ * for that L (rabin_first) needs no state from earlier calls: `scanned` only says which
+ * lengths were already tested, and the returned digest (the rolling hash Go would hold after
+ * `scanned` bytes) is informational. */
 static PyObject *rabin_scan(PyObject *self, PyObject *args) {
     Py_buffer view;
     Py_ssize_t scanned;
@@ -100,11 +176,12 @@ static PyObject *rabin_scan(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "y*nKKKK", &view, &scanned, &digest_in, &min_size, &max_size, &mask))
         return NULL;
+    (void)digest_in;
     const uint8_t *buf = (const uint8_t *)view.buf;
     const Py_ssize_t n = view.len;
     cuts_t cuts = {NULL, 0, 0, 0};
     Py_ssize_t pos = 0; /* start of the current chunk in buf */
-    uint64_t digest = digest_in;
+    uint64_t digest = 0;
 
     if (scanned < 0 || scanned > n) {
         PyBuffer_Release(&view);
@@ -124,39 +201,21 @@ static PyObject *rabin_scan(PyObject *self, PyObject *args) {
 
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        Py_ssize_t k = scanned > skip ? scanned : skip; /* chunk offset of the next byte */
-        if (scanned < skip) digest = 0;
-        Py_ssize_t cut = -1;
-        /* Fill the first window (no byte leaves it yet); the only test is at L == MIN. */
-        Py_ssize_t fill_end = skip + RABIN_WINDOW;
-        while (k < fill_end && pos + k < n) {
-            uint64_t d = digest;
-            digest = ((d << 8) | buf[pos + k]) ^ rabin_mod[d >> RABIN_SHIFT];
-            k++;
-        }
-        if (k == fill_end && pos + k <= n && k > scanned) {
-            if ((digest & mask) == 0 || k >= mx) cut = pos + k;
-        }
-        if (cut < 0 && k >= fill_end) {
-            /* Steady state: slide, then test at L = k + 1. */
-            Py_ssize_t end = pos + mx; /* L == MAX is the forced cut */
-            if (end > n) end = n;
-            const uint8_t *p = buf + pos + k, *e = buf + end;
-            uint64_t m = mask;
-            while (p < e) {
-                uint64_t d = digest ^ rabin_out[p[-RABIN_WINDOW]];
-                digest = ((d << 8) | *p) ^ rabin_mod[d >> RABIN_SHIFT];
-                p++;
-                if ((digest & m) == 0) break;
-            }
-            k = (Py_ssize_t)(p - buf) - pos;
-            if (k >= mn && ((digest & m) == 0 || k >= mx) && k > scanned) cut = pos + k;
-        }
-        if (cut < 0) { scanned = k < n - pos ? k : n - pos; break; }
+        const Py_ssize_t avail = n - pos;
+        const Py_ssize_t first = scanned + 1 > mn ? scanned + 1 : mn; /* first untested length */
+        const Py_ssize_t last = mx < avail ? mx : avail;                /* last testable here */
+        Py_ssize_t cut = first <= last ? rabin_first(buf, pos + first, pos + last, mask) : -1;
+        if (cut < 0 && avail >= mx && mx > scanned) cut = pos + mx;
+        if (cut < 0) { scanned = avail; break; }
         cuts_push(&cuts, cut);
         pos = cut;
         scanned = 0;
-        digest = 0;
+    }
+    /* Go's digest after `scanned` bytes: the bytes slid in since the skip, at most the last 16. */
+    if (scanned > skip) {
+        Py_ssize_t from = scanned - RABIN_WINDOW > skip ? scanned - RABIN_WINDOW : skip;
+        for (Py_ssize_t i = from; i < scanned; i++)
+            digest = ((digest << 8) | buf[pos + i]) ^ rabin_mod[digest >> RABIN_SHIFT];
     }
     Py_END_ALLOW_THREADS
 
