@@ -35,7 +35,7 @@ def _chain(tmp: Path, project: str, versions: list[tuple[str, dict[str, bytes]]]
         for kind, name, data in (("sdist", f"{project}-{version}.tar.gz", make_sdist(project, version, files)),
                                  ("wheel", f"{project}-{version}-py3-none-any.whl",
                                   make_wheel(project, version, files))):
-            archives.append(ArchiveTask(version, name, kind, str(write(tmp, name, data))))
+            archives.append(ArchiveTask(version, name, kind, str(write(tmp, name, data)), len(data)))
     return ProjectTask(project, tuple(archives), STRATEGIES, str(tmp))
 
 

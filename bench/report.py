@@ -1,0 +1,169 @@
+"""``python -m bench report``: rebuild REPORT.md's generated tables and the figures from one run's results.
+
+Only the run directory is read (``run.json``, ``summary.csv``, ``events/``, ``blocks/``): no archive,
+no network. Figures go to ``docs/figures/bench-*.png``; each generated part of REPORT.md sits
+between ``<!-- BEGIN:name -->`` and ``<!-- END:name -->`` and is replaced whole, so the prose
+around the markers (method, findings) is kept. A REPORT.md without markers gets them appended.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from .figures import draw_all, telling_projects
+
+if TYPE_CHECKING:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+DEFAULT_RUN: Final = ROOT / "runs" / "latest"
+REPORT: Final = ROOT / "REPORT.md"
+FIGURES: Final = ROOT / "docs" / "figures"
+MiB: Final = 1024 * 1024
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """``run.json``, the events and blocks tables, and ``summary.csv`` of a run directory."""
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    meta = json.loads((run_dir / "run.json").read_text())
+    events = pd.concat([pd.read_parquet(p) for p in sorted((run_dir / "events").glob("*.parquet"))],
+                       ignore_index=True)
+    blocks = pd.concat([pd.read_parquet(p) for p in sorted((run_dir / "blocks").glob("*.parquet"))],
+                       ignore_index=True)
+    summary = pd.read_csv(run_dir / "summary.csv")
+    return meta, events, blocks, summary
+
+
+def _table(header: list[str], rows: list[list[str]], align: str = "") -> str:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = [":--" if a == "l" else "--:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(marks) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _mib(n: float) -> str:
+    return f"{n / MiB:,.1f}"
+
+
+def run_section(meta: dict[str, Any], events: pd.DataFrame) -> str:
+    m = meta.get("machine", {})
+    errors = events[events["error"].notna() & (events["error"] != "")]
+    rows = [
+        ["dataset", (f"`{meta.get('set')}`, newest {meta.get('versions')} versions; lock sha256 "
+                    f"`{meta.get('lock_sha256', '?')}`")],
+        ["files", (f"{meta.get('projects')} projects, {meta.get('files')} archives, "
+                  f"{_mib(meta.get('archive_bytes', 0))} MiB")],
+        ["strategies", ", ".join(f"`{s}`" for s in meta.get("strategies", []))],
+        ["commit", f"`{meta.get('commit')}`"],
+        ["date", f"{meta.get('started')} to {meta.get('finished', 'unfinished')} (UTC)"],
+        ["machine", (f"{m.get('cpu')}, {m.get('cores')} cores, {m.get('memory_gib')} GiB, "
+                    f"{m.get('system')}, Python {m.get('python')}")],
+        ["wall time", (f"download {meta.get('download_seconds', 0):,.0f} s (cache hits are free); "
+                      f"bench {meta.get('bench_seconds', 0):,.0f} s on {meta.get('jobs')} processes")],
+        ["archives skipped", f"{len(errors)} rows with errors" + (
+            ": " + "; ".join(sorted({f"`{f}`" for f in errors['file']}))[:600] if len(errors) else "")],
+    ]
+    return _table(["", ""], rows, "ll")
+
+
+def overall_section(summary: pd.DataFrame) -> str:
+    overall = summary[summary["package"] == "ALL"].sort_values("unique_bytes")
+    rows = []
+    for _, r in overall.iterrows():
+        rows.append([f"`{r['strategy']}`", _mib(r["logical_bytes"]), _mib(r["unique_bytes"]),
+                     _mib(r["unique_bytes_zstd"]), f"{r['dedup_ratio']:.2f}", f"{r['dedup_ratio_zstd']:.2f}",
+                     f"{int(r['blocks']):,}", _mib(r["overhead_bytes"]),
+                     f"{100 * r['upgrade_bytes'] / max(1, r['upgrade_archive_bytes']):.1f}%",
+                     f"{r['seconds']:,.0f}"])
+    return _table(["strategy", "archives MiB", "stored MiB", "stored MiB, zstd at rest", "dedup ratio",
+                   "ratio, zstd", "unique blocks", "overhead MiB", "upgrade fetch", "CPU s"], rows)
+
+
+#: Strategies compared project by project in the per-project table.
+PROJECT_COLUMNS: Final = ("whole", "fixed-262144", "structural", "structural+fastcdc", "delta-zstd")
+
+
+def projects_section(summary: pd.DataFrame, limit: int = 25) -> str:
+    per = summary[summary["package"] != "ALL"]
+    ratio = per.pivot_table(index="package", columns="strategy", values="dedup_ratio")
+    ratio_z = per.pivot_table(index="package", columns="strategy", values="dedup_ratio_zstd")
+    logical = per.groupby("package")["logical_bytes"].first().sort_values(ascending=False)
+    shown = [s for s in PROJECT_COLUMNS if s in ratio.columns]
+    best = ratio.drop(columns=["delta-zstd"], errors="ignore")
+    rows = []
+    for package in logical.index[:limit]:
+        cells = [f"{ratio.loc[package, s]:.2f}" for s in shown]
+        z = ratio_z.loc[package, "structural"] if "structural" in ratio_z.columns else float("nan")
+        winner = best.loc[package].idxmax()
+        rows.append([package, _mib(logical[package]), *cells, f"{z:.2f}", f"`{winner}` {best.loc[package].max():.2f}"])
+    header = ["project", "archives MiB", *[f"`{s}`" for s in shown], "`structural`, zstd at rest",
+              "best chunking strategy"]
+    note = (f"\n\nDedup ratio (archive bytes / stored bytes) per project, the {min(limit, len(logical))} largest "
+            f"of {len(logical)} projects; all projects are in the run's `summary.csv`.")
+    return _table(header, rows) + note
+
+
+def figures_section(paths: dict[str, Path]) -> str:
+    captions = {
+        "cumulative": "Stored bytes as versions arrive, for the largest projects and the one where structural "
+                      "import does worst against `whole`.",
+        "dedup-ratio": "Dedup ratio per strategy over all projects (blocks counted once overall).",
+        "upgrade-bytes": "Bytes a user holding the previous version fetches, as a share of the new archive.",
+        "block-sizes": "Distribution of unique block sizes.",
+        "structural-vs-whole": "Per project: structural's stored bytes relative to `whole`, against how well "
+                               "the archives compress.",
+    }
+    out = []
+    for name, path in paths.items():
+        rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        out.append(f"![{captions.get(name, name)}]({rel})\n\n*{captions.get(name, name)}*")
+    return "\n\n".join(out)
+
+
+def replace_section(text: str, name: str, body: str) -> str:
+    """Replace what is between the ``name`` markers (appending the markers when absent)."""
+    begin, end = f"<!-- BEGIN:{name} -->", f"<!-- END:{name} -->"
+    block = f"{begin}\n{body}\n{end}"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        return pattern.sub(lambda _: block, text)
+    return text.rstrip("\n") + f"\n\n{block}\n"
+
+
+def build_sections(meta: dict[str, Any], events: pd.DataFrame, summary: pd.DataFrame,
+                   figure_paths: dict[str, Path]) -> dict[str, str]:
+    sections: dict[str, Callable[[], str]] = {
+        "run": lambda: run_section(meta, events),
+        "overall": lambda: overall_section(summary),
+        "projects": lambda: projects_section(summary),
+        "figures": lambda: figures_section(figure_paths),
+    }
+    return {name: make() for name, make in sections.items()}
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run)
+    meta, events, blocks, summary = load_run(run_dir)
+    paths = draw_all(events, blocks, summary, Path(args.figures), telling_projects(summary))
+    report = Path(args.report)
+    text = report.read_text() if report.exists() else "# Dedup benchmark report\n"
+    for name, body in build_sections(meta, events, summary, paths).items():
+        text = replace_section(text, name, body)
+    report.write_text(text)
+    print(f"bench report: {report} from {run_dir.resolve()}; {len(paths)} figures in {args.figures}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("report", help="rebuild REPORT.md's tables and figures from a run")
+    p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
+    p.add_argument("--report", default=str(REPORT), help="the Markdown file to update (default: REPORT.md)")
+    p.add_argument("--figures", default=str(FIGURES), help="where the PNGs go (default: docs/figures)")
+    p.set_defaults(handler=cmd_report)
