@@ -403,3 +403,24 @@ def bz2_python(data: bytes) -> bytes:
 
 def xz_python(data: bytes) -> bytes:
     return lzma.compress(data, preset=6)
+
+
+# --- bombs ----------------------------------------------------------------------------------------
+
+#: Zeros per repeated unit of a bomb stream: 1 MiB deflates to about 1 KiB at level 9.
+BOMB_UNIT: Final = 1 << 20
+
+
+def zero_bomb(size: int, head: bytes = b"") -> bytes:
+    """Raw deflate of ``head`` then ``size`` zero bytes (``size`` a multiple of BOMB_UNIT), without
+    compressing them all: after the first unit and a sync flush the window holds only zeros, so the
+    byte-aligned output of the next unit decodes the same way wherever it is repeated."""
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    first = c.compress(head) + c.compress(bytes(BOMB_UNIT)) + c.flush(zlib.Z_SYNC_FLUSH)
+    unit = c.compress(bytes(BOMB_UNIT)) + c.flush(zlib.Z_SYNC_FLUSH)
+    return first + unit * (size // BOMB_UNIT - 1) + c.flush(zlib.Z_FINISH)
+
+
+def gzip_wrap(deflated: bytes, crc: int = 0, size: int = 0) -> bytes:
+    """A gzip member around a raw deflate stream (RFC 1952: 10-byte header, no flags, OS 255)."""
+    return b"\x1f\x8b\x08\x00" + struct.pack("<I", 0) + b"\x00\xff" + deflated + struct.pack("<II", crc, size & 0xFFFFFFFF)

@@ -66,7 +66,7 @@ def tree_files(source: BlockSource, tree: bytes) -> dict[str, bytes]:
 class _Body:
     """Generates the body bytes of a recipe, recompressing members in parallel."""
 
-    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: memoryview, files: dict[str, bytes],
+    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: _SkeletonReader, files: dict[str, bytes],
                  pool: ThreadPoolExecutor) -> None:
         self.source = source
         self.recipe = recipe
@@ -87,10 +87,7 @@ class _Body:
     def __iter__(self) -> Iterator[bytes]:
         pending: deque[_Job] = deque()
         in_flight = 0
-        pos = 0
         for entry in self.recipe.members:
-            head = bytes(self.skeleton[pos:pos + entry.skeleton_before])
-            pos += entry.skeleton_before
             job: Future[bytes] | Iterator[bytes] | None = None
             size = 0
             if entry.source != NO_SOURCE:
@@ -106,7 +103,7 @@ class _Body:
                         size = len(content)
                         in_flight += size
                         job = self.pool.submit(_compress, params, content)
-            pending.append(_Job(head, job, size))
+            pending.append(_Job(self.skeleton, entry.skeleton_before, job, size))
             # Drain in order while the window is full, or when a streaming job must run now.
             while pending and (in_flight > WINDOW_BYTES or not isinstance(pending[-1].job, Future)):
                 done = pending.popleft()
@@ -114,9 +111,45 @@ class _Body:
                 yield from done.output()
         while pending:
             yield from pending.popleft().output()
-        yield bytes(self.skeleton[pos:pos + self.recipe.tail])
-        if pos + self.recipe.tail != len(self.skeleton):
+        yield from self.skeleton.pieces(self.recipe.tail)
+        if self.skeleton.position != self.recipe.skeleton_size or not self.skeleton.at_end():
             raise InvalidBlock(format_cid(self.recipe.skeleton), "skeleton size does not match the member table")
+
+
+class _SkeletonReader:
+    """The decompressed skeleton frame read forwards from byte ``start``, streaming from the store.
+
+    Skeletons are usually kilobytes, but a hostile archive's trailing bytes or a zip's prepended
+    stub can make one as large as the archive, so it is never held whole.
+    """
+
+    def __init__(self, source: BlockSource, recipe: Recipe, start: int) -> None:
+        self.where = format_cid(recipe.skeleton)
+        self.size = recipe.skeleton_size
+        frame = PieceReader(iter_file(source, recipe.skeleton))
+        self._reader = zstandard.ZstdDecompressor().stream_reader(frame, read_size=PIECE)  # type: ignore[arg-type]
+        self.position = 0
+        for _ in self.pieces(start):
+            pass
+
+    def pieces(self, length: int) -> Iterator[bytes]:
+        """The next ``length`` bytes, in pieces."""
+        while length > 0:
+            try:
+                piece = self._reader.read(min(PIECE, length))
+            except zstandard.ZstdError as e:
+                raise InvalidBlock(self.where, f"skeleton frame: {e}") from None
+            if not piece:
+                raise InvalidBlock(self.where, f"skeleton ends at byte {self.position}, recipe says {self.size}")
+            length -= len(piece)
+            self.position += len(piece)
+            yield piece
+
+    def at_end(self) -> bool:
+        try:
+            return not self._reader.read(1)
+        except zstandard.ZstdError as e:
+            raise InvalidBlock(self.where, f"skeleton frame: {e}") from None
 
 
 
@@ -124,12 +157,13 @@ class _Body:
 class _Job:
     """Skeleton bytes before a member, then the member's bytes: ready, computing, or a stream."""
 
-    head: bytes
+    skeleton: _SkeletonReader
+    head: int
     job: Future[bytes] | Iterator[bytes] | None
     size: int
 
     def output(self) -> Iterator[bytes]:
-        yield self.head
+        yield from self.skeleton.pieces(self.head)  # jobs are output in order: the reader is sequential
         if isinstance(self.job, Future):
             yield self.job.result()
         elif self.job is not None:
@@ -153,30 +187,28 @@ def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = 
     """Read the root and recipe now; return them and a lazy iterator of the archive's bytes."""
     root = read_root(source, root_cid)
     recipe = read_recipe(source, root.recipe)
-    frame = b"".join(iter_file(source, recipe.skeleton))
-    skeleton = zstandard.ZstdDecompressor().decompress(frame, max_output_size=recipe.skeleton_size)
-    if len(skeleton) != recipe.skeleton_size:
-        raise InvalidBlock(format_cid(recipe.skeleton), f"skeleton is {len(skeleton)} bytes, recipe says "
-                                                        f"{recipe.skeleton_size}")
-    return root, _generate(source, root, recipe, memoryview(skeleton), workers or os.cpu_count() or 1)
+    outer_len = sum(item for item in recipe.outer if isinstance(item, int))
+    if outer_len > recipe.skeleton_size:
+        raise InvalidBlock(format_cid(root.recipe), f"outer skeleton runs ({outer_len} bytes) exceed the skeleton "
+                                                    f"({recipe.skeleton_size})")
+    return root, _generate(source, root, recipe, outer_len, workers or os.cpu_count() or 1)
 
 
-def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, skeleton: memoryview,
+def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len: int,
               workers: int) -> Iterator[bytes]:
     files = tree_files(source, root.tree) if any(isinstance(m.source, str) for m in recipe.members) else {}
-    outer_len = sum(item for item in recipe.outer if isinstance(item, int))
-    outer_skeleton, body_skeleton = skeleton[:outer_len], skeleton[outer_len:]
+    # Two readers over the one frame: the container's runs come first, the body's after them.
+    outer_skeleton = _SkeletonReader(source, recipe, 0)
+    body_skeleton = _SkeletonReader(source, recipe, outer_len)
     with ThreadPoolExecutor(workers) as pool:
         body = _Body(source, recipe, body_skeleton, files, pool)
         reader = PieceReader(iter(body))
-        pos = 0
         for item in recipe.outer:
             if item is None:
                 while piece := reader.read(PIECE):
                     yield piece
             elif isinstance(item, int):
-                yield bytes(outer_skeleton[pos:pos + item])
-                pos += item
+                yield from outer_skeleton.pieces(item)
             else:
                 yield from _outer_stream(source, recipe, item, reader)
 

@@ -107,12 +107,42 @@ def _put(sink: BlockSink, value: Any) -> bytes:
     return cid
 
 
+def _head(major: int, value: int) -> bytes:
+    """A CBOR head in its shortest form (RFC 8949 3.1; DAG-CBOR allows only that one)."""
+    if value < 24:
+        return bytes([major << 5 | value])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if value < 1 << (8 * width):
+            return bytes([major << 5 | info]) + value.to_bytes(width, "big")
+    raise ValueError(f"{value} does not fit a CBOR head")
+
+
+def _int(value: int) -> bytes:
+    return _head(0, value) if value >= 0 else _head(1, -1 - value)
+
+
+def encode_page(entries: Sequence[MemberEntry]) -> bytes:
+    """``dag_cbor.encode([[skeleton_before, source, params], ...])``, written directly: the generic
+    encoder spends ~60 us per entry, which is 6 s of a 100,000-member archive."""
+    out = [_head(4, len(entries))]
+    for m in entries:
+        if isinstance(m.source, str):
+            name = m.source.encode("utf-8")
+            source = _head(3, len(name)) + name
+        else:
+            source = _int(m.source)
+        out.append(b"\x83" + _int(m.skeleton_before) + source + _int(m.params))  # 0x83: array of 3
+    return b"".join(out)
+
+
 def write_recipe(recipe: Recipe, sink: BlockSink) -> bytes:
     """Put the recipe's blocks (pages first, then the recipe node); return the recipe CID."""
     pages = []
     for start in range(0, len(recipe.members), PAGE_SIZE):
-        page = [[m.skeleton_before, m.source, m.params] for m in recipe.members[start:start + PAGE_SIZE]]
-        pages.append(_link(_put(sink, page)))
+        block = encode_page(recipe.members[start:start + PAGE_SIZE])
+        cid = cid_of_block(1, DAG_CBOR, block)
+        sink.put(cid, block)
+        pages.append(_link(cid))
     outer: list[list[int]] = []
     for item in recipe.outer:
         if item is None:
