@@ -10,6 +10,7 @@ bounded. An outer gzip/bzip2/xz layer is then reapplied around the body, stream 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import queue
 import tempfile
@@ -47,6 +48,35 @@ class Rebuilt:
     recipe: Recipe
 
 
+class TreePaths:
+    """Resolves tree paths to CIDs, listing only the directories on the way, each once.
+
+    No node below a directory is loaded just to learn its kind (a 100,000-file tree would cost
+    100,000 block reads); a path that names a directory fails later, when it is read as a file.
+    """
+
+    def __init__(self, source: BlockSource, tree: bytes) -> None:
+        self.source = source
+        self.tree = tree
+        self._listings: dict[str, dict[str, bytes]] = {}
+
+    def _listing(self, prefix: str, cid: bytes) -> dict[str, bytes]:
+        listing = self._listings.get(prefix)
+        if listing is None:
+            listing = self._listings[prefix] = {e.name: e.cid for e in iter_directory(self.source, cid)}
+        return listing
+
+    def get(self, path: str) -> bytes | None:
+        cid: bytes | None = self.tree
+        prefix = ""
+        for part in path.split("/"):
+            if cid is None:
+                return None
+            cid = self._listing(prefix, cid).get(part)
+            prefix += part + "/"
+        return cid
+
+
 def tree_files(source: BlockSource, tree: bytes) -> dict[str, bytes]:
     """Map every file path of the tree to its CID (directories walked, HAMTs included)."""
     files: dict[str, bytes] = {}
@@ -66,7 +96,7 @@ def tree_files(source: BlockSource, tree: bytes) -> dict[str, bytes]:
 class _Body:
     """Generates the body bytes of a recipe, recompressing members in parallel."""
 
-    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: _SkeletonReader, files: dict[str, bytes],
+    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: _SkeletonReader, files: TreePaths,
                  pool: ThreadPoolExecutor) -> None:
         self.source = source
         self.recipe = recipe
@@ -77,11 +107,10 @@ class _Body:
 
     def _content_cid(self, source: str | int) -> bytes:
         if isinstance(source, str):
-            try:
-                return self.files[source]
-            except KeyError:
-                raise InvalidBlock(format_cid(self.recipe.skeleton), f"recipe names {source!r}, not in the tree") \
-                    from None
+            cid = self.files.get(source)
+            if cid is None:
+                raise InvalidBlock(format_cid(self.recipe.skeleton), f"recipe names {source!r}, not in the tree")
+            return cid
         return self.recipe.extra[source]
 
     def __iter__(self) -> Iterator[bytes]:
@@ -96,10 +125,20 @@ class _Body:
                     job = iter_file(self.source, cid)
                 else:
                     params = self.params[entry.params]
-                    if stat(self.source, cid).size > PARALLEL_LIMIT:
-                        job = pumped(params, iter_file(self.source, cid))
+                    # Read up to PARALLEL_LIMIT: a small member goes to the pool whole, a big one
+                    # streams from what was read on (no stat: one block read less per member).
+                    pieces = iter_file(self.source, cid)
+                    head: list[bytes] = []
+                    got = 0
+                    for piece in pieces:
+                        head.append(piece)
+                        got += len(piece)
+                        if got > PARALLEL_LIMIT:
+                            break
+                    if got > PARALLEL_LIMIT:
+                        job = pumped(params, itertools.chain(head, pieces))
                     else:
-                        content = b"".join(iter_file(self.source, cid))
+                        content = b"".join(head)
                         size = len(content)
                         in_flight += size
                         job = self.pool.submit(_compress, params, content)
@@ -196,7 +235,7 @@ def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = 
 
 def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len: int,
               workers: int) -> Iterator[bytes]:
-    files = tree_files(source, root.tree) if any(isinstance(m.source, str) for m in recipe.members) else {}
+    files = TreePaths(source, root.tree)
     # Two readers over the one frame: the container's runs come first, the body's after them.
     outer_skeleton = _SkeletonReader(source, recipe, 0)
     body_skeleton = _SkeletonReader(source, recipe, outer_len)
