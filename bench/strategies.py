@@ -32,8 +32,8 @@ The strategies, by family (the names are what ``--strategies`` takes):
     still be needed as a recipe (not counted: a few dozen bytes).
 ``delta-zstd``
     The bound: the decompressed body of each version compressed with zstd using the previous
-    version's body (same project, same kind: sdist after sdist, wheel after wheel) as a raw
-    content dictionary (zstd ``--patch-from``); the first version is compressed alone. One
+    version's body (same project, same kind: sdist after sdist, wheel after wheel) as reference
+    (``zstd --patch-from --long``, the CLI); the first version is compressed alone. One
     "block" per archive: the patch, or the archive itself when that is smaller (incompressible
     content), so it is never above ``whole``. It is what a user holding the previous version
     downloads.
@@ -53,8 +53,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Final
 
 import zstandard
@@ -84,16 +88,17 @@ from importer.sources.names import classify_members
 
 #: zstd level of the recipe's skeleton frame: the importer's own (SKELETON_ZSTD_LEVEL).
 SKELETON_LEVEL: Final = 19
-#: zstd level of delta-zstd. Measured patch sizes (bytes, and seconds incl. loading the dictionary):
-#: packaging 25.0 -> 26.0 sdist: level 9 38651 (0.06 s), 12 37297 (0.15 s), 19 33506 (2.9 s);
-#: urllib3 2.6.3 -> 2.7.0: 82371 (0.05 s), 81065 (0.09 s), 72411 (1.25 s). Level 9 is within ~15%
-#: of level 19 at 20-50x the speed; 19 would take hours on top100. Long-distance matching is off:
-#: with a raw-content dictionary it made packaging 24.2 -> 25.0 15x larger (60457 vs 4144 bytes).
+#: zstd level of delta-zstd (the ``zstd`` CLI with ``--patch-from``). Measured on pillow 11.2.1 ->
+#: 11.3.0 sdist (76 MB tar): level 3 252008 bytes (1.2 s), 9 235851 (4.3 s), 19 181122 (121 s); the
+#: wheel: 4523448, 4151408, 3523778 bytes (0.9, 2.6, 67 s). Level 19 would take many hours on
+#: top100; level 9 is within ~15-30% of it. python-zstandard is not used for the delta: a
+#: raw-content dictionary is only indexed over its last 1 << (chainLog + 1) bytes (16 MiB at level
+#: 9), so on that pillow sdist it made a 39.8 MB "patch"; the CLI references the previous version
+#: as a prefix with long-distance matching (zstd's documented patch-from mode).
 DELTA_LEVEL: Final = 9
-#: Window bounds for delta-zstd: the window must span dictionary + input for a match to reach the
-#: start of the previous version (2**20 = 1 MiB floor, 2**30 = zstd's 64-bit maximum less one step).
-DELTA_MIN_WINDOW_LOG: Final = 20
-DELTA_MAX_WINDOW_LOG: Final = 30
+#: ``--long`` window: 2**30 = 1 GiB, more than any previous + new body in the sets (the CLI needs
+#: the window to span both for a match to reach the start of the previous version).
+DELTA_WINDOW_LOG: Final = 30
 #: The one compressor parameter set the recipe approximation records (zlib level 6, raw deflate:
 #: what Python's zipfile and most wheel builders use).
 TYPICAL_PARAMS: Final = CompressorParams("zlib", "zlib-1", 6, mem_level=8, wbits=-15).to_dict()
@@ -330,31 +335,41 @@ def store_structural(archive: DecodedArchive, settings: ImportSettings, sink: Bl
                       sink)
 
 
-def delta_window_log(previous: DecodedArchive | None, archive: DecodedArchive) -> int:
-    span = len(archive.body) + (len(previous.body) if previous is not None else 0)
-    return max(DELTA_MIN_WINDOW_LOG, min(DELTA_MAX_WINDOW_LOG, max(span - 1, 1).bit_length()))
+def zstd_cli() -> str:
+    """The ``zstd`` executable; delta-zstd needs it (any zstd >= 1.4.5 has ``--patch-from``)."""
+    path = shutil.which("zstd")
+    if path is None:
+        raise RuntimeError("delta-zstd needs the zstd command-line tool (apt install zstd)")
+    return path
 
 
-def delta_compressor(previous: DecodedArchive | None, archive: DecodedArchive) -> zstandard.ZstdCompressor:
-    params = zstandard.ZstdCompressionParameters.from_level(
-        DELTA_LEVEL, window_log=delta_window_log(previous, archive), enable_ldm=False)
-    if previous is None or not previous.body:
-        return zstandard.ZstdCompressor(compression_params=params)
-    dictionary = zstandard.ZstdCompressionDict(previous.body, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    return zstandard.ZstdCompressor(dict_data=dictionary, compression_params=params)
+def _zstd(args: list[str], data: bytes, reference: bytes | None) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="dpip-delta-") as tmp:
+        extra = []
+        if reference:
+            ref = Path(tmp) / "previous"
+            ref.write_bytes(reference)
+            extra = [f"--patch-from={ref}"]
+        done = subprocess.run([zstd_cli(), "-q", "-c", f"--long={DELTA_WINDOW_LOG}", *args, *extra],
+                              input=data, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"zstd failed: {done.stderr.decode(errors='replace').strip()}")
+    return done.stdout
 
 
-def delta_decompressor(previous: DecodedArchive | None) -> zstandard.ZstdDecompressor:
+def delta_patch(previous: DecodedArchive | None, archive: DecodedArchive) -> bytes:
+    """``archive.body`` compressed against ``previous.body`` (alone when there is none)."""
+    reference = previous.body if previous is not None else None
+    return _zstd([f"-{DELTA_LEVEL}", f"--stream-size={len(archive.body)}"], archive.body, reference)
+
+
+def delta_restore(previous: DecodedArchive | None, patch: bytes) -> bytes:
     """The reader side of a delta-zstd patch (used by the tests to prove the patch is complete)."""
-    window = 1 << DELTA_MAX_WINDOW_LOG
-    if previous is None or not previous.body:
-        return zstandard.ZstdDecompressor(max_window_size=window)
-    dictionary = zstandard.ZstdCompressionDict(previous.body, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    return zstandard.ZstdDecompressor(dict_data=dictionary, max_window_size=window)
+    return _zstd(["-d", "--memory=2048MB"], patch, previous.body if previous is not None else None)
 
 
 def _delta(archive: DecodedArchive, previous: DecodedArchive | None, sink: BlockSink) -> bytes:
-    patch = delta_compressor(previous, archive).compress(archive.body)
+    patch = delta_patch(previous, archive)
     if len(patch) >= len(archive.data):
         patch = archive.data  # a delta store ships the archive itself when no patch is smaller
     cid = cid_of_block(1, RAW, patch)
@@ -393,5 +408,5 @@ register(Strategy("structural+fastcdc", "structural", f"archive importer, {STRUC
                   _structural(_with(V1, STRUCTURAL_FASTCDC))))
 register(Strategy("stream-buzhash", "stream", "casync-like: buzhash over the decompressed body",
                   _stream(_with(V1, "buzhash"))))
-register(Strategy("delta-zstd", "delta", f"zstd -{DELTA_LEVEL} --patch-from previous version (bound)",
+register(Strategy("delta-zstd", "delta", f"zstd -{DELTA_LEVEL} --long --patch-from previous version (bound)",
                   _delta))

@@ -12,7 +12,7 @@ from bench.strategies import (
     DecodedArchive,
     InMemoryChunker,
     decode_archive,
-    delta_decompressor,
+    delta_restore,
     get_strategies,
 )
 from importer.archive.recipe import read_root
@@ -96,7 +96,7 @@ def _reassembled(name: str, archive: DecodedArchive, previous: DecodedArchive | 
         block = sink.get(root)
         if block == archive.data:
             return {"archive": block}
-        return {"body": delta_decompressor(previous).decompress(block)}
+        return {"body": delta_restore(previous, block)}
     tree = read_root(sink, root).tree
     return {m.path: b"".join(iter_file(sink, resolve(sink, tree, m.path)))
             for m in archive.members if m.path is not None and m.member.kind == "file"}
@@ -119,7 +119,7 @@ def test_delta_first_version_decompresses_alone() -> None:
     archive = _decoded("sdist")
     sink = MemorySink()
     root = STRATEGIES["delta-zstd"].store(archive, None, sink)
-    assert delta_decompressor(None).decompress(sink.get(root)) == archive.body
+    assert delta_restore(None, sink.get(root)) == archive.body
 
 
 def test_delta_patch_of_a_small_change_is_small() -> None:
@@ -129,3 +129,20 @@ def test_delta_patch_of_a_small_change_is_small() -> None:
     root = STRATEGIES["delta-zstd"].store(archive, previous, sink)
     assert split_cid(root)[1] == RAW
     assert len(sink.get(root)) < 200
+
+
+def _body_only(body: bytes) -> DecodedArchive:
+    return DecodedArchive(filename="x.tar", kind="sdist", data=body, sha256=b"", format="tar", body=body, members=(),
+                          skeleton_size=0, skeleton_frame=b"", outer=(None,), tail=0)
+
+
+def test_delta_reaches_the_start_of_a_reference_larger_than_a_zstd_dictionary_index() -> None:
+    # A raw-content zstd dictionary is indexed over its last 16 MiB only at level 9; the patch-from
+    # reference must be searched whole: here the unchanged part sits in the first 24 MiB.
+    head = random_bytes(24 * 1024 * 1024, 9)
+    previous = _body_only(head + random_bytes(8 * 1024 * 1024, 10))
+    archive = _body_only(head + b"a new tail")
+    sink = MemorySink()
+    root = STRATEGIES["delta-zstd"].store(archive, previous, sink)
+    assert len(sink.get(root)) < 64 * 1024
+    assert delta_restore(previous, sink.get(root)) == archive.body
