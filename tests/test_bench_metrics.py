@@ -166,3 +166,22 @@ def test_run_resumes_skipping_finished_projects(tmp_path: Path, monkeypatch: pyt
     summary = pd.read_csv(run / "summary.csv")
     assert set(summary["package"]) == {"alpha", "beta", ALL}
     assert (tmp_path / "runs" / "latest").resolve() == run.resolve()
+
+
+def test_report_rebuilds_marked_sections_and_keeps_prose(tmp_path: Path) -> None:
+    from bench.report import cmd_report
+
+    fixture = Path(__file__).parent / "fixtures" / "bench_results"
+    report = tmp_path / "REPORT.md"
+    report.write_text("# Title\n\nHand-written findings.\n\n<!-- BEGIN:overall -->\nstale\n<!-- END:overall -->\n")
+    args = argparse.Namespace(run=str(fixture), report=str(report), figures=str(tmp_path / "figures"))
+    assert cmd_report(args) == 0
+    text = report.read_text()
+    assert "Hand-written findings." in text and "stale" not in text
+    for name in ("run", "overall", "projects", "losses", "bound", "figures"):
+        assert text.count(f"<!-- BEGIN:{name} -->") == 1 and text.count(f"<!-- END:{name} -->") == 1
+    assert "| `delta-zstd` |" in text
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "bench-block-sizes.png", "bench-cumulative.png", "bench-dedup-ratio.png", "bench-structural-vs-whole.png",
+        "bench-upgrade-bytes.png"]
+    assert cmd_report(args) == 0 and report.read_text() == text  # idempotent
