@@ -1,12 +1,13 @@
-"""The ``store`` command group: ``store stats``, ``store verify`` and ``store path``."""
+"""The ``store`` command group: stats, verify, path, and the at-rest compression controls."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 from ..dag.cid import format_cid
-from ..sinks.store import BlockStore, default_store_path
+from ..sinks.store import COMPRESSION_ENV, COMPRESSIONS, BlockStore, StoreStats, default_store_path
 from .options import add_store_option
 
 
@@ -14,8 +15,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("store", help="inspect the embedded block store")
     actions = group.add_subparsers(dest="store_command", metavar="ACTION", required=True)
 
-    p = actions.add_parser("stats", help="blocks, logical bytes, stored bytes and bytes on disk")
+    p = actions.add_parser("stats", help="blocks, logical bytes, bytes at rest, ratio, per-encoding counts")
     add_store_option(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=cmd_stats)
 
     p = actions.add_parser("verify", help="re-hash every block; list those that do not match their CID")
@@ -26,16 +28,54 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_store_option(p)
     p.set_defaults(handler=cmd_path)
 
+    p = actions.add_parser("compression", help="show or set how new blocks are stored (zstd or none)",
+                           description="Blocks already stored keep their encoding and always read. "
+                                       f"${COMPRESSION_ENV} overrides the setting for one run.")
+    add_store_option(p)
+    p.add_argument("setting", nargs="?", choices=COMPRESSIONS, help="the new setting (omit to print it)")
+    p.set_defaults(handler=cmd_compression)
+
+    p = actions.add_parser("train", help="train a zstd dictionary on the newest small blocks now",
+                           description="New small blocks are compressed with the newest dictionary. "
+                                       "The store also trains one by itself as small blocks accumulate.")
+    add_store_option(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def stats_json(stats: StoreStats) -> dict[str, object]:
+    return {
+        "blocks": stats.blocks,
+        "logical_bytes": stats.logical_bytes,
+        "stored_bytes": stats.at_rest_bytes,
+        "payload_bytes": stats.stored_bytes,
+        "dictionary_bytes": stats.dictionary_bytes,
+        "dictionaries": stats.dictionaries,
+        "ratio": round(stats.ratio, 4),
+        "file_bytes": stats.disk_bytes,
+        "compression": stats.compression,
+        "encodings": {e.name: {"blocks": e.blocks, "logical_bytes": e.logical_bytes, "stored_bytes": e.stored_bytes}
+                      for e in stats.encodings},
+    }
+
 
 def cmd_stats(args: argparse.Namespace) -> int:
     path = default_store_path(args.store)
     with BlockStore(path, create=False) as store:
         stats = store.stats()
+    if args.json:
+        print(json.dumps({"path": str(path), **stats_json(stats)}, indent=2))
+        return 0
     print(f"path:          {path}")
     print(f"blocks:        {stats.blocks}")
     print(f"logical bytes: {stats.logical_bytes}")
-    print(f"stored bytes:  {stats.stored_bytes}")
-    print(f"on-disk bytes: {stats.disk_bytes}")
+    # Payloads plus the dictionaries they need: what the blocks cost at rest.
+    print(f"stored bytes:  {stats.at_rest_bytes}")
+    print(f"ratio:         {stats.ratio:.3f}")
+    for e in stats.encodings:
+        print(f"  {e.name + ':':<11} {e.blocks} blocks, {e.logical_bytes} logical, {e.stored_bytes} stored")
+    print(f"  dictionaries: {stats.dictionaries} ({stats.dictionary_bytes} bytes)")
+    print(f"file bytes:    {stats.disk_bytes}")
+    print(f"compression:   {stats.compression}")
     return 0
 
 
@@ -54,4 +94,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_path(args: argparse.Namespace) -> int:
     print(default_store_path(args.store))
+    return 0
+
+
+def cmd_compression(args: argparse.Namespace) -> int:
+    with BlockStore(default_store_path(args.store), create=args.setting is not None) as store:
+        if args.setting is not None:
+            store.set_compression(args.setting)
+        print(store.compression)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    with BlockStore(default_store_path(args.store), create=False) as store:
+        made = store.train()
+    if made is None:
+        print("too few small blocks to train a dictionary from", file=sys.stderr)
+        return 1
+    print(f"dictionary {made.id}: {len(made.data)} bytes from {made.samples} blocks")
     return 0

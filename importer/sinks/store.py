@@ -25,19 +25,35 @@ Settings and why:
 Every block read is hashed and compared with its CID (:func:`importer.dag.cid.block_matches`);
 a mismatch raises :class:`BlockCorrupt`.
 
-Forward compatibility: each row has an ``encoding`` column (0 = stored as is). Compression at
-rest (zstd, or zstd with a trained dictionary for small blocks) will add encodings 1 and 2 and a
-table of dictionaries; a store written now keeps reading because every existing row says 0. A
-reader that meets an encoding it does not know refuses that block with a clear error, and a store
-whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is refused at open, so an old
-binary never misreads a newer store. Room is left for the mirror's index (archive name -> root
-CID, sha256, size) as a later table, added by a schema migration that bumps the version.
+Compression at rest (:mod:`importer.sinks.atrest`): each row has an ``encoding`` column (0 = the
+block as is, 1 = a zstd frame, 2 = a zstd frame made with one of the store's trained dictionaries,
+kept in the ``dictionaries`` table). The CID is always that of the uncompressed block, and every
+read decompresses and then hashes: a payload that does not decompress is as corrupt as one that
+hashes wrong. Blocks that do not shrink by at least 3% stay raw. Whether new blocks are compressed
+is the store's ``meta.compression`` setting (``zstd`` or ``none``; default :data:`DEFAULT_COMPRESSION`),
+overridden for one process by ``$DPIP_STORE_COMPRESSION`` or the ``compression`` argument;
+reading never depends on it.
+
+Dictionaries: once :data:`TRAIN_AFTER` small blocks (< 16 KiB) have been committed without a
+dictionary, the committing process trains one on the newest small blocks (zstd's trainer, about
+a second) and adds it in its own short transaction; later small blocks use the newest
+dictionary. The next one is trained after 4x as many more small blocks, so their count grows
+with the logarithm of the store. Dictionaries are never deleted, so a row's dictionary is always
+there to read it. Two processes may both decide to train: the insert re-checks the trigger
+under the write lock and assigns the ID there (``max(id) + 1``), so the slower one drops its
+dictionary instead of adding a duplicate, and IDs stay unique.
+
+Forward compatibility: a reader that meets an encoding it does not know refuses that block with
+a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is
+refused at open, so an old binary never misreads a newer store. Stores of schema 1 and 2 (every
+row encoding 0) are migrated at open by adding the new table.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +62,23 @@ from typing import Final, Self
 
 from ..dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ..errors import BlockCorrupt, BlockNotFound, StoreError
+from .atrest import (
+    ENCODING_NAMES,
+    SMALL_BLOCK,
+    BlockCodec,
+    Dictionary,
+    UndecodablePayload,
+    UnknownEncoding,
+    train_dictionary,
+    with_dict_id,
+)
 
 MiB: Final = 1024 * 1024
 
 #: Version of the table layout below, kept in ``meta``; bump it with every migration.
 #: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
-SCHEMA_VERSION: Final = 2
+#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2).
+SCHEMA_VERSION: Final = 3
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -64,9 +91,26 @@ BATCH_BYTES: Final = 64 * MiB
 #: One batch of 64 MiB commits in well under a second, so a minute means "something is stuck".
 BUSY_TIMEOUT_MS: Final = 60_000
 
-#: ``blocks.encoding`` values. Only IDENTITY is written today.
-ENCODING_IDENTITY: Final = 0
-ENCODING_NAMES: Final = {ENCODING_IDENTITY: "identity"}
+#: Environment variable that overrides the store's compression setting for one process.
+COMPRESSION_ENV: Final = "DPIP_STORE_COMPRESSION"
+COMPRESSIONS: Final = ("none", "zstd")
+#: Compression of a store that has no setting yet. ``python -m bench.perf_store --wheels ...``
+#: (figures in :mod:`importer.sinks.atrest`): on ten real wheels zstd stores the blocks in 31%
+#: of the space (22.2 MB -> 6.8 MB at rest, database files 23.3 MB -> 7.9 MB) for 2-7% of the
+#: import's time, and verified reads of them went from 219 to 155 MB/s, still 20x an import.
+#: On incompressible 256 KiB leaves the 16 KiB probe decides "raw" at ~14 GB/s, so their store
+#: writes stay at the raw store's ~185 MB/s (185.0 against 186.8 in the same run).
+DEFAULT_COMPRESSION: Final = "zstd"
+#: Small blocks committed without a dictionary before the first one is trained: at ~4 KiB each
+#: they make ~8 MB of samples, 100x a 64 KiB dictionary as zstd's trainer asks.
+TRAIN_AFTER: Final = 2000
+#: Each later dictionary waits for this many times the previous wait.
+TRAIN_GROWTH: Final = 4
+#: Training samples: the newest small blocks, up to this many of them and this many bytes
+#: (8 MiB = 128x the largest dictionary; the trainer takes about a second on it here).
+SAMPLE_BLOCKS: Final = 4000
+SAMPLE_BYTES: Final = 8 * MiB
+_SMALL_COUNTER: Final = "small_blocks_since_dictionary"
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -85,17 +129,51 @@ _SCHEMA: Final = (
      " size INTEGER NOT NULL,"
      " imported_at REAL NOT NULL,"
      " PRIMARY KEY (name, root))"),
+    # id: the zstd dictionary ID, also written in the dictionary's header and in the header of
+    # every frame made with it; samples: how many blocks it was trained on.
+    ("CREATE TABLE IF NOT EXISTS dictionaries ("
+     " id INTEGER PRIMARY KEY,"
+     " data BLOB NOT NULL,"
+     " trained_at REAL NOT NULL,"
+     " samples INTEGER NOT NULL)"),
 )
 
 
 @dataclass(frozen=True, slots=True)
+class EncodingStats:
+    """Blocks of one encoding: how many, their logical bytes and their stored payload bytes."""
+
+    name: str
+    blocks: int
+    logical_bytes: int
+    stored_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
 class StoreStats:
-    """Totals of a store: block count, logical bytes, bytes as stored, bytes on disk."""
+    """Totals of a store: blocks, logical bytes, payload bytes, the database files' size, and more.
+
+    ``stored_bytes`` sums the payloads as stored; :attr:`at_rest_bytes` adds the dictionaries,
+    which is what the blocks cost on disk (before SQLite's page overhead, in ``disk_bytes``).
+    """
 
     blocks: int
     logical_bytes: int
     stored_bytes: int
     disk_bytes: int
+    encodings: tuple[EncodingStats, ...] = ()
+    dictionaries: int = 0
+    dictionary_bytes: int = 0
+    compression: str = DEFAULT_COMPRESSION
+
+    @property
+    def at_rest_bytes(self) -> int:
+        return self.stored_bytes + self.dictionary_bytes
+
+    @property
+    def ratio(self) -> float:
+        """Logical bytes per byte at rest (1.0 for an empty store)."""
+        return self.logical_bytes / self.at_rest_bytes if self.at_rest_bytes else 1.0
 
 
 def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
@@ -132,12 +210,24 @@ class BlockStore:
     stores_blocks = True
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
-                 batch_bytes: int = BATCH_BYTES) -> None:
+                 batch_bytes: int = BATCH_BYTES, compression: str | None = None,
+                 train_after: int = TRAIN_AFTER) -> None:
         self.path = Path(path)
         self.batch_bytes = batch_bytes
+        self.train_after = train_after
         self._pending: dict[bytes, bytes] = {}
         self._pending_bytes = 0
+        if compression is None:
+            compression = os.environ.get(COMPRESSION_ENV) or None
+        if compression is not None and compression not in COMPRESSIONS:
+            raise self._fail(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
         self._conn = self._connect(create)
+        try:
+            self.compression = compression or self._meta("compression") or DEFAULT_COMPRESSION
+        except BaseException:
+            self._conn.close()
+            raise
+        self._codec = BlockCodec(compress=self.compression == "zstd", load_dictionary=self._load_dictionary)
 
     # -- opening -------------------------------------------------------------------------------
 
@@ -188,11 +278,15 @@ class BlockStore:
             row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             if row is None:
                 conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                # A new store records the default it was created with, so changing the default
+                # later does not silently change how an existing store writes.
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('compression', ?)", (DEFAULT_COMPRESSION,))
             elif int(row[0]) > SCHEMA_VERSION:
                 raise self._fail(f"schema version {row[0]} is newer than this program's "
                                  f"{SCHEMA_VERSION}: upgrade dpip-importer")
             elif int(row[0]) < SCHEMA_VERSION:
-                # Every migration so far only adds tables (CREATE IF NOT EXISTS above).
+                # Every migration so far only adds tables (CREATE IF NOT EXISTS above). A store
+                # from before compression keeps no setting and so takes the default.
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
             conn.execute("COMMIT")
         except BaseException:
@@ -218,12 +312,23 @@ class BlockStore:
         """Commit every buffered block in one transaction."""
         if not self._pending:
             return
-        rows = [(cid, *self._encode(block), len(block)) for cid, block in self._pending.items()]
         try:
+            self._refresh_dictionary()
+            # Compress before taking the write lock, so another writer waits only for the insert.
+            small = [(cid, *self._encode(block), len(block))
+                     for cid, block in self._pending.items() if len(block) < SMALL_BLOCK]
+            large = [(cid, *self._encode(block), len(block))
+                     for cid, block in self._pending.items() if len(block) >= SMALL_BLOCK]
+            insert = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
             self._begin()
             try:
-                self._conn.executemany(
-                    "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)", rows)
+                added_small = self._conn.executemany(insert, small).rowcount if small else 0
+                if large:
+                    self._conn.executemany(insert, large)
+                if added_small > 0:
+                    self._conn.execute(
+                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                        " SET value = CAST(value AS INTEGER) + excluded.value", (_SMALL_COUNTER, added_small))
                 self._commit()
             except BaseException:
                 if self._conn.in_transaction:
@@ -233,10 +338,114 @@ class BlockStore:
             raise self._fail(f"cannot write blocks: {e}") from None
         self._pending.clear()
         self._pending_bytes = 0
+        if self._codec.compress and self._due_for_training():
+            self.train(auto=True)
 
     def _encode(self, block: bytes) -> tuple[int, bytes]:
-        """``(encoding, stored bytes)`` of a block: the one place compression at rest will go."""
-        return ENCODING_IDENTITY, block
+        """``(encoding, stored bytes)`` of a block."""
+        return self._codec.encode(block)
+
+    # -- compression settings and dictionaries ----------------------------------------------------
+
+    def _meta(self, key: str) -> str | None:
+        try:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read settings: {e}") from None
+        return None if row is None else str(row[0])
+
+    def set_compression(self, compression: str) -> None:
+        """Record how new blocks of this store are written (``zstd`` or ``none``), for every process."""
+        if compression not in COMPRESSIONS:
+            raise self._fail(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
+        self.flush()
+        try:
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('compression', ?)", (compression,))
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot write settings: {e}") from None
+        self.compression = compression
+        self._codec.compress = compression == "zstd"
+
+    def _load_dictionary(self, dict_id: int) -> bytes | None:
+        row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _refresh_dictionary(self) -> None:
+        """Compress small blocks with the newest dictionary, whichever process trained it."""
+        if not self._codec.compress:
+            return
+        row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
+        if row is not None and int(row[0]) != self._codec.dictionary_id:
+            self._codec.use_dictionary(int(row[0]), bytes(row[1]))
+
+    def _due_for_training(self) -> bool:
+        """Have :attr:`train_after` x 4^(dictionaries) small blocks come in since the newest one?"""
+        try:
+            (count,) = self._conn.execute("SELECT count(*) FROM dictionaries").fetchone()
+            since = int(self._meta(_SMALL_COUNTER) or 0)
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read settings: {e}") from None
+        return bool(since >= self.train_after * TRAIN_GROWTH ** int(count))
+
+    def dictionaries(self) -> list[Dictionary]:
+        """Every dictionary of the store, oldest first."""
+        rows = self._conn.execute("SELECT id, data, trained_at, samples FROM dictionaries ORDER BY id")
+        return [Dictionary(int(r[0]), bytes(r[1]), float(r[2]), int(r[3])) for r in rows]
+
+    def _samples(self) -> list[bytes]:
+        """The newest small blocks, decoded and checked, up to :data:`SAMPLE_BLOCKS` / :data:`SAMPLE_BYTES`."""
+        samples: list[bytes] = []
+        total = 0
+        rows = self._conn.execute(
+            "SELECT cid, encoding, data, size FROM blocks WHERE size > 0 AND size < ? ORDER BY rowid DESC LIMIT ?",
+            (SMALL_BLOCK, SAMPLE_BLOCKS)).fetchall()
+        for cid, encoding, data, size in rows:
+            try:
+                block = self._decode(bytes(cid), int(encoding), bytes(data), int(size))
+                self._check(bytes(cid), block)
+            except (BlockCorrupt, StoreError):
+                continue  # a damaged block is no sample; `store verify` reports it
+            samples.append(block)
+            total += len(block)
+            if total >= SAMPLE_BYTES:
+                break
+        return samples
+
+    def train(self, *, auto: bool = False) -> Dictionary | None:
+        """Train a dictionary on the newest small blocks and add it; None if there is too little to learn from.
+
+        With ``auto``, the dictionary is added only if no other process added one since the
+        trigger fired (checked under the write lock), and a failed training restarts the count.
+        """
+        if not auto:
+            self.flush()
+        try:
+            samples = self._samples()
+            # The ID is settled under the write lock below; the trained bytes are re-stamped then.
+            data = train_dictionary(samples, 1)
+            self._begin()
+            try:
+                if auto and not self._due_for_training():
+                    self._conn.execute("ROLLBACK")
+                    return None
+                (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM dictionaries").fetchone()
+                made: Dictionary | None = None
+                if data is not None:
+                    made = Dictionary(int(last) + 1, with_dict_id(data, int(last) + 1), time.time(), len(samples))
+                    self._conn.execute("INSERT INTO dictionaries VALUES (?, ?, ?, ?)",
+                                       (made.id, made.data, made.trained_at, made.samples))
+                if made is not None or auto:
+                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '0')", (_SMALL_COUNTER,))
+                self._commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot add a dictionary: {e}") from None
+        if made is not None:
+            self._codec.use_dictionary(made.id, made.data)
+        return made
 
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
@@ -280,7 +489,7 @@ class BlockStore:
         if block is None:
             try:
                 row = self._conn.execute(
-                    "SELECT encoding, data FROM blocks WHERE cid = ?", (cid,)).fetchone()
+                    "SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
             except sqlite3.Error as e:
                 raise self._fail(f"cannot read a block: {e}") from None
             if row is None:
@@ -288,16 +497,22 @@ class BlockStore:
                 if code == IDENTITY:  # an inlined block: the CID carries the bytes themselves
                     return digest
                 raise BlockNotFound(format_cid(cid), str(self.path))
-            block = self._decode(cid, int(row[0]), bytes(row[1]))
+            block = self._decode(cid, int(row[0]), bytes(row[1]), int(row[2]))
         self._check(cid, block)
         return block
 
-    def _decode(self, cid: bytes, encoding: int, data: bytes) -> bytes:
+    def _decode(self, cid: bytes, encoding: int, data: bytes, size: int) -> bytes:
         """Inverse of :meth:`_encode`; an encoding from a newer version is refused, not guessed."""
-        if encoding == ENCODING_IDENTITY:
-            return data
-        raise self._fail(f"block {format_cid(cid)} is stored with encoding {encoding}, "
-                         "which this version cannot read: upgrade dpip-importer")
+        try:
+            return self._codec.decode(encoding, data, size)
+        except UnknownEncoding:
+            raise self._fail(f"block {format_cid(cid)} is stored with encoding {encoding}, "
+                             "which this version cannot read: upgrade dpip-importer") from None
+        except UndecodablePayload as e:
+            name = ENCODING_NAMES.get(encoding, str(encoding))
+            raise BlockCorrupt(format_cid(cid), str(self.path), f"nothing: its {name} payload is damaged: {e}") from None
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read a dictionary: {e}") from None
 
     def _check(self, cid: bytes, block: bytes) -> None:
         if not block_matches(cid, block):
@@ -336,20 +551,26 @@ class BlockStore:
                 yield cid, None
 
     def stats(self) -> StoreStats:
-        """Block count, logical bytes, stored bytes and the size of the files on disk."""
+        """Block count, logical and stored bytes (per encoding too), dictionaries and the files' size."""
         try:
-            count, logical, stored = self._conn.execute(
-                "SELECT count(*), coalesce(sum(size), 0), coalesce(sum(length(data)), 0) FROM blocks"
-            ).fetchone()
+            rows = self._conn.execute(
+                "SELECT encoding, count(*), sum(size), sum(length(data)) FROM blocks GROUP BY encoding ORDER BY encoding"
+            ).fetchall()
+            dictionaries, dictionary_bytes = self._conn.execute(
+                "SELECT count(*), coalesce(sum(length(data)), 0) FROM dictionaries").fetchone()
         except sqlite3.Error as e:
             raise self._fail(f"cannot compute stats: {e}") from None
+        encodings = tuple(EncodingStats(ENCODING_NAMES.get(int(e), str(e)), int(n), int(logical), int(stored))
+                          for e, n, logical, stored in rows)
         disk = 0
         for suffix in ("", "-wal", "-shm"):
             try:
                 disk += (self.path / (DB_NAME + suffix)).stat().st_size
             except FileNotFoundError:
                 pass
-        return StoreStats(int(count), int(logical), int(stored), disk)
+        return StoreStats(sum(e.blocks for e in encodings), sum(e.logical_bytes for e in encodings),
+                          sum(e.stored_bytes for e in encodings), disk, encodings,
+                          int(dictionaries), int(dictionary_bytes), self.compression)
 
     # -- lifetime ------------------------------------------------------------------------------
 
