@@ -440,3 +440,34 @@ def test_large_block_with_an_incompressible_head_is_stored_raw_unread() -> None:
     assert codec.encode(block) == (ENCODING_IDENTITY, block)
     encoding, payload = codec.encode(bytes(16 * 1024) + noise_block(1, 240 * 1024)[1])
     assert encoding == ENCODING_ZSTD and len(payload) < 241 * 1024
+
+
+# -- optimize ------------------------------------------------------------------------------------
+
+def test_optimize_compresses_an_old_raw_store_and_it_still_reads(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    small = [source_block(i) for i in range(150)]
+    large = [large_text_block(i) for i in range(2)]
+    noise = noise_block(3, 4000)
+    with BlockStore(tmp_path / "s", compression="none") as store:
+        store.put_many([*small, *large, noise])
+    before = sum(len(data) for _, data in [*small, *large, noise])
+    assert main(["store", "optimize", "--vacuum", "--store", str(tmp_path / "s")]) == 0
+    assert capsys.readouterr().out.startswith("rewrote 152 blocks, ")  # noise stays raw
+    codes = encodings(tmp_path / "s")
+    assert {codes[cid] for cid, _ in small} == {ENCODING_ZSTD_DICT}  # a dictionary was trained first
+    assert {codes[cid] for cid, _ in large} == {ENCODING_ZSTD} and codes[noise[0]] == ENCODING_IDENTITY
+    with BlockStore(tmp_path / "s") as store:
+        stats = store.stats()
+        assert stats.at_rest_bytes < before / 2
+        assert all(problem is None for _, problem in store.verify())
+        for cid, data in [*small, *large, noise]:
+            assert store.get(cid) == data
+        assert store.recompress() == (0, 0)  # nothing left to shrink
+
+
+def test_optimize_with_compression_off_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with BlockStore(tmp_path / "s") as store:
+        store.set_compression("none")
+    assert main(["store", "optimize", "--store", str(tmp_path / "s")]) == 1
+    assert "compression is off" in capsys.readouterr().err

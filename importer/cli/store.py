@@ -41,6 +41,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_store_option(p)
     p.set_defaults(handler=cmd_train)
 
+    p = actions.add_parser("optimize", help="compress blocks stored before compression was on; move small "
+                                            "blocks to the newest dictionary",
+                           description="Rows are rewritten only when they shrink; the file itself shrinks "
+                                       "only with --vacuum (which needs the store to itself and twice its size).")
+    add_store_option(p)
+    p.add_argument("--vacuum", action="store_true", help="then rebuild the database file without free pages")
+    p.set_defaults(handler=cmd_optimize)
+
 
 def stats_json(stats: StoreStats) -> dict[str, object]:
     return {
@@ -102,6 +110,20 @@ def cmd_compression(args: argparse.Namespace) -> int:
         if args.setting is not None:
             store.set_compression(args.setting)
         print(store.compression)
+    return 0
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    with BlockStore(default_store_path(args.store), create=False) as store:
+        if store.compression == "none":
+            print("compression is off for this store: nothing to do (`store compression zstd` turns it on)",
+                  file=sys.stderr)
+            return 1
+        rewritten, saved = store.recompress()
+        if args.vacuum:
+            store.vacuum()
+        stats = store.stats()
+    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; ratio now {stats.ratio:.3f}")
     return 0
 
 

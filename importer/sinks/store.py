@@ -111,6 +111,9 @@ TRAIN_GROWTH: Final = 4
 SAMPLE_BLOCKS: Final = 4000
 SAMPLE_BYTES: Final = 8 * MiB
 _SMALL_COUNTER: Final = "small_blocks_since_dictionary"
+#: Rows read, re-encoded and rewritten per transaction by :meth:`BlockStore.recompress`: at most
+#: 1000 x 256 KiB = 256 MiB held at once, and another writer waits for one chunk at most.
+RECOMPRESS_ROWS: Final = 1000
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -537,6 +540,65 @@ class BlockStore:
                 yield bytes(cid)
         except sqlite3.Error as e:
             raise self._fail(f"cannot list blocks: {e}") from None
+
+    def recompress(self, *, chunk_rows: int = RECOMPRESS_ROWS) -> tuple[int, int]:
+        """Re-encode committed blocks as new ones are written now; ``(rows rewritten, bytes saved)``.
+
+        Raw blocks of an older store get compressed and small blocks move to the newest
+        dictionary (one is trained first if the store has none). A row is rewritten only if
+        its payload shrinks, and only after the block decoded and matched its CID (damaged rows
+        are left for ``store verify``). Safe beside other writers: every encoding of a block is
+        valid and dictionaries are never deleted, so whichever rewrite lands last is sound.
+        Freed pages are reused by later writes; the file shrinks only with ``VACUUM``.
+        """
+        self.flush()
+        if not self._codec.compress:
+            return 0, 0
+        if not self.dictionaries():
+            self.train()
+        self._refresh_dictionary()
+        rewritten = saved = 0
+        last = 0
+        while True:
+            try:
+                rows = self._conn.execute(
+                    "SELECT rowid, cid, encoding, data, size FROM blocks WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    (last, chunk_rows)).fetchall()
+            except sqlite3.Error as e:
+                raise self._fail(f"cannot read blocks: {e}") from None
+            if not rows:
+                return rewritten, saved
+            last = int(rows[-1][0])
+            updates = []
+            for _, cid, encoding, data, size in rows:
+                cid, data = bytes(cid), bytes(data)
+                try:
+                    block = self._decode(cid, int(encoding), data, int(size))
+                    self._check(cid, block)
+                except (BlockCorrupt, StoreError):
+                    continue
+                new_encoding, payload = self._encode(block)
+                if len(payload) < len(data):
+                    updates.append((new_encoding, payload, cid))
+                    saved += len(data) - len(payload)
+            if updates:
+                try:
+                    self._begin()
+                    self._conn.executemany("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", updates)
+                    self._commit()
+                except sqlite3.Error as e:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise self._fail(f"cannot rewrite blocks: {e}") from None
+                rewritten += len(updates)
+
+    def vacuum(self) -> None:
+        """Rebuild the database file without its free pages (needs the store to itself and 2x space)."""
+        self.flush()
+        try:
+            self._conn.execute("VACUUM")
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot vacuum: {e}") from None
 
     def verify(self) -> Iterator[tuple[bytes, str | None]]:
         """Re-hash every committed block; yield ``(cid, None)`` if sound, else ``(cid, reason)``."""
