@@ -452,6 +452,8 @@ def test_optimize_compresses_an_old_raw_store_and_it_still_reads(tmp_path: Path,
     with BlockStore(tmp_path / "s", compression="none") as store:
         store.put_many([*small, *large, noise])
     before = sum(len(data) for _, data in [*small, *large, noise])
+    with BlockStore(tmp_path / "s") as store:
+        file_bytes = store.stats().disk_bytes
     assert main(["store", "optimize", "--vacuum", "--store", str(tmp_path / "s")]) == 0
     assert capsys.readouterr().out.startswith("rewrote 152 blocks, ")  # noise stays raw
     codes = encodings(tmp_path / "s")
@@ -460,6 +462,7 @@ def test_optimize_compresses_an_old_raw_store_and_it_still_reads(tmp_path: Path,
     with BlockStore(tmp_path / "s") as store:
         stats = store.stats()
         assert stats.at_rest_bytes < before / 2
+        assert stats.disk_bytes < file_bytes / 2  # --vacuum gave the freed pages back
         assert all(problem is None for _, problem in store.verify())
         for cid, data in [*small, *large, noise]:
             assert store.get(cid) == data

@@ -31,6 +31,8 @@ a 64 KiB one. By size class (same split): 256 B-1 KiB 1.37 -> 1.68, 1-4 KiB 2.32
 4-16 KiB 2.95 -> 3.38, 16-64 KiB 3.50 -> 3.74, 64 KiB and up 3.52 -> 3.53; blocks under 256 B
 (dag-pb nodes, mostly hashes) 1.07 -> 1.23. Hence dictionaries for blocks under 16 KiB, where
 they gain 14-27%, and not above (7% at 16-64 KiB, nothing past 64 KiB); and 64 KiB dictionaries.
+End to end, ``store optimize`` on the ten wheels' store (a 56,025-byte dictionary trained on all
+1,427 small blocks, which then moved to it) took it from ratio 3.26 to 3.38, dictionary included.
 """
 
 from __future__ import annotations
