@@ -145,14 +145,23 @@ def structural_vs_whole(summary: pd.DataFrame) -> Figure:
     ax = fig.subplots()
     if ("unique_bytes", "structural") not in per.columns or ("unique_bytes", "whole") not in per.columns:
         return fig
+    from matplotlib.ticker import FuncFormatter
+
     squeeze = per[("content_bytes", "whole")] / per[("logical_bytes", "whole")]
-    ax.scatter(squeeze, per[("unique_bytes", "structural")] / per[("unique_bytes", "whole")], s=14,
-               label="structural, leaves raw")
+    raw = per[("unique_bytes", "structural")] / per[("unique_bytes", "whole")]
+    ax.scatter(squeeze, raw, s=14, label="structural, leaves raw")
+    for package in raw.sort_values(ascending=False).index[:6]:
+        ax.annotate(str(package), (squeeze[package], raw[package]), fontsize="x-small",
+                    xytext=(3, 3), textcoords="offset points")
     ax.scatter(squeeze, per[("unique_bytes_zstd", "structural")] / per[("unique_bytes", "whole")], s=14,
                marker="x", label="structural, leaves zstd -3 at rest")
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(plain)
     ax.set_xlabel("uncompressed content / archive bytes (how much the archives compress)")
     ax.set_ylabel("stored bytes vs whole (below 1: structural wins)")
     ax.legend()
