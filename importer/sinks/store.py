@@ -312,9 +312,14 @@ class BlockStore:
             self.put(cid, block)
 
     def flush(self) -> None:
-        """Commit every buffered block in one transaction."""
+        """Commit every buffered block in one transaction; then train a dictionary if one is due."""
+        if self._write_pending() and self._codec.compress and self._due_for_training():
+            self.train(auto=True)
+
+    def _write_pending(self) -> bool:
+        """Commit every buffered block in one transaction; False if there was none."""
         if not self._pending:
-            return
+            return False
         try:
             self._refresh_dictionary()
             # Compress before taking the write lock, so another writer waits only for the insert.
@@ -341,8 +346,7 @@ class BlockStore:
             raise self._fail(f"cannot write blocks: {e}") from None
         self._pending.clear()
         self._pending_bytes = 0
-        if self._codec.compress and self._due_for_training():
-            self.train(auto=True)
+        return True
 
     def _encode(self, block: bytes) -> tuple[int, bytes]:
         """``(encoding, stored bytes)`` of a block."""
@@ -392,7 +396,10 @@ class BlockStore:
 
     def dictionaries(self) -> list[Dictionary]:
         """Every dictionary of the store, oldest first."""
-        rows = self._conn.execute("SELECT id, data, trained_at, samples FROM dictionaries ORDER BY id")
+        try:
+            rows = self._conn.execute("SELECT id, data, trained_at, samples FROM dictionaries ORDER BY id").fetchall()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read dictionaries: {e}") from None
         return [Dictionary(int(r[0]), bytes(r[1]), float(r[2]), int(r[3])) for r in rows]
 
     def _samples(self) -> list[bytes]:
@@ -420,8 +427,7 @@ class BlockStore:
         With ``auto``, the dictionary is added only if no other process added one since the
         trigger fired (checked under the write lock), and a failed training restarts the count.
         """
-        if not auto:
-            self.flush()
+        self._write_pending()
         try:
             samples = self._samples()
             # The ID is settled under the write lock below; the trained bytes are re-stamped then.
