@@ -1,8 +1,9 @@
-"""The rabin kernel's side-by-side hashes (``rabin_first`` in ``_cdc.c``) find exactly the cuts of
-the definition: a hit planted at the first or last end of every lane of a round, in the short last
-round and in the single-hash tail is the cut; the earliest of several hits in one round wins
-whatever lanes they fall in; masks that hit about once per lane block, ranges around the size
-where lanes start, and reads split anywhere agree with the numpy reference."""
+"""The kernel's side-by-side rolling hashes (``rabin_first`` and ``buz_first`` in ``_cdc.c``) find
+exactly the cuts of the definition: a hit planted at the first or last end of every lane of a
+round, in the short last round and in the single-hash tail is the cut; the earliest of several
+hits in one round wins whatever lanes they fall in; masks that hit about once per lane block,
+search ranges around the size where lanes start, and resumed scans agree with the numpy
+reference."""
 
 from __future__ import annotations
 
@@ -10,22 +11,59 @@ import functools
 import importlib
 import itertools
 import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-from importer.chunkers import cdc, reference
+from importer.chunkers import buzhash, cdc, reference
 from importer.chunkers.rabin import RabinChunker
 
-#: The kernel's lane layout (``RABIN_LANES``, ``RABIN_BLOCK``, ``RABIN_LANE_MIN`` in _cdc.c). The
-#: tests stay valid if those change; they then just aim at other offsets.
-LANES = 5
-BLOCK = 4096
-LANE_MIN = 256
-WINDOW = 16
-#: Kubo's ``rabin``: MIN = 262144 / 3, MAX = 262144 * 3 / 2, mask 2^18 - 1.
-KUBO = RabinChunker.from_avg(262144)
+
+@dataclass(frozen=True, slots=True)
+class Lanes:
+    """One kernel's lane layout (``*_LANES``, ``*_BLOCK``, ``*_LANE_MIN`` in _cdc.c) and cut rule.
+
+    The tests stay valid if the layout changes; they then just aim at other offsets.
+    """
+
+    name: str
+    window: int
+    lanes: int
+    block: int
+    lane_min: int
+    #: Tested lengths: [MIN, MAX] for rabin, [MIN, MAX - 1] for buzhash (MAX always cuts).
+    max_tested: Callable[[int], int]
+
+    def scan(self, mod: ModuleType, data: bytes, min_size: int, max_size: int, mask: int,
+             scanned: int = 0, state: int = 0) -> tuple[list[int], int, int]:
+        result: tuple[list[int], int, int]
+        if self.name == "rabin":
+            result = mod.rabin_scan(data, scanned, state, min_size, max_size, mask)
+        else:
+            result = mod.buzhash_scan(data, scanned, state, min_size, max_size, mask, buzhash.table_bytes())
+        return result
+
+    def hit_ends(self, data: bytes, mask: int) -> list[int]:
+        """Every window end whose hash passes the mask, from the reference's direct formulas."""
+        if self.name == "rabin":
+            values = reference.rabin_fingerprints(data) & np.uint64(mask)
+        else:
+            values = reference.buzhash_states(data, buzhash.table_bytes()) & np.uint32(mask)
+        return [int(e) + self.window for e in np.flatnonzero(values == 0)]
+
+
+RABIN = Lanes("rabin", 16, 5, 4096, 256, lambda max_size: max_size)
+BUZHASH = Lanes("buzhash", 32, 4, 4096, 512, lambda max_size: max_size - 1)
+_KUBO_RABIN = RabinChunker.from_avg(262144)
+#: Kubo's parameters (MIN, MAX, mask) for each: rabin 87381/393216/2^18-1, buzhash 128/512 KiB/2^17-1.
+KUBO = {
+    "rabin": (_KUBO_RABIN.min_size, _KUBO_RABIN.max_size, _KUBO_RABIN.mask),
+    "buzhash": (buzhash.MIN_SIZE, buzhash.MAX_SIZE, buzhash.MASK),
+}
+BOTH = pytest.mark.parametrize("kind", [RABIN, BUZHASH], ids=["rabin", "buzhash"])
 
 
 @pytest.fixture(scope="module")
@@ -36,130 +74,147 @@ def ext() -> ModuleType:
         pytest.fail(f"{cdc.KERNEL_MODULE} is not built ({exc}); run `pip install -e .`")
 
 
-def scan(mod: ModuleType, chunker: RabinChunker, data: bytes, scanned: int = 0, digest: int = 0) -> list[int]:
-    cuts: list[int] = mod.rabin_scan(data, scanned, digest, chunker.min_size, chunker.max_size, chunker.mask)[0]
-    return cuts
-
-
-def hit_ends(data: bytes, mask: int) -> list[int]:
-    """Every window end whose fingerprint passes the mask, from the reference's direct formula."""
-    fp = reference.rabin_fingerprints(data)
-    return [int(e) + WINDOW for e in np.flatnonzero((fp & np.uint64(mask)) == 0)]
+def kubo_cuts(kind: Lanes, mod: ModuleType, data: bytes) -> list[int]:
+    return kind.scan(mod, data, *KUBO[kind.name])[0]
 
 
 @functools.cache
-def kubo_windows() -> list[bytes]:
-    """16-byte windows whose fingerprint passes Kubo's mask (found in seeded random data)."""
+def hit_windows(kind: Lanes) -> list[bytes]:
+    """Windows whose hash passes Kubo's mask (found in seeded random data)."""
     data = random.Random("hit windows").randbytes(3 << 20)
-    windows = [data[e - WINDOW : e] for e in hit_ends(data, KUBO.mask)]
-    assert len(windows) >= 4
-    return windows
+    ends = kind.hit_ends(data, KUBO[kind.name][2])
+    assert len(ends) >= 4
+    return [data[e - kind.window : e] for e in ends]
 
 
 @functools.cache
-def filler(size: int) -> bytes:
-    """Data with no hit for Kubo's mask: a 16-byte period whose 16 rotations all miss."""
+def filler(kind: Lanes, size: int) -> bytes:
+    """Data with no hit for Kubo's mask: a period of one window whose rotations all miss."""
     rng = random.Random("filler")
     while True:
-        period = rng.randbytes(WINDOW)
-        if not hit_ends(period * 3, KUBO.mask):
-            return (period * (size // WINDOW + 1))[:size]
+        period = rng.randbytes(kind.window)
+        if not kind.hit_ends(period * 3, KUBO[kind.name][2]):
+            return (period * (size // kind.window + 1))[:size]
 
 
-def planted(size: int, ends: list[int]) -> bytes:
-    """Filler with a hit window ending at each of ``ends``; asserts those are the only hits."""
-    for window in kubo_windows():
-        data = bytearray(filler(size))
+def planted(kind: Lanes, size: int, ends: list[int]) -> bytes:
+    """Filler with a hit window ending at each of ``ends``; asserts those are the only hits.
+
+    The filler has none, so only windows overlapping a planted one can hit: those are checked.
+    """
+    w, mask = kind.window, KUBO[kind.name][2]
+    for window in hit_windows(kind):
+        data = bytearray(filler(kind, size))
         for end in ends:
-            data[end - WINDOW : end] = window
-        if hit_ends(bytes(data), KUBO.mask) == sorted(ends):
+            data[end - w : end] = window
+        hits = set()
+        for end in ends:
+            lo = max(end - 2 * w, 0)
+            hits |= {lo + e for e in kind.hit_ends(bytes(data[lo : end + w]), mask)}
+        if sorted(hits) == sorted(ends):
             return bytes(data)
     raise AssertionError(f"no window plants cleanly at {ends}")
 
 
-def lane_starts() -> list[int]:
-    """First tested end of each lane, in the full rounds, the short last round and the tail, for a
-    chunk starting at 0 (tested lengths MIN .. MAX)."""
-    first, last = KUBO.min_size, KUBO.max_size
+def lane_starts(kind: Lanes) -> list[int]:
+    """First tested end of each lane in the full rounds, the short last round and the tail, for
+    a chunk starting at 0 with Kubo's parameters."""
+    min_size, max_size, _ = KUBO[kind.name]
+    last = kind.max_tested(max_size)
     starts = []
-    a = first
-    while last - a + 1 >= LANES * LANE_MIN:
-        blk = min(BLOCK, (last - a + 1) // LANES)
-        starts += [a + j * blk for j in range(LANES)]
-        a += LANES * blk
-    return [*starts, a]  # a: the single hash's first end (or MAX + 1 when there is no tail)
+    a = min_size
+    while last - a + 1 >= kind.lanes * kind.lane_min:
+        blk = min(kind.block, (last - a + 1) // kind.lanes)
+        starts += [a + j * blk for j in range(kind.lanes)]
+        a += kind.lanes * blk
+    return [*starts, a]  # a: the single hash's first end (past the last when there is no tail)
 
 
-def boundary_ends() -> list[int]:
-    """The first and last end of every lane, clipped to the tested lengths [MIN, MAX]."""
-    starts = lane_starts()
-    ends = {KUBO.min_size, KUBO.max_size - 1}
-    for start, following in itertools.pairwise(starts):
+def boundary_ends(kind: Lanes) -> list[int]:
+    """The first, second and last end of every lane, within the tested lengths."""
+    min_size, max_size, _ = KUBO[kind.name]
+    ends = {min_size, kind.max_tested(max_size)}
+    for start, following in itertools.pairwise(lane_starts(kind)):
         ends |= {start, start + 1, following - 1}
-    return sorted(e for e in ends if KUBO.min_size <= e < KUBO.max_size)
+    return sorted(e for e in ends if min_size <= e <= kind.max_tested(max_size))
 
 
-def test_hit_at_every_lane_boundary_is_the_cut(ext: ModuleType) -> None:
-    size = 2 * KUBO.max_size + 100_000
-    ends = boundary_ends()
+@BOTH
+def test_hit_at_every_lane_boundary_is_the_cut(ext: ModuleType, kind: Lanes) -> None:
+    max_size = KUBO[kind.name][1]
+    ends = boundary_ends(kind)
     assert len(ends) > 40
     for end in ends:
-        data = planted(size, [end])
+        data = planted(kind, 2 * max_size + 100_000, [end])
         # The planted window is the only hit: one cut there, then cuts at MAX.
-        assert scan(ext, KUBO, data)[:2] == [end, end + KUBO.max_size], end
+        assert kubo_cuts(kind, ext, data)[:2] == [end, end + max_size], end
 
 
-def test_earliest_of_several_hits_in_one_round_wins_whatever_the_lanes(ext: ModuleType) -> None:
-    a = KUBO.min_size + 2 * LANES * BLOCK  # the third full round
-    lane = [a + j * BLOCK for j in range(LANES)]
+@BOTH
+def test_earliest_of_several_hits_in_one_round_wins_whatever_the_lanes(ext: ModuleType, kind: Lanes) -> None:
+    min_size, max_size, _ = KUBO[kind.name]
+    w, block = kind.window, kind.block
+    a = min_size + 2 * kind.lanes * block  # the third full round
+    lane = [a + j * block for j in range(kind.lanes)]
     cases = [
-        [lane[0] + BLOCK - 1, lane[1] + 16],  # lane 0 late beats lane 1 early
-        [lane[1] + 4000, lane[2] + 5, lane[4]],  # lane 1 late beats the lanes after it
-        [lane[3] + 17, lane[4] + 1],
-        [lane[2] + 9, lane[2] + 100],  # two hits in one lane: the first
-        [lane[4] + BLOCK - 1, a + LANES * BLOCK + 20],  # across rounds
+        [lane[0] + block - 1, lane[1] + w],  # lane 0 late beats lane 1 early
+        [lane[1] + block - 90, lane[2] + 5 + w, lane[-1]],  # lane 1 late beats the lanes after it
+        [lane[-2] + w + 1, lane[-1] + 1],
+        [lane[2] + 9 + w, lane[2] + 100 + w],  # two hits in one lane: the first
+        [lane[-1] + block - 1, a + kind.lanes * block + 2 * w],  # across rounds
     ]
     for ends in cases:
-        data = planted(KUBO.max_size + 1000, ends)
-        assert scan(ext, KUBO, data)[0] == min(ends), ends
+        data = planted(kind, max_size + 1000, ends)
+        assert kubo_cuts(kind, ext, data)[0] == min(ends), ends
 
 
-def test_no_hit_cuts_at_max_after_all_rounds(ext: ModuleType) -> None:
-    data = filler(3 * KUBO.max_size + 5)
-    assert scan(ext, KUBO, data) == [KUBO.max_size, 2 * KUBO.max_size, 3 * KUBO.max_size]
+@BOTH
+def test_no_hit_cuts_at_max_after_all_rounds(ext: ModuleType, kind: Lanes) -> None:
+    max_size = KUBO[kind.name][1]
+    data = filler(kind, 3 * max_size + 5)
+    assert kubo_cuts(kind, ext, data) == [max_size, 2 * max_size, 3 * max_size]
 
 
+@BOTH
 @pytest.mark.parametrize("mask_bits", [10, 12, 14])
-def test_masks_hitting_about_once_per_lane_block_equal_reference(ext: ModuleType, mask_bits: int) -> None:
-    # MIN 16 and a wide MAX: every chunk searches many rounds, and a hit lands in any lane.
-    chunker = RabinChunker(16, 1 << mask_bits, 200_000)
-    assert chunker.mask == (1 << mask_bits) - 1
+def test_masks_hitting_about_once_per_lane_block_equal_reference(
+    ext: ModuleType, kind: Lanes, mask_bits: int
+) -> None:
+    # MIN at the window and a wide MAX: every chunk searches many rounds; hits land in any lane.
     data = random.Random(mask_bits).randbytes(1_500_000)
-    expected = scan(reference, chunker, data)
+    params = (kind.window, 200_000, (1 << mask_bits) - 1)
+    expected = kind.scan(reference, data, *params)[0]
     assert len(expected) > 10
-    assert scan(ext, chunker, data) == expected
+    assert kind.scan(ext, data, *params)[0] == expected
 
 
-@pytest.mark.parametrize("width", [LANES * LANE_MIN - 1, LANES * LANE_MIN, LANES * LANE_MIN + 1,
-                                   LANES * BLOCK - 1, LANES * BLOCK + 1, 2 * LANES * BLOCK + 7])
-def test_search_ranges_around_lane_sizes_equal_reference(ext: ModuleType, width: int) -> None:
-    # MAX - MIN + 1 lengths are tested per chunk: just below, at and above where lanes start.
+@BOTH
+@pytest.mark.parametrize("extra", [-1, 0, 1])
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_search_ranges_around_lane_sizes_equal_reference(
+    ext: ModuleType, kind: Lanes, extra: int, blocks: int
+) -> None:
+    # Tested lengths per chunk just below, at and above where lanes start, one and two rounds.
+    width = (kind.lanes * kind.lane_min if blocks == 0 else blocks * kind.lanes * kind.block) + extra
     min_size = 1000
-    for avg_bits in (8, 11, 20):
-        chunker = RabinChunker(min_size, 1 << avg_bits, min_size + width - 1)
-        data = random.Random(width + avg_bits).randbytes(300_000)
-        assert scan(ext, chunker, data) == scan(reference, chunker, data), avg_bits
+    max_size = min_size + width - 1 if kind is RABIN else min_size + width  # buzhash: MAX untested
+    for mask_bits in (8, 11, 20):
+        params = (min_size, max_size, (1 << mask_bits) - 1)
+        data = random.Random(width + mask_bits).randbytes(300_000)
+        assert kind.scan(ext, data, *params)[0] == kind.scan(reference, data, *params)[0], mask_bits
 
 
-def test_resumed_scans_start_lanes_after_the_tested_lengths(ext: ModuleType) -> None:
+@BOTH
+def test_resumed_scans_start_lanes_after_the_tested_lengths(ext: ModuleType, kind: Lanes) -> None:
     # A chunk whose first lengths were already tested (``scanned``) restarts its search in the
     # middle of a round; reads split around lane boundaries give the whole-buffer cuts.
-    data = planted(KUBO.max_size + 50_000, [lane_starts()[7] + 3])
-    expected = scan(ext, KUBO, data)
-    assert expected == scan(reference, KUBO, data)
-    splits = [*lane_starts()[:7], KUBO.min_size - 1, KUBO.min_size + 1, expected[0] - 1]
+    min_size, max_size, mask = KUBO[kind.name]
+    data = planted(kind, max_size + 50_000, [lane_starts(kind)[7] + 3])
+    expected = kubo_cuts(kind, ext, data)
+    assert expected == kubo_cuts(kind, reference, data)
+    splits = [*lane_starts(kind)[:7], min_size - 1, min_size + 1, expected[0] - 1]
     assert max(splits) < expected[0]
     for split in splits:
-        cuts, scanned, digest = ext.rabin_scan(data[:split], 0, 0, KUBO.min_size, KUBO.max_size, KUBO.mask)
+        cuts, scanned, state = kind.scan(ext, data[:split], min_size, max_size, mask)
         assert cuts == [] and scanned == split
-        assert scan(ext, KUBO, data, scanned, digest)[0] == expected[0], split
+        assert kind.scan(ext, data, min_size, max_size, mask, scanned, state)[0][0] == expected[0], split

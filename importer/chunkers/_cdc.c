@@ -229,9 +229,72 @@ static PyObject *rabin_scan(PyObject *self, PyObject *args) {
 
 static inline uint32_t rotl32(uint32_t x, unsigned r) { return (x << r) | (x >> ((32 - r) & 31)); }
 
+/* State over the 32 bytes before p (p[-32] .. p[-1]): XOR_k rotl(T[p[k-32]], 31-k), built by
+ * feeding them to the empty state (the first byte's term ends up rotated 31 times). */
+static inline uint32_t buz_window(const uint8_t *p, const uint32_t *T) {
+    uint32_t s = 0;
+    for (int i = -BUZ_WINDOW; i < 0; i++) s = rotl32(s, 1) ^ T[p[i]];
+    return s;
+}
+
+/* First end e in [a, b] (a >= 32) whose window state passes the mask, else -1: one state. */
+static Py_ssize_t buz_first_scalar(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
+                                   const uint32_t *T) {
+    if (a > b) return -1;
+    uint32_t s = buz_window(buf + a, T);
+    if ((s & mask) == 0) return a;
+    for (const uint8_t *p = buf + a, *e = buf + b; p < e; p++) {
+        s = rotl32(s, 1) ^ T[p[-BUZ_WINDOW]] ^ T[*p];
+        if ((s & mask) == 0) return (Py_ssize_t)(p - buf) + 1;
+    }
+    return -1;
+}
+
+/* The roll (rotate, xor) is a 2-cycle chain per byte while the table loads are off it, so, as
+ * for rabin, BUZ_LANES states run side by side over consecutive blocks of a round, each warmed
+ * up on the 32 bytes before its block (see rabin_first).  Kubo's buzhash over 128 MiB of random
+ * bytes, kernel only, CPU time, on this project's 2-core Xeon: one state 2.6-2.85 GB/s, 2 lanes
+ * 4.2 GB/s, 3 lanes 4.2 GB/s, 4 lanes 4.45 GB/s, 5 lanes 4.4 GB/s, 6 lanes 4.3 GB/s. */
+#define BUZ_LANES 4
+#define BUZ_BLOCK 4096
+#define BUZ_LANE_MIN 512
+
+static Py_ssize_t buz_first(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
+                            const uint32_t *T) {
+    while (b - a + 1 >= (Py_ssize_t)BUZ_LANES * BUZ_LANE_MIN) {
+        Py_ssize_t blk = (b - a + 1) / BUZ_LANES;
+        if (blk > BUZ_BLOCK) blk = BUZ_BLOCK;
+        const uint8_t *p[BUZ_LANES];
+        uint32_t s[BUZ_LANES];
+        Py_ssize_t hit[BUZ_LANES];
+#pragma GCC unroll 8
+        for (int j = 0; j < BUZ_LANES; j++) {
+            p[j] = buf + a + j * blk;
+            s[j] = buz_window(p[j], T);
+            hit[j] = -1;
+        }
+        for (Py_ssize_t i = 0;; i++) {
+            if (__builtin_expect((s[0] & mask) == 0, 0)) return a + i;
+#pragma GCC unroll 8
+            for (int j = 1; j < BUZ_LANES; j++)
+                if (__builtin_expect((s[j] & mask) == 0, 0) && hit[j] < 0) hit[j] = i;
+            if (i == blk - 1) break;
+#pragma GCC unroll 8
+            for (int j = 0; j < BUZ_LANES; j++)
+                s[j] = rotl32(s[j], 1) ^ T[p[j][i - BUZ_WINDOW]] ^ T[p[j][i]];
+        }
+        for (int j = 1; j < BUZ_LANES; j++)
+            if (hit[j] >= 0) return a + j * blk + hit[j];
+        a += BUZ_LANES * blk;
+    }
+    return buz_first_scalar(buf, a, b, mask, T);
+}
+
 /* Cut rule: the state over the 32 bytes before length L is XOR_k rotl(T[b[L-32+k]], 31-k); cut at
  * the first L in [MIN, MAX) with (state & mask) == 0, else at MAX.  Rolling needs no rotation for
- * the byte leaving: its term has been rotated 32 times, which is the identity. */
+ * the byte leaving: its term has been rotated 32 times, which is the identity.  As for rabin, the
+ * search needs no state from earlier calls (`scanned` says which lengths were tested; the state
+ * returned is the one Go would hold after `scanned` bytes, for information). */
 static PyObject *buzhash_scan(PyObject *self, PyObject *args) {
     Py_buffer view, tview;
     Py_ssize_t scanned;
@@ -240,6 +303,7 @@ static PyObject *buzhash_scan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*nKKKKy*", &view, &scanned, &state_in, &min_size, &max_size, &mask_in,
                           &tview))
         return NULL;
+    (void)state_in;
     if (tview.len != 256 * 4 || min_size < BUZ_WINDOW || max_size <= min_size ||
         max_size > (unsigned long long)PY_SSIZE_T_MAX / 2 || scanned < 0 || scanned > view.len) {
         PyBuffer_Release(&view);
@@ -260,36 +324,24 @@ static PyObject *buzhash_scan(PyObject *self, PyObject *args) {
     const uint32_t mask = (uint32_t)mask_in;
     cuts_t cuts = {NULL, 0, 0, 0};
     Py_ssize_t pos = 0;
-    uint32_t state = (uint32_t)state_in;
+    uint32_t state = 0;
 
     Py_BEGIN_ALLOW_THREADS
     for (;;) {
-        Py_ssize_t k = scanned > skip ? scanned : skip;
-        if (scanned < skip) state = 0;
-        Py_ssize_t cut = -1;
-        Py_ssize_t fill_end = skip + BUZ_WINDOW; /* == MIN */
-        while (k < fill_end && pos + k < n) {
-            state = rotl32(state, 1) ^ T[buf[pos + k]];
-            k++;
-        }
-        if (k == fill_end && k > scanned && (state & mask) == 0) cut = pos + k;
-        if (cut < 0 && k >= fill_end) {
-            Py_ssize_t end = pos + mx;
-            if (end > n) end = n;
-            const uint8_t *p = buf + pos + k, *e = buf + end;
-            while (p < e) {
-                state = rotl32(state, 1) ^ T[p[-BUZ_WINDOW]] ^ T[*p];
-                p++;
-                if ((state & mask) == 0) break;
-            }
-            k = (Py_ssize_t)(p - buf) - pos;
-            if (k > scanned && ((state & mask) == 0 || k >= mx)) cut = pos + k;
-        }
-        if (cut < 0) { scanned = k < n - pos ? k : n - pos; break; }
+        const Py_ssize_t avail = n - pos;
+        const Py_ssize_t first = scanned + 1 > mn ? scanned + 1 : mn; /* first untested length */
+        const Py_ssize_t last = mx - 1 < avail ? mx - 1 : avail;       /* MAX itself always cuts */
+        Py_ssize_t cut = first <= last ? buz_first(buf, pos + first, pos + last, mask, T) : -1;
+        if (cut < 0 && avail >= mx && mx > scanned) cut = pos + mx;
+        if (cut < 0) { scanned = avail; break; }
         cuts_push(&cuts, cut);
         pos = cut;
         scanned = 0;
-        state = 0;
+    }
+    /* Go's state after `scanned` bytes: the bytes rolled in since the skip, at most the last 32. */
+    if (scanned > skip) {
+        Py_ssize_t from = scanned - BUZ_WINDOW > skip ? scanned - BUZ_WINDOW : skip;
+        for (Py_ssize_t i = from; i < scanned; i++) state = rotl32(state, 1) ^ T[buf[pos + i]];
     }
     Py_END_ALLOW_THREADS
 
