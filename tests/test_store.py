@@ -104,7 +104,7 @@ def test_identity_cid_is_served_from_the_cid_itself(tmp_path: Path) -> None:
 
 def test_corrupted_blob_is_detected_on_read(tmp_path: Path) -> None:
     cid, data = raw_block(7)
-    with BlockStore(tmp_path / "s") as store:
+    with BlockStore(tmp_path / "s", compression="none") as store:  # a raw row: flip a block byte
         store.put(cid, data)
     flipped = bytes([data[0] ^ 0x01]) + data[1:]
     with db(tmp_path / "s") as conn:
@@ -126,7 +126,7 @@ def test_verify_of_a_sound_store_reports_every_block_ok(tmp_path: Path) -> None:
 
 
 def test_stats_count_blocks_logical_and_disk_bytes(tmp_path: Path) -> None:
-    with BlockStore(tmp_path / "s") as store:
+    with BlockStore(tmp_path / "s", compression="none") as store:  # stored == logical
         store.put_many(raw_block(i, size=100 + i) for i in range(4))
         store.flush()
         stats = store.stats()
@@ -241,7 +241,8 @@ def test_two_processes_write_one_store_at_once(tmp_path: Path) -> None:
 
 
 def _stall_in_transaction(path: str, ready: Any) -> None:
-    store = BlockStore(path, batch_bytes=1 << 40)
+    # Uncompressed, so that the 8 MiB batch below really overflows the page cache into the WAL.
+    store = BlockStore(path, batch_bytes=1 << 40, compression="none")
     store.put_many(raw_block(i) for i in range(10))
     store.flush()  # committed: must survive the kill
 
