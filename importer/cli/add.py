@@ -100,7 +100,7 @@ def _open_sink(args: argparse.Namespace) -> Iterator[tuple[BlockSink, Finisher]]
         # staged in a temporary store next to the CAR and written out once the roots are known.
         target_dir = os.path.dirname(os.path.abspath(args.car))
         with tempfile.TemporaryDirectory(prefix=".dpip-car-", dir=target_dir) as tmp, \
-                BlockStore(os.path.join(tmp, "staging")) as staging:
+                BlockStore(os.path.join(tmp, "staging"), compression="none") as staging:
             def finish(roots: list[bytes]) -> None:
                 staging.flush()
                 export_car(staging, roots, args.car)

@@ -85,7 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
         import tempfile
 
         staging_dir = tempfile.mkdtemp(prefix=".dpip-car-", dir=os.path.dirname(os.path.abspath(args.car)))
-        store = BlockStore(os.path.join(staging_dir, "staging"))
+        store = BlockStore(os.path.join(staging_dir, "staging"), compression="none")  # read once, then deleted
         sink = store
     else:
         store = BlockStore(default_store_path(args.store))
