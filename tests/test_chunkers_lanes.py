@@ -11,7 +11,7 @@ import functools
 import importlib
 import itertools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -55,6 +55,8 @@ class Lanes:
         return [int(e) + self.window for e in np.flatnonzero(values == 0)]
 
 
+#: Ends per GFNI prefilter step (one 512-bit vector of bytes).
+VECTOR = 64
 RABIN = Lanes("rabin", 16, 5, 4096, 256, lambda max_size: max_size)
 BUZHASH = Lanes("buzhash", 32, 4, 4096, 512, lambda max_size: max_size - 1)
 _KUBO_RABIN = RabinChunker.from_avg(262144)
@@ -66,12 +68,16 @@ KUBO = {
 BOTH = pytest.mark.parametrize("kind", [RABIN, BUZHASH], ids=["rabin", "buzhash"])
 
 
-@pytest.fixture(scope="module")
-def ext() -> ModuleType:
+@pytest.fixture(scope="module", params=["lanes", "gfni"])
+def ext(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
+    """The kernel, with rabin's GFNI prefilter off (lanes only) or on (where the CPU has it)."""
     try:
-        return importlib.import_module(cdc.KERNEL_MODULE)
+        mod = importlib.import_module(cdc.KERNEL_MODULE)
     except ImportError as exc:
         pytest.fail(f"{cdc.KERNEL_MODULE} is not built ({exc}); run `pip install -e .`")
+    mod.rabin_simd(request.param == "gfni")
+    yield mod
+    mod.rabin_simd(True)
 
 
 def kubo_cuts(kind: Lanes, mod: ModuleType, data: bytes) -> list[int]:
@@ -131,11 +137,17 @@ def lane_starts(kind: Lanes) -> list[int]:
 
 
 def boundary_ends(kind: Lanes) -> list[int]:
-    """The first, second and last end of every lane, within the tested lengths."""
+    """The first, second and last end of every lane, within the tested lengths; for rabin also
+    the edges of the GFNI prefilter's 64-end vectors at the start and before its scalar tail."""
     min_size, max_size, _ = KUBO[kind.name]
-    ends = {min_size, kind.max_tested(max_size)}
+    last = kind.max_tested(max_size)
+    ends = {min_size, last}
     for start, following in itertools.pairwise(lane_starts(kind)):
         ends |= {start, start + 1, following - 1}
+    if kind is RABIN:
+        tail = min_size + (last - min_size + 1) // VECTOR * VECTOR
+        ends |= {min_size + VECTOR * v + d for v in range(3) for d in (0, 1, VECTOR - 1)}
+        ends |= {tail - VECTOR, tail - 1, tail, tail + 1}
     return sorted(e for e in ends if min_size <= e <= kind.max_tested(max_size))
 
 
@@ -218,3 +230,24 @@ def test_resumed_scans_start_lanes_after_the_tested_lengths(ext: ModuleType, kin
         cuts, scanned, state = kind.scan(ext, data[:split], min_size, max_size, mask)
         assert cuts == [] and scanned == split
         assert kind.scan(ext, data, min_size, max_size, mask, scanned, state)[0][0] == expected[0], split
+
+
+def test_rabin_false_candidate_before_true_hit_in_one_vector(ext: ModuleType) -> None:
+    # Windows whose low 16 bits pass but bits 16-17 of Kubo's 18-bit mask do not: the GFNI
+    # prefilter flags them and the full fingerprint must reject them.
+    mask = KUBO["rabin"][2]
+    data = random.Random("near misses").randbytes(4 << 20)
+    fp = reference.rabin_fingerprints(data)
+    near = [int(j) for j in np.flatnonzero(((fp & np.uint64(0xFFFF)) == 0) & ((fp & np.uint64(mask)) != 0))]
+    assert near
+    fake = data[near[0] : near[0] + RABIN.window]
+    true = hit_windows(RABIN)[0]
+    min_size, max_size, _ = KUBO["rabin"]
+    base = bytearray(filler(RABIN, max_size + 1000))
+    for offset in (0, 5, 40):
+        data2 = bytearray(base)
+        start = min_size + 3 * VECTOR + offset  # the fake window ends at start, the true one later
+        data2[start - RABIN.window : start] = fake
+        data2[start + 20 - RABIN.window : start + 20] = true
+        cut = RABIN.scan(ext, bytes(data2), min_size, max_size, mask)[0][0]
+        assert cut == start + 20 == RABIN.scan(reference, bytes(data2), min_size, max_size, mask)[0][0]
