@@ -262,3 +262,17 @@ def test_import_killed_halfway_leaves_the_store_consistent_and_importable(tmp_pa
     summary = assert_roundtrip(cli, path, store)
     assert summary["new_blocks"] < summary["blocks"]  # what the killed run committed is reused
     assert _store_blocks(store) >= summary["blocks"]
+
+
+def test_overlapping_entries_bomb_is_a_clear_error(tmp_path: Path, cli: RunCli) -> None:
+    """Two central directory entries pointing at one local header (an overlap bomb) are refused."""
+    data = build_zip([ZipEntry(b"a.py", TEXT)])
+    cd_at = data.index(b"PK\x01\x02")
+    eocd_at = data.index(b"PK\x05\x06")
+    entry = data[cd_at:eocd_at]
+    eocd = bytearray(data[eocd_at:])
+    eocd[8:10] = eocd[10:12] = (2).to_bytes(2, "little")  # entries on this disk / in total
+    eocd[12:16] = (2 * len(entry)).to_bytes(4, "little")  # central directory size
+    path = tmp_path / "overlap.zip"
+    path.write_bytes(data[:cd_at] + entry + entry + bytes(eocd))
+    assert_clear_error(cli, path, tmp_path / "store", "overlaps")
