@@ -7,9 +7,12 @@ import gzip
 import io
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
+
+from importer.compress import recompress
 
 from .archive_builders import (
     BACKEND_MODULES,
@@ -20,6 +23,8 @@ from .archive_builders import (
     bz2_python,
     gzip_gnu,
     gzip_python,
+    gzip_wrap,
+    maturin_params,
     maturin_wheel,
     project_files,
     project_module,
@@ -115,6 +120,17 @@ def test_maturin_style_wheel_rebuilds_identically_with_its_own_compressor(
     assert summary["verbatim_bytes"] == 0, summary["member_detail"]
     used = {m["params"].split("/")[0] for m in summary["member_detail"] if m["how"] == "replayed"}
     assert used == ({"miniz"} if generator == MATURIN_MINIZ else {"zlib-ng"})
+
+
+def test_maturin_style_sdist_rebuilds_identically_with_miniz_gzip(
+        built: dict[tuple[str, int], BuiltProject], tmp_path: Path, cli: RunCli) -> None:
+    """maturin writes sdists through flate2's GzEncoder on miniz_oxide: level 6, XFL 0, OS 255."""
+    tar = _sdist_tar(built)
+    body = b"".join(recompress(maturin_params(MATURIN_MINIZ, "x"), [tar]))
+    sdist = tmp_path / "rustpkg-0.1.0.tar.gz"
+    sdist.write_bytes(gzip_wrap(body, zlib.crc32(tar), len(tar)))
+    summary = assert_roundtrip(cli, sdist, tmp_path / "store", kind="sdist")
+    assert summary["outer"][0].startswith("deflate: miniz/l6"), summary["outer"]
 
 
 def _sdist_tar(built: dict[tuple[str, int], BuiltProject]) -> bytes:
