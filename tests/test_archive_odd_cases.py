@@ -114,6 +114,9 @@ ZIP_CASES = {
     "directory-entries": Case(".zip", lambda: build_zip([
         ZipEntry(b"d/", method=0, external=(stat.S_IFDIR | 0o755) << 16), ZipEntry(b"d/e/", method=0),
         ZipEntry(b"d/f.txt", b"f")])),
+    "directory-entry-with-content": Case(".zip", lambda: build_zip([ZipEntry(b"d/", b"data in a directory entry"),
+                                                                    ZipEntry(b"d/f.txt", b"f")]),
+                                         {"d/": ("verbatim", None), "d/f.txt": ("replayed", "d/f.txt")}),
     "empty-zip": Case(".zip", lambda: build_zip([])),
     "empty-deflated-member": Case(".whl", lambda: build_zip([ZipEntry(b"empty.py", b"")]),
                                   {"empty.py": ("replayed", "empty.py")}),
@@ -185,6 +188,10 @@ TAR_CASES = {
         "GNU.sparse.realsize": "4096"})]), {"s.img": ("verbatim", None)}),
     "v7-directory-as-slash-file": Case(".tar", lambda: tar_bytes([TarMember("old/", kind=tarfile.REGTYPE),
                                                                   TarMember("old/f", b"f")], tarfile.USTAR_FORMAT)),
+    "dot-slash-names": Case(".tar", lambda: tar_bytes([TarMember("./", kind=tarfile.DIRTYPE), TarMember("./a.txt", b"a"),
+                                                       TarMember("./sub/./b.txt", b"b"), TarMember("c//d.txt", b"d")]),
+                            {"./": ("empty", None), "./a.txt": ("stored", "a.txt"), "./sub/./b.txt": ("stored", "sub/b.txt"),
+                             "c//d.txt": ("stored", None)}),
     "extra-zero-records-and-garbage": Case(".tar", lambda: tar_bytes([TarMember("a", b"a")]) + bytes(10240) + b"junk"),
 }
 
