@@ -182,3 +182,20 @@ def test_small_stream_is_chunked_without_a_thread() -> None:
     first = next(chunks)
     assert threading.active_count() == started and not producers_alive()
     assert first + b"".join(chunks) == data
+
+
+@pytest.mark.parametrize("mod_name", ["kernel", "reference"])
+def test_chunk_bytes_copies_consecutive_slices_and_refuses_bad_ends(mod_name: str) -> None:
+    mod = cdc.kernel() if mod_name == "kernel" else cdc.reference_kernel()
+    buf = bytearray(random.Random(11).randbytes(5000))
+    view = memoryview(buf)
+    chunks = mod.chunk_bytes(view, 100, [100, 101, 2000, 5000])
+    assert chunks == [b"", bytes(buf[100:101]), bytes(buf[101:2000]), bytes(buf[2000:5000])]
+    assert all(type(c) is bytes for c in chunks)
+    buf[150] ^= 0xFF  # copies, not views
+    assert chunks[2] != bytes(buf[101:2000])
+    assert mod.chunk_bytes(b"abc", 3, []) == []
+    for start, ends in ((0, [10, 5]), (0, [5001]), (-1, [4]), (20, [10])):
+        with pytest.raises(ValueError, match="out of order or out of range"):
+            mod.chunk_bytes(view, start, ends)
+    view.release()

@@ -511,6 +511,49 @@ static PyObject *gear_scan(PyObject *self, PyObject *args) {
 
 /* ---- module ------------------------------------------------------------------------------ */
 
+/* ---- chunk copies ------------------------------------------------------------------------ */
+
+/* chunk_bytes(buf, start, ends) -> [bytes(buf[start:ends[0]]), bytes(buf[ends[0]:ends[1]]), ...]
+ * The bytes objects are allocated with the GIL and filled without it (nothing else can see them
+ * yet), so a producer thread copying chunks does not hold up a consumer that is hashing. */
+static PyObject *chunk_bytes(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t start;
+    PyObject *ends;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "y*nO!", &view, &start, &PyList_Type, &ends)) return NULL;
+    const Py_ssize_t count = PyList_GET_SIZE(ends);
+    PyObject *out = PyList_New(count);
+    Py_ssize_t *bounds = (Py_ssize_t *)malloc((size_t)(count + 1) * sizeof(Py_ssize_t));
+    if (out == NULL || bounds == NULL) goto fail;
+    bounds[0] = start;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t end = PyLong_AsSsize_t(PyList_GET_ITEM(ends, i));
+        if (end == -1 && PyErr_Occurred()) goto fail;
+        if (end < bounds[i] || end > view.len || bounds[i] < 0) {
+            PyErr_SetString(PyExc_ValueError, "chunk_bytes: ends out of order or out of range");
+            goto fail;
+        }
+        bounds[i + 1] = end;
+        PyObject *chunk = PyBytes_FromStringAndSize(NULL, end - bounds[i]);
+        if (chunk == NULL) goto fail;
+        PyList_SET_ITEM(out, i, chunk);
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < count; i++)
+        memcpy(PyBytes_AS_STRING(PyList_GET_ITEM(out, i)), (const char *)view.buf + bounds[i],
+               (size_t)(bounds[i + 1] - bounds[i]));
+    Py_END_ALLOW_THREADS
+    free(bounds);
+    PyBuffer_Release(&view);
+    return out;
+fail:
+    free(bounds);
+    Py_XDECREF(out);
+    PyBuffer_Release(&view);
+    return NULL;
+}
+
 /* rabin_simd(enable) -> bool: turn the GFNI prefilter on or off (when the CPU has it); returns
  * whether it is now in use.  For tests and benchmarks, which compare it with the lanes. */
 static PyObject *rabin_simd(PyObject *self, PyObject *arg) {
@@ -526,6 +569,8 @@ static PyObject *rabin_simd(PyObject *self, PyObject *arg) {
 }
 
 static PyMethodDef cdc_methods[] = {
+    {"chunk_bytes", chunk_bytes, METH_VARARGS,
+     "chunk_bytes(buf, start, ends) -> [bytes(buf[start:ends[0]]), bytes(buf[ends[0]:ends[1]]), ...]"},
     {"rabin_simd", rabin_simd, METH_O,
      "rabin_simd(enable) -> bool: use the GFNI prefilter for rabin if the CPU has it; True if in use"},
     {"rabin_scan", rabin_scan, METH_VARARGS,

@@ -67,6 +67,8 @@ class Kernel(Protocol):
         self, buf: Buffer, scanned: int, state: int, min_size: int, max_size: int, mask: int, table: bytes, /
     ) -> ScanResult: ...
 
+    def chunk_bytes(self, buf: Buffer, start: int, ends: list[int], /) -> list[bytes]: ...
+
     def gear_scan(
         self,
         buf: Buffer,
@@ -109,7 +111,8 @@ class _ChunkReader:
     One reusable buffer of ``BUFFER_READS`` reads holds the unfinished chunk (from ``head``)
     followed by new data, read with ``readinto`` when the stream has it: no per-read allocation,
     and the only copy besides the read is the ``bytes`` of each chunk, made right after the
-    scan while the read is still in the CPU cache. When less than a read is free at the end, the
+    scan while the read is still in the CPU cache (by the kernel's ``chunk_bytes``, which copies
+    without holding the GIL). When less than a read is free at the end, the
     unfinished chunk moves to the front (once every few reads, not after every read).
     """
 
@@ -120,6 +123,7 @@ class _ChunkReader:
         self.buf = bytearray(BUFFER_READS * read_size)
         self.view = memoryview(self.buf)
         self.readinto = getattr(stream, "readinto", None)
+        self.chunk_bytes = kernel().chunk_bytes
         self.head = 0  # start of the unfinished chunk in buf
         self.filled = 0  # end of the data in buf
         self.scanned = self.state = 0
@@ -133,13 +137,12 @@ class _ChunkReader:
         batch: list[bytes] = []
         if filled > head:
             cuts, self.scanned, self.state = self.scan(view[head:filled], self.scanned, self.state)
-            for end in cuts:
-                batch.append(bytes(view[head : self.head + end]))
-                head = self.head + end
-            if eof and head < filled:
-                batch.append(bytes(view[head:filled]))  # what is left at EOF is the last chunk
-                head = filled
-            self.head = head
+            ends = [head + end for end in cuts]
+            if eof and (ends[-1] if ends else head) < filled:
+                ends.append(filled)  # what is left at EOF is the last chunk
+            if ends:
+                batch = self.chunk_bytes(view, head, ends)
+                self.head = ends[-1]
         if eof:
             self.finished = True
             self.close()

@@ -18,6 +18,7 @@ holds the whole unfinished chunk); the state it returns is only meaningful to it
 
 from __future__ import annotations
 
+import itertools
 from typing import Final
 
 import numpy as np
@@ -148,6 +149,15 @@ def rabin_scan(
     hits = np.flatnonzero((fp & np.uint64(mask)) == 0).astype(np.int64) + RABIN_WINDOW
     cuts, pos = _cuts_from_hits(hits, n, min_size, max_size)
     return cuts, n - pos, 0
+
+
+def chunk_bytes(buf: bytes | bytearray | memoryview, start: int, ends: list[int]) -> list[bytes]:
+    """``[bytes(buf[start:ends[0]]), bytes(buf[ends[0]:ends[1]]), ...]`` (the kernel's chunk copy)."""
+    view = memoryview(buf)
+    pairs = list(itertools.pairwise([start, *ends]))
+    if start < 0 or any(b < a or b > len(view) for a, b in pairs):
+        raise ValueError("chunk_bytes: ends out of order or out of range")
+    return [bytes(view[a:b]) for a, b in pairs]
 
 
 def buzhash_scan(
