@@ -69,6 +69,8 @@ class Kernel(Protocol):
 
     def chunk_bytes(self, buf: Buffer, start: int, ends: list[int], /) -> list[bytes]: ...
 
+    def rabin_simd(self, enable: bool, /) -> bool: ...
+
     def gear_scan(
         self,
         buf: Buffer,

@@ -151,6 +151,12 @@ def rabin_scan(
     return cuts, n - pos, 0
 
 
+def rabin_simd(enable: bool) -> bool:
+    """The kernel's switch for its GFNI prefilter; the reference has none: always False."""
+    del enable
+    return False
+
+
 def chunk_bytes(buf: bytes | bytearray | memoryview, start: int, ends: list[int]) -> list[bytes]:
     """``[bytes(buf[start:ends[0]]), bytes(buf[ends[0]:ends[1]]), ...]`` (the kernel's chunk copy)."""
     view = memoryview(buf)
