@@ -1,13 +1,32 @@
-"""The recipe's hand-written member-page encoder writes exactly what the generic DAG-CBOR encoder writes."""
+"""The recipe's member pages encode exactly as DAG-CBOR, recipes round-trip, and hostile recipes fail clearly."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
+from pathlib import Path
 
 import dag_cbor
 import pytest
 
-from importer.archive.recipe import MemberEntry, encode_page
+from importer.archive.importer import ArchiveImporter
+from importer.archive.rebuild import fetch
+from importer.archive.recipe import (
+    ArchiveRoot,
+    MemberEntry,
+    OuterStream,
+    Recipe,
+    encode_page,
+    read_recipe,
+    read_root,
+    write_recipe,
+    write_root,
+)
+from importer.errors import InvalidBlock
+from importer.profiles import resolve_settings
+from importer.sinks.base import MemorySink
+
+from .archive_builders import ZipEntry, build_zip
 
 
 @pytest.mark.parametrize("count", [0, 1, 23, 24, 255, 256, 4096])
@@ -19,3 +38,45 @@ def test_encode_page_equals_dag_cbor_encode(count: int) -> None:
                for _ in range(count)]
     expected = dag_cbor.encode([[e.skeleton_before, e.source, e.params] for e in entries])
     assert encode_page(entries) == expected
+
+
+def _imported(tmp_path: Path) -> tuple[MemorySink, ArchiveRoot, Recipe]:
+    path = tmp_path / "a.zip"
+    path.write_bytes(build_zip([ZipEntry(b"a.py", b"print('a')\n" * 100), ZipEntry(b"b.txt", b"b", method=0)]))
+    sink = MemorySink()
+    report = ArchiveImporter(resolve_settings(), sink).import_file(str(path))
+    root = read_root(sink, report.root)
+    return sink, root, read_recipe(sink, root.recipe)
+
+
+def _with_recipe(sink: MemorySink, root: ArchiveRoot, recipe: Recipe) -> bytes:
+    return write_root(dataclasses.replace(root, recipe=write_recipe(recipe, sink)), sink)
+
+
+@pytest.mark.parametrize("change", [
+    {"members": (MemberEntry(0, "a.py", 7),)},  # params index past the table
+    {"members": (MemberEntry(0, 5, -1),)},  # extra index past the list
+    {"members": (MemberEntry(-1, "a.py", -1),)},
+    {"tail": -3},
+    {"outer": (OuterStream(-1, 9, 0, 10),)},
+])
+def test_hostile_recipe_indices_are_a_clear_error(change: dict[str, object], tmp_path: Path) -> None:
+    sink, root, recipe = _imported(tmp_path)
+    bad = _with_recipe(sink, root, dataclasses.replace(recipe, **change))  # type: ignore[arg-type]
+    with pytest.raises(InvalidBlock, match="out of range"):
+        fetch(sink, bad, None)
+
+
+def test_recipe_naming_a_path_outside_the_tree_is_a_clear_error(tmp_path: Path) -> None:
+    sink, root, recipe = _imported(tmp_path)
+    members = (dataclasses.replace(recipe.members[0], source="no/such.py"),) + recipe.members[1:]
+    bad = _with_recipe(sink, root, dataclasses.replace(recipe, members=members))
+    with pytest.raises(InvalidBlock, match="not in the tree"):
+        fetch(sink, bad, None)
+
+
+def test_unchanged_recipe_round_trips_through_write_and_read(tmp_path: Path) -> None:
+    sink, root, recipe = _imported(tmp_path)
+    again = read_recipe(sink, write_recipe(recipe, sink))
+    assert again == recipe
+    assert fetch(sink, _with_recipe(sink, root, again), None) == root

@@ -213,11 +213,11 @@ def _compress(params: CompressorParams, content: bytes) -> bytes:
     return b"".join(recompress(params, [content]))
 
 
-def _take(reader: PieceReader, size: int) -> Iterator[bytes]:
+def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
     while size > 0:
         piece = reader.read(min(PIECE, size))
         if not piece:
-            raise EOFError("the body ended before a compressed stream's content")
+            raise InvalidBlock(where, "the body ends before a compressed stream's content does")
         size -= len(piece)
         yield piece
 
@@ -253,7 +253,7 @@ def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len:
 
 
 def _outer_stream(source: BlockSource, recipe: Recipe, item: OuterStream, reader: PieceReader) -> Iterator[bytes]:
-    content = _take(reader, item.content_size)
+    content = _take(reader, item.content_size, format_cid(recipe.skeleton))
     if item.params == VERBATIM:
         for _ in content:  # the original stream is kept whole: skip its content
             pass

@@ -219,7 +219,7 @@ def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
                 members.append(MemberEntry(int(entry[0]), entry[1], int(entry[2])))
         if len(members) != node["members"]:
             raise InvalidBlock(where, f"member table has {len(members)} entries, recipe says {node['members']}")
-        return Recipe(
+        recipe = Recipe(
             body=str(node["body"]), outer=tuple(outer), skeleton=_cid_bytes(node["skeleton"], where),
             skeleton_size=int(node["skeleton_size"]), params=tuple(node["params"]),
             extra=tuple(_cid_bytes(c, where) for c in node["extra"]), members=tuple(members),
@@ -227,6 +227,31 @@ def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
         )
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise InvalidBlock(where, f"recipe is missing or has a bad field: {e}") from None
+    _check_indices(recipe, where)
+    return recipe
+
+
+def _check_indices(recipe: Recipe, where: str) -> None:
+    """Every index and length a rebuild follows is in range, so a hostile recipe fails here, clearly."""
+    def bad(what: str) -> InvalidBlock:
+        return InvalidBlock(where, f"recipe {what} is out of range")
+
+    if min(recipe.skeleton_size, recipe.tail) < 0:
+        raise bad("skeleton size or tail")
+    for item in recipe.outer:
+        if isinstance(item, int) and item < 0:
+            raise bad("outer skeleton run")
+        if isinstance(item, OuterStream) and (
+                not -1 <= item.params < len(recipe.params) or min(item.content_offset, item.content_size) < 0
+                or (item.params == VERBATIM and not 0 <= item.source < len(recipe.extra))):
+            raise bad("outer stream")
+    for entry in recipe.members:
+        if entry.skeleton_before < 0 or not -1 <= entry.params < len(recipe.params):
+            raise bad("member entry")
+        if isinstance(entry.source, int) and not -1 <= entry.source < len(recipe.extra):
+            raise bad("member source")
+        if not isinstance(entry.source, int | str):
+            raise bad("member source type")
 
 
 def iter_links(recipe_cid: bytes, source: BlockSource) -> Iterator[bytes]:
