@@ -1,9 +1,10 @@
-"""The kernel's side-by-side rolling hashes (``rabin_first`` and ``buz_first`` in ``_cdc.c``) find
-exactly the cuts of the definition: a hit planted at the first or last end of every lane of a
-round, in the short last round and in the single-hash tail is the cut; the earliest of several
-hits in one round wins whatever lanes they fall in; masks that hit about once per lane block,
-search ranges around the size where lanes start, and resumed scans agree with the numpy
-reference."""
+"""The kernel's side-by-side rolling hashes (``rabin_first`` and ``buz_first`` in ``_cdc.c``) and
+its x86 vector paths (rabin's GFNI prefilter, buzhash's AVX-512 scan) find exactly the cuts of
+the definition: a hit planted at the first or last end of every lane of a round, at the edges of
+the vector steps, in the short last round and in the single-hash tail is the cut; the earliest
+of several hits in one round wins whatever lanes they fall in; masks that hit about once per
+lane block, search ranges around the size where lanes start, and resumed scans agree with the
+numpy reference. Every test runs with the vector paths off and on."""
 
 from __future__ import annotations
 
@@ -68,16 +69,17 @@ KUBO = {
 BOTH = pytest.mark.parametrize("kind", [RABIN, BUZHASH], ids=["rabin", "buzhash"])
 
 
-@pytest.fixture(scope="module", params=["lanes", "gfni"])
+@pytest.fixture(scope="module", params=["lanes", "simd"])
 def ext(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
-    """The kernel, with rabin's GFNI prefilter off (lanes only) or on (where the CPU has it)."""
+    """The kernel with its x86 vector paths (rabin GFNI, buzhash AVX-512) off, or on where the
+    CPU has them."""
     try:
         mod = importlib.import_module(cdc.KERNEL_MODULE)
     except ImportError as exc:
         pytest.fail(f"{cdc.KERNEL_MODULE} is not built ({exc}); run `pip install -e .`")
-    mod.rabin_simd(request.param == "gfni")
+    mod.simd(request.param == "simd")
     yield mod
-    mod.rabin_simd(True)
+    mod.simd(True)
 
 
 def kubo_cuts(kind: Lanes, mod: ModuleType, data: bytes) -> list[int]:
@@ -137,17 +139,18 @@ def lane_starts(kind: Lanes) -> list[int]:
 
 
 def boundary_ends(kind: Lanes) -> list[int]:
-    """The first, second and last end of every lane, within the tested lengths; for rabin also
-    the edges of the GFNI prefilter's 64-end vectors at the start and before its scalar tail."""
+    """The first, second and last end of every lane, within the tested lengths, and the edges of
+    the vector paths' steps at the start and before their scalar tails."""
     min_size, max_size, _ = KUBO[kind.name]
     last = kind.max_tested(max_size)
     ends = {min_size, last}
     for start, following in itertools.pairwise(lane_starts(kind)):
         ends |= {start, start + 1, following - 1}
-    if kind is RABIN:
-        tail = min_size + (last - min_size + 1) // VECTOR * VECTOR
-        ends |= {min_size + VECTOR * v + d for v in range(3) for d in (0, 1, VECTOR - 1)}
-        ends |= {tail - VECTOR, tail - 1, tail, tail + 1}
+    # The vector paths' steps: rabin tests ends a .. a+63 per step, buzhash a+1 .. a+16 after a.
+    step, first = (VECTOR, min_size) if kind is RABIN else (16, min_size + 1)
+    tail = first + (last - first + 1) // step * step
+    ends |= {first + step * v + d for v in range(3) for d in (0, 1, step - 1)}
+    ends |= {tail - step, tail - 1, tail, tail + 1}
     return sorted(e for e in ends if min_size <= e <= kind.max_tested(max_size))
 
 

@@ -21,6 +21,15 @@
 #include <stdint.h>
 #include <string.h>
 
+/* x86-64 vector paths (rabin's GFNI prefilter, buzhash's AVX-512 scan) are compiled with
+ * per-function target attributes and chosen at import from what the CPU reports; simd(False)
+ * turns them off so that tests and benchmarks can compare them with the portable loops. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(DPIP_NO_SIMD)
+#include <immintrin.h>
+#define CDC_X86_SIMD 1
+#endif
+static int simd_enabled = 1;
+
 /* ---- cut list collected while the GIL is released ---------------------------------------- */
 
 typedef struct {
@@ -142,13 +151,12 @@ static Py_ssize_t rabin_first_scalar(const uint8_t *buf, Py_ssize_t a, Py_ssize_
  * lanes 1.73 GB/s, prefilter 5.9 GB/s.  (Over 128 MiB in DRAM, lanes and prefilter are both
  * held to ~2.4 GB/s by memory bandwidth.) */
 #define RABIN_GFNI_MIN_BITS 12
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(DPIP_NO_GFNI)
-#include <immintrin.h>
+#ifdef CDC_X86_SIMD
 #define RABIN_HAVE_GFNI 1
 /* rabin_affine[k][o]: the GF2P8AFFINEQB matrix from window byte k (0 = oldest) to output byte o
  * of the fingerprint; byte 7-i of the qword is the row for output bit i. */
 static uint64_t rabin_affine[RABIN_WINDOW][2];
-static int rabin_gfni_usable, rabin_gfni_enabled;
+static int rabin_gfni_usable;
 
 static void rabin_gfni_init(void) {
     for (int k = 0; k < RABIN_WINDOW; k++) {
@@ -170,7 +178,6 @@ static void rabin_gfni_init(void) {
     }
     __builtin_cpu_init();
     rabin_gfni_usable = __builtin_cpu_supports("gfni") && __builtin_cpu_supports("avx512bw");
-    rabin_gfni_enabled = rabin_gfni_usable;
 }
 
 __attribute__((target("avx512f,avx512bw,gfni")))
@@ -200,7 +207,7 @@ static Py_ssize_t rabin_first_gfni(const uint8_t *buf, Py_ssize_t a, Py_ssize_t 
 
 static Py_ssize_t rabin_first(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint64_t mask) {
 #ifdef RABIN_HAVE_GFNI
-    if (rabin_gfni_enabled && __builtin_popcountll(mask & 0xFFFF) >= RABIN_GFNI_MIN_BITS)
+    if (simd_enabled && rabin_gfni_usable && __builtin_popcountll(mask & 0xFFFF) >= RABIN_GFNI_MIN_BITS)
         return rabin_first_gfni(buf, a, b, mask);
 #endif
     while (b - a + 1 >= (Py_ssize_t)RABIN_LANES * RABIN_LANE_MIN) {
@@ -331,8 +338,62 @@ static Py_ssize_t buz_first_scalar(const uint8_t *buf, Py_ssize_t a, Py_ssize_t 
 #define BUZ_BLOCK 4096
 #define BUZ_LANE_MIN 512
 
+/* With AVX-512, 16 ends per step: the roll s_e = rotl(s_{e-1}, 1) ^ D_e, D_e = T[leaving] ^
+ * T[entering], unrolls over 16 lanes into s_{e0+j} = rotl(s_{e0}, j) ^ XOR_{i<=j} rotl(D_i, j-i),
+ * a prefix "sum" done in four shift-rotate-xor steps; only the carried state (rotate, xor,
+ * broadcast of the last lane) depends on the previous step.  T[entering] comes from one 16-way gather and is reused as
+ * T[leaving] 32 ends (two steps) later.  Kubo's mask, every byte tested, buffers in L2, CPU
+ * time on this project's Xeon: four lanes 2.25 GB/s, AVX-512 2.6 GB/s. */
+#ifdef CDC_X86_SIMD
+static int buz_avx512_usable;
+
+__attribute__((target("avx512f")))
+static Py_ssize_t buz_first_avx512(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
+                                   const uint32_t *T) {
+    if (a > b) return -1;
+    uint32_t c = buz_window(buf + a, T); /* state at end e0 = a */
+    if ((c & mask) == 0) return a;
+    const __m512i m = _mm512_set1_epi32((int)mask), zero = _mm512_setzero_si512();
+    const __m512i turns = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    const int *table = (const int *)T;
+    Py_ssize_t e0 = a;
+    if (b - e0 >= 16) {
+        /* Lane j of a step at e0 is end e0+1+j: byte e0+j enters, byte e0+j-32 leaves. */
+#define BUZ_GATHER(p) _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))), table, 4)
+        __m512i older = BUZ_GATHER(buf + e0 - 32), old = BUZ_GATHER(buf + e0 - 16);
+        const __m512i last = _mm512_set1_epi32(15);
+        __m512i carry = _mm512_set1_epi32((int)c); /* kept in a vector: the only serial path */
+        do {
+            __m512i in = BUZ_GATHER(buf + e0);
+            __m512i v = _mm512_xor_si512(in, older);
+            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 15), 1));
+            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 14), 2));
+            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 12), 4));
+            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 8), 8));
+            __m512i st = _mm512_xor_si512(v, _mm512_rolv_epi32(carry, turns));
+            __mmask16 hit = _mm512_testn_epi32_mask(st, m);
+            if (__builtin_expect(hit != 0, 0)) return e0 + 1 + __builtin_ctz(hit);
+            carry = _mm512_permutexvar_epi32(last, st); /* the state at e0+16, in every lane */
+            older = old;
+            old = in;
+            e0 += 16;
+        } while (b - e0 >= 16);
+        c = (uint32_t)_mm512_cvtsi512_si32(carry);
+#undef BUZ_GATHER
+    }
+    for (const uint8_t *p = buf + e0, *e = buf + b; p < e; p++) {
+        c = rotl32(c, 1) ^ T[p[-BUZ_WINDOW]] ^ T[*p];
+        if ((c & mask) == 0) return (Py_ssize_t)(p - buf) + 1;
+    }
+    return -1;
+}
+#endif
+
 static Py_ssize_t buz_first(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
                             const uint32_t *T) {
+#ifdef CDC_X86_SIMD
+    if (simd_enabled && buz_avx512_usable) return buz_first_avx512(buf, a, b, mask, T);
+#endif
     while (b - a + 1 >= (Py_ssize_t)BUZ_LANES * BUZ_LANE_MIN) {
         Py_ssize_t blk = (b - a + 1) / BUZ_LANES;
         if (blk > BUZ_BLOCK) blk = BUZ_BLOCK;
@@ -554,15 +615,14 @@ fail:
     return NULL;
 }
 
-/* rabin_simd(enable) -> bool: turn the GFNI prefilter on or off (when the CPU has it); returns
- * whether it is now in use.  For tests and benchmarks, which compare it with the lanes. */
-static PyObject *rabin_simd(PyObject *self, PyObject *arg) {
+/* simd(enable) -> bool: allow or forbid the vector paths; returns whether one is now in use. */
+static PyObject *simd(PyObject *self, PyObject *arg) {
     (void)self;
     int enable = PyObject_IsTrue(arg);
     if (enable < 0) return NULL;
-#ifdef RABIN_HAVE_GFNI
-    rabin_gfni_enabled = enable && rabin_gfni_usable;
-    return PyBool_FromLong(rabin_gfni_enabled);
+    simd_enabled = enable;
+#ifdef CDC_X86_SIMD
+    return PyBool_FromLong(simd_enabled && (rabin_gfni_usable || buz_avx512_usable));
 #else
     return PyBool_FromLong(0);
 #endif
@@ -571,8 +631,8 @@ static PyObject *rabin_simd(PyObject *self, PyObject *arg) {
 static PyMethodDef cdc_methods[] = {
     {"chunk_bytes", chunk_bytes, METH_VARARGS,
      "chunk_bytes(buf, start, ends) -> [bytes(buf[start:ends[0]]), bytes(buf[ends[0]:ends[1]]), ...]"},
-    {"rabin_simd", rabin_simd, METH_O,
-     "rabin_simd(enable) -> bool: use the GFNI prefilter for rabin if the CPU has it; True if in use"},
+    {"simd", simd, METH_O,
+     "simd(enable) -> bool: allow the x86 vector paths (rabin GFNI, buzhash AVX-512); True if one is in use"},
     {"rabin_scan", rabin_scan, METH_VARARGS,
      "rabin_scan(buf, scanned, digest, min, max, mask) -> (cuts, scanned, digest)"},
     {"buzhash_scan", buzhash_scan, METH_VARARGS,
@@ -592,6 +652,10 @@ PyMODINIT_FUNC PyInit__cdc(void) {
     rabin_tables();
 #ifdef RABIN_HAVE_GFNI
     rabin_gfni_init();
+#endif
+#ifdef CDC_X86_SIMD
+    __builtin_cpu_init();
+    buz_avx512_usable = __builtin_cpu_supports("avx512f");
 #endif
     return PyModule_Create(&cdc_module);
 }

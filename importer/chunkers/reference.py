@@ -151,8 +151,8 @@ def rabin_scan(
     return cuts, n - pos, 0
 
 
-def rabin_simd(enable: bool) -> bool:
-    """The kernel's switch for its GFNI prefilter; the reference has none: always False."""
+def simd(enable: bool) -> bool:
+    """The kernel's switch for its x86 vector paths; the reference has none: always False."""
     del enable
     return False
 
