@@ -20,16 +20,27 @@ MiB: Final = 1024 * 1024
 #: casync-like stream and the bound.
 HIGHLIGHT: Final = ("whole", "fixed-262144", "buzhash", "structural", "structural-v1", "structural+fastcdc",
                     "stream-buzhash", "delta-zstd")
-#: Block-size histogram bins: powers of two from 16 B to 64 MiB (the ``whole`` blocks).
-SIZE_BINS: Final = tuple(2.0 ** k for k in range(4, 27))
+#: Block-size histogram bins: powers of two from 16 B to 4 MiB (chunks stay under the 2 MiB block limit).
+SIZE_BINS: Final = tuple(2.0 ** k for k in range(4, 23))
+
+
+#: Distinct colours for the highlighted strategies (tab10), so the lines of one family stay apart.
+COLORS: Final = {
+    "whole": "#1f77b4", "fixed-262144": "#17becf", "buzhash": "#2ca02c", "structural": "#d62728",
+    "structural-v1": "#ff7f0e", "structural+fastcdc": "#9467bd", "stream-buzhash": "#e377c2",
+    "delta-zstd": "#7f7f7f",
+}
 
 
 def color(strategy: str) -> str:
-    """One colour per strategy across every figure: its place in the registry on the tab20 map."""
+    """One colour per strategy across every figure: fixed for the highlighted ones, else the
+    strategy's place in the registry on the tab20 map."""
     from matplotlib import colormaps
 
     from .strategies import STRATEGIES
 
+    if strategy in COLORS:
+        return COLORS[strategy]
     names = list(STRATEGIES)
     index = names.index(strategy) if strategy in names else len(names)
     rgba = colormaps["tab20"](index % 20)
@@ -71,9 +82,14 @@ def cumulative(events: pd.DataFrame, projects: Sequence[str], strategies: Sequen
             line = chain[chain["strategy"] == strategy]
             ax.plot(range(1, len(line) + 1), line["cum_unique_bytes"] / MiB, label=strategy, color=color(strategy),
                     marker="." if len(line) < 30 else None)
+        zstd = chain[chain["strategy"] == "structural"]
+        if len(zstd):
+            ax.plot(range(1, len(zstd) + 1), zstd["cum_unique_bytes_zstd"] / MiB, color=color("structural"),
+                    linestyle="--", label="structural, zstd at rest")
         logical = chain[chain["strategy"] == shown[0]]["archive_bytes"].cumsum() / MiB
         ax.plot(range(1, len(logical) + 1), logical, color="black", linestyle=":", label="archives (no dedup)")
         ax.set_title(project)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.set_xlabel("archives imported (sdist, wheel per version, oldest first)")
         ax.set_ylabel("stored MiB")
     for ax in axes[len(projects):]:
