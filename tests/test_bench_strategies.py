@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import gzip
 import io
+from pathlib import Path
 
 import pytest
 
 from bench.strategies import (
     STRATEGIES,
+    V0,
     DecodedArchive,
     InMemoryChunker,
     decode_archive,
     delta_restore,
     get_strategies,
+    store_structural,
 )
+from importer.archive.importer import ArchiveImporter
 from importer.archive.recipe import read_root
 from importer.chunkers import parse_chunker
 from importer.dag.cid import RAW, split_cid
@@ -146,3 +150,18 @@ def test_delta_reaches_the_start_of_a_reference_larger_than_a_zstd_dictionary_in
     root = STRATEGIES["delta-zstd"].store(archive, previous, sink)
     assert len(sink.get(root)) < 64 * 1024
     assert delta_restore(previous, sink.get(root)) == archive.body
+
+
+@pytest.mark.parametrize("kind", ["wheel", "sdist"])
+def test_structural_builds_the_importers_tree_and_nearly_its_bytes(kind: str, tmp_path: Path) -> None:
+    archive = _decoded(kind)
+    path = tmp_path / archive.filename
+    path.write_bytes(archive.data)
+    real = MemorySink()
+    report = ArchiveImporter(V0, real, workers=1).import_file(str(path))
+    mine = MemorySink()
+    root = store_structural(archive, V0, mine)
+    assert read_root(mine, root).tree == report.tree
+    # Only the recipe and root differ (the params table): a few bytes, not the content.
+    assert len(set(real.blocks) - set(mine.blocks)) <= 3
+    assert abs(sum(map(len, real.blocks.values())) - sum(map(len, mine.blocks.values()))) < 256
