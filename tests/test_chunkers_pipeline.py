@@ -8,10 +8,13 @@ from __future__ import annotations
 import contextlib
 import io
 import itertools
+import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import BinaryIO, cast
 
 import pytest
 
@@ -65,13 +68,20 @@ def test_threaded_chunks_handle_tiny_and_odd_read_sizes() -> None:
     chunker = RabinChunker(341, 1024, 1536)
     for read_size, n in ((1, 5000), (7, 20_000), (1000, 200_000), (4099, 200_000)):
         data = random.Random(read_size).randbytes(n)
-        chunks = list(cdc.iter_chunks(chunker.scan, io.BytesIO(data), read_size))
+        chunks = list(cdc.iter_chunks(chunker.scan, io.BytesIO(data), read_size, threaded=True))
         assert list(itertools.accumulate(sizes(chunks))) == ends(chunker, data), read_size
+
+
+@pytest.fixture(params=["threads", "inline"])
+def spare(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``add`` with its default (automatic) choice forced each way."""
+    monkeypatch.setattr(cdc, "spare_core", lambda: request.param == "threads")
+    return str(request.param)
 
 
 @pytest.mark.parametrize("spec", ["rabin", "rabin-4096", "buzhash", "fastcdc-4096-16384-65536"])
 @pytest.mark.parametrize("layout", ["balanced", "trickle"])
-def test_add_through_pipeline_gives_cids_of_dag_from_cut_points(spec: str, layout: str) -> None:
+def test_add_through_pipeline_gives_cids_of_dag_from_cut_points(spec: str, layout: str, spare: str) -> None:
     # Several sizes, from one read (inline path) to many (threaded), CIDv0 and CIDv1 raw leaves.
     rng = random.Random(f"{spec}/{layout}")
     data = rng.randbytes(3_000_000)
@@ -115,6 +125,10 @@ class CountingStream(io.RawIOBase):
         return n
 
 
+def threaded_chunks(chunker: CdcChunker, stream: CountingStream) -> Generator[bytes, None, None]:
+    return cdc.iter_chunks(chunker.scan, cast(BinaryIO, stream), READ, threaded=True)
+
+
 def wait_until_quiet(stream: CountingStream) -> int:
     """Give the producer time to run as far ahead as it may; return what it has read by then."""
     last = -1
@@ -127,7 +141,7 @@ def wait_until_quiet(stream: CountingStream) -> int:
 def test_producer_runs_at_most_a_few_reads_ahead() -> None:
     stream = CountingStream(100 * READ)
     chunker = RabinChunker(341, 1024, 1536)
-    with contextlib.closing(cdc.iter_chunks(chunker.scan, stream, READ)) as chunks:  # type: ignore[arg-type]
+    with contextlib.closing(threaded_chunks(chunker, stream)) as chunks:
         next(chunks)
         ahead = wait_until_quiet(stream)
         # The batch being consumed, QUEUE_DEPTH queued, one held by the blocked producer.
@@ -139,7 +153,7 @@ def test_producer_runs_at_most_a_few_reads_ahead() -> None:
 def test_consumer_closing_early_stops_and_joins_producer_and_stream_is_left_alone() -> None:
     stream = CountingStream(100 * READ)
     chunker = BuzhashChunker()
-    chunks = cdc.iter_chunks(chunker.scan, stream, READ)  # type: ignore[arg-type]
+    chunks = threaded_chunks(chunker, stream)
     assert len(next(chunks)) >= 128 * 1024
     chunks.close()
     assert not producers_alive()
@@ -153,7 +167,7 @@ def test_read_error_in_producer_is_raised_in_consumer_after_earlier_chunks() -> 
     chunker = RabinChunker(341, 1024, 1536)
     got = 0
     with pytest.raises(OSError, match="simulated read error"):
-        for chunk in cdc.iter_chunks(chunker.scan, stream, READ):  # type: ignore[arg-type]
+        for chunk in threaded_chunks(chunker, stream):
             got += len(chunk)
     assert 19 * READ <= got <= 20 * READ
     assert not producers_alive()
@@ -164,7 +178,7 @@ def test_exception_in_consumer_stops_producer() -> None:
     chunker = RabinChunker(341, 1024, 1536)
 
     def consume() -> None:
-        for i, _ in enumerate(cdc.iter_chunks(chunker.scan, stream, READ)):  # type: ignore[arg-type]
+        for i, _ in enumerate(threaded_chunks(chunker, stream)):
             if i == 50:
                 raise ValueError("consumer gave up")
 
@@ -178,7 +192,7 @@ def test_small_stream_is_chunked_without_a_thread() -> None:
     data = random.Random(9).randbytes(READ - 1)
     chunker = RabinChunker(341, 1024, 1536)
     started = threading.active_count()
-    chunks = cdc.iter_chunks(chunker.scan, io.BytesIO(data), READ)
+    chunks = cdc.iter_chunks(chunker.scan, io.BytesIO(data), READ, threaded=True)
     first = next(chunks)
     assert threading.active_count() == started and not producers_alive()
     assert first + b"".join(chunks) == data
@@ -199,3 +213,29 @@ def test_chunk_bytes_copies_consecutive_slices_and_refuses_bad_ends(mod_name: st
         with pytest.raises(ValueError, match="out of order or out of range"):
             mod.chunk_bytes(view, start, ends)
     view.release()
+
+
+def test_default_uses_a_thread_only_when_a_core_is_spare(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = random.Random(12).randbytes(3 * READ)
+    chunker = RabinChunker(341, 1024, 1536)
+    for spare, threads in ((True, 1), (False, 0)):
+        monkeypatch.setattr(cdc, "spare_core", lambda spare=spare: spare)
+        chunks = cdc.iter_chunks(chunker.scan, io.BytesIO(data), READ)
+        first = next(chunks)
+        assert len(producers_alive()) == threads
+        assert first + b"".join(chunks) == data
+        assert not producers_alive()
+
+
+def test_spare_core_compares_runnable_tasks_with_cpus(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    loadavg = tmp_path / "loadavg"
+    for line, spare in ((b"0.50 0.40 0.30 1/210 4242\n", True), (b"6.10 5.20 4.00 2/300 77\n", False),
+                        (b"9.00 9.00 9.00 7/300 77\n", False)):
+        loadavg.write_bytes(line)
+        assert cdc.spare_core(str(loadavg)) is spare, line
+    assert cdc.spare_core(str(tmp_path / "missing")) is True  # not Linux: two CPUs, one to spare
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert cdc.spare_core(str(tmp_path / "missing")) is False
