@@ -64,6 +64,7 @@ from typing import Any, BinaryIO, Final
 import zstandard
 
 from importer.adder import Adder
+from importer.archive.importer import SKELETON_FAST_LEVEL, SKELETON_STRONG_LIMIT, SKELETON_ZSTD_LEVEL
 from importer.archive.recipe import (
     VERBATIM,
     ArchiveRoot,
@@ -86,8 +87,6 @@ from importer.sources.base import METHOD_DEFLATED, Gap, Member, Skeleton
 from importer.sources.compressed import CompressedStream
 from importer.sources.names import classify_members
 
-#: zstd level of the recipe's skeleton frame: the importer's own (SKELETON_ZSTD_LEVEL).
-SKELETON_LEVEL: Final = 19
 #: zstd level of delta-zstd (the ``zstd`` CLI with ``--patch-from``). Measured on pillow 11.2.1 ->
 #: 11.3.0 sdist (76 MB tar): level 3 252008 bytes (1.2 s), 9 235851 (4.3 s), 19 181122 (121 s); the
 #: wheel: 4523448, 4151408, 3523778 bytes (0.9, 2.6, 67 s). Level 19 would take many hours on
@@ -193,9 +192,15 @@ def decode_archive(data: bytes, filename: str, kind: str) -> DecodedArchive:
     return DecodedArchive(
         filename=filename, kind=kind, data=data, sha256=hashlib.sha256(data).digest(), format=opened.format,
         body=b"".join(body), members=members, skeleton_size=len(blob),
-        skeleton_frame=zstandard.ZstdCompressor(level=SKELETON_LEVEL).compress(blob), outer=tuple(outer),
+        skeleton_frame=skeleton_frame(blob), outer=tuple(outer),
         tail=before,
     )
+
+
+def skeleton_frame(blob: bytes) -> bytes:
+    """The skeleton as the importer stores it: one zstd frame, its level chosen by size as there."""
+    level = SKELETON_ZSTD_LEVEL if len(blob) <= SKELETON_STRONG_LIMIT else SKELETON_FAST_LEVEL
+    return bytes(zstandard.ZstdCompressor(level=level).compress(blob))
 
 
 def _gap(data: bytes, gap: Gap) -> bytes:
@@ -304,13 +309,14 @@ def store_structural(archive: DecodedArchive, settings: ImportSettings, sink: Bl
     deflated = False
     for m in archive.members:
         member = m.member
-        if member.kind == "dir" or (m.length == 0 and member.kind not in ("file", "symlink")):
+        if member.kind == "symlink" and m.path is not None:
+            tree.add_file(m.path, build_symlink(member.link_target or b"", settings.cid_version, sink))
+        if member.kind != "file" and m.length == 0 and member.data_length == 0:
+            # Directories, links and other entries without stored bytes: nothing to point at.
             if m.path is not None and member.kind == "dir":
                 tree.add_dir(m.path)
             entries.append(MemberEntry(m.skeleton_before, -1, VERBATIM))
             continue
-        if member.kind == "symlink" and m.path is not None:
-            tree.add_file(m.path, build_symlink(member.link_target or b"", settings.cid_version, sink))
         node = adder.add_stream(io.BytesIO(archive.content(m)))
         source: str | int
         if m.path is not None and member.kind == "file":
