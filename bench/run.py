@@ -36,7 +36,7 @@ from typing import Any, Final
 from importer.errors import ImporterError
 
 from .metrics import BLOCK_COLUMNS, EVENT_COLUMNS, Ledger, summarize
-from .strategies import STRATEGIES, DecodedArchive, decode_archive, get_strategies
+from .strategies import STRATEGIES, DecodedArchive, decode_archive, get_strategies, zstd_cli
 
 RUNS_DIR: Final = Path(__file__).resolve().parent.parent / "runs"
 #: Errors that mean "this archive is broken", reported in the events table and skipped.
@@ -228,6 +228,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import datasets
 
     strategies = tuple(s.name for s in get_strategies(args.strategies))
+    if "delta-zstd" in strategies:
+        try:
+            zstd_cli()
+        except RuntimeError as e:
+            print(f"bench run: {e}; or leave delta-zstd out with --strategies", file=sys.stderr)
+            return 1
     entries = datasets.load_lock(args.packages)
     chains = select_versions(entries, args.versions)
     run_id = args.run_id or f"{args.packages}-v{args.versions}"

@@ -5,9 +5,15 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
+
+import pytest
+
+#: delta-zstd runs the zstd command-line tool (``--patch-from``); without it those tests skip.
+needs_zstd = pytest.mark.skipif(shutil.which("zstd") is None, reason="the zstd command-line tool is not installed")
 
 #: A fixed timestamp so the same members always make the same archive bytes.
 STAMP = (2020, 1, 1, 0, 0, 0)

@@ -14,7 +14,7 @@ from bench import datasets
 from bench.metrics import ALL, BLOCK_COLUMNS, summarize
 from bench.run import ArchiveTask, ProjectTask, cmd_run, run_project
 
-from .bench_archives import make_sdist, make_wheel, random_bytes, write
+from .bench_archives import make_sdist, make_wheel, needs_zstd, random_bytes, write
 
 BASE = {
     "__init__.py": b"VERSION = 1\n",
@@ -48,6 +48,7 @@ def _row(events: pd.DataFrame, file: str, strategy: str) -> Any:
     return events[(events["file"] == file) & (events["strategy"] == strategy)].iloc[0]
 
 
+@needs_zstd
 def test_identical_versions_add_nothing_but_metadata(tmp_path: Path) -> None:
     events, _ = _events(_chain(tmp_path, "demo", [("1.0", BASE), ("1.0.post1", BASE)]))
     for kind, file in (("sdist", "demo-1.0.post1.tar.gz"), ("wheel", "demo-1.0.post1-py3-none-any.whl")):
@@ -58,6 +59,7 @@ def test_identical_versions_add_nothing_but_metadata(tmp_path: Path) -> None:
         assert _row(events, file, "delta-zstd")["new_bytes"] < 400
 
 
+@needs_zstd
 def test_one_changed_member_adds_about_that_member(tmp_path: Path) -> None:
     changed = {**BASE, "table.bin": random_bytes(100_000, 4)}
     events, _ = _events(_chain(tmp_path, "demo", [("1.0", BASE), ("1.1", changed)]))
@@ -74,6 +76,7 @@ def test_one_changed_member_adds_about_that_member(tmp_path: Path) -> None:
         assert _row(events, file, "whole")["new_bytes"] > 500_000
 
 
+@needs_zstd
 def test_cumulative_bytes_are_the_running_sum_of_new_bytes(tmp_path: Path) -> None:
     versions = [("1.0", BASE), ("1.1", {**BASE, "core.py": BASE["core.py"] + b"# 1.1\n"}),
                 ("1.2", {**BASE, "big.bin": random_bytes(400_000, 5)})]
@@ -85,6 +88,7 @@ def test_cumulative_bytes_are_the_running_sum_of_new_bytes(tmp_path: Path) -> No
     assert events["has_previous"].iloc[2 * len(STRATEGIES):].all()
 
 
+@needs_zstd
 def test_renamed_project_shares_everything_overall(tmp_path: Path) -> None:
     versions = [("1.0", BASE), ("1.1", {**BASE, "table.bin": random_bytes(100_000, 6)})]
     (tmp_path / "a").mkdir()
@@ -100,6 +104,7 @@ def test_renamed_project_shares_everything_overall(tmp_path: Path) -> None:
         assert abs(per_project) < 4 * METADATA  # alone, the renamed chain costs what the original did
 
 
+@needs_zstd
 def test_delta_bound_is_never_above_whole(tmp_path: Path) -> None:
     versions = [("1.0", BASE), ("1.1", {**BASE, "big.bin": random_bytes(400_000, 7)}),
                 ("2.0", {"other.bin": random_bytes(300_000, 8)})]
@@ -109,6 +114,7 @@ def test_delta_bound_is_never_above_whole(tmp_path: Path) -> None:
     assert (delta <= whole).all()
 
 
+@needs_zstd
 def test_summary_has_one_row_per_project_and_strategy_plus_all(tmp_path: Path) -> None:
     events, blocks = _events(_chain(tmp_path, "demo", [("1.0", BASE), ("1.1", BASE)]))
     summary = summarize(events, blocks)
@@ -120,6 +126,7 @@ def test_summary_has_one_row_per_project_and_strategy_plus_all(tmp_path: Path) -
     assert whole["dedup_ratio"] == whole["logical_bytes"] / whole["unique_bytes"]
 
 
+@needs_zstd
 def test_corrupt_archive_is_reported_and_the_chain_goes_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     task = _chain(tmp_path, "demo", [("1.0", BASE), ("1.1", BASE), ("1.2", BASE)])
     Path(task.archives[3].path).write_bytes(b"this is not a wheel at all")  # 1.1's wheel
@@ -166,6 +173,17 @@ def test_run_resumes_skipping_finished_projects(tmp_path: Path, monkeypatch: pyt
     summary = pd.read_csv(run / "summary.csv")
     assert set(summary["package"]) == {"alpha", "beta", ALL}
     assert (tmp_path / "runs" / "latest").resolve() == run.resolve()
+
+
+def test_run_without_zstd_cli_refuses_delta_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("bench.strategies.shutil.which", lambda name: None)
+    args = argparse.Namespace(packages="smoke", versions=1, jobs=1, download_jobs=1, run_id="r",
+                              runs_dir=str(tmp_path), strategies=None, no_progress=True)
+    assert cmd_run(args) == 1
+    assert capsys.readouterr().err == ("bench run: delta-zstd needs the zstd command-line tool (apt install zstd); "
+                                       "or leave delta-zstd out with --strategies\n")
+    assert not (tmp_path / "r").exists()
 
 
 def test_report_rebuilds_marked_sections_and_keeps_prose(tmp_path: Path) -> None:
