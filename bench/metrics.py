@@ -16,7 +16,8 @@ Column meanings (events table, one row per project, version, file and strategy):
 * ``cum_unique_bytes``/``cum_unique_bytes_zstd``: the chain's store after this archive;
 * ``upgrade_bytes``: what a user holding the previous version's archive of the same kind (sdist
   or wheel) fetches to get this one: the bytes of its blocks the previous DAG lacks (everything
-  for a first version, ``has_previous`` false);
+  for a first version, ``has_previous`` false); ``upgrade_bytes_zstd`` the same blocks each
+  compressed with zstd -3 (a transport that compresses blocks, as zstd at rest does);
 * ``seconds``: this strategy on this archive; ``decode_seconds``: the shared decoding.
 """
 
@@ -42,13 +43,13 @@ PB_LINKS_TAG: Final = 0x12
 EVENT_COLUMNS: Final = (
     "package", "version", "file", "kind", "strategy", "family", "archive_bytes", "content_bytes", "blocks",
     "block_bytes", "new_blocks", "new_bytes", "new_bytes_zstd", "overhead_bytes", "cum_unique_bytes",
-    "cum_unique_bytes_zstd", "upgrade_bytes", "has_previous", "seconds", "decode_seconds", "error",
+    "cum_unique_bytes_zstd", "upgrade_bytes", "upgrade_bytes_zstd", "has_previous", "seconds", "decode_seconds", "error",
 )
 BLOCK_COLUMNS: Final = ("package", "strategy", "key", "size", "size_zstd", "overhead")
 SUMMARY_COLUMNS: Final = (
     "package", "strategy", "family", "versions", "files", "logical_bytes", "content_bytes", "unique_bytes",
     "unique_bytes_zstd", "blocks", "dedup_ratio", "dedup_ratio_zstd", "overhead_bytes", "upgrade_bytes",
-    "upgrade_archive_bytes", "seconds",
+    "upgrade_bytes_zstd", "upgrade_archive_bytes", "seconds",
 )
 #: The ``package`` of the overall rows in the summary.
 ALL: Final = "ALL"
@@ -78,7 +79,7 @@ class Ledger:
 
     package: str
     strategy: str
-    seen: set[bytes] = field(default_factory=set)
+    seen: dict[bytes, int] = field(default_factory=dict)  # CID -> its size with zstd at rest
     unique_bytes: int = 0
     unique_bytes_zstd: int = 0
     new_rows: list[tuple[int, int, int, bool]] = field(default_factory=list)
@@ -117,8 +118,7 @@ class LedgerSink:
         ledger = self.ledger
         if cid in ledger.seen:
             return
-        ledger.seen.add(cid)
-        packed = ledger.at_rest(block)
+        packed = ledger.seen[cid] = ledger.at_rest(block)
         overhead = is_overhead(cid, block)
         self.new_blocks += 1
         self.new_bytes += len(block)
@@ -135,13 +135,16 @@ class LedgerSink:
     def finish(self, kind: str) -> dict[str, Any]:
         """The metric columns of this archive; remembers its DAG as the chain's previous ``kind``."""
         previous = self.ledger.previous.get(kind)
-        upgrade = sum(size for cid, size in self.blocks.items() if previous is None or cid not in previous)
+        fetched = [cid for cid in self.blocks if previous is None or cid not in previous]
+        upgrade = sum(self.blocks[cid] for cid in fetched)
+        upgrade_zstd = sum(self.ledger.seen[cid] for cid in fetched)
         self.ledger.previous[kind] = self.blocks
         return {
             "blocks": len(self.blocks), "block_bytes": sum(self.blocks.values()), "new_blocks": self.new_blocks,
             "new_bytes": self.new_bytes, "new_bytes_zstd": self.new_bytes_zstd,
             "overhead_bytes": self.overhead_bytes, "cum_unique_bytes": self.ledger.unique_bytes,
             "cum_unique_bytes_zstd": self.ledger.unique_bytes_zstd, "upgrade_bytes": upgrade,
+            "upgrade_bytes_zstd": upgrade_zstd,
             "has_previous": previous is not None,
         }
 
@@ -164,8 +167,10 @@ def summarize(events: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
         blocks=("new_blocks", "sum"), overhead_bytes=("overhead_bytes", "sum"), seconds=("seconds", "sum"),
     )
     up = upgrades.groupby(keys, sort=False).agg(
-        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_archive_bytes=("archive_bytes", "sum"))
-    per = per.join(up, how="left").fillna({"upgrade_bytes": 0, "upgrade_archive_bytes": 0}).reset_index()
+        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_bytes_zstd=("upgrade_bytes_zstd", "sum"),
+        upgrade_archive_bytes=("archive_bytes", "sum"))
+    per = per.join(up, how="left").fillna(
+        {"upgrade_bytes": 0, "upgrade_bytes_zstd": 0, "upgrade_archive_bytes": 0}).reset_index()
 
     overall = ok.groupby("strategy", sort=False).agg(
         family=("family", "first"), versions=("version", "size"), files=("file", "size"),
@@ -178,12 +183,14 @@ def summarize(events: pd.DataFrame, blocks: pd.DataFrame) -> pd.DataFrame:
         unique_bytes=("size", "sum"), unique_bytes_zstd=("size_zstd", "sum"), blocks=("key", "size"))
     overall = overall.join(distinct, how="left")
     overall = overall.join(upgrades.groupby("strategy").agg(
-        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_archive_bytes=("archive_bytes", "sum")), how="left")
+        upgrade_bytes=("upgrade_bytes", "sum"), upgrade_bytes_zstd=("upgrade_bytes_zstd", "sum"),
+        upgrade_archive_bytes=("archive_bytes", "sum")), how="left")
     overall = overall.fillna(0).reset_index()
     overall.insert(0, "package", ALL)
 
     out = pd.concat([per, overall], ignore_index=True)
-    for column in ("unique_bytes", "unique_bytes_zstd", "blocks", "upgrade_bytes", "upgrade_archive_bytes"):
+    for column in ("unique_bytes", "unique_bytes_zstd", "blocks", "upgrade_bytes", "upgrade_bytes_zstd",
+                   "upgrade_archive_bytes"):
         out[column] = out[column].astype("int64")
     out["dedup_ratio"] = out["logical_bytes"] / out["unique_bytes"].where(out["unique_bytes"] > 0)
     out["dedup_ratio_zstd"] = out["logical_bytes"] / out["unique_bytes_zstd"].where(out["unique_bytes_zstd"] > 0)

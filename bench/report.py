@@ -81,9 +81,10 @@ def overall_section(summary: pd.DataFrame) -> str:
                      _mib(r["unique_bytes_zstd"]), f"{r['dedup_ratio']:.2f}", f"{r['dedup_ratio_zstd']:.2f}",
                      f"{int(r['blocks']):,}", _mib(r["overhead_bytes"]),
                      f"{100 * r['upgrade_bytes'] / max(1, r['upgrade_archive_bytes']):.1f}%",
+                     f"{100 * r['upgrade_bytes_zstd'] / max(1, r['upgrade_archive_bytes']):.1f}%",
                      f"{r['seconds']:,.0f}"])
     return _table(["strategy", "archives MiB", "stored MiB", "stored MiB, zstd at rest", "dedup ratio",
-                   "ratio, zstd", "unique blocks", "overhead MiB", "upgrade fetch", "CPU s"], rows)
+                   "ratio, zstd", "unique blocks", "overhead MiB", "upgrade fetch", "upgrade, zstd", "CPU s"], rows)
 
 
 #: Strategies compared project by project in the per-project table.

@@ -84,6 +84,7 @@ def test_cumulative_bytes_are_the_running_sum_of_new_bytes(tmp_path: Path) -> No
     for strategy, group in events.groupby("strategy"):
         assert list(group["cum_unique_bytes"]) == list(group["new_bytes"].cumsum()), strategy
         assert group["new_bytes_zstd"].sum() == blocks[blocks["strategy"] == strategy]["size_zstd"].sum()
+        assert (group["upgrade_bytes_zstd"] <= group["upgrade_bytes"]).all()
     assert not events["has_previous"].iloc[:2 * len(STRATEGIES)].any()
     assert events["has_previous"].iloc[2 * len(STRATEGIES):].all()
 
