@@ -10,11 +10,18 @@
  * `buf`) of the chunks completed in this call; the returned `scanned`/`state` describe the
  * unfinished chunk that starts at the last cut.  The caller keeps that chunk's bytes and passes
  * them again, followed by new data, so the windows never need bytes from before the chunk.
- * End of input is the caller's business: whatever is left is the last chunk.
+ * End of input is the caller's business: whatever is left is the last chunk.  Rabin and buzhash
+ * test windows that lie inside the chunk, so they recompute their hashes from `buf` and only
+ * use `scanned` (the state they return is Go's, for information); FastCDC uses its state.
  *
- * The byte loops run without the GIL (Py_BEGIN_ALLOW_THREADS); the buffer protocol ("y*")
- * accepts bytes, bytearray and contiguous memoryviews.  The plain Python/numpy reference in
- * reference.py computes the same cuts from the definitions and is tested against this file.
+ * Speed: rabin and buzhash run several rolling hashes side by side (their single rolling update
+ * is one long dependency chain), and on x86-64 CPUs that have them, vector paths chosen at
+ * import (rabin: a GFNI prefilter; buzhash: an AVX-512 scan); simd(False) turns those off.
+ * chunk_bytes() copies the chunks out of a buffer.
+ *
+ * The byte loops and copies run without the GIL (Py_BEGIN_ALLOW_THREADS); the buffer protocol
+ * ("y*") accepts bytes, bytearray and contiguous memoryviews.  The plain Python/numpy reference
+ * in reference.py computes the same cuts from the definitions and is tested against this file.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
