@@ -3,13 +3,11 @@
 One process, the same in-memory pseudo-random data for every contender. For each chunker three
 figures: ``kernel`` (cut points of the whole buffer, the compiled core alone, one core; for
 rabin and buzhash also with the x86 vector path off, i.e. the side-by-side rolling hashes
-alone), ``stream``
-(``.chunks()`` over an ``io.BytesIO``: 512 KiB reads, scanned in a producer thread when a CPU
-is free, the carried-over tail and the ``bytes`` of every chunk, i.e. what an import pays) and
-``stream +
-sha256`` (the same, each chunk hashed by the consumer as ``add`` does; compare it with the
-baseline). Baseline: ``hashlib.sha256`` over the same bytes in 256 KiB pieces. Several rounds,
-interleaved, best of each (the machine is shared); wall-clock MB/s.
+alone), ``stream`` (``.chunks()`` over an ``io.BytesIO``: 512 KiB reads, scanned in a producer
+thread when a CPU is free, the carried-over tail and the ``bytes`` of every chunk, i.e. what an
+import pays) and ``stream + sha256`` (the same, each chunk hashed by the consumer as ``add``
+does; compare it with the baseline). Baseline: ``hashlib.sha256`` over the same bytes in 256 KiB
+pieces. Several rounds, interleaved, best of each (the machine is shared); wall-clock MB/s.
 
 Targets (issue 4): rabin >= 300 MB/s, buzhash >= 1 GB/s, fastcdc >= 1 GB/s.
 Usage: ``python -m bench.perf_chunkers [--mib 256] [--rounds 3]``.
