@@ -11,7 +11,8 @@ then measures in one run on this machine:
 * the import into a fresh embedded store: throughput, ratio to the baseline and peak RSS.
 
 Import and fetch run in child processes so each peak RSS is that operation's own. Rounds
-interleave baseline and fetch, best of each, because these machines are shared and noisy.
+interleave baseline and fetch; the best of each and the ratio of their medians are printed,
+with the load average, because these machines are shared and noisy.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,8 +182,12 @@ def main() -> int:
         print(f"{'peak RSS of fetch':44s} {best_fetch['peak_rss'] / MiB:7.1f} MiB (target < 300)")
         print(f"{'peak RSS of import':44s} {imported['peak_rss'] / MiB:7.1f} MiB (target < 300)")
         print(f"{'replayed / verbatim content bytes':44s} {imported['replayed']:,d} / {imported['verbatim']:,d}")
-        fetch_times = ", ".join(f"{r['seconds']:.2f}" for r in fetches)
-        print(f"rounds: baseline {', '.join(f'{b:.2f}' for b in base)} s; fetch {fetch_times} s")
+        fetch_times = [r["seconds"] for r in fetches]
+        print(f"rounds: baseline {', '.join(f'{b:.2f}' for b in base)} s; "
+              f"fetch {', '.join(f'{f:.2f}' for f in fetch_times)} s")
+        print(f"median ratio fetch/baseline {statistics.median(base) / statistics.median(fetch_times):.2f} "
+              f"(medians {statistics.median(base):.2f} s and {statistics.median(fetch_times):.2f} s; "
+              f"load average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: shared machines are noisy)")
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
