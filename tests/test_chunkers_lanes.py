@@ -1,5 +1,5 @@
 """The kernel's side-by-side rolling hashes (``rabin_first`` and ``buz_first`` in ``_cdc.c``) and
-its x86 vector paths (rabin's GFNI prefilter, buzhash's AVX-512 scan) find exactly the cuts of
+its x86 vector paths (rabin's GFNI prefilter, buzhash's AVX-512 scans) find exactly the cuts of
 the definition: a hit planted at the first or last end of every lane of a round, at the edges of
 the vector steps, in the short last round and in the single-hash tail is the cut; the earliest
 of several hits in one round wins whatever lanes they fall in; masks that hit about once per
@@ -146,11 +146,13 @@ def boundary_ends(kind: Lanes) -> list[int]:
     ends = {min_size, last}
     for start, following in itertools.pairwise(lane_starts(kind)):
         ends |= {start, start + 1, following - 1}
-    # The vector paths' steps: rabin tests ends a .. a+63 per step, buzhash a+1 .. a+16 after a.
-    step, first = (VECTOR, min_size) if kind is RABIN else (16, min_size + 1)
-    tail = first + (last - first + 1) // step * step
-    ends |= {first + step * v + d for v in range(3) for d in (0, 1, step - 1)}
-    ends |= {tail - step, tail - 1, tail, tail + 1}
+    # The vector paths' steps: rabin tests ends a .. a+63 per step; buzhash, after a, blocks of
+    # 64 ends (AVX512-VBMI) in steps of 16, then steps of 16 (AVX-512), then one at a time.
+    first = min_size if kind is RABIN else min_size + 1
+    for step in (VECTOR,) if kind is RABIN else (VECTOR, 16):
+        tail = first + (last - first + 1) // step * step
+        ends |= {first + step * v + d for v in range(3) for d in (0, 1, step - 1)}
+        ends |= {tail - step, tail - 1, tail, tail + 1}
     return sorted(e for e in ends if min_size <= e <= kind.max_tested(max_size))
 
 

@@ -16,7 +16,8 @@
  *
  * Speed: rabin and buzhash run several rolling hashes side by side (their single rolling update
  * is one long dependency chain), and on x86-64 CPUs that have them, vector paths chosen at
- * import (rabin: a GFNI prefilter; buzhash: an AVX-512 scan); simd(False) turns those off.
+ * import (rabin: a GFNI prefilter; buzhash: an AVX-512 scan, with VBMI table lookups where
+ * available); simd(False) turns those off.
  * chunk_bytes() copies the chunks out of a buffer.
  *
  * The byte loops and copies run without the GIL (Py_BEGIN_ALLOW_THREADS); the buffer protocol
@@ -350,55 +351,126 @@ static Py_ssize_t buz_first_scalar(const uint8_t *buf, Py_ssize_t a, Py_ssize_t 
  * a prefix "sum" done in four shift-rotate-xor steps; only the carried state (rotate, xor,
  * broadcast of the last lane) depends on the previous step.  T[entering] comes from one 16-way gather and is reused as
  * T[leaving] 32 ends (two steps) later.  Kubo's mask, every byte tested, buffers in L2, CPU
- * time on this project's Xeon: four lanes 2.25 GB/s, AVX-512 2.6 GB/s. */
+ * time on this project's Xeon: four lanes 2.25 GB/s, AVX-512 with gathers 2.6 GB/s, with the
+ * VBMI lookups below 4.05 GB/s. */
 #ifdef CDC_X86_SIMD
-static int buz_avx512_usable;
+static int buz_avx512_usable, buz_vbmi_usable;
 
-__attribute__((target("avx512f")))
-static Py_ssize_t buz_first_avx512(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
-                                   const uint32_t *T) {
-    if (a > b) return -1;
-    uint32_t c = buz_window(buf + a, T); /* state at end e0 = a */
-    if ((c & mask) == 0) return a;
-    const __m512i m = _mm512_set1_epi32((int)mask), zero = _mm512_setzero_si512();
+/* The states at ends e0+1 .. e0+16 from T of the 16 entering and 16 leaving bytes and the
+ * state at e0 (in every lane of `carry`). */
+__attribute__((target("avx512f"), always_inline))
+static inline __m512i buz_states16(__m512i in, __m512i out, __m512i carry) {
+    const __m512i zero = _mm512_setzero_si512();
     const __m512i turns = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
-    const int *table = (const int *)T;
-    Py_ssize_t e0 = a;
-    if (b - e0 >= 16) {
-        /* Lane j of a step at e0 is end e0+1+j: byte e0+j enters, byte e0+j-32 leaves. */
-#define BUZ_GATHER(p) _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(p))), table, 4)
-        __m512i older = BUZ_GATHER(buf + e0 - 32), old = BUZ_GATHER(buf + e0 - 16);
-        const __m512i last = _mm512_set1_epi32(15);
-        __m512i carry = _mm512_set1_epi32((int)c); /* kept in a vector: the only serial path */
-        do {
-            __m512i in = BUZ_GATHER(buf + e0);
-            __m512i v = _mm512_xor_si512(in, older);
-            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 15), 1));
-            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 14), 2));
-            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 12), 4));
-            v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 8), 8));
-            __m512i st = _mm512_xor_si512(v, _mm512_rolv_epi32(carry, turns));
-            __mmask16 hit = _mm512_testn_epi32_mask(st, m);
-            if (__builtin_expect(hit != 0, 0)) return e0 + 1 + __builtin_ctz(hit);
-            carry = _mm512_permutexvar_epi32(last, st); /* the state at e0+16, in every lane */
-            older = old;
-            old = in;
-            e0 += 16;
-        } while (b - e0 >= 16);
-        c = (uint32_t)_mm512_cvtsi512_si32(carry);
-#undef BUZ_GATHER
+    __m512i v = _mm512_xor_si512(in, out);
+    v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 15), 1));
+    v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 14), 2));
+    v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 12), 4));
+    v = _mm512_xor_si512(v, _mm512_rol_epi32(_mm512_alignr_epi32(v, zero, 8), 8));
+    return _mm512_xor_si512(v, _mm512_rolv_epi32(carry, turns));
+}
+
+/* T of the 16 bytes at p, one per lane. */
+__attribute__((target("avx512f"), always_inline))
+static inline __m512i buz_gather16(const uint8_t *p, const uint32_t *T) {
+    return _mm512_i32gather_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)), (const int *)T, 4);
+}
+
+/* From end e0 on (state in `carry`; T of bytes e0-32 .. e0-1 in `older`, `old`): 16-end steps,
+ * then one state at a time up to end b.  First end that passes the mask, else -1. */
+__attribute__((target("avx512f")))
+static Py_ssize_t buz_scan16(const uint8_t *buf, Py_ssize_t e0, Py_ssize_t b, uint32_t mask,
+                             const uint32_t *T, __m512i older, __m512i old, __m512i carry) {
+    const __m512i m = _mm512_set1_epi32((int)mask), last = _mm512_set1_epi32(15);
+    /* Lane j of a step at e0 is end e0+1+j: byte e0+j enters, byte e0+j-32 leaves. */
+    for (; b - e0 >= 16; e0 += 16) {
+        __m512i in = buz_gather16(buf + e0, T);
+        __m512i st = buz_states16(in, older, carry);
+        __mmask16 hit = _mm512_testn_epi32_mask(st, m);
+        if (__builtin_expect(hit != 0, 0)) return e0 + 1 + __builtin_ctz(hit);
+        carry = _mm512_permutexvar_epi32(last, st); /* the state at e0+16, in every lane */
+        older = old;
+        old = in;
     }
+    uint32_t c = (uint32_t)_mm512_cvtsi512_si32(carry);
     for (const uint8_t *p = buf + e0, *e = buf + b; p < e; p++) {
         c = rotl32(c, 1) ^ T[p[-BUZ_WINDOW]] ^ T[*p];
         if ((c & mask) == 0) return (Py_ssize_t)(p - buf) + 1;
     }
     return -1;
 }
+
+__attribute__((target("avx512f")))
+static Py_ssize_t buz_first_avx512(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
+                                   const uint32_t *T) {
+    if (a > b) return -1;
+    uint32_t c = buz_window(buf + a, T); /* state at end a */
+    if ((c & mask) == 0) return a;
+    return buz_scan16(buf, a, b, mask, T, buz_gather16(buf + a - 32, T), buz_gather16(buf + a - 16, T),
+                      _mm512_set1_epi32((int)c));
+}
+
+/* With AVX512-VBMI the table lookups need no gather: T is split into four byte planes of 256
+ * entries, each looked up for 64 bytes at once by two VPERMI2B (128 entries each) and a blend on
+ * the index's top bit; unpacking the planes then gives T of the 64 bytes as four vectors of 16
+ * dwords.  The bytes are first permuted so that the unpacks, which work within 128-bit lanes,
+ * leave the dwords in order.  About twice as fast as the gathers (which measured ~13 cycles per
+ * 16 here against ~5 for everything else in a step). */
+__attribute__((target("avx512f,avx512bw,avx512vbmi")))
+static Py_ssize_t buz_first_vbmi(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
+                                 const uint32_t *T) {
+    if (a > b) return -1;
+    uint32_t c = buz_window(buf + a, T);
+    if ((c & mask) == 0) return a;
+    __m512i older = buz_gather16(buf + a - 32, T), old = buz_gather16(buf + a - 16, T);
+    __m512i carry = _mm512_set1_epi32((int)c);
+    Py_ssize_t e0 = a;
+    if (b - e0 >= 64) {
+        uint8_t planes[4][256];
+        for (int q = 0; q < 4; q++)
+            for (int x = 0; x < 256; x++) planes[q][x] = (uint8_t)(T[x] >> (8 * q));
+        __m512i tab[4][4];
+        for (int q = 0; q < 4; q++)
+            for (int h = 0; h < 4; h++) tab[q][h] = _mm512_loadu_si512((const void *)(planes[q] + 64 * h));
+        /* Byte 16L+4k+i of the permuted input is byte 16k+4L+i (L: 128-bit lane, k, i < 4). */
+        uint8_t order[64];
+        for (int L = 0; L < 4; L++)
+            for (int k = 0; k < 4; k++)
+                for (int i = 0; i < 4; i++) order[16 * L + 4 * k + i] = (uint8_t)(16 * k + 4 * L + i);
+        const __m512i perm = _mm512_loadu_si512((const void *)order);
+        const __m512i m = _mm512_set1_epi32((int)mask), last = _mm512_set1_epi32(15);
+        for (; b - e0 >= 64; e0 += 64) {
+            __m512i x = _mm512_permutexvar_epi8(perm, _mm512_loadu_si512((const void *)(buf + e0)));
+            __mmask64 top = _mm512_movepi8_mask(x);
+            __m512i p[4];
+#pragma GCC unroll 4
+            for (int q = 0; q < 4; q++)
+                p[q] = _mm512_mask_blend_epi8(top, _mm512_permutex2var_epi8(tab[q][0], x, tab[q][1]),
+                                              _mm512_permutex2var_epi8(tab[q][2], x, tab[q][3]));
+            __m512i lo01 = _mm512_unpacklo_epi8(p[0], p[1]), hi01 = _mm512_unpackhi_epi8(p[0], p[1]);
+            __m512i lo23 = _mm512_unpacklo_epi8(p[2], p[3]), hi23 = _mm512_unpackhi_epi8(p[2], p[3]);
+            __m512i in[4] = {_mm512_unpacklo_epi16(lo01, lo23), _mm512_unpackhi_epi16(lo01, lo23),
+                             _mm512_unpacklo_epi16(hi01, hi23), _mm512_unpackhi_epi16(hi01, hi23)};
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; g++) {
+                __m512i out = g == 0 ? older : g == 1 ? old : in[g - 2];
+                __m512i st = buz_states16(in[g], out, carry);
+                __mmask16 hit = _mm512_testn_epi32_mask(st, m);
+                if (__builtin_expect(hit != 0, 0)) return e0 + 16 * g + 1 + __builtin_ctz(hit);
+                carry = _mm512_permutexvar_epi32(last, st);
+            }
+            older = in[2];
+            old = in[3];
+        }
+    }
+    return buz_scan16(buf, e0, b, mask, T, older, old, carry);
+}
 #endif
 
 static Py_ssize_t buz_first(const uint8_t *buf, Py_ssize_t a, Py_ssize_t b, uint32_t mask,
                             const uint32_t *T) {
 #ifdef CDC_X86_SIMD
+    if (simd_enabled && buz_vbmi_usable) return buz_first_vbmi(buf, a, b, mask, T);
     if (simd_enabled && buz_avx512_usable) return buz_first_avx512(buf, a, b, mask, T);
 #endif
     while (b - a + 1 >= (Py_ssize_t)BUZ_LANES * BUZ_LANE_MIN) {
@@ -663,6 +735,8 @@ PyMODINIT_FUNC PyInit__cdc(void) {
 #ifdef CDC_X86_SIMD
     __builtin_cpu_init();
     buz_avx512_usable = __builtin_cpu_supports("avx512f");
+    buz_vbmi_usable = buz_avx512_usable && __builtin_cpu_supports("avx512bw") &&
+                      __builtin_cpu_supports("avx512vbmi");
 #endif
     return PyModule_Create(&cdc_module);
 }
