@@ -31,7 +31,7 @@ from .backends.xz_stdlib import DEFAULT_CHECK as XZ_DEFAULT_CHECK
 from .errors import CompressorUnavailable
 from .golden_table import GOLDEN
 from .params import CompressorParams
-from .pieces import iter_fixed, iter_lines, iter_record_fields, iter_whole
+from .pieces import WRITESTR_FEED_LIMIT, iter_fixed, iter_lines, iter_record_fields, iter_whole
 
 #: Numerical Recipes' 32-bit LCG constants (a = 1664525, c = 1013904223, m = 2 ** 32).
 _LCG_A, _LCG_C, _LCG_M = 1664525, 1013904223, 1 << 32
@@ -75,14 +75,48 @@ def feed_for(backend: Backend, params: CompressorParams, pieces: Iterable[bytes]
         return iter_lines(pieces)
     if params.feed == "record":
         return iter_record_fields(pieces)
+    if params.feed == "writestr":
+        return iter_whole(pieces, WRITESTR_FEED_LIMIT)
     return iter_whole(pieces)
 
 
+def _noise(seed: int, size: int) -> bytearray:
+    state, out = seed, bytearray()
+    while len(out) < size:
+        state = (_LCG_A * state + _LCG_C) % _LCG_M
+        out.append(state >> 24)
+    return out
+
+
+@functools.cache
+def zlib_ng_probes() -> tuple[bytes, bytes]:
+    """Two inputs telling zlib-ng settings apart where ``golden_corpus`` does not.
+
+    * Long match: 600 noise bytes N, N[:300] again (a 258-byte match, then a 42-byte one), 1,000
+      more noise bytes, then N[100:108]. A deflater that inserted the strings inside the 258-byte
+      match finds N[100:108] 1,200 bytes back, one that did not finds it 1,800 bytes back (another
+      distance code): ``max_lazy`` 17 against the level's 16.
+    * End of input: 500 bytes of the corpus's word text (text, so the block is Huffman-coded), "wxyz"
+      + 8 zero bytes, 500 more, "wxyzQ", 500 more, "wxyz". The
+      last 4 bytes match both earlier copies; zlib-ng 2.3 takes the nearer (its match covers the
+      input), 2.2 goes on to the farther one whose zeros also match the zeroed window past the end.
+
+    Used only for the CPython-fed zlib-ng settings, so every other digest stays that of the corpus.
+    """
+    noise = _noise(4242, 1600)
+    long_match = bytes(noise[:600] + noise[:300] + noise[600:] + noise[100:108])
+    text = golden_corpus()[_NOISE_SIZE : _NOISE_SIZE + 1500]
+    end = text[:500] + b"wxyz" + bytes(8) + text[500:1000] + b"wxyzQ" + text[1000:] + b"wxyz"
+    return long_match, end
+
+
 def golden_digest(backend: Backend, params: CompressorParams) -> str:
-    """sha256 (first 32 hex digits) of the outputs for an empty input and for the corpus, length-prefixed."""
+    """sha256 (first 32 hex digits) of the outputs for an empty input and for the corpus, length-prefixed
+    (and for :func:`zlib_ng_probes` when the setting is CPython-fed zlib-ng)."""
     digest = hashlib.sha256()
     corpus = golden_corpus()
-    for data in (b"", corpus):
+    inputs = (b"", corpus, *zlib_ng_probes()) if params.out_growth else (b"", corpus)
+    for data in inputs:
         # Feed in 5,000-byte pieces: not a multiple of any feed size, so re-cutting is exercised too.
         pieces = [data[i : i + 5000] for i in range(0, len(data), 5000)]
         output = b"".join(backend.encode(params, feed_for(backend, params, pieces)))

@@ -9,6 +9,12 @@ sdists; miniz for maturin 1.4-1.9 wheels; zlib-ng for maturin 1.15-1.16 wheels; 
 old ``tar czf`` sdists per the project's compressor survey), so a runtime that reproduces this
 table writes the bytes those producers wrote. Regenerate only when adding a setting; a changed
 digest for an existing setting means a different compressor, not a table to update.
+
+The CPython-fed zlib-ng entries (feed-writestr/out-cpython) were added the same day from zlib-ng
+2.3.3 (PyPI ``zlib-ng`` 1.1.0) and 2.2.5 (PyPI ``zlib-ng`` 1.0.0's extension module, named by
+``DPIP_ZLIB_NG_2_2``); their digests also cover ``golden.zlib_ng_probes()``, which is what tells
+the two generations (and max_lazy 17 from 16) apart. Both reproduce Pillow's manylinux2014 wheels
+(11.1.0-12.2.0, measured with the replay benchmark).
 """
 
 GOLDEN: dict[str, str] = {
@@ -155,6 +161,28 @@ GOLDEN: dict[str, str] = {
     "zlib-ng/l8/m8/feed-whole/out32768": "74d44c5eae556c866ad2b3bf8384b7bb",
     "zlib-ng/l8/m8/feed-record/out32768/sync": "3f5dbfe969fffb63db2ea253944f5148",
     "zlib-ng/l8/m8/feed-lines/out32768/sync": "3f5dbfe969fffb63db2ea253944f5148",
+    # zlib-ng: zlib-ng 2.3.3, fed as CPython's zlib module feeds it (golden_digest adds zlib_ng_probes)
+    "zlib-ng/l6/m8/feed-writestr/out-cpython": "da68de004a0682829144736b141944c5",
+    "zlib-ng/l6/m8/feed-writestr/out-cpython/lazy17": "40e1f337723e93727b7bf55a60f0fd07",
+    "zlib-ng/l9/m8/feed-writestr/out-cpython": "867ac7dc39efe35291c8e658ce5e986b",
+    "zlib-ng/l1/m8/feed-writestr/out-cpython": "e565fd63acd02ec5cad7d6c84cbe8dde",
+    "zlib-ng/l2/m8/feed-writestr/out-cpython": "e5b8b7642e7ab29e8d3f08e2c99922bd",
+    "zlib-ng/l3/m8/feed-writestr/out-cpython": "b134ba56024ada850656ae7d93d86389",
+    "zlib-ng/l4/m8/feed-writestr/out-cpython": "1e47827b4b94c6f58c0cdaf8c2babca4",
+    "zlib-ng/l5/m8/feed-writestr/out-cpython": "9f803f437062a50d99020f14ab0b7c00",
+    "zlib-ng/l7/m8/feed-writestr/out-cpython": "ffcf73444d074e033ccb6094c4bb1549",
+    "zlib-ng/l8/m8/feed-writestr/out-cpython": "710f5166d87723235c2800099e6bb662",
+    # zlib-ng-2.2: zlib-ng 2.2.5, fed as CPython's zlib module feeds it (golden_digest adds zlib_ng_probes)
+    "zlib-ng-2.2/l6/m8/feed-writestr/out-cpython": "971cc8644cc0860957f86c2d41ceae7f",
+    "zlib-ng-2.2/l6/m8/feed-writestr/out-cpython/lazy17": "563d5e900211cd0b41b391a5c4562683",
+    "zlib-ng-2.2/l9/m8/feed-writestr/out-cpython": "2e35e35eb217c800a9c01ae00b6c2c5b",
+    "zlib-ng-2.2/l1/m8/feed-writestr/out-cpython": "e565fd63acd02ec5cad7d6c84cbe8dde",
+    "zlib-ng-2.2/l2/m8/feed-writestr/out-cpython": "3e87dbe266f03da4f41185fb277644d8",
+    "zlib-ng-2.2/l3/m8/feed-writestr/out-cpython": "e3753e67c92cf5f6a60bd7d8ab60ff29",
+    "zlib-ng-2.2/l4/m8/feed-writestr/out-cpython": "f4a09e606ee1de22166e28a4204f488c",
+    "zlib-ng-2.2/l5/m8/feed-writestr/out-cpython": "00135dd9cb7df28b8678f292b827fc65",
+    "zlib-ng-2.2/l7/m8/feed-writestr/out-cpython": "912175b785539cc5255fb795df9ffdac",
+    "zlib-ng-2.2/l8/m8/feed-writestr/out-cpython": "1fe288e7b801c8f9d9f5144063d1d2e5",
     # gnu-gzip: gzip 1.12
     "gnu-gzip/l9": "0d11a7ae4b0f88c3a14769301e9c6844",
     "gnu-gzip/l6": "b244c9813cb042564c6b53262a5179d7",

@@ -4,6 +4,8 @@ The guesses only order candidates; every candidate is still verified byte for by
 guess costs attempts, never correctness. Facts behind each rule (measured on real PyPI files):
 
 * setuptools/bdist_wheel, hatchling, flit, poetry, meson wheels: CPython zipfile, zlib level 6.
+  Wheels repacked by auditwheel in an image whose libz is zlib-ng (Pillow 11.1-12.2 on
+  manylinux2014) are CPython zipfile on zlib-ng level 6: tried right after zlib.
 * maturin < 1.10: Rust ``zip`` 2.x on miniz_oxide, level 6. maturin >= 1.10 (zip 6): zlib-rs,
   reproduced by zlib-ng driven like flate2: level 6, files fed in 8 KiB pieces with a final sync
   flush, generated files whole; RECORD is written field by field without the sync flush.
@@ -70,6 +72,9 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
     whole: Pattern = {"name": "zlib-ng", "level": 6, "feed": "whole", "sync_flush": True}
     fields: Pattern = {"name": "zlib-ng", "level": 6, "feed": "record", "sync_flush": False}
     lines: Pattern = {"name": "zlib-ng", "level": 6, "feed": "lines", "sync_flush": False}
+    # CPython's zipfile on zlib-ng: 2.3 and 2.2 stock (Pillow 12.2, 12.0-12.1), then max_lazy 17 (11.x).
+    zipfile_ng: list[Pattern] = [{"name": name, "level": 6, "out_growth": "cpython", "max_lazy": lazy}
+                                 for lazy in (0, 17) for name in ("zlib-ng", "zlib-ng-2.2")]
     rust = [fields, lines, copy, whole] if is_record else [whole, copy, fields, lines] if is_generated \
         else [copy, whole, fields, lines]
     if gen.startswith("maturin"):
@@ -89,7 +94,7 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
         if level == 6:  # flate2's GzEncoder (maturin sdists) writes XFL 0, OS 255
             return [zlib_at, miniz6, copy, {"name": "miniz", "level": 6}]
         return [zlib_at]
-    return [zlib6]
+    return [zlib6, *zipfile_ng]
 
 
 def _fits(params: CompressorParams, pattern: Pattern) -> bool:

@@ -16,13 +16,20 @@ from .errors import InvalidCompressorParams
 PARAMS_VERSION = 1
 
 #: Compressor names; each is served by one backend module of this package.
-NAMES = ("zlib", "miniz", "zlib-ng", "gnu-gzip", "bz2", "xz")
+NAMES = ("zlib", "miniz", "zlib-ng", "zlib-ng-2.2", "gnu-gzip", "bz2", "xz")
 
 #: How a writer fed its compressor, for compressors whose output depends on it (zlib-ng):
 #: "any" (it does not matter), "fixed" (pieces of ``feed_size`` bytes, a copy loop), "whole" (one
 #: call with everything), "lines" (one call per line), "record" (RECORD lines cut into the pieces
-#: Rust's ``write!`` hands over: path, ",sha256=", digest, ",", size, "\n").
-FEEDS = ("any", "fixed", "whole", "lines", "record")
+#: Rust's ``write!`` hands over: path, ",sha256=", digest, ",", size, "\n"), "writestr" (one call with
+#: the whole member, as CPython's ``ZipFile.writestr`` does; allowed for members up to 64 MiB).
+FEEDS = ("any", "fixed", "whole", "lines", "record", "writestr")
+
+#: How the caller gave output space to each compress call, when the output depends on it (zlib-ng
+#: returns from a call when the space runs out and forgets its one-match lookahead): "" (fixed
+#: ``out_size`` pieces, the flate2 writer), "cpython" (CPython's ``zlib`` module: one call per
+#: output block of its growing buffer, 32 KiB, 64 KiB, 256 KiB, 1 MiB, ... restarting for ``flush()``).
+OUT_GROWTHS = ("", "cpython")
 
 #: Stream kinds a compressor can produce: raw deflate (zip members, gzip bodies), bzip2 and xz streams.
 KINDS = ("deflate", "bz2", "xz")
@@ -55,6 +62,11 @@ class CompressorParams:
     #: Output space given to each compress call, when the output depends on it (Rust ``flate2``'s
     #: writer hands zlib-ng a 32 KiB buffer per call); 0: unlimited or irrelevant.
     out_size: int = 0
+    #: One of :data:`OUT_GROWTHS`.
+    out_growth: str = ""
+    #: zlib-ng ``deflateTune`` max_lazy (also its max_insert_length: matches up to 16 x this long have
+    #: every string inserted into the hash chains); 0: the level's own value.
+    max_lazy: int = 0
     #: A ``Z_SYNC_FLUSH`` before ``Z_FINISH`` (Rust ``flate2`` writers flush before finishing).
     sync_flush: bool = False
     #: xz: the preset has ``PRESET_EXTREME`` or'ed in.
@@ -76,6 +88,10 @@ class CompressorParams:
             parts.append(f"feed-{self.feed}")
         if self.out_size:
             parts.append(f"out{self.out_size}")
+        if self.out_growth:
+            parts.append(f"out-{self.out_growth}")
+        if self.max_lazy:
+            parts.append(f"lazy{self.max_lazy}")
         if self.sync_flush:
             parts.append("sync")
         if self.extreme:
@@ -127,4 +143,6 @@ class CompressorParams:
             raise InvalidCompressorParams(f"unknown compressor {params.name!r}")
         if params.feed not in FEEDS or (params.feed == "fixed") != (params.feed_size > 0):
             raise InvalidCompressorParams(f"invalid feed {params.feed!r} with feed_size {params.feed_size}")
+        if params.out_growth not in OUT_GROWTHS or params.max_lazy < 0:
+            raise InvalidCompressorParams(f"invalid out_growth {params.out_growth!r} or max_lazy {params.max_lazy}")
         return params

@@ -22,6 +22,11 @@ PIECE_SIZE = 1 << 16
 #: small generated files (METADATA, RECORD); 4 MiB keeps a worker's memory bounded.
 WHOLE_FEED_LIMIT = 4 << 20
 
+#: Largest member replayed as CPython's ``ZipFile.writestr`` feeds it (one call with all of it): the
+#: writer held the member in memory too (auditwheel reads each file whole); 64 MiB (2 ** 26) covers
+#: the largest extension modules of the top-100 wheels (pillow's bundled libraries: under 8 MB).
+WRITESTR_FEED_LIMIT = 64 << 20
+
 ByteInput = bytes | bytearray | memoryview | BinaryIO | Callable[[], Iterable[bytes]]
 
 

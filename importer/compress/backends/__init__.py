@@ -7,13 +7,14 @@ from .bz2_stdlib import Bz2Backend
 from .gnu_gzip import GnuGzipBackend
 from .miniz_ctypes import MinizBackend
 from .xz_stdlib import XzBackend
-from .zlib_ng import ZlibNgBackend
+from .zlib_ng import ZlibNg22Backend, ZlibNgBackend
 from .zlib_stdlib import ZlibBackend
 
 #: Every backend by ``CompressorParams.name``; deflate ones first, most common producer first.
 BACKENDS: dict[str, Backend] = {
     b.name: b
-    for b in (ZlibBackend(), MinizBackend(), ZlibNgBackend(), GnuGzipBackend(), Bz2Backend(), XzBackend())
+    for b in (ZlibBackend(), MinizBackend(), ZlibNgBackend(), ZlibNg22Backend(), GnuGzipBackend(), Bz2Backend(),
+              XzBackend())
 }
 
 __all__ = ["BACKENDS", "Backend"]

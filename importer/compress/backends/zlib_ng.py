@@ -19,19 +19,53 @@ whole buffer for generated files, ``write!`` fields for RECORD). The ``zlib-rs``
 limit the output space per call, and its streams diverge from real maturin wheels (jiter's
 extension module after 54,185 bytes) where this backend reproduces them whole. The ``zlib-ng`` PyPI package (1.1.0) links
 zlib-ng 2.3.3 into its extension module and exports the native ``zng_*`` API, which we call.
+
+The same library also writes what CPython's ``zipfile`` writes when CPython's ``zlib`` module is
+linked against zlib-ng (Pillow's manylinux2014 wheels 11.1-12.2: their build installs zlib-ng in
+zlib-compat mode and auditwheel, repacking the wheel, then deflates with it). That writer hands
+each member to one ``compress()`` call (``ZipFile.writestr``: feed "writestr") and gives zlib-ng
+the growing output buffer of CPython's ``zlib`` module (out_growth "cpython", see
+:data:`CPYTHON_BLOCKS`). zlib-ng 2.2 and 2.3 differ in the last match of a stream (2.3 takes the
+first candidate reaching the end of the input, 2.2 keeps searching for a longer one: match_tpl.h
+``len >= lookahead`` vs ``len > lookahead``), so a second backend, ``zlib-ng-2.2``, serves the
+2.2 generation from a library named by the ``DPIP_ZLIB_NG_2_2`` environment variable (for example
+the extension module of PyPI ``zlib-ng`` 1.0.0, which links zlib-ng 2.2.5); without it that backend
+is unusable and such members stay verbatim. Pillow 11.1-11.3 streams additionally have every string
+of a match up to 258 bytes inserted into the hash chains, which stock zlib-ng level 6 does only up
+to 16 x max_lazy = 256 bytes; ``deflateTune`` with max_lazy 17 (so 272) reproduces them (measured:
+all 402 deflate members of pillow 11.1.0, 11.2.1 and 11.3.0 with zlib-ng 2.2.5; which build
+option of the producer causes it was not found).
 """
 
 from __future__ import annotations
 
 import ctypes
 import importlib.util
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import CompressorUnavailable
 from ..params import CompressorParams
 
 #: The zlib-ng generation the golden outputs come from (PyPI zlib-ng 1.1.0 = zlib-ng 2.3.3).
 FAMILY = "zlib-ng-2.3"
+
+#: The older generation (golden outputs from zlib-ng 2.2.5, PyPI zlib-ng 1.0.0) and the variable
+#: naming its library.
+FAMILY_2_2 = "zlib-ng-2.2"
+LIBRARY_2_2_VARIABLE = "DPIP_ZLIB_NG_2_2"
+
+#: CPython's ``zlib`` output buffer blocks (Include/internal/pycore_blocks_output_buffer.h,
+#: BUFFER_BLOCK_SIZE, CPython 3.10+): each ``compress()``/``flush()`` starts a new buffer and calls
+#: ``deflate`` once per block until a call leaves space; the last size repeats.
+_KIB, _MIB = 1 << 10, 1 << 20
+CPYTHON_BLOCKS = (32 * _KIB, 64 * _KIB, 256 * _KIB, 1 * _MIB, 4 * _MIB, 8 * _MIB, 16 * _MIB, 16 * _MIB,
+                  32 * _MIB, 32 * _MIB, 32 * _MIB, 32 * _MIB, 64 * _MIB, 64 * _MIB, 128 * _MIB, 128 * _MIB,
+                  256 * _MIB)
+
+#: zlib-ng's configuration_table (deflate.c) for the levels a max_lazy override is used with:
+#: level -> (good_length, max_lazy, nice_length, max_chain); deflateTune takes all four.
+_TUNE_BASE = {6: (8, 16, 128, 128)}
 
 #: ``flate2::zio::Writer`` allocates its output buffer with ``Vec::with_capacity(32 * 1024)``.
 FLATE2_OUT_SIZE = 32 * 1024
@@ -63,38 +97,69 @@ class _ZngStream(ctypes.Structure):
     ]
 
 
-_LIB: ctypes.CDLL | None = None
+_LIBS: dict[str, ctypes.CDLL] = {}
 
 
-def _library() -> ctypes.CDLL:
-    global _LIB
-    if _LIB is None:
-        spec = importlib.util.find_spec("zlib_ng.zlib_ng") if importlib.util.find_spec("zlib_ng") else None
-        if spec is None or spec.origin is None:
-            raise CompressorUnavailable("zlib-ng", "the zlib-ng package is not installed")
+def _package_library() -> str:
+    """Path of the ``zlib_ng`` extension module (PyPI zlib-ng), which exports the ``zng_*`` API."""
+    spec = importlib.util.find_spec("zlib_ng.zlib_ng") if importlib.util.find_spec("zlib_ng") else None
+    if spec is None or spec.origin is None:
+        raise CompressorUnavailable("zlib-ng", "the zlib-ng package is not installed")
+    return spec.origin
+
+
+def _variable_library() -> str:
+    """Path of the zlib-ng 2.2 library named by :data:`LIBRARY_2_2_VARIABLE`."""
+    path = os.environ.get(LIBRARY_2_2_VARIABLE, "")
+    if not path:
+        raise CompressorUnavailable("zlib-ng-2.2", f"{LIBRARY_2_2_VARIABLE} does not name a zlib-ng 2.2 library")
+    return path
+
+
+def _load(name: str, locate: Callable[[], str]) -> ctypes.CDLL:
+    lib = _LIBS.get(name)
+    if lib is None:
+        path = locate()
         try:
-            lib = ctypes.CDLL(spec.origin)
+            lib = ctypes.CDLL(path)
             stream_p = ctypes.POINTER(_ZngStream)
             lib.zlibng_version.restype = ctypes.c_char_p
             lib.zng_deflateInit2.argtypes = [stream_p] + [ctypes.c_int] * 5
+            lib.zng_deflateTune.argtypes = [stream_p] + [ctypes.c_int] * 4
             lib.zng_deflate.argtypes = [stream_p, ctypes.c_int]
             lib.zng_deflateEnd.argtypes = [stream_p]
         except (OSError, AttributeError) as exc:
-            raise CompressorUnavailable("zlib-ng", f"cannot use {spec.origin}: {exc}") from None
-        _LIB = lib
-    return _LIB
+            raise CompressorUnavailable(name, f"cannot use {path}: {exc}") from None
+        _LIBS[name] = lib
+    return lib
+
+
+def _cpython_settings(name: str, family: str) -> list[CompressorParams]:
+    """CPython ``zipfile`` on zlib-ng: every level written by ``writestr``, then the Pillow 11 tuning."""
+    out = [CompressorParams(name, family, level, mem_level=MEM_LEVEL, wbits=-15, feed="writestr",
+                            out_growth="cpython") for level in LEVEL_ORDER]
+    out.insert(1, CompressorParams(name, family, 6, mem_level=MEM_LEVEL, wbits=-15, feed="writestr",
+                                   out_growth="cpython", max_lazy=PILLOW11_MAX_LAZY))
+    return out
+
+
+#: The smallest max_lazy whose 16 x (the medium strategy's insert limit) covers a 258-byte match.
+PILLOW11_MAX_LAZY = 17
 
 
 class ZlibNgBackend:
-    """``zng_deflate`` on a raw stream, fed and flushed as ``flate2``'s writer does."""
+    """``zng_deflate`` on a raw stream, fed and flushed as ``flate2``'s writer or CPython's ``zlib`` does."""
 
     name = "zlib-ng"
     kind = "deflate"
     family = FAMILY
     feed_dependent = True
 
+    def _library(self) -> ctypes.CDLL:
+        return _load(self.name, _package_library)
+
     def probe(self) -> str:
-        return "zlib-ng " + bytes(_library().zlibng_version()).decode("ascii")
+        return "zlib-ng " + bytes(self._library().zlibng_version()).decode("ascii")
 
     def settings(self) -> tuple[CompressorParams, ...]:
         out: list[CompressorParams] = []
@@ -106,17 +171,30 @@ class ZlibNgBackend:
                 out.append(CompressorParams(self.name, self.family, level, mem_level=MEM_LEVEL, wbits=-15,
                                             feed=feed, feed_size=COPY_FEED if feed == "fixed" else 0,
                                             out_size=FLATE2_OUT_SIZE, sync_flush=sync))
-        return tuple(out)
+        return tuple(out + _cpython_settings(self.name, self.family))
 
     def candidates(self, head: bytes) -> tuple[CompressorParams, ...]:
         return self.settings()
 
     def encode(self, params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
-        lib = _library()
+        lib = self._library()
         stream = _ZngStream()
         ref = ctypes.byref(stream)
         if lib.zng_deflateInit2(ref, params.level, 8, params.wbits, params.mem_level, 0) != 0:
-            raise CompressorUnavailable("zlib-ng", f"zng_deflateInit2 refused {params.label}")
+            raise CompressorUnavailable(self.name, f"zng_deflateInit2 refused {params.label}")
+        if params.max_lazy:
+            good, _, nice, chain = _TUNE_BASE.get(params.level, (0, 0, 0, 0))
+            if not nice or lib.zng_deflateTune(ref, good, params.max_lazy, nice, chain) != 0:
+                lib.zng_deflateEnd(ref)
+                raise CompressorUnavailable(self.name, f"zng_deflateTune refused {params.label}")
+        if params.out_growth == "cpython":
+            yield from _encode_cpython(lib, stream, pieces)
+        else:
+            yield from self._encode_flate2(lib, stream, params, pieces)
+
+    def _encode_flate2(self, lib: ctypes.CDLL, stream: _ZngStream, params: CompressorParams,
+                       pieces: Iterable[bytes]) -> Iterator[bytes]:
+        ref = ctypes.byref(stream)
         size = params.out_size or FLATE2_OUT_SIZE
         out = ctypes.create_string_buffer(size)
         out_addr = ctypes.addressof(out)
@@ -161,3 +239,57 @@ class ZlibNgBackend:
                     break
         finally:
             lib.zng_deflateEnd(ref)
+
+
+def _encode_cpython(lib: ctypes.CDLL, stream: _ZngStream, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``compress(piece)`` per piece, then ``flush()``, with CPython's output buffer (zlibmodule.c)."""
+    ref = ctypes.byref(stream)
+
+    def call(flush: int) -> Iterator[bytes]:
+        # One buffer per compress()/flush() call: deflate into block after block while it fills them.
+        for size in _blocks():
+            out = ctypes.create_string_buffer(size)
+            stream.next_out, stream.avail_out = ctypes.addressof(out), size
+            status = lib.zng_deflate(ref, flush)
+            if status < 0 and status != _BUF_ERROR:
+                raise RuntimeError(f"zng_deflate failed with status {status}")
+            if produced := ctypes.string_at(out, size - stream.avail_out):
+                yield produced
+            if stream.avail_out:
+                return
+
+    try:
+        for piece in pieces:
+            data = bytes(piece)
+            keep = ctypes.c_char_p(data)  # points into ``data``; no copy
+            stream.next_in, stream.avail_in = ctypes.cast(keep, ctypes.c_void_p).value, len(data)
+            yield from call(_NO_FLUSH)
+        stream.next_in, stream.avail_in = None, 0
+        yield from call(_FINISH)
+    finally:
+        lib.zng_deflateEnd(ref)
+
+
+def _blocks() -> Iterator[int]:
+    yield from CPYTHON_BLOCKS
+    while True:
+        yield CPYTHON_BLOCKS[-1]
+
+
+class ZlibNg22Backend(ZlibNgBackend):
+    """zlib-ng 2.2 from the library :data:`LIBRARY_2_2_VARIABLE` names, as CPython's ``zlib`` drives it."""
+
+    name = "zlib-ng-2.2"
+    family = FAMILY_2_2
+
+    def _library(self) -> ctypes.CDLL:
+        return _load(self.name, _variable_library)
+
+    def probe(self) -> str:
+        version = bytes(self._library().zlibng_version()).decode("ascii")
+        if not version.startswith("2.2."):
+            raise CompressorUnavailable(self.name, f"{LIBRARY_2_2_VARIABLE} names zlib-ng {version}, not 2.2.x")
+        return "zlib-ng " + version
+
+    def settings(self) -> tuple[CompressorParams, ...]:
+        return tuple(_cpython_settings(self.name, self.family))
