@@ -10,7 +10,8 @@ guess costs attempts, never correctness. Facts behind each rule (measured on rea
   reproduced by zlib-ng driven like flate2: level 6, files fed in 8 KiB pieces with a final sync
   flush, generated files whole; RECORD is written field by field without the sync flush.
 * gzip header OS byte 3 (Unix) is GNU gzip (``tar czf``); OS 255 is Python's gzip module or Rust
-  flate2. XFL is 2 for the slowest level (9), 4 for the fastest (1), else 0 (RFC 1952; CPython
+  flate2. maturin >= 1.10 sdists (cryptography 47-50, pydantic-core 2.50) are flate2's GzEncoder
+  on zlib-rs under the tar crate: zlib-ng level 6 fed the tar crate's writes, no sync flush. XFL is 2 for the slowest level (9), 4 for the fastest (1), else 0 (RFC 1952; CPython
   gzip, flate2 and GNU gzip all follow it).
 """
 
@@ -75,8 +76,10 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
     # CPython's zipfile on zlib-ng: 2.3 and 2.2 stock (Pillow 12.2, 12.0-12.1), then max_lazy 17 (11.x).
     zipfile_ng: list[Pattern] = [{"name": name, "level": 6, "out_growth": "cpython", "max_lazy": lazy}
                                  for lazy in (0, 17) for name in ("zlib-ng", "zlib-ng-2.2")]
-    rust = [fields, lines, copy, whole] if is_record else [whole, copy, fields, lines] if is_generated \
+    ordered = [fields, lines, copy, whole] if is_record else [whole, copy, fields, lines] if is_generated \
         else [copy, whole, fields, lines]
+    # zlib-rs as zlib-ng 2.3 writes it, then as 2.2 does (maturin 1.13's: pydantic-core 2.46.4).
+    rust = [*ordered, *({**pattern, "name": "zlib-ng-2.2"} for pattern in ordered)]
     if gen.startswith("maturin"):
         version = _maturin_version(gen)
         if version is not None and version < MATURIN_ZLIB_RS:
@@ -92,7 +95,8 @@ def preferred_patterns(kind: str, hints: ProducerHints) -> list[Pattern]:
         if hints.gzip_os == GZIP_OS_UNIX:
             return [gzip_at, {"name": "gnu-gzip"}, zlib_at]
         if level == 6:  # flate2's GzEncoder (maturin sdists) writes XFL 0, OS 255
-            return [zlib_at, miniz6, copy, {"name": "miniz", "level": 6}]
+            tar: Pattern = {"name": "zlib-ng", "level": 6, "feed": "tar"}
+            return [tar, {**tar, "name": "zlib-ng-2.2"}, zlib_at, miniz6, copy, {"name": "miniz", "level": 6}]
         return [zlib_at]
     return [zlib6, *zipfile_ng]
 

@@ -22,8 +22,9 @@ NAMES = ("zlib", "miniz", "zlib-ng", "zlib-ng-2.2", "gnu-gzip", "bz2", "xz")
 #: "any" (it does not matter), "fixed" (pieces of ``feed_size`` bytes, a copy loop), "whole" (one
 #: call with everything), "lines" (one call per line), "record" (RECORD lines cut into the pieces
 #: Rust's ``write!`` hands over: path, ",sha256=", digest, ",", size, "\n"), "writestr" (one call with
-#: the whole member, as CPython's ``ZipFile.writestr`` does; allowed for members up to 64 MiB).
-FEEDS = ("any", "fixed", "whole", "lines", "record", "writestr")
+#: the whole member, as CPython's ``ZipFile.writestr`` does; allowed for members up to 64 MiB), "tar"
+#: (a tar stream cut into the Rust ``tar`` crate's writes: headers, 8 KiB data pieces, padding).
+FEEDS = ("any", "fixed", "whole", "lines", "record", "writestr", "tar")
 
 #: How the caller gave output space to each compress call, when the output depends on it (zlib-ng
 #: returns from a call when the space runs out and forgets its one-match lookahead): "" (fixed

@@ -164,3 +164,59 @@ def iter_whole(pieces: Iterable[bytes], limit: int = WHOLE_FEED_LIMIT) -> Iterat
         if len(whole) > limit:
             raise FeedTooLarge(limit)
     yield bytes(whole)
+
+
+#: A tar block: headers and the padding after each member's data are whole blocks (POSIX ustar).
+TAR_BLOCK = 512
+#: Bytes per ``io::copy`` call copying member data in the Rust ``tar`` crate (std's 8 KiB buffer).
+TAR_COPY = 8 << 10
+#: The Rust ``tar`` crate's ``Builder::finish`` writes two zero blocks in one call: 1,024 bytes.
+TAR_END = 2 * TAR_BLOCK
+
+
+def _tar_size(header: bytes) -> int | None:
+    """Data size of a tar header block, or None when the block is not a valid header (bad checksum)."""
+    # Checksum (ustar): the sum of all header bytes with the 8-byte checksum field read as spaces.
+    try:
+        stored = int(header[148:156].rstrip(b"\0 ").decode("ascii") or "-1", 8)
+    except ValueError:
+        return None
+    if stored != sum(header[:148]) + 8 * 0x20 + sum(header[156:]):
+        return None
+    field = header[124:136]
+    if field[0] & 0x80:  # GNU base-256: the remaining 11 bytes, big-endian
+        return int.from_bytes(field[1:], "big")
+    try:
+        return int(field.rstrip(b"\0 ").decode("ascii") or "0", 8)
+    except ValueError:
+        return None
+
+
+def iter_tar_writes(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Re-cut a tar stream into the writes the Rust ``tar`` crate makes (maturin sdists).
+
+    ``Builder::append``: the 512-byte header in one write, the data through ``io::copy`` in 8 KiB
+    pieces, the zero padding to the next block in one write; long names and PAX records are
+    members of their own written the same way; ``finish`` writes the 1,024-byte end in one call.
+    From the first block that is neither a valid header nor all zeros (not a tar stream), the rest
+    goes in 8 KiB pieces. Verified on cryptography 47-50 and pydantic-core 2.50 sdists.
+    """
+    reader = PieceReader(pieces)
+    while header := reader.read(TAR_BLOCK):
+        if len(header) == TAR_BLOCK and not any(header):
+            yield header + reader.read(TAR_END - TAR_BLOCK)
+            while rest := reader.read(TAR_END):
+                yield rest
+            return
+        size = _tar_size(header) if len(header) == TAR_BLOCK else None
+        yield header
+        if size is None:
+            while rest := reader.read(TAR_COPY):
+                yield rest
+            return
+        for _ in range(size // TAR_COPY):
+            yield reader.read(TAR_COPY)
+        if tail := size % TAR_COPY:
+            yield reader.read(tail)
+        if pad := -size % TAR_BLOCK:
+            yield reader.read(pad)

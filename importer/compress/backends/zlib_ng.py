@@ -14,7 +14,8 @@ split between ``deflate`` calls and on the output space of each call, so it repl
 * ``finish()``: ``deflate(FINISH)`` with a fresh buffer until no more output.
 
 The pieces are cut by the registry as the params say (8 KiB ``io::copy`` pieces for files, the
-whole buffer for generated files, ``write!`` fields for RECORD). The ``zlib-rs`` PyPI binding
+whole buffer for generated files, ``write!`` fields for RECORD; for maturin sdists, whose
+``GzEncoder`` sits under the ``tar`` crate, the tar crate's writes: feed "tar"). The ``zlib-rs`` PyPI binding
 (0.1.2, zlib-rs 0.6.2) was tried first and dropped: it ignores memLevel and strategy, cannot
 limit the output space per call, and its streams diverge from real maturin wheels (jiter's
 extension module after 54,185 bytes) where this backend reproduces them whole. The ``zlib-ng`` PyPI package (1.1.0) links
@@ -28,7 +29,9 @@ the growing output buffer of CPython's ``zlib`` module (out_growth "cpython", se
 :data:`CPYTHON_BLOCKS`). zlib-ng 2.2 and 2.3 differ in the last match of a stream (2.3 takes the
 first candidate reaching the end of the input, 2.2 keeps searching for a longer one: match_tpl.h
 ``len >= lookahead`` vs ``len > lookahead``), so a second backend, ``zlib-ng-2.2``, serves the
-2.2 generation from a library named by the ``DPIP_ZLIB_NG_2_2`` environment variable (for example
+2.2 generation, with the same settings, from a library named by the ``DPIP_ZLIB_NG_2_2``
+environment variable (the zlib-rs of maturin 1.13 behaves as 2.2 there: pydantic-core 2.46.4's
+4.7 MB extension module differs from zlib-ng 2.3 in its last match only; for example
 the extension module of PyPI ``zlib-ng`` 1.0.0, which links zlib-ng 2.2.5); without it that backend
 is unusable and such members stay verbatim. Pillow 11.1-11.3 streams additionally have every string
 of a match up to 258 bytes inserted into the hash chains, which stock zlib-ng level 6 does only up
@@ -40,6 +43,7 @@ option of the producer causes it was not found).
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import importlib.util
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -66,6 +70,9 @@ CPYTHON_BLOCKS = (32 * _KIB, 64 * _KIB, 256 * _KIB, 1 * _MIB, 4 * _MIB, 8 * _MIB
 #: zlib-ng's configuration_table (deflate.c) for the levels a max_lazy override is used with:
 #: level -> (good_length, max_lazy, nice_length, max_chain); deflateTune takes all four.
 _TUNE_BASE = {6: (8, 16, 128, 128)}
+
+#: The smallest max_lazy whose 16 x (the medium strategy's insert limit) covers a 258-byte match.
+PILLOW11_MAX_LAZY = 17
 
 #: ``flate2::zio::Writer`` allocates its output buffer with ``Vec::with_capacity(32 * 1024)``.
 FLATE2_OUT_SIZE = 32 * 1024
@@ -134,6 +141,29 @@ def _load(name: str, locate: Callable[[], str]) -> ctypes.CDLL:
     return lib
 
 
+def _flate2_settings(name: str, family: str) -> list[CompressorParams]:
+    """Rust flate2's writer on zlib-rs (maturin >= 1.10 and uv wheels), most likely first."""
+    out: list[CompressorParams] = []
+    for level in LEVEL_ORDER:
+        # (feed, sync_flush), most likely first: copied files, generated files written whole,
+        # RECORD written field by field (no sync flush: the zip is finished right after).
+        for feed, sync in (("fixed", True), ("whole", True), ("record", False), ("lines", False),
+                           ("fixed", False), ("whole", False), ("record", True), ("lines", True)):
+            out.append(CompressorParams(name, family, level, mem_level=MEM_LEVEL, wbits=-15, feed=feed,
+                                        feed_size=COPY_FEED if feed == "fixed" else 0, out_size=FLATE2_OUT_SIZE,
+                                        sync_flush=sync))
+    # Early zlib-rs (maturin 1.10: rpds-py 0.29/0.30; uv_build 0.9) inserts every string of a
+    # 258-byte match, as max_lazy 17 makes zlib-ng do: the level-6 settings again with it.
+    return out + [dataclasses.replace(p, max_lazy=PILLOW11_MAX_LAZY) for p in out if p.level == 6]
+
+
+def _tar_settings(name: str, family: str) -> list[CompressorParams]:
+    """maturin sdists: flate2's GzEncoder (no flush before finish) under the tar crate's writes."""
+    out = [CompressorParams(name, family, level, mem_level=MEM_LEVEL, wbits=-15, feed="tar",
+                            out_size=FLATE2_OUT_SIZE) for level in LEVEL_ORDER]
+    return out + [dataclasses.replace(out[0], max_lazy=PILLOW11_MAX_LAZY)]
+
+
 def _cpython_settings(name: str, family: str) -> list[CompressorParams]:
     """CPython ``zipfile`` on zlib-ng: every level written by ``writestr``, then the Pillow 11 tuning."""
     out = [CompressorParams(name, family, level, mem_level=MEM_LEVEL, wbits=-15, feed="writestr",
@@ -141,10 +171,6 @@ def _cpython_settings(name: str, family: str) -> list[CompressorParams]:
     out.insert(1, CompressorParams(name, family, 6, mem_level=MEM_LEVEL, wbits=-15, feed="writestr",
                                    out_growth="cpython", max_lazy=PILLOW11_MAX_LAZY))
     return out
-
-
-#: The smallest max_lazy whose 16 x (the medium strategy's insert limit) covers a 258-byte match.
-PILLOW11_MAX_LAZY = 17
 
 
 class ZlibNgBackend:
@@ -162,16 +188,8 @@ class ZlibNgBackend:
         return "zlib-ng " + bytes(self._library().zlibng_version()).decode("ascii")
 
     def settings(self) -> tuple[CompressorParams, ...]:
-        out: list[CompressorParams] = []
-        for level in LEVEL_ORDER:
-            # (feed, sync_flush), most likely first: copied files, generated files written whole,
-            # RECORD written field by field (no sync flush: the zip is finished right after).
-            for feed, sync in (("fixed", True), ("whole", True), ("record", False), ("lines", False),
-                               ("fixed", False), ("whole", False), ("record", True), ("lines", True)):
-                out.append(CompressorParams(self.name, self.family, level, mem_level=MEM_LEVEL, wbits=-15,
-                                            feed=feed, feed_size=COPY_FEED if feed == "fixed" else 0,
-                                            out_size=FLATE2_OUT_SIZE, sync_flush=sync))
-        return tuple(out + _cpython_settings(self.name, self.family))
+        return tuple(_flate2_settings(self.name, self.family) + _cpython_settings(self.name, self.family)
+                     + _tar_settings(self.name, self.family))
 
     def candidates(self, head: bytes) -> tuple[CompressorParams, ...]:
         return self.settings()
@@ -277,7 +295,7 @@ def _blocks() -> Iterator[int]:
 
 
 class ZlibNg22Backend(ZlibNgBackend):
-    """zlib-ng 2.2 from the library :data:`LIBRARY_2_2_VARIABLE` names, as CPython's ``zlib`` drives it."""
+    """zlib-ng 2.2 from the library :data:`LIBRARY_2_2_VARIABLE` names, driven as flate2 or CPython's ``zlib`` do."""
 
     name = "zlib-ng-2.2"
     family = FAMILY_2_2
@@ -291,5 +309,3 @@ class ZlibNg22Backend(ZlibNgBackend):
             raise CompressorUnavailable(self.name, f"{LIBRARY_2_2_VARIABLE} names zlib-ng {version}, not 2.2.x")
         return "zlib-ng " + version
 
-    def settings(self) -> tuple[CompressorParams, ...]:
-        return tuple(_cpython_settings(self.name, self.family))
