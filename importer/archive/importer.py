@@ -83,6 +83,11 @@ SEARCH_WINDOW: Final = 64 * 1024 * 1024
 PIECE: Final = 1024 * 1024
 #: A WHEEL file is a few lines; a bigger one is not read for its Generator hint.
 WHEEL_FILE_LIMIT: Final = 64 * 1024
+#: ``--open-nested``: how deep archives inside archives are opened. Three levels cover a wheel
+#: vendored in an sdist that itself ships ``.json.gz`` data; a deeper chain is more likely hostile.
+MAX_NESTING_DEPTH: Final = 3
+#: Member names worth trying as nested archives (the content is then sniffed, never trusted).
+NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
 
 
@@ -117,6 +122,8 @@ class ImportReport:
     outer: tuple[str, ...]
     member_reports: tuple[MemberReport, ...]
     seconds: float
+    tree_tsize: int = 0
+    nested: int = 0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -124,6 +131,7 @@ class ImportReport:
             "sha256": self.sha256, "size": self.size, "format": self.format, "members": self.members,
             "replayed_bytes": self.replayed_bytes, "verbatim_bytes": self.verbatim_bytes,
             "producer": self.producer, "outer": list(self.outer), "seconds": round(self.seconds, 3),
+            "nested": self.nested,
         }
 
 
@@ -219,6 +227,13 @@ class _Spool:
         self.file.close()
 
 
+def _tee_file(pieces: Iterable[bytes], f: Any) -> Iterator[bytes]:
+    """Pass ``pieces`` through, writing a copy of each to ``f``."""
+    for piece in pieces:
+        f.write(piece)
+        yield piece
+
+
 class _Keeper:
     """Keeps a copy of the pieces that pass through, up to ``limit`` bytes; past that, none."""
 
@@ -277,12 +292,25 @@ class ArchiveImporter:
     """Imports archives with fixed settings into one sink; reusable across archives."""
 
     def __init__(self, settings: ImportSettings, sink: BlockSink, *, limits: Limits = DEFAULT_LIMITS,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, open_nested: bool = False, depth: int = 0,
+                 budget: _Budget | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.limits = limits
         self.adder = Adder(settings, sink)
         self.workers = workers or os.cpu_count() or 1
+        self.open_nested = open_nested
+        self.depth = depth
+        #: Bytes nested archives may still expand to, shared by every level of one import.
+        self.budget = budget or _Budget(limits.max_total_size)
+
+    def nested_importer(self) -> ArchiveImporter:
+        """An importer for an archive inside this one: same sink and settings, one level deeper."""
+        remaining = max(self.budget.remaining, 0)
+        limits = Limits(max_member_size=min(self.limits.max_member_size, remaining), max_total_size=remaining,
+                        max_members=self.limits.max_members)
+        return ArchiveImporter(self.settings, self.sink, limits=limits, workers=1, open_nested=True,
+                               depth=self.depth + 1, budget=self.budget)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
         start = time.perf_counter()
@@ -295,7 +323,7 @@ class ArchiveImporter:
                 size += len(piece)
         with open(path, "rb") as f, ThreadPoolExecutor(self.workers) as pool:
             fd = f.fileno()
-            opened = open_archive(f, name, self.limits)
+            opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
             run = _Run(self, opened, fd, pool, generator, name)
             try:
@@ -309,7 +337,13 @@ class ArchiveImporter:
             members=len(run.members), replayed_bytes=run.replayed_bytes, verbatim_bytes=run.verbatim_bytes,
             producer=generator or run.gzip_producer, outer=tuple(run.outer_labels),
             member_reports=tuple(run.reports), seconds=time.perf_counter() - start,
+            tree_tsize=run.tree_tsize, nested=run.nested_count,
         )
+
+
+@dataclass(slots=True)
+class _Budget:
+    remaining: int
 
 
 @dataclass(slots=True)
@@ -318,6 +352,9 @@ class _Pending:
     skeleton_before: int
     content: DagNode | None
     search: Future[SearchResult] | None
+    #: With --open-nested: the member's own archive root and its tree (a directory node).
+    nested_root: bytes | None = None
+    nested_tree: DagNode | None = None
 
 
 class _Run:
@@ -349,6 +386,8 @@ class _Run:
         self.gzip_producer: str | None = None
         self._previous: CompressorParams | None = None
         self._outer_verbatim = False
+        self.tree_tsize = 0
+        self.nested_count = 0
 
     # -- body --------------------------------------------------------------------------------
 
@@ -368,8 +407,16 @@ class _Run:
         needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
         keeper = _Keeper(BUFFER_LIMIT)
         source = keeper.tee(pieces) if needs_search else pieces
+        spill = self._nested_spill(member)
+        if spill is not None:
+            source = _tee_file(source, spill)
         reader = PieceReader(source)
-        content = self.adder.add_stream(reader)  # type: ignore[arg-type]  # a RawIOBase reads like a BinaryIO
+        try:
+            content = self.adder.add_stream(reader)  # type: ignore[arg-type]  # a RawIOBase reads like a BinaryIO
+            nested = self._open_nested(member, spill) if spill is not None else None
+        finally:
+            if spill is not None:
+                spill.close()
         if reader.total == 0 and member.data_length == 0:
             content_node: DagNode | None = None if member.kind != "file" else content
         else:
@@ -393,7 +440,40 @@ class _Run:
             held = (len(compressed) if isinstance(compressed, bytes) else 0) + \
                 (len(uncompressed) if isinstance(uncompressed, bytes) else 0)
             self._window(search, held)
-        return _Pending(member, before, content_node, search)
+        pending = _Pending(member, before, content_node, search)
+        if nested is not None:
+            pending.nested_root, pending.nested_tree = nested
+        return pending
+
+    def _nested_spill(self, member: Member) -> Any:
+        """A temporary file to copy the member into, when it may be an archive worth opening."""
+        owner = self.owner
+        if not owner.open_nested or owner.depth >= MAX_NESTING_DEPTH or member.kind != "file" or member.verbatim:
+            return None
+        name = (member.name or "").lower()
+        if not name.endswith(NESTED_SUFFIXES):
+            return None
+        return tempfile.NamedTemporaryFile(prefix="dpip-nested-", suffix=".bin")
+
+    def _open_nested(self, member: Member, spill: Any) -> tuple[bytes, DagNode] | None:
+        """Import the spilled member as an archive; None when it is not one worth nesting.
+
+        A member that does not parse, or whose streams nothing reproduces, stays a plain file (its
+        bytes are still rebuilt exactly); exceeding the expansion budget is an error: a nested bomb.
+        """
+        spill.flush()
+        child = self.owner.nested_importer()
+        try:
+            report = child.import_file(spill.name, display_name=os.path.basename(member.name or "member"))
+        except InvalidArchive as e:
+            if "limit" in e.reason:
+                raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
+            return None
+        self.owner.budget.remaining -= report.replayed_bytes + report.verbatim_bytes
+        if report.verbatim_bytes:
+            return None
+        self.nested_count += 1 + report.nested
+        return report.root, DagNode(report.tree, report.tree_tsize, report.replayed_bytes)
 
     def _window(self, search: Future[SearchResult], held: int) -> None:
         """Track a submitted search; wait for the oldest ones while too many bytes are held."""
@@ -471,8 +551,10 @@ class _Run:
         frame = zstandard.ZstdCompressor(level=level).read_to_iter(blob, size=total, read_size=PIECE,  # type: ignore[arg-type]
                                                                    write_size=PIECE)
         skeleton = self.adder.add_stream(PieceReader(frame))  # type: ignore[arg-type]  # reads like a BinaryIO
+        self.tree_tsize = tree_node.tsize
+        body = {"zip": "zip", "gz": "raw", "bz2": "raw", "xz": "raw"}.get(self.opened.format, "tar")
         recipe = Recipe(
-            body="zip" if self.opened.format == "zip" else "tar", outer=tuple(self.outer),
+            body=body, outer=tuple(self.outer),
             skeleton=skeleton.cid, skeleton_size=total, params=tuple(self.params), extra=tuple(self.extra),
             members=tuple(entries), tail=self.tail,
         )
@@ -484,6 +566,8 @@ class _Run:
         member = pending.member
         label = member.label
         in_tree = path is not None
+        if pending.nested_root is not None and pending.nested_tree is not None:
+            return self._nested_entry(pending, path, reason, tree)
         if in_tree and path is not None:
             if member.kind == "dir":
                 tree.add_dir(path)
@@ -497,6 +581,7 @@ class _Run:
             self.reports.append(MemberReport(member.index, label, 0, member.data_length, "empty", None, path, reason))
             return MemberEntry(pending.skeleton_before, _NO_SOURCE, VERBATIM)
         source_is_tree = in_tree and member.kind == "file"
+        size = content.size  # the member's uncompressed bytes (a raw .gz member has no size field)
 
         def content_source() -> str | int:
             if source_is_tree and path is not None:
@@ -508,26 +593,53 @@ class _Run:
             # Stored as-is: zip method 0, tar contents, verbatim members (their stored bytes).
             how = "verbatim" if member.verbatim else "stored"
             if member.verbatim or self._outer_verbatim:
-                self.verbatim_bytes += member.size
+                self.verbatim_bytes += size
             else:
-                self.replayed_bytes += member.size
+                self.replayed_bytes += size
             source = content_source() if not member.verbatim else self._extra_file(content)
-            self.reports.append(MemberReport(member.index, label, member.size, member.data_length, how, None, path,
+            self.reports.append(MemberReport(member.index, label, size, member.data_length, how, None, path,
                                              member.verbatim_reason or reason))
             return MemberEntry(pending.skeleton_before, source, VERBATIM)
         result = pending.search.result()
         if result.params is not None:
-            self.replayed_bytes += member.size
+            self.replayed_bytes += size
             index = params_index(self.params, self._params_index, result.params.to_dict())
-            self.reports.append(MemberReport(member.index, label, member.size, member.data_length, "replayed",
+            self.reports.append(MemberReport(member.index, label, size, member.data_length, "replayed",
                                              result.params.label, path, reason))
             return MemberEntry(pending.skeleton_before, content_source(), index)
         # Nothing reproduces the stream: keep the original compressed bytes as their own leaf.
         raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, member.data_offset, member.data_length)))  # type: ignore[arg-type]
-        self.verbatim_bytes += member.size
-        self.reports.append(MemberReport(member.index, label, member.size, member.data_length, "verbatim", None,
+        self.verbatim_bytes += size
+        self.reports.append(MemberReport(member.index, label, size, member.data_length, "verbatim", None,
                                          path, result.reason))
         return MemberEntry(pending.skeleton_before, self._extra_file(raw), VERBATIM)
+
+    def _nested_entry(self, pending: _Pending, path: str | None, reason: str | None,
+                      tree: TreeBuilder) -> MemberEntry:
+        """A member opened as an archive: its tree is a directory in ours, its root the source."""
+        member = pending.member
+        assert pending.nested_root is not None and pending.nested_tree is not None
+        if path is not None:
+            tree.add_file(path, pending.nested_tree)
+        params = VERBATIM
+        label = None
+        if pending.search is not None:
+            result = pending.search.result()
+            if result.params is None:
+                # The member's own stream is not reproducible: keep it whole, as without nesting.
+                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, member.data_offset,  # type: ignore[arg-type]
+                                                                      member.data_length)))
+                self.verbatim_bytes += member.size
+                self.reports.append(MemberReport(member.index, member.label, member.size, member.data_length,
+                                                 "verbatim", None, path, result.reason))
+                return MemberEntry(pending.skeleton_before, self._extra_file(raw), VERBATIM)
+            params = params_index(self.params, self._params_index, result.params.to_dict())
+            label = result.params.label
+        size = pending.content.size if pending.content is not None else member.size
+        self.replayed_bytes += size
+        self.reports.append(MemberReport(member.index, member.label, size, member.data_length, "nested", label,
+                                         path, reason))
+        return MemberEntry(pending.skeleton_before, pending.nested_root, params)
 
     def _extra_file(self, node: DagNode) -> int:
         self.extra.append(node.cid)

@@ -113,6 +113,12 @@ class _Body:
             return cid
         return self.recipe.extra[source]
 
+    def _pieces(self, source: str | int | bytes) -> Iterator[bytes]:
+        """A member's content: a file of the tree or of ``extra``, or a nested archive rebuilt."""
+        if isinstance(source, bytes):
+            return iter_archive(self.source, source, workers=1)[1]
+        return iter_file(self.source, self._content_cid(source))
+
     def __iter__(self) -> Iterator[bytes]:
         pending: deque[_Job] = deque()
         in_flight = 0
@@ -120,14 +126,13 @@ class _Body:
             job: Future[bytes] | Iterator[bytes] | None = None
             size = 0
             if entry.source != NO_SOURCE:
-                cid = self._content_cid(entry.source)
                 if entry.params == VERBATIM:
-                    job = iter_file(self.source, cid)
+                    job = self._pieces(entry.source)
                 else:
                     params = self.params[entry.params]
                     # Read up to PARALLEL_LIMIT: a small member goes to the pool whole, a big one
                     # streams from what was read on (no stat: one block read less per member).
-                    pieces = iter_file(self.source, cid)
+                    pieces = self._pieces(entry.source)
                     head: list[bytes] = []
                     got = 0
                     for piece in pieces:

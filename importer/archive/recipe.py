@@ -22,11 +22,13 @@ content_offset, content_size]`` (a compressed stream over ``body[content_offset:
 rebuilt with ``params[params]``, or copied from ``extra[source]`` when params is -1). A plain
 zip or tar has one item ``[2, body_size]``: the body itself.
 
-The body (the zip file, or the decompressed tar stream) is ``skel, member, skel, member, ...,
-skel``; each member table entry is ``[skeleton_before, source, params]``: ``skeleton_before``
-bytes of body skeleton come first, then the member's stored bytes, produced from ``source`` (a
-tree path ``str``, or an ``int`` index into ``extra``) compressed with ``params[params]`` or
-copied as they are when ``params`` is -1. ``tail`` is the body skeleton after the last member.
+The body (the zip file, the decompressed tar stream, or for ``"raw"`` the one decompressed file
+of a plain ``.gz``) is ``skel, member, skel, member, ..., skel``; each member table entry is
+``[skeleton_before, source, params]``: ``skeleton_before`` bytes of body skeleton come first,
+then the member's stored bytes, produced from ``source`` (a tree path ``str``, an ``int`` index
+into ``extra``, or a link to a nested archive root whose rebuilt bytes are the content:
+``--open-nested``) compressed with ``params[params]`` or copied as they are when ``params`` is
+-1. ``tail`` is the body skeleton after the last member.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ class MemberEntry:
     """One member of the body: skeleton bytes before it, where its content is, how it is stored."""
 
     skeleton_before: int
-    source: str | int
+    source: str | int | bytes
     params: int = VERBATIM
 
 
@@ -129,6 +131,9 @@ def encode_page(entries: Sequence[MemberEntry]) -> bytes:
         if isinstance(m.source, str):
             name = m.source.encode("utf-8")
             source = _head(3, len(name)) + name
+        elif isinstance(m.source, bytes):
+            # A nested archive root: a CID link, CBOR tag 42 over 0x00 + the binary CID.
+            source = b"\xd8\x2a" + _head(2, len(m.source) + 1) + b"\x00" + m.source
         else:
             source = _int(m.source)
         out.append(b"\x83" + _int(m.skeleton_before) + source + _int(m.params))  # 0x83: array of 3
@@ -216,7 +221,8 @@ def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
         members: list[MemberEntry] = []
         for page in node["pages"]:
             for entry in _decode(source, _cid_bytes(page, where)):
-                members.append(MemberEntry(int(entry[0]), entry[1], int(entry[2])))
+                member_source = bytes(entry[1]) if isinstance(entry[1], CID) else entry[1]
+                members.append(MemberEntry(int(entry[0]), member_source, int(entry[2])))
         if len(members) != node["members"]:
             raise InvalidBlock(where, f"member table has {len(members)} entries, recipe says {node['members']}")
         recipe = Recipe(
@@ -250,7 +256,7 @@ def _check_indices(recipe: Recipe, where: str) -> None:
             raise bad("member entry")
         if isinstance(entry.source, int) and not -1 <= entry.source < len(recipe.extra):
             raise bad("member source")
-        if not isinstance(entry.source, int | str):
+        if not isinstance(entry.source, int | str | bytes):
             raise bad("member source type")
 
 

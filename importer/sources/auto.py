@@ -14,15 +14,17 @@ from typing import BinaryIO, Final, Literal
 from ..errors import InvalidArchive
 from .base import DEFAULT_LIMITS, TAR_BLOCK, ArchiveSource, Limits, detect_format
 from .compressed import ContainerReader
+from .raw import RawSource
 from .tar import TarSource
 from .zip import EOCD, MAX_COMMENT, MAX_TRAILING, ZipSource
 
-SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz"]
+SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "gz", "bz2", "xz"]
 #: A zip with a prepended stub shows no magic at its start; its EOCD is within the last
 #: 22 + 65535 bytes (EOCD record plus the longest comment) plus the trailing bytes the zip
 #: reader tolerates.
 TAIL_SIZE: Final = EOCD.size + MAX_COMMENT + MAX_TRAILING
 _SUFFIX: Final[dict[str, SourceFormat]] = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz"}
+_RAW: Final[dict[str, SourceFormat]] = {"gzip": "gz", "bzip2": "bz2", "xz": "xz"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +37,13 @@ class OpenedArchive:
     container: ContainerReader | None = None
 
 
-def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> OpenedArchive:
+def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS, *,
+                 allow_raw: bool = False) -> OpenedArchive:
     """Detect the format of the seekable file ``f`` and return a source for it.
 
     Raises :class:`InvalidArchive` for anything that is not a zip, a tar or a compressed tar
-    (a text file named ``.whl``, a gzip of something other than a tar...).
+    (a text file named ``.whl``, a gzip of something other than a tar...). With ``allow_raw``
+    a gzip/bzip2/xz of anything else is a one-member archive (:mod:`.raw`, ``--open-nested``).
     """
     f.seek(0)
     head = f.read(TAR_BLOCK)
@@ -57,5 +61,7 @@ def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> 
         return OpenedArchive("tar", TarSource(f, archive, limits))
     container = ContainerReader(f, archive, limits)
     if detect_format(container.peek(TAR_BLOCK)) != "tar":
+        if allow_raw:
+            return OpenedArchive(_RAW[kind], RawSource(container, archive), container)
         raise InvalidArchive(archive, f"the {kind} stream does not hold a tar archive", None, 0)
     return OpenedArchive(_SUFFIX[kind], TarSource(container, archive, limits), container)
