@@ -129,7 +129,7 @@ def upgrade_bytes(summary: pd.DataFrame) -> Figure:
     ax.barh([i + 0.2 for i in y], share * 100, height=0.4, label="blocks as they are")
     ax.barh([i - 0.2 for i in y], packed * 100, height=0.4, label="each block zstd -3 on the wire")
     ax.set_yticks(list(y), share.index)
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper right")  # the smallest bars (the bound) are on top
     ax.axvline(100, color="black", linewidth=0.8)
     ax.set_xlabel("upgrade download, % of the new archive's size (lower is better)")
     return fig
