@@ -20,6 +20,7 @@ Members that cannot live in the tree (see :mod:`importer.sources.names`) keep th
 from __future__ import annotations
 
 import bz2
+import contextlib
 import hashlib
 import itertools
 import lzma
@@ -86,6 +87,10 @@ WHEEL_FILE_LIMIT: Final = 64 * 1024
 #: ``--open-nested``: how deep archives inside archives are opened. Three levels cover a wheel
 #: vendored in an sdist that itself ships ``.json.gz`` data; a deeper chain is more likely hostile.
 MAX_NESTING_DEPTH: Final = 3
+#: Candidate settings tried for a nested container stream before it is kept as a plain file:
+#: the previous winner and the producer hints come first, so a consistent producer costs one
+#: attempt, and a stream nothing reproduces costs a bounded search, not the whole registry.
+NESTED_MAX_ATTEMPTS: Final = 16
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
@@ -227,13 +232,6 @@ class _Spool:
         self.file.close()
 
 
-def _tee_file(pieces: Iterable[bytes], f: Any) -> Iterator[bytes]:
-    """Pass ``pieces`` through, writing a copy of each to ``f``."""
-    for piece in pieces:
-        f.write(piece)
-        yield piece
-
-
 class _Keeper:
     """Keeps a copy of the pieces that pass through, up to ``limit`` bytes; past that, none."""
 
@@ -293,7 +291,7 @@ class ArchiveImporter:
 
     def __init__(self, settings: ImportSettings, sink: BlockSink, *, limits: Limits = DEFAULT_LIMITS,
                  workers: int | None = None, open_nested: bool = False, depth: int = 0,
-                 budget: _Budget | None = None) -> None:
+                 budget: _Budget | None = None, pool: ThreadPoolExecutor | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.limits = limits
@@ -303,14 +301,16 @@ class ArchiveImporter:
         self.depth = depth
         #: Bytes nested archives may still expand to, shared by every level of one import.
         self.budget = budget or _Budget(limits.max_total_size)
+        #: A search pool to share (nested imports use their parent's instead of starting threads).
+        self.pool = pool
 
-    def nested_importer(self) -> ArchiveImporter:
+    def nested_importer(self, pool: ThreadPoolExecutor) -> ArchiveImporter:
         """An importer for an archive inside this one: same sink and settings, one level deeper."""
         remaining = max(self.budget.remaining, 0)
         limits = Limits(max_member_size=min(self.limits.max_member_size, remaining), max_total_size=remaining,
                         max_members=self.limits.max_members)
         return ArchiveImporter(self.settings, self.sink, limits=limits, workers=1, open_nested=True,
-                               depth=self.depth + 1, budget=self.budget)
+                               depth=self.depth + 1, budget=self.budget, pool=pool)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
         start = time.perf_counter()
@@ -321,7 +321,8 @@ class ArchiveImporter:
             while piece := f.read(PIECE):
                 digest.update(piece)
                 size += len(piece)
-        with open(path, "rb") as f, ThreadPoolExecutor(self.workers) as pool:
+        shared = contextlib.nullcontext(self.pool) if self.pool is not None else ThreadPoolExecutor(self.workers)
+        with open(path, "rb") as f, shared as pool:
             fd = f.fileno()
             opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
@@ -343,7 +344,13 @@ class ArchiveImporter:
 
 @dataclass(slots=True)
 class _Budget:
+    """State shared by every nesting level of one import."""
+
+    #: Bytes nested archives may still expand to.
     remaining: int
+    #: The settings that reproduced the last nested container stream: producers are consistent
+    #: within a package (botocore's thousands of .json.gz), so this is tried first.
+    previous: CompressorParams | None = None
 
 
 @dataclass(slots=True)
@@ -408,16 +415,26 @@ class _Run:
         keeper = _Keeper(BUFFER_LIMIT)
         source = keeper.tee(pieces) if needs_search else pieces
         spill = self._nested_spill(member)
-        if spill is not None:
-            source = _tee_file(source, spill)
-        reader = PieceReader(source)
-        try:
+        nested = None
+        if spill is None:
+            reader = PieceReader(source)
             content = self.adder.add_stream(reader)  # type: ignore[arg-type]  # a RawIOBase reads like a BinaryIO
-            nested = self._open_nested(member, spill) if spill is not None else None
-        finally:
-            if spill is not None:
-                spill.close()
-        if reader.total == 0 and member.data_length == 0:
+            total = reader.total
+        else:
+            # A possible nested archive: only if it is not one does its content become a leaf,
+            # so an opened member leaves no unreferenced blocks behind.
+            with spill:
+                total = 0
+                for piece in source:
+                    spill.write(piece)
+                    total += len(piece)
+                nested = self._open_nested(member, spill)
+                if nested is None:
+                    spill.seek(0)
+                    content = self.adder.add_stream(spill)
+                else:
+                    content = DagNode(nested[0], 0, total)  # stands for the content's size only
+        if total == 0 and member.data_length == 0:
             content_node: DagNode | None = None if member.kind != "file" else content
         else:
             content_node = content
@@ -462,7 +479,7 @@ class _Run:
         bytes are still rebuilt exactly); exceeding the expansion budget is an error: a nested bomb.
         """
         spill.flush()
-        child = self.owner.nested_importer()
+        child = self.owner.nested_importer(self.pool)
         try:
             report = child.import_file(spill.name, display_name=os.path.basename(member.name or "member"))
         except InvalidArchive as e:
@@ -503,16 +520,18 @@ class _Run:
         items = container.finish()
         for item in items:
             if isinstance(item, CompressedStream):
-                hints = ProducerHints()
+                previous = self.owner.budget.previous if self.owner.depth else None
+                hints = ProducerHints(previous=previous)
                 if item.gzip is not None:
-                    hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os)
+                    hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os, previous=previous)
                     self.gzip_producer = f"gzip header: XFL={item.gzip.xfl} OS={item.gzip.os}"
                 fd = self.fd
                 compressed: Any = (lambda s=item, fd=fd: _pread_pieces(fd, s.offset, s.length)) \
                     if item.length > BUFFER_LIMIT else os.pread(fd, item.length, item.offset)
                 uncompressed = lambda s=item, fd=fd: _decompress_pieces(fd, s)
+                attempts = NESTED_MAX_ATTEMPTS if self.owner.depth else None
                 searches.append((item, self.pool.submit(search_params, compressed, uncompressed,
-                                                        _STREAM_KIND[item.method], hints)))
+                                                        _STREAM_KIND[item.method], hints, max_attempts=attempts)))
         results = {stream.index: future.result() for stream, future in searches}
         for item in items:
             if isinstance(item, Skeleton):
@@ -526,6 +545,8 @@ class _Run:
                 continue
             result = results[item.index]
             if result.params is not None:
+                if self.owner.depth:
+                    self.owner.budget.previous = result.params
                 index = params_index(self.params, self._params_index, result.params.to_dict())
                 self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
                 self.outer_labels.append(f"{item.method}: {result.params.label}")

@@ -40,6 +40,7 @@ from typing import Any, Final
 import dag_cbor
 from multiformats import CID
 
+from ..dag.cbor import Link, encode_dag_cbor
 from ..dag.cid import DAG_CBOR, cid_of_block, split_cid
 from ..errors import InvalidBlock
 from ..sinks.base import BlockSink, BlockSource
@@ -98,12 +99,12 @@ class ArchiveRoot:
     recipe: bytes
 
 
-def _link(cid: bytes) -> CID:
-    return CID.decode(cid)
+def _link(cid: bytes) -> Link:
+    return Link(cid)
 
 
 def _put(sink: BlockSink, value: Any) -> bytes:
-    block = dag_cbor.encode(value)
+    block = encode_dag_cbor(value)
     cid = cid_of_block(1, DAG_CBOR, block)
     sink.put(cid, block)
     return cid
