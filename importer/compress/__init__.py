@@ -2,7 +2,8 @@
 
 The importer stores archive members uncompressed; to rebuild an archive exactly it must compress
 them again into the very same bytes. :func:`find_params` searches the known compressors (CPython
-zlib, miniz, zlib-ng driven as Rust's flate2, GNU gzip, bz2, xz) for the settings that do, :func:`recompress` replays
+zlib, miniz, zlib-ng driven as Rust's flate2 or as CPython's zlib module on zlib-ng, optionally a
+zlib-ng 2.2 library, GNU gzip, bz2, xz) for the settings that do, :func:`recompress` replays
 them, and :func:`check_compressors` makes sure each runtime compressor still writes the bytes
 it is recorded to write before it is trusted (see ``golden.py``).
 """
