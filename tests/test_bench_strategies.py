@@ -44,7 +44,8 @@ def _decoded(kind: str, version: str = "1.0", files: dict[str, bytes] = FILES) -
 
 def test_registry_has_every_strategy_the_issue_names() -> None:
     wanted = {"whole", "fixed-262144", "fixed-1048576", "rabin", "buzhash", "structural", "structural-v1",
-              "structural+buzhash", "structural+rabin", "structural+fastcdc", "stream-buzhash", "delta-zstd"}
+              "structural+buzhash", "structural+rabin", "structural+fastcdc", "stream-buzhash", "delta-zstd",
+              "structural+nested", "structural+nested+buzhash"}
     assert wanted <= set(STRATEGIES)
     assert sum(name.startswith("fastcdc-") for name in STRATEGIES) >= 3
 
