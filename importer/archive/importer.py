@@ -25,14 +25,16 @@ import hashlib
 import itertools
 import lzma
 import os
+import shutil
 import tempfile
+import threading
 import time
 import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import zstandard
@@ -44,7 +46,7 @@ from ..dag.directory import build_symlink
 from ..errors import InvalidArchive
 from ..layout import DagNode
 from ..profiles import ImportSettings
-from ..sinks.base import BlockSink
+from ..sinks.base import BlockSink, MemorySink
 from ..sources.auto import OpenedArchive, open_archive
 from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton
 from ..sources.compressed import CompressedStream
@@ -91,6 +93,11 @@ MAX_NESTING_DEPTH: Final = 3
 #: the previous winner and the producer hints come first, so a consistent producer costs one
 #: attempt, and a stream nothing reproduces costs a bounded search, not the whole registry.
 NESTED_MAX_ATTEMPTS: Final = 16
+#: A nested candidate's content stays in memory up to this size, then spills to a temporary file.
+NESTED_SPOOL: Final = 8 * 1024 * 1024
+#: Bytes of candidates waiting for (or in) nested import jobs before reading pauses for them.
+NESTED_WINDOW: Final = 64 * 1024 * 1024
+NESTED_COPY: Final = 1024 * 1024
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
@@ -304,12 +311,12 @@ class ArchiveImporter:
         #: A search pool to share (nested imports use their parent's instead of starting threads).
         self.pool = pool
 
-    def nested_importer(self, pool: ThreadPoolExecutor) -> ArchiveImporter:
+    def nested_importer(self, pool: ThreadPoolExecutor, sink: BlockSink) -> ArchiveImporter:
         """An importer for an archive inside this one: same sink and settings, one level deeper."""
         remaining = max(self.budget.remaining, 0)
         limits = Limits(max_member_size=min(self.limits.max_member_size, remaining), max_total_size=remaining,
                         max_members=self.limits.max_members)
-        return ArchiveImporter(self.settings, self.sink, limits=limits, workers=1, open_nested=True,
+        return ArchiveImporter(self.settings, sink, limits=limits, workers=1, open_nested=True,
                                depth=self.depth + 1, budget=self.budget, pool=pool)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
@@ -351,6 +358,11 @@ class _Budget:
     #: The settings that reproduced the last nested container stream: producers are consistent
     #: within a package (botocore's thousands of .json.gz), so this is tried first.
     previous: CompressorParams | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def spend(self, amount: int) -> None:
+        with self.lock:
+            self.remaining -= amount
 
 
 @dataclass(slots=True)
@@ -362,6 +374,16 @@ class _Pending:
     #: With --open-nested: the member's own archive root and its tree (a directory node).
     nested_root: bytes | None = None
     nested_tree: DagNode | None = None
+    nested_job: Future[_NestedResult] | None = None
+    spill: IO[bytes] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _NestedResult:
+    """A nested import: its report and staged blocks, or (None, None) to keep the member plain."""
+
+    report: ImportReport | None
+    staging: MemorySink | None
 
 
 class _Run:
@@ -395,6 +417,9 @@ class _Run:
         self._outer_verbatim = False
         self.tree_tsize = 0
         self.nested_count = 0
+        self._nested_pool: ThreadPoolExecutor | None = None
+        self._jobs: deque[tuple[_Pending, int]] = deque()
+        self._jobs_bytes = 0
 
     # -- body --------------------------------------------------------------------------------
 
@@ -414,26 +439,21 @@ class _Run:
         needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
         keeper = _Keeper(BUFFER_LIMIT)
         source = keeper.tee(pieces) if needs_search else pieces
-        spill = self._nested_spill(member)
-        nested = None
-        if spill is None:
+        nested_job: Future[_NestedResult] | None = None
+        if not self._nested_candidate(member):
             reader = PieceReader(source)
             content = self.adder.add_stream(reader)  # type: ignore[arg-type]  # a RawIOBase reads like a BinaryIO
             total = reader.total
         else:
-            # A possible nested archive: only if it is not one does its content become a leaf,
-            # so an opened member leaves no unreferenced blocks behind.
-            with spill:
-                total = 0
-                for piece in source:
-                    spill.write(piece)
-                    total += len(piece)
-                nested = self._open_nested(member, spill)
-                if nested is None:
-                    spill.seek(0)
-                    content = self.adder.add_stream(spill)
-                else:
-                    content = DagNode(nested[0], 0, total)  # stands for the content's size only
+            # A possible nested archive: only if it is not one does its content become a leaf
+            # (in finish), so an opened member leaves no unreferenced blocks behind.
+            spill = tempfile.SpooledTemporaryFile(max_size=NESTED_SPOOL)  # noqa: SIM115  (closed in finish)
+            total = 0
+            for piece in source:
+                spill.write(piece)
+                total += len(piece)
+            nested_job = self._submit_nested(member, spill, total)
+            content = DagNode(b"", 0, total)  # stands for the content's size until the job is done
         if total == 0 and member.data_length == 0:
             content_node: DagNode | None = None if member.kind != "file" else content
         else:
@@ -457,40 +477,91 @@ class _Run:
             held = (len(compressed) if isinstance(compressed, bytes) else 0) + \
                 (len(uncompressed) if isinstance(uncompressed, bytes) else 0)
             self._window(search, held)
-        pending = _Pending(member, before, content_node, search)
-        if nested is not None:
-            pending.nested_root, pending.nested_tree = nested
+        pending = _Pending(member, before, content_node, search, nested_job=nested_job)
+        if nested_job is not None:
+            pending.spill = spill
+            self._track_nested(pending, total)
         return pending
 
-    def _nested_spill(self, member: Member) -> Any:
-        """A temporary file to copy the member into, when it may be an archive worth opening."""
+    def _track_nested(self, pending: _Pending, size: int) -> None:
+        """Resolve finished nested jobs in member order, and wait for the oldest while the
+        running ones hold more than NESTED_WINDOW bytes of candidates: what a job holds (its
+        spooled content, its staged blocks) is released as soon as it is resolved."""
+        self._jobs.append((pending, size))
+        self._jobs_bytes += size
+        while self._jobs:
+            oldest, held = self._jobs[0]
+            job = oldest.nested_job
+            if job is not None and not job.done() and self._jobs_bytes <= NESTED_WINDOW:
+                break
+            self._jobs.popleft()
+            self._jobs_bytes -= held
+            self._resolve_nested(oldest)
+
+    def _nested_candidate(self, member: Member) -> bool:
+        """True when the member may be an archive worth opening (its content decides later)."""
         owner = self.owner
         if not owner.open_nested or owner.depth >= MAX_NESTING_DEPTH or member.kind != "file" or member.verbatim:
-            return None
-        name = (member.name or "").lower()
-        if not name.endswith(NESTED_SUFFIXES):
-            return None
-        return tempfile.NamedTemporaryFile(prefix="dpip-nested-", suffix=".bin")
+            return False
+        return (member.name or "").lower().endswith(NESTED_SUFFIXES)
 
-    def _open_nested(self, member: Member, spill: Any) -> tuple[bytes, DagNode] | None:
-        """Import the spilled member as an archive; None when it is not one worth nesting.
+    def _submit_nested(self, member: Member, spill: IO[bytes], size: int) -> Future[_NestedResult]:
+        """Open the member as an archive: on a worker thread at the top level, inline deeper down.
 
-        A member that does not parse, or whose streams nothing reproduces, stays a plain file (its
-        bytes are still rebuilt exactly); exceeding the expansion budget is an error: a nested bomb.
+        Each job imports into its own staging sink (the store belongs to this thread); finish()
+        copies the staged blocks only when the nested import is kept.
         """
-        spill.flush()
-        child = self.owner.nested_importer(self.pool)
+        if self.owner.depth == 0:
+            if self._nested_pool is None:
+                self._nested_pool = ThreadPoolExecutor(self.owner.workers)
+            return self._nested_pool.submit(self._nested_job, member, spill)
+        done: Future[_NestedResult] = Future()
         try:
-            report = child.import_file(spill.name, display_name=os.path.basename(member.name or "member"))
-        except InvalidArchive as e:
-            if "limit" in e.reason:
-                raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
-            return None
-        self.owner.budget.remaining -= report.replayed_bytes + report.verbatim_bytes
+            done.set_result(self._nested_job(member, spill))
+        except BaseException as e:  # noqa: BLE001  (handed to finish(), which raises it in order)
+            done.set_exception(e)
+        return done
+
+    def _nested_job(self, member: Member, spill: IO[bytes]) -> _NestedResult:
+        """Import the spilled member as an archive into a staging sink (any thread)."""
+        staging = MemorySink()
+        child = self.owner.nested_importer(self.pool, staging)
+        with tempfile.TemporaryDirectory(prefix="dpip-nested-") as tmp:
+            path = os.path.join(tmp, "member")
+            with open(path, "wb") as f:
+                spill.seek(0)
+                shutil.copyfileobj(spill, f, NESTED_COPY)
+            try:
+                report = child.import_file(path, display_name=os.path.basename(member.name or "member"))
+            except InvalidArchive as e:
+                if "limit" in e.reason:
+                    raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
+                return _NestedResult(None, None)
+        self.owner.budget.spend(report.replayed_bytes + report.verbatim_bytes)
         if report.verbatim_bytes:
-            return None
-        self.nested_count += 1 + report.nested
-        return report.root, DagNode(report.tree, report.tree_tsize, report.replayed_bytes)
+            return _NestedResult(None, None)
+        return _NestedResult(report, staging)
+
+    def _resolve_nested(self, pending: _Pending) -> None:
+        """Finish's half of a nested job: keep its blocks, or make the content a plain leaf."""
+        job = pending.nested_job
+        if job is None:
+            return
+        pending.nested_job = None
+        spill = pending.spill
+        result = job.result()
+        if result.report is not None and result.staging is not None:
+            self.owner.sink.put_many(result.staging.blocks.items())
+            report = result.report
+            self.nested_count += 1 + report.nested
+            pending.nested_root = report.root
+            pending.nested_tree = DagNode(report.tree, report.tree_tsize, report.replayed_bytes)
+        elif spill is not None:
+            spill.seek(0)
+            pending.content = self.adder.add_stream(spill)  # type: ignore[arg-type]
+        if spill is not None:
+            spill.close()
+            pending.spill = None
 
     def _window(self, search: Future[SearchResult], held: int) -> None:
         """Track a submitted search; wait for the oldest ones while too many bytes are held."""
@@ -502,6 +573,11 @@ class _Run:
             oldest.exception()  # waits; errors surface later, in member order
 
     def close(self) -> None:
+        if self._nested_pool is not None:
+            self._nested_pool.shutdown(wait=True, cancel_futures=True)
+        for pending in self.members:
+            if pending.spill is not None:
+                pending.spill.close()
         self.body_skeleton.close()
         self.outer_skeleton.close()
 
@@ -560,6 +636,8 @@ class _Run:
     # -- tree, skeleton, recipe ------------------------------------------------------------
 
     def finish(self, name: str, size: int, sha256: bytes) -> tuple[bytes, bytes]:
+        for pending in self.members:
+            self._resolve_nested(pending)
         placements = classify_members(p.member for p in self.members)
         tree = TreeBuilder(name)
         entries: list[MemberEntry] = []
