@@ -158,3 +158,15 @@ def test_member_that_only_looks_like_an_archive_is_a_plain_file(tmp_path: Path) 
     report = import_and_fetch(archive, sink, tmp_path)
     assert report.nested == 0
     assert stat(sink, resolve(sink, report.tree, "pkg/fake.zip")).kind is Kind.FILE
+
+
+def test_preserve_flags_are_refused_for_archives(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    archive = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/a.py": b"a = 1\n"})
+    for flag in ("--preserve-mode", "--preserve-mtime"):
+        proc = subprocess.run([sys.executable, "-m", "importer", "wheel", "-n", flag, str(archive)],
+                              capture_output=True, text=True, check=False)
+        assert proc.returncode == 1
+        assert "apply to add only" in proc.stderr and "Traceback" not in proc.stderr

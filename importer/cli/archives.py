@@ -78,6 +78,11 @@ def _check_kind(kind: str, path: str) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
+    if args.preserve_mode or args.preserve_mtime:
+        # An archive's tree is what extracting it gives; member modes and times stay in the
+        # skeleton (they are rebuilt exactly), so these flags would silently do nothing.
+        raise InvalidOption("--preserve-mode and --preserve-mtime apply to add only: an archive's member "
+                            "modes and times are kept in its recipe, not in the tree")
     limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
