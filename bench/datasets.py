@@ -41,7 +41,7 @@ from .pypi_index import (
 
 __all__ = [
     "DATASETS_DIR", "Downloads", "LockEntry", "Skip", "build_lock", "cache_dir", "dump_lock", "ensure_downloaded",
-    "load_lock", "lock_digest", "lock_path", "read_package_list", "register", "resolve_index_url",
+    "load_lock", "lock_digest", "lock_path", "read_package_list", "register", "resolve_index_url", "subset_lock",
 ]
 
 #: The committed package lists and locks: ``<repo>/datasets``.
@@ -192,6 +192,51 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def subset_lock(set_name: str, source: str, projects: Sequence[str], versions: int, kind: str | None,
+                root: Path = DATASETS_DIR) -> dict[str, Any]:
+    """A lock of ``projects`` cut from the committed lock of ``source`` (no index needed, files cached).
+
+    Keeps each project's newest ``versions`` versions (0: all) and, with ``kind``, only sdists or
+    wheels; the lock records where it came from (``derived_from`` and that lock's sha256).
+    """
+    wanted = set(projects)
+    entries = [e for e in load_lock(source, root) if e.project in wanted and (kind is None or e.kind == kind)]
+    if versions > 0:
+        order: dict[str, list[str]] = {}
+        for e in entries:
+            order.setdefault(e.project, [])
+            if e.version not in order[e.project]:
+                order[e.project].append(e.version)
+        keep = {(p, v) for p, vs in order.items() for v in vs[-versions:]}
+        entries = [e for e in entries if (e.project, e.version) in keep]
+    missing = sorted(wanted - {e.project for e in entries})
+    source_doc = json.loads(lock_path(source, root).read_text(encoding="utf-8"))
+    return {
+        "set": set_name,
+        "index_url": source_doc.get("index_url", DEFAULT_INDEX_URL),
+        "versions": versions,
+        "all_wheels": bool(source_doc.get("all_wheels", False)),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "derived_from": {"set": source, "lock_sha256": lock_digest(source, root), "kind": kind},
+        "entries": [dataclasses.asdict(e) for e in entries],
+        "skipped": [{"project": p, "version": "", "reason": f"not in the {source} lock"} for p in missing],
+    }
+
+
+def cmd_subset(args: argparse.Namespace) -> int:
+    root = Path(args.datasets_dir)
+    lock = subset_lock(args.packages, args.source, read_package_list(args.packages, root), args.versions,
+                       args.kind, root)
+    path = lock_path(args.packages, root)
+    path.write_text(dump_lock(lock), encoding="utf-8")
+    entries = lock["entries"]
+    print(f"{path}: {len({e['project'] for e in entries})} projects, {len(entries)} files, "
+          f"{_mib(sum(e['size'] for e in entries))} (from {args.source})")
+    for s in lock["skipped"]:
+        print(f"  skipped {s['project']}: {s['reason']}", file=sys.stderr)
+    return 0
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     entries = load_lock(args.packages, Path(args.datasets_dir))
     result = ensure_downloaded(entries, jobs=args.jobs, progress=not args.no_progress)
@@ -214,6 +259,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--index-url", help=f"PEP 691 index (default $PIP_INDEX_URL, else {DEFAULT_INDEX_URL})")
     p.add_argument("--jobs", type=int, default=LOCK_JOBS, help="project pages fetched at once")
     p.set_defaults(handler=cmd_lock)
+    p = sub.add_parser("subset", parents=[common], help="cut datasets/SET.lock.json from another set's lock")
+    p.add_argument("--from", dest="source", required=True, metavar="SOURCE", help="the set whose lock to cut from")
+    p.add_argument("--versions", type=int, default=0, metavar="N", help="newest N versions (0: all in SOURCE)")
+    p.add_argument("--kind", choices=("sdist", "wheel"), help="only sdists or only wheels")
+    p.set_defaults(handler=cmd_subset)
     p = sub.add_parser("download", parents=[common], help="fetch and verify a locked set into the cache")
     p.add_argument("--jobs", type=int, default=8, help="parallel downloads (8)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

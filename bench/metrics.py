@@ -14,8 +14,9 @@ Column meanings (events table, one row per project, version, file and strategy):
 * ``overhead_bytes``: the new bytes that carry no file content: dag-pb nodes with links (file
   roots, directories), dag-cbor recipe and root blocks;
 * ``cum_unique_bytes``/``cum_unique_bytes_zstd``: the chain's store after this archive;
-* ``upgrade_bytes``: what a user holding the previous version's archive of the same kind (sdist
-  or wheel) fetches to get this one: the bytes of its blocks the previous DAG lacks (everything
+* ``upgrade_bytes``: what a user holding the previous archive of the chain (by default the
+  previous version's archive of the same kind, sdist or wheel; ``--chain`` in :mod:`bench.run`)
+  fetches to get this one: the bytes of its blocks the previous DAG lacks (everything
   for a first version, ``has_previous`` false); ``upgrade_bytes_zstd`` the same blocks each
   compressed with zstd -3 (a transport that compresses blocks, as zstd at rest does);
 * ``seconds``: this strategy on this archive; ``decode_seconds``: the shared decoding.
@@ -132,13 +133,17 @@ class LedgerSink:
         for cid, block in blocks:
             self.put(cid, block)
 
-    def finish(self, kind: str) -> dict[str, Any]:
-        """The metric columns of this archive; remembers its DAG as the chain's previous ``kind``."""
-        previous = self.ledger.previous.get(kind)
+    def finish(self, key: str) -> dict[str, Any]:
+        """The metric columns of this archive; remembers its DAG as the previous one of chain ``key``.
+
+        ``key`` names the chain the upgrade is measured along (the archive's kind by default; see
+        ``--chain`` in :mod:`bench.run`).
+        """
+        previous = self.ledger.previous.get(key)
         fetched = [cid for cid in self.blocks if previous is None or cid not in previous]
         upgrade = sum(self.blocks[cid] for cid in fetched)
         upgrade_zstd = sum(self.ledger.seen[cid] for cid in fetched)
-        self.ledger.previous[kind] = self.blocks
+        self.ledger.previous[key] = self.blocks
         return {
             "blocks": len(self.blocks), "block_bytes": sum(self.blocks.values()), "new_blocks": self.new_blocks,
             "new_bytes": self.new_bytes, "new_bytes_zstd": self.new_bytes_zstd,

@@ -12,6 +12,22 @@ version first, and writes the project's two tables when it is done (blocks first
 each by rename, so an events file means the project is complete). Running the same command
 again skips the projects that have an events file: an interrupted run resumes where it stopped.
 Projects are started largest first so the last one to finish is small.
+
+Chains (``--chain``): every strategy keeps one store per project, so all of a project's archives
+(sdists and wheels, every version and platform) dedup against each other in every mode. The mode
+only decides each archive's *previous* archive: the reference of ``delta-zstd`` and what
+``upgrade_bytes`` is measured against. Archives are taken in lock order (releases oldest first,
+the sdist before its wheels).
+
+``kind`` (the default)
+    the project's last archive of the same kind: sdist after sdist, wheel after wheel (with
+    ``--all-wheels`` locks: the last wheel in lock order, whatever its platform).
+``release``
+    one chain through wheel and sdist: the archive just before it in lock order, so a release's
+    wheel follows its own sdist and the sdist follows the previous release's last wheel.
+``platform``
+    sdists as in ``kind``; a wheel follows the previous version's wheel with the same tags
+    (python-abi-platform, from the file name): the chain a user of one platform sees.
 """
 
 from __future__ import annotations
@@ -58,6 +74,21 @@ class ProjectTask:
     archives: tuple[ArchiveTask, ...]
     strategies: tuple[str, ...]
     out_dir: str
+    chain: str = "kind"
+
+
+#: ``--chain`` modes (see the module docstring).
+CHAINS: Final = ("kind", "release", "platform")
+
+
+def chain_key(archive: ArchiveTask, chain: str) -> str:
+    """Which earlier archive is this one's previous: the last one seen with the same key."""
+    if chain == "release":
+        return "release"
+    if chain == "platform" and archive.kind == "wheel" and archive.filename.endswith(".whl"):
+        # name-version(-build)?-python-abi-platform.whl: the last three fields are the tags.
+        return "wheel:" + "-".join(archive.filename[:-len(".whl")].split("-")[-3:])
+    return archive.kind
 
 
 #: Progress callback: called with an archive's size in bytes when it is done (bytes make the ETA
@@ -85,11 +116,12 @@ def run_project(task: ProjectTask, tick: Tick | None = None) -> tuple[list[dict[
                 tick(archive.size)
             continue
         decode_seconds = time.perf_counter() - start
+        key = chain_key(archive, task.chain)
         for strategy in strategies:
             sink = ledgers[strategy.name].sink()
             start = time.perf_counter()
             try:
-                strategy.store(decoded, previous.get(archive.kind), sink)
+                strategy.store(decoded, previous.get(key), sink)
             except ARCHIVE_ERRORS as e:
                 print(f"bench run: {archive.filename}: {strategy.name} failed, {e}", file=sys.stderr)
                 rows.append(_error_row(base, strategy.name, strategy.family, f"{type(e).__name__}: {e}"))
@@ -97,9 +129,9 @@ def run_project(task: ProjectTask, tick: Tick | None = None) -> tuple[list[dict[
             seconds = time.perf_counter() - start
             rows.append({**base, "strategy": strategy.name, "family": strategy.family,
                          "archive_bytes": len(data), "content_bytes": decoded.content_bytes,
-                         **sink.finish(archive.kind), "seconds": seconds, "decode_seconds": decode_seconds,
+                         **sink.finish(key), "seconds": seconds, "decode_seconds": decode_seconds,
                          "error": None})
-        previous[archive.kind] = decoded
+        previous[key] = decoded
         if tick is not None:
             tick(archive.size)
     blocks = [row for ledger in ledgers.values() for row in ledger.block_rows()]
@@ -236,13 +268,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 1
     entries = datasets.load_lock(args.packages)
     chains = select_versions(entries, args.versions)
-    run_id = args.run_id or f"{args.packages}-v{args.versions}"
+    run_id = args.run_id or f"{args.packages}-v{args.versions}" + ("" if args.chain == "kind" else f"-{args.chain}")
     run_dir = Path(args.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     meta_path = run_dir / "run.json"
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    if meta and tuple(meta.get("strategies", ())) != strategies:
-        print(f"bench run: {run_dir} was run with other strategies; pass another --run-id", file=sys.stderr)
+    if meta and (tuple(meta.get("strategies", ())) != strategies or meta.get("chain", "kind") != args.chain):
+        print(f"bench run: {run_dir} was run with other strategies or chains; pass another --run-id",
+              file=sys.stderr)
         return 1
 
     wanted = [e for items in chains.values() for e in items]
@@ -263,12 +296,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         archives = tuple(ArchiveTask(e.version, e.filename, e.kind, str(downloads[e.filename]), e.size)
                          for e in items if e.filename in downloads)
         if archives:
-            tasks.append((sum(e.size for e in items), ProjectTask(project, archives, strategies, str(run_dir))))
+            tasks.append((sum(e.size for e in items),
+                          ProjectTask(project, archives, strategies, str(run_dir), args.chain)))
     tasks.sort(key=lambda t: -t[0])
     if done:
         print(f"bench run: resuming {run_dir}: {done} projects already done, {len(tasks)} to go")
     meta.setdefault("started", datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"))
-    meta.update({"set": args.packages, "versions": args.versions, "strategies": list(strategies),
+    meta.update({"set": args.packages, "versions": args.versions, "strategies": list(strategies), "chain": args.chain,
                  "lock_sha256": datasets.lock_digest(args.packages), "commit": git_commit(), "machine": machine(),
                  "jobs": args.jobs, "projects": len(chains), "files": len(wanted),
                  "archive_bytes": sum(e.size for e in wanted)})
@@ -305,5 +339,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--runs-dir", default=str(RUNS_DIR), help=argparse.SUPPRESS)
     p.add_argument("--strategies", nargs="+", metavar="NAME", choices=list(STRATEGIES),
                    help="strategies to run (default: all)")
+    p.add_argument("--chain", choices=CHAINS, default="kind",
+                   help="each archive's previous one (delta-zstd reference, upgrade bytes): same kind (default), "
+                        "release (wheel and sdist in one chain) or platform (same wheel tags)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=cmd_run)

@@ -164,7 +164,8 @@ def test_run_resumes_skipping_finished_projects(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(datasets, "lock_digest", lambda name: "0" * 64)
     monkeypatch.setattr(datasets, "ensure_downloaded", lambda e, jobs, progress: _Downloads(files))
     args = argparse.Namespace(packages="fake", versions=10, jobs=1, download_jobs=1, run_id="r",
-                              runs_dir=str(tmp_path / "runs"), strategies=["whole", "structural"], no_progress=True)
+                              runs_dir=str(tmp_path / "runs"), strategies=["whole", "structural"], no_progress=True,
+                              chain="kind")
     assert cmd_run(args) == 0
     run = tmp_path / "runs" / "r"
     (run / "events" / "beta.parquet").unlink()
@@ -180,7 +181,7 @@ def test_run_without_zstd_cli_refuses_delta_in_one_line(tmp_path: Path, monkeypa
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr("bench.strategies.shutil.which", lambda name: None)
     args = argparse.Namespace(packages="smoke", versions=1, jobs=1, download_jobs=1, run_id="r",
-                              runs_dir=str(tmp_path), strategies=None, no_progress=True)
+                              runs_dir=str(tmp_path), strategies=None, no_progress=True, chain="kind")
     assert cmd_run(args) == 1
     assert capsys.readouterr().err == ("bench run: delta-zstd needs the zstd command-line tool (apt install zstd); "
                                        "or leave delta-zstd out with --strategies\n")
