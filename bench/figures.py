@@ -16,10 +16,10 @@ if TYPE_CHECKING:
 
 MiB: Final = 1024 * 1024
 #: Strategies drawn in the per-project and block-size figures (all of them would be unreadable):
-#: the baseline, the two IPIP-499 fixed profiles, one archive CDC, the structural variants, the
-#: casync-like stream and the bound.
+#: the baseline, the two IPIP-499 fixed profiles, one archive CDC, the structural variants (with
+#: nested members opened too), the casync-like stream and the bound.
 HIGHLIGHT: Final = ("whole", "fixed-262144", "buzhash", "structural", "structural-v1", "structural+fastcdc",
-                    "stream-buzhash", "delta-zstd")
+                    "structural+nested", "stream-buzhash", "delta-zstd")
 #: Block-size histogram bins: powers of two from 16 B to 4 MiB (chunks stay under the 2 MiB block limit).
 SIZE_BINS: Final = tuple(2.0 ** k for k in range(4, 23))
 
@@ -28,7 +28,7 @@ SIZE_BINS: Final = tuple(2.0 ** k for k in range(4, 23))
 COLORS: Final = {
     "whole": "#1f77b4", "fixed-262144": "#17becf", "buzhash": "#2ca02c", "structural": "#d62728",
     "structural-v1": "#ff7f0e", "structural+fastcdc": "#9467bd", "stream-buzhash": "#e377c2",
-    "delta-zstd": "#7f7f7f",
+    "structural+nested": "#8c564b", "delta-zstd": "#7f7f7f",
 }
 
 

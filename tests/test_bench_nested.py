@@ -92,3 +92,21 @@ def test_nested_off_keeps_gz_members_as_files() -> None:
     tree = read_root(sink, store_structural(archive, V0, sink)).tree
     assert b"".join(iter_file(sink, resolve(sink, tree, "demo/data/service.json.gz"))) == \
         gzip.compress(DOC, mtime=0)
+
+
+def test_report_nested_section_compares_at_rest_bytes() -> None:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    from bench.report import nested_section
+
+    rows = []
+    for package, plain, nested in (("botocore", 700, 250), ("six", 10, 10), ("ALL", 710, 260)):
+        for strategy, stored in (("whole", 800), ("structural", plain), ("structural+nested", nested),
+                                 ("delta-zstd", 200)):
+            rows.append({"package": package, "strategy": strategy, "logical_bytes": 800 << 20,
+                         "unique_bytes_zstd": stored << 20, "dedup_ratio_zstd": 800 / stored,
+                         "upgrade_bytes_zstd": 0, "upgrade_archive_bytes": 1, "seconds": 1.0})
+    text = nested_section(pd.DataFrame(rows))
+    assert "| `structural+nested` | 800.0 | 260.0 | 3.08 | 1.30x | 0.0% | 1 |" in text
+    assert "| botocore | 800.0 | 700.0 | 250.0 | 200.0 | 2.80x |" in text
+    assert "it saves more than 1% for 1 of 2 projects" in text
