@@ -41,6 +41,7 @@ import dag_cbor
 from multiformats import CID
 
 from ..dag.cbor import Link, encode_dag_cbor
+from ..dag.cbor import cbor_head as _head
 from ..dag.cid import DAG_CBOR, cid_of_block, split_cid
 from ..errors import InvalidBlock
 from ..sinks.base import BlockSink, BlockSource
@@ -108,16 +109,6 @@ def _put(sink: BlockSink, value: Any) -> bytes:
     cid = cid_of_block(1, DAG_CBOR, block)
     sink.put(cid, block)
     return cid
-
-
-def _head(major: int, value: int) -> bytes:
-    """A CBOR head in its shortest form (RFC 8949 3.1; DAG-CBOR allows only that one)."""
-    if value < 24:
-        return bytes([major << 5 | value])
-    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if value < 1 << (8 * width):
-            return bytes([major << 5 | info]) + value.to_bytes(width, "big")
-    raise ValueError(f"{value} does not fit a CBOR head")
 
 
 def _int(value: int) -> bytes:

@@ -17,7 +17,8 @@ class Link(bytes):
     """A binary CID to encode as a DAG-CBOR link (tag 42)."""
 
 
-def _head(major: int, value: int) -> bytes:
+def cbor_head(major: int, value: int) -> bytes:
+    """A CBOR head in its shortest form (RFC 8949 3.1; DAG-CBOR allows only that one)."""
     if value < 24:
         return bytes([major << 5 | value])
     for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
@@ -45,16 +46,16 @@ def _encode(value: Any, out: list[bytes]) -> None:
     elif value is False:
         out.append(b"\xf4")
     elif isinstance(value, int):
-        out.append(_head(0, value) if value >= 0 else _head(1, -1 - value))
+        out.append(cbor_head(0, value) if value >= 0 else cbor_head(1, -1 - value))
     elif isinstance(value, Link):
-        out.append(b"\xd8\x2a" + _head(2, len(value) + 1) + b"\x00" + bytes(value))
+        out.append(b"\xd8\x2a" + cbor_head(2, len(value) + 1) + b"\x00" + bytes(value))
     elif isinstance(value, bytes):
-        out.append(_head(2, len(value)) + value)
+        out.append(cbor_head(2, len(value)) + value)
     elif isinstance(value, str):
         raw = value.encode("utf-8")
-        out.append(_head(3, len(raw)) + raw)
+        out.append(cbor_head(3, len(raw)) + raw)
     elif isinstance(value, list | tuple):
-        out.append(_head(4, len(value)))
+        out.append(cbor_head(4, len(value)))
         for item in value:
             _encode(item, out)
     elif isinstance(value, dict):
@@ -64,9 +65,9 @@ def _encode(value: Any, out: list[bytes]) -> None:
                 raise TypeError(f"DAG-CBOR map keys must be strings, not {type(key).__name__}")
             keys.append((key.encode("utf-8"), key))
         keys.sort(key=lambda k: (len(k[0]), k[0]))
-        out.append(_head(5, len(keys)))
+        out.append(cbor_head(5, len(keys)))
         for raw, key in keys:
-            out.append(_head(3, len(raw)) + raw)
+            out.append(cbor_head(3, len(raw)) + raw)
             _encode(value[key], out)
     else:
         raise TypeError(f"cannot encode {type(value).__name__} as DAG-CBOR here")
