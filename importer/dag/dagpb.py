@@ -8,8 +8,8 @@ sorted by name bytes with a stable sort, so file nodes (all names empty) keep in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..errors import InvalidBlock
 from .varint import decode_uvarint, encode_uvarint
