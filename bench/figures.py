@@ -58,7 +58,8 @@ def _present(names: Sequence[str], available: Sequence[str]) -> list[str]:
 
 
 def telling_projects(summary: pd.DataFrame, count: int = 4) -> list[str]:
-    """The largest projects by archive bytes, plus where structural import does worst against whole."""
+    """The largest projects by archive bytes, plus where structural import does worst against whole,
+    plus (one more panel) where opening nested members saves most at rest, when the run has it."""
     per = summary[summary["package"] != "ALL"]
     largest = [str(p) for p in per[per["strategy"] == per["strategy"].iloc[0]]
                .sort_values("logical_bytes", ascending=False)["package"]]
@@ -68,7 +69,13 @@ def telling_projects(summary: pd.DataFrame, count: int = 4) -> list[str]:
         worst = (pivot["structural"] / pivot["whole"]).drop(labels=chosen, errors="ignore")
         if len(worst):
             chosen.append(str(worst.idxmax()))
-    return chosen[:count]
+    chosen = chosen[:count]
+    packed = per.pivot_table(index="package", columns="strategy", values="unique_bytes_zstd")
+    if {"structural", "structural+nested"} <= set(packed.columns):
+        gain = (packed["structural"] / packed["structural+nested"]).drop(labels=chosen, errors="ignore")
+        if len(gain) and gain.max() > 1.01:
+            chosen.append(str(gain.idxmax()))
+    return chosen
 
 
 def cumulative(events: pd.DataFrame, projects: Sequence[str], strategies: Sequence[str] = HIGHLIGHT) -> Figure:
@@ -82,10 +89,11 @@ def cumulative(events: pd.DataFrame, projects: Sequence[str], strategies: Sequen
             line = chain[chain["strategy"] == strategy]
             ax.plot(range(1, len(line) + 1), line["cum_unique_bytes"] / MiB, label=strategy, color=color(strategy),
                     marker="." if len(line) < 30 else None)
-        zstd = chain[chain["strategy"] == "structural"]
-        if len(zstd):
-            ax.plot(range(1, len(zstd) + 1), zstd["cum_unique_bytes_zstd"] / MiB, color=color("structural"),
-                    linestyle="--", label="structural, zstd at rest")
+        for at_rest in ("structural", "structural+nested"):
+            zstd = chain[chain["strategy"] == at_rest]
+            if len(zstd):
+                ax.plot(range(1, len(zstd) + 1), zstd["cum_unique_bytes_zstd"] / MiB, color=color(at_rest),
+                        linestyle="--", label=f"{at_rest}, zstd at rest")
         logical = chain[chain["strategy"] == shown[0]]["archive_bytes"].cumsum() / MiB
         ax.plot(range(1, len(logical) + 1), logical, color="black", linestyle=":", label="archives (no dedup)")
         ax.set_title(project)

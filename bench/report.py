@@ -193,8 +193,8 @@ def pd_frame(columns: dict[str, Any]) -> pd.DataFrame:
 
 def figures_section(paths: dict[str, Path]) -> str:
     captions = {
-        "cumulative": "Stored bytes as versions arrive, for the largest projects and the one where structural "
-                      "import does worst against `whole`.",
+        "cumulative": "Stored bytes as versions arrive, for the largest projects, the one where structural "
+                      "import does worst against `whole` and the one where opening nested members saves most.",
         "dedup-ratio": "Dedup ratio per strategy over all projects (blocks counted once overall).",
         "upgrade-bytes": "Bytes a user holding the previous version fetches, as a share of the new archive.",
         "block-sizes": "Distribution of unique block sizes.",
