@@ -11,8 +11,9 @@ import pytest
 
 
 def run(*args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "importer", *map(os.fspath, args)], capture_output=True,
-                          text=True, timeout=60)
+    argv = [os.fspath(a) for a in args]
+    return subprocess.run([sys.executable, "-m", "importer", *argv], capture_output=True, text=True,
+                          timeout=60, check=False)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:

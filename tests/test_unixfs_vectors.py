@@ -80,7 +80,10 @@ def test_moons_directory_and_its_subdirectories_match_spec(tmp_path: Path, cli: 
     write(tmp_path / "moons" / "saturn" / "titan.txt", b"Hello Titan!\n")
     write(tmp_path / "moons" / "mercury.txt", b"hey you are no moon!\n")
     rc, out, _ = cli("add", "-r", "-n", tmp_path / "moons")
-    lines = dict(reversed(line.split(" ", 2)[1:]) for line in out.splitlines())
+    lines: dict[str, str] = {}
+    for line in out.splitlines():
+        _, cid, path = line.split(" ", 2)
+        lines[path] = cid
     assert rc == 0
     assert lines["moons"] == "QmbGoaQZm8kjYfCiN1aBsgwhqfUBGDYTrDb91Mz7Dvq81B"
     assert lines["moons/jupiter"] == "QmS5mZddhFPLWFX3w6FzAy9QxyYkaxvUpsWCtZ3r7jub9J"
