@@ -111,3 +111,47 @@ def test_streaming_add_matches_in_memory_chunks() -> None:
     builder = DagBuilder(MemorySink(), cid_version=0, raw_leaves=False, max_links=174)
     direct = balanced_layout(builder, iter([data[i:i + 1000] for i in range(0, len(data), 1000)]))
     assert streamed == direct
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+@pytest.mark.parametrize("length", [0, 1, 999, 1000, 1001, 4000, 4001, 25_000])
+def test_fixed_chunks_are_the_same_with_or_without_read_ahead(threaded: bool, length: int) -> None:
+    from importer.chunkers import FixedChunker
+
+    data = bytes(i * 7 % 251 for i in range(length))
+    chunks = list(FixedChunker(1000).chunks(io.BytesIO(data), threaded=threaded))
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks] == [min(1000, length - i) for i in range(0, length, 1000)]
+
+
+def test_read_ahead_error_surfaces_after_earlier_chunks() -> None:
+    from importer.chunkers import FixedChunker
+
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+            self.calls += 1
+            if self.calls > 3:
+                raise OSError(5, "Input/output error")
+            view = memoryview(b)
+            view[:] = b"x" * len(view)
+            return len(view)
+
+    got: list[bytes] = []
+    with pytest.raises(OSError, match="Input/output error"):
+        got.extend(FixedChunker(100).chunks(io.BufferedReader(Failing(), 100), threaded=True))
+    assert got and all(c == b"x" * 100 for c in got)
+
+
+def test_closing_the_chunk_stream_early_stops_the_reader() -> None:
+    from importer.chunkers import FixedChunker
+
+    gen = FixedChunker(10).chunks(io.BytesIO(bytes(10_000)), threaded=True)
+    assert next(gen) == bytes(10)
+    assert next(gen) == bytes(10)
+    gen.close()  # must not hang on the producer blocked on a full queue
