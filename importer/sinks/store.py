@@ -55,6 +55,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -331,23 +332,17 @@ class BlockStore:
                      for cid, block in self._pending.items() if len(block) < SMALL_BLOCK]
             large = [(cid, *self._encode(block), len(block))
                      for cid, block in self._pending.items() if len(block) >= SMALL_BLOCK]
-            insert = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
-            self._begin()
-            try:
-                added_small = self._conn.executemany(insert, small).rowcount if small else 0
-                if large:
-                    self._conn.executemany(insert, large)
-                if added_small > 0:
-                    self._conn.execute(
-                        "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
-                        " SET value = CAST(value AS INTEGER) + excluded.value", (_SMALL_COUNTER, added_small))
-                self._commit()
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as e:
             raise self._fail(f"cannot write blocks: {e}") from None
+        insert = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
+        with self._transaction("write blocks"):
+            added_small = self._conn.executemany(insert, small).rowcount if small else 0
+            if large:
+                self._conn.executemany(insert, large)
+            if added_small > 0:
+                self._conn.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                    " SET value = CAST(value AS INTEGER) + excluded.value", (_SMALL_COUNTER, added_small))
         self._pending.clear()
         self._pending_bytes = 0
         return True
@@ -460,6 +455,22 @@ class BlockStore:
             self._codec.use_dictionary(made.id, made.data)
         return made
 
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One write transaction: committed when the block ends, rolled back on any error;
+        an SQLite error becomes a StoreError saying what could not be done."""
+        try:
+            self._begin()
+            try:
+                yield
+                self._commit()
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot {what}: {e}") from None
+
     def _begin(self) -> None:
         self._conn.execute("BEGIN IMMEDIATE")
 
@@ -479,15 +490,9 @@ class BlockStore:
     def record_archive(self, record: ArchiveRecord) -> None:
         """Add an archive to the index, after committing every buffered block."""
         self.flush()
-        try:
-            self._begin()
+        with self._transaction(f"record archive {record.name}"):
             self._conn.execute("INSERT OR REPLACE INTO archives VALUES (?, ?, ?, ?, ?)",
                                (record.name, record.root, record.sha256, record.size, record.imported_at))
-            self._commit()
-        except sqlite3.Error as e:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise self._fail(f"cannot record archive {record.name}: {e}") from None
 
     def iter_archives(self) -> Iterator[ArchiveRecord]:
         """The index, oldest import first."""
@@ -592,14 +597,8 @@ class BlockStore:
                     updates.append((new_encoding, payload, cid))
                     saved += len(data) - len(payload)
             if updates:
-                try:
-                    self._begin()
+                with self._transaction("rewrite blocks"):
                     self._conn.executemany("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", updates)
-                    self._commit()
-                except sqlite3.Error as e:
-                    if self._conn.in_transaction:
-                        self._conn.execute("ROLLBACK")
-                    raise self._fail(f"cannot rewrite blocks: {e}") from None
                 rewritten += len(updates)
 
     def vacuum(self) -> None:
