@@ -429,41 +429,37 @@ class BlockStore:
         self._write_pending()
         try:
             samples = self._samples()
-            # The ID is settled under the write lock below; the trained bytes are re-stamped then.
-            data = train_dictionary(samples, 1)
-            self._begin()
-            try:
-                if auto and not self._due_for_training():
-                    self._conn.execute("ROLLBACK")
-                    return None
-                (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM dictionaries").fetchone()
-                made: Dictionary | None = None
-                if data is not None:
-                    made = Dictionary(int(last) + 1, with_dict_id(data, int(last) + 1), time.time(), len(samples))
-                    self._conn.execute("INSERT INTO dictionaries VALUES (?, ?, ?, ?)",
-                                       (made.id, made.data, made.trained_at, made.samples))
-                if made is not None or auto:
-                    self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '0')", (_SMALL_COUNTER,))
-                self._commit()
-            except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                raise
         except sqlite3.Error as e:
             raise self._fail(f"cannot add a dictionary: {e}") from None
+        # The ID is settled under the write lock below; the trained bytes are re-stamped then.
+        data = train_dictionary(samples, 1)
+        made: Dictionary | None = None
+        with self._transaction("add a dictionary"):
+            if auto and not self._due_for_training():
+                self._conn.execute("ROLLBACK")  # another process trained meanwhile
+                return None
+            (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM dictionaries").fetchone()
+            if data is not None:
+                made = Dictionary(int(last) + 1, with_dict_id(data, int(last) + 1), time.time(), len(samples))
+                self._conn.execute("INSERT INTO dictionaries VALUES (?, ?, ?, ?)",
+                                   (made.id, made.data, made.trained_at, made.samples))
+            if made is not None or auto:
+                self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '0')", (_SMALL_COUNTER,))
         if made is not None:
             self._codec.use_dictionary(made.id, made.data)
         return made
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:
-        """One write transaction: committed when the block ends, rolled back on any error;
-        an SQLite error becomes a StoreError saying what could not be done."""
+        """One write transaction: committed when the block ends (unless the block rolled it back
+        itself), rolled back on any error; an SQLite error becomes a StoreError saying what
+        could not be done."""
         try:
             self._begin()
             try:
                 yield
-                self._commit()
+                if self._conn.in_transaction:
+                    self._commit()
             except BaseException:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
