@@ -19,6 +19,7 @@ SECTIONS = (
     ("bench.perf_store", "embedded store write/read throughput"),
     ("bench.perf_compress", "compressor search and replay"),
     ("bench.perf_archive", "archive import and fetch vs plain recompression on all cores"),
+    ("bench.perf_nested", "wheel --open-nested vs plain import of five botocore wheels"),
 )
 
 
