@@ -20,6 +20,7 @@ from .options import add_import_options, add_store_option, settings_from_args
 # The archive machinery (compressor backends, zstd, the store) is imported by the handlers
 # that use it, so that `dpip-import add` does not pay ~60 ms of start-up for it.
 if TYPE_CHECKING:
+    from ..archive.delta import DeltaReport
     from ..archive.importer import ImportReport
     from ..sinks.store import BlockStore
 
@@ -52,6 +53,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         add_import_options(p)
         add_store_option(p)
         p.add_argument("--car", metavar="FILE", help="write every archive's blocks to this CARv1 file")
+        p.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
+                       help="in a compressing store, keep the leaves of files changed since the project's "
+                            "previous archive as zstd deltas against its leaves (default: on)")
         p.set_defaults(handler=run_import, kind=kind)
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
     p.add_argument("root", metavar="ROOT")
@@ -78,6 +82,7 @@ def _check_kind(kind: str, path: str) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    from ..archive.delta import delta_against_previous
     from ..archive.importer import ArchiveImporter
     from ..sinks.store import ArchiveRecord, BlockStore, default_store_path
 
@@ -113,10 +118,13 @@ def run_import(args: argparse.Namespace) -> int:
             counting = CountingSink(sink)
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
             roots.append(report.root)
+            delta = None
             if store is not None and not args.car:
                 store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                    report.size, time.time()))
-            _print_report(args, report, counting)
+                if args.delta:
+                    delta = delta_against_previous(store, report.file, report.root)
+            _print_report(args, report, counting, delta)
         if args.car and store is not None:
             from ..sinks.car import export_car
 
@@ -132,12 +140,15 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_report(args: argparse.Namespace, report: ImportReport, counting: CountingSink) -> None:
+def _print_report(args: argparse.Namespace, report: ImportReport, counting: CountingSink,
+                  delta: DeltaReport | None) -> None:
     out = sys.stdout
     if args.json:
         data: dict[str, Any] = report.summary()
         data.update(blocks=counting.blocks, bytes=counting.bytes, new_blocks=counting.new_blocks,
                     new_bytes=counting.new_bytes)
+        if delta is not None:
+            data.update(delta_against=delta.previous, delta_blocks=delta.rewritten, delta_saved_bytes=delta.saved)
         if args.verbose:
             data["member_detail"] = [
                 {"name": m.name, "size": m.size, "stored_size": m.stored_size, "how": m.how, "params": m.params,
@@ -152,6 +163,9 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
     out.write(f"  {report.members} members, {share:.2f}% of {total:,d} content bytes rebuilt from file leaves; "
               f"new in this store: {counting.new_blocks} of {counting.blocks} blocks, "
               f"{counting.new_bytes:,d} of {counting.bytes:,d} bytes\n")
+    if delta is not None and delta.previous is not None:
+        out.write(f"  {delta.rewritten} changed leaves stored as deltas against {delta.previous}, "
+                  f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
         out.write(f"  container {line}\n")
     for m in report.member_reports:

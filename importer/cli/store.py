@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_store_option(p)
     p.set_defaults(handler=cmd_train)
 
-    p = actions.add_parser("optimize", help="compress blocks stored before compression was on; move small "
-                                            "blocks to the newest dictionary",
+    p = actions.add_parser("optimize", help="compress blocks stored before compression was on; move small blocks to the newest "
+                                            "dictionary; store changed leaves as deltas",
                            description="Rows are rewritten only when they shrink; the file itself shrinks "
                                        "only with --vacuum (which needs the store to itself and twice its size).")
     add_store_option(p)
@@ -114,16 +114,20 @@ def cmd_compression(args: argparse.Namespace) -> int:
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
+    from ..archive.delta import delta_store
+
     with BlockStore(default_store_path(args.store), create=False) as store:
         if store.compression == "none":
             print("compression is off for this store: nothing to do (`store compression zstd` turns it on)",
                   file=sys.stderr)
             return 1
         rewritten, saved = store.recompress()
+        deltas = delta_store(store)
         if args.vacuum:
             store.vacuum()
         stats = store.stats()
-    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; ratio now {stats.ratio:.3f}")
+    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed leaves as deltas "
+          f"against the previous archive of their project, {deltas.saved} bytes smaller; ratio now {stats.ratio:.3f}")
     return 0
 
 

@@ -10,6 +10,8 @@ changes the ``(encoding, data)`` pair of a row. Encodings:
   ``id`` of a row of the store's ``dictionaries`` table (the ID is patched into the trained
   dictionary's own header before it is stored, so ``zstd -D`` with the exported dictionary
   decodes the frame too). A frame naming a dictionary the store does not have is corrupt.
+* 3 zstd against other blocks (:mod:`importer.sinks.delta`): the store decodes these itself,
+  since only it can fetch the references; this codec refuses them.
 
 Level and dictionary, from ``python -m bench.perf_store --wheels W.whl ...`` on ten real wheels
 (pip 23.2.1/24.2, setuptools 56.0.0/67.6.1/84.2.1, wheel 0.40.0/0.43.0, flit_core 3.12.0,
@@ -49,7 +51,11 @@ KiB: Final = 1024
 ENCODING_IDENTITY: Final = 0
 ENCODING_ZSTD: Final = 1
 ENCODING_ZSTD_DICT: Final = 2
-ENCODING_NAMES: Final = {ENCODING_IDENTITY: "identity", ENCODING_ZSTD: "zstd", ENCODING_ZSTD_DICT: "zstd+dict"}
+#: A zstd frame made against other blocks of the store; decoded by the store, which holds them
+#: (payload format in :mod:`importer.sinks.delta`).
+ENCODING_DELTA: Final = 3
+ENCODING_NAMES: Final = {ENCODING_IDENTITY: "identity", ENCODING_ZSTD: "zstd", ENCODING_ZSTD_DICT: "zstd+dict",
+                         ENCODING_DELTA: "zstd+delta"}
 
 #: zstd level for every frame; derived in the module docstring.
 LEVEL: Final = 3

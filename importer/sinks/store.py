@@ -45,8 +45,18 @@ dictionary instead of adding a duplicate, and IDs stay unique.
 
 Forward compatibility: a reader that meets an encoding it does not know refuses that block with
 a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is
-refused at open, so an old binary never misreads a newer store. Stores of schema 1 and 2 (every
-row encoding 0) are migrated at open by adding the new table.
+refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 3 are
+migrated at open by adding the new tables.
+
+Deltas (encoding 3, :mod:`importer.sinks.delta`): :meth:`BlockStore.delta_encode` rewrites a
+committed block as a zstd frame made against other committed blocks (the leaves of the same file
+in the previous release, chosen by :mod:`importer.archive.delta`). Three rules keep every block
+readable: a delta only references rows older than its own (smaller rowid), so references never
+form a cycle; a reference's own depth must be below the delta's, which is at most
+:data:`~importer.sinks.delta.MAX_DEPTH`; and the ``delta_refs`` table lists who references
+whom, so :meth:`BlockStore.delete` first rewrites a deleted block's dependents without it.
+Decoded references are kept in a small cache (:data:`REFERENCE_CACHE_BYTES`), because the
+leaves of one file reference overlapping leaves of the old one.
 """
 
 from __future__ import annotations
@@ -54,7 +64,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +75,7 @@ from typing import Final, Self
 from ..dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ..errors import BlockCorrupt, BlockNotFound, StoreError
 from .atrest import (
+    ENCODING_DELTA,
     ENCODING_NAMES,
     SMALL_BLOCK,
     BlockCodec,
@@ -73,13 +85,14 @@ from .atrest import (
     train_dictionary,
     with_dict_id,
 )
+from .delta import MAX_DEPTH, decode_payload, encode_payload, read_header
 
 MiB: Final = 1024 * 1024
 
 #: Version of the table layout below, kept in ``meta``; bump it with every migration.
 #: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
-#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2).
-SCHEMA_VERSION: Final = 3
+#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2). 4: adds ``delta_refs`` (encoding 3).
+SCHEMA_VERSION: Final = 4
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -119,6 +132,13 @@ _SMALL_COUNTER: Final = "small_blocks_since_dictionary"
 #: Rows read, re-encoded and rewritten per transaction by :meth:`BlockStore.recompress`: at most
 #: 1000 x 256 KiB = 256 MiB held at once, and another writer waits for one chunk at most.
 RECOMPRESS_ROWS: Final = 1000
+#: Decoded reference blocks kept for the next deltas to read: 64 MiB holds the ~5 leaves of
+#: 256 KiB that a delta references at each of :data:`~importer.sinks.delta.MAX_DEPTH` levels
+#: (16 x 5 x 256 KiB = 20 MiB) three times over, so reading a file leaf after leaf decodes each
+#: old leaf once, not once per new leaf that references it.
+REFERENCE_CACHE_BYTES: Final = 64 * MiB
+#: Delta candidates encoded per transaction by :meth:`BlockStore.delta_encode` (as for recompress).
+DELTA_ROWS: Final = 1000
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -144,6 +164,11 @@ _SCHEMA: Final = (
      " data BLOB NOT NULL,"
      " trained_at REAL NOT NULL,"
      " samples INTEGER NOT NULL)"),
+    # One row per (reference, delta row): which rows must be rewritten before ``ref`` is deleted.
+    ("CREATE TABLE IF NOT EXISTS delta_refs ("
+     " ref BLOB NOT NULL,"
+     " cid BLOB NOT NULL,"
+     " PRIMARY KEY (ref, cid))"),
 )
 
 
@@ -225,6 +250,8 @@ class BlockStore:
         self.train_after = train_after
         self._pending: dict[bytes, bytes] = {}
         self._pending_bytes = 0
+        self._references: OrderedDict[bytes, bytes] = OrderedDict()
+        self._references_bytes = 0
         if compression is None:
             compression = os.environ.get(COMPRESSION_ENV) or None
         if compression is not None and compression not in COMPRESSIONS:
@@ -474,14 +501,133 @@ class BlockStore:
         self._conn.execute("COMMIT")
 
     def delete(self, cid: bytes) -> bool:
-        """Remove one block; True if it was there."""
+        """Remove one block; True if it was there.
+
+        Rows stored as deltas against it are first rewritten without it (decoded, checked and
+        re-encoded as a new block would be), in the same transaction as the delete.
+        """
         if self._pending.pop(cid, None) is not None:
             return True
-        try:
+        self._forget_reference(cid)
+        with self._transaction("delete a block"):
+            for (dependent,) in self._conn.execute("SELECT cid FROM delta_refs WHERE ref = ?", (cid,)).fetchall():
+                dependent = bytes(dependent)
+                encoding, payload = self._codec.encode(self.get(dependent))
+                self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?",
+                                   (encoding, payload, dependent))
+                self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (dependent,))
+            self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (cid,))
             cursor = self._conn.execute("DELETE FROM blocks WHERE cid = ?", (cid,))
-        except sqlite3.Error as e:
-            raise self._fail(f"cannot delete a block: {e}") from None
         return cursor.rowcount > 0
+
+    # -- deltas --------------------------------------------------------------------------------
+
+    def delta_encode(self, candidates: Iterable[tuple[bytes, Sequence[bytes]]], *,
+                     chunk_rows: int = DELTA_ROWS) -> tuple[int, int]:
+        """Store blocks as deltas against others; ``(rows rewritten, bytes saved)``.
+
+        ``candidates`` are ``(cid, reference CIDs)`` pairs (:func:`importer.archive.delta.plan_deltas`).
+        A block is rewritten only if it is committed and not already a delta, no delta references
+        it, every reference is committed and shallower than :data:`~importer.sinks.delta.MAX_DEPTH`,
+        the block and its references decode and match their CIDs, and the delta is smaller than
+        the payload it replaces. Nothing happens in a store that does not compress.
+        """
+        self.flush()
+        if not self._codec.compress:
+            return 0, 0
+        rewritten = saved = 0
+        batch: list[tuple[bytes, Sequence[bytes]]] = []
+        for candidate in candidates:
+            batch.append(candidate)
+            if len(batch) >= chunk_rows:
+                done = self._delta_batch(batch)
+                rewritten, saved, batch = rewritten + done[0], saved + done[1], []
+        done = self._delta_batch(batch)
+        return rewritten + done[0], saved + done[1]
+
+    def _delta_batch(self, batch: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, int]:
+        updates: list[tuple[bytes, bytes, Sequence[bytes], int]] = []
+        for cid, refs in batch:
+            made = self._delta_of(cid, refs)
+            if made is not None:
+                updates.append((cid, *made))
+        if not updates:
+            return 0, 0
+        rewritten = saved = 0
+        with self._transaction("store deltas"):
+            for cid, payload, refs, old_length in updates:
+                # Re-checked under the write lock: another process may have deleted a
+                # reference, made the block a delta or referenced it since it was read.
+                referenced = self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone()
+                present = self._conn.execute(
+                    f"SELECT count(*) FROM blocks WHERE cid IN ({', '.join('?' * len(refs))})", tuple(refs)).fetchone()
+                if referenced is not None or int(present[0]) != len(set(refs)):
+                    continue
+                cursor = self._conn.execute(
+                    "UPDATE blocks SET encoding = ?, data = ? WHERE cid = ? AND encoding != ? AND length(data) = ?",
+                    (ENCODING_DELTA, payload, cid, ENCODING_DELTA, old_length))
+                if cursor.rowcount != 1:
+                    continue
+                self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(ref, cid) for ref in refs])
+                rewritten += 1
+                saved += old_length - len(payload)
+        return rewritten, saved
+
+    def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, Sequence[bytes], int] | None:
+        """``(payload, refs, length of the payload it replaces)`` if a delta of ``cid`` pays, else None."""
+        if not refs or cid in refs:
+            return None
+        try:
+            row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
+            if row is None or int(row[0]) == ENCODING_DELTA:
+                return None
+            if self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone() is not None:
+                return None  # a delta's depth must stay above its references': never deepen one
+            depth = 0
+            for ref in refs:
+                ref_row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (ref,)).fetchone()
+                if ref_row is None:
+                    return None
+                if int(ref_row[0]) == ENCODING_DELTA:
+                    depth = max(depth, read_header(bytes(ref_row[1])).depth)
+            if depth + 1 > MAX_DEPTH:
+                return None
+            data = bytes(row[1])
+            block = self._decode(cid, int(row[0]), data, int(row[2]))
+            self._check(cid, block)
+            ref_blocks = [self._reference(ref, MAX_DEPTH + 1) for ref in refs]
+        except (BlockCorrupt, StoreError, UndecodablePayload):
+            return None  # damaged rows are left for `store verify` to report
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read blocks: {e}") from None
+        payload = encode_payload(block, refs, ref_blocks, depth + 1)
+        return (payload, tuple(refs), len(data)) if len(payload) < len(data) else None
+
+    def _reference(self, ref: bytes, below: int) -> bytes:
+        """The decoded, checked block ``ref`` for a delta of depth ``below`` (cached)."""
+        block = self._references.get(ref)
+        if block is not None:
+            self._references.move_to_end(ref)
+            return block
+        row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (ref,)).fetchone()
+        if row is None:
+            raise UndecodablePayload(f"its reference {format_cid(ref)} is not in the store")
+        try:
+            block = self._decode(ref, int(row[0]), bytes(row[1]), int(row[2]), below)
+            self._check(ref, block)
+        except BlockCorrupt as e:
+            raise UndecodablePayload(f"its reference {format_cid(ref)} is damaged ({e.actual})") from None
+        self._references[ref] = block
+        self._references_bytes += len(block)
+        while self._references_bytes > REFERENCE_CACHE_BYTES:
+            _, evicted = self._references.popitem(last=False)
+            self._references_bytes -= len(evicted)
+        return block
+
+    def _forget_reference(self, cid: bytes) -> None:
+        block = self._references.pop(cid, None)
+        if block is not None:
+            self._references_bytes -= len(block)
 
     def record_archive(self, record: ArchiveRecord) -> None:
         """Add an archive to the index, after committing every buffered block."""
@@ -515,9 +661,18 @@ class BlockStore:
         self._check(cid, block)
         return block
 
-    def _decode(self, cid: bytes, encoding: int, data: bytes, size: int) -> bytes:
-        """Inverse of :meth:`_encode`; an encoding from a newer version is refused, not guessed."""
+    def _decode(self, cid: bytes, encoding: int, data: bytes, size: int, below: int = MAX_DEPTH + 1) -> bytes:
+        """Inverse of :meth:`_encode` (and of deltas); an encoding from a newer version is refused, not guessed.
+
+        ``below``: a delta read as a reference must be shallower than its referrer, which is
+        what makes a cycle of references (only a damaged store could have one) an error, not a hang.
+        """
         try:
+            if encoding == ENCODING_DELTA:
+                depth = read_header(data).depth
+                if depth >= below:
+                    raise UndecodablePayload(f"delta of depth {depth} referenced by one of depth {below}")
+                return decode_payload(data, size, lambda ref: self._reference(ref, depth))
             return self._codec.decode(encoding, data, size)
         except UnknownEncoding:
             raise self._fail(f"block {format_cid(cid)} is stored with encoding {encoding}, "
@@ -526,7 +681,7 @@ class BlockStore:
             name = ENCODING_NAMES.get(encoding, str(encoding))
             raise BlockCorrupt(format_cid(cid), str(self.path), f"nothing: its {name} payload is damaged: {e}") from None
         except sqlite3.Error as e:
-            raise self._fail(f"cannot read a dictionary: {e}") from None
+            raise self._fail(f"cannot read a dictionary or a reference: {e}") from None
 
     def _check(self, cid: bytes, block: bytes) -> None:
         if not block_matches(cid, block):
@@ -582,6 +737,8 @@ class BlockStore:
             last = int(rows[-1][0])
             updates = []
             for _, cid, encoding, data, size in rows:
+                if int(encoding) == ENCODING_DELTA:
+                    continue  # already stored against its references; plain would only be larger
                 cid, data = bytes(cid), bytes(data)
                 try:
                     block = self._decode(cid, int(encoding), data, int(size))

@@ -1,0 +1,228 @@
+"""Which earlier archive, and which of its files, a new archive's leaves are delta-encoded against.
+
+After an archive is imported into a compressing store, :func:`plan_deltas` pairs every file of
+its tree with the file at the same place in the *previous* archive of the same project (see
+:func:`previous_archive`) and, for each leaf of a changed file, names the old file's leaves
+around the same position (:func:`importer.sinks.delta.reference_span`). The store then keeps
+such a leaf as a zstd frame made against those leaves when that is smaller
+(:meth:`importer.sinks.store.BlockStore.delta_encode`). The benchmark's ledgers use the same
+plan, so the figures in REPORT.md are those of this rule.
+
+"The same place": the path in the tree with the archive's version string replaced (an sdist's
+top directory ``pkg-1.2/`` and a wheel's ``pkg-1.2.dist-info/`` change name every release) and
+with the 8-hex-digit hash auditwheel puts into the names of the libraries it grafts
+(``numpy.libs/libscipy_openblas64_-4b78795a.so``) removed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from ..dag.cid import DAG_PB, RAW, cid_codec
+from ..dag.dagpb import decode_node
+from ..dag.reader import Kind, iter_directory, stat
+from ..dag.unixfs import NodeType, decode_unixfs
+from ..errors import InvalidBlock
+from ..sinks.base import BlockSource
+from ..sinks.delta import LeafSpan, reference_span
+from ..sinks.store import ArchiveRecord, BlockStore
+from .recipe import read_root
+
+#: Archive suffixes of sdists (wheels end in ``.whl``), longest first so ``.tar.gz`` wins over ``.gz``.
+SDIST_SUFFIXES: Final = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
+#: auditwheel's grafted-library hash: ``-`` and 8 hex digits before the ``.so``/``.dylib``/``.dll``.
+_GRAFT_HASH: Final = re.compile(r"-[0-9a-f]{8}(?=\.)")
+#: Deepest file DAG walked for its leaves (a balanced 174-link tree of depth 6 holds far more
+#: than any archive member; deeper is a malformed or hostile DAG).
+MAX_FILE_DEPTH: Final = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Distribution:
+    """What an archive file name says: the project (normalized, PEP 503), version, kind and tags."""
+
+    project: str
+    version: str
+    kind: str
+    tags: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaCandidate:
+    """A leaf of the new archive and the leaves of the old one to encode it against."""
+
+    cid: bytes
+    refs: tuple[bytes, ...]
+
+
+def parse_archive_name(name: str) -> Distribution | None:
+    """Project, version, kind and tags from a wheel or sdist file name; None if it is neither."""
+    if name.endswith(".whl"):
+        parts = name[:-len(".whl")].split("-")
+        if len(parts) not in (5, 6):
+            return None
+        return Distribution(_normalize(parts[0]), parts[1], "wheel", "-".join(parts[-3:]))
+    for suffix in SDIST_SUFFIXES:
+        if name.lower().endswith(suffix):
+            stem = name[:-len(suffix)]
+            project, dash, version = stem.rpartition("-")
+            if not dash or not project or not version:
+                return None
+            return Distribution(_normalize(project), version, "sdist", "")
+    return None
+
+
+def _normalize(project: str) -> str:
+    return re.sub(r"[-_.]+", "-", project).lower()
+
+
+def previous_archive(records: Iterable[ArchiveRecord], name: str) -> ArchiveRecord | None:
+    """The archive ``name`` is delta-encoded against: the newest-imported other archive of its project and kind.
+
+    For a wheel, one with the same tags (the same platform's previous build) is preferred over
+    any other wheel of the project. ``records`` is the store's index, oldest import first.
+    """
+    this = parse_archive_name(name)
+    if this is None:
+        return None
+    best: ArchiveRecord | None = None
+    best_same_tags = False
+    for record in records:
+        other = parse_archive_name(record.name)
+        if (other is None or record.name == name or other.project != this.project or other.kind != this.kind
+                or other.version == this.version and other.tags == this.tags):
+            continue
+        same_tags = other.tags == this.tags
+        if same_tags or not best_same_tags:
+            best, best_same_tags = record, same_tags
+    return best
+
+
+def match_key(path: str, version: str) -> str:
+    """``path`` with the parts that change every release taken out (module docstring)."""
+    if version:
+        path = path.replace(version, "\0")
+    return _GRAFT_HASH.sub("", path)
+
+
+def tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """``(path, file CID)`` of every file under the directory ``tree`` (symlinks are skipped)."""
+    for entry in iter_directory(source, tree):
+        path = f"{prefix}{entry.name}"
+        if cid_codec(entry.cid) == RAW:
+            yield path, entry.cid
+            continue
+        node = stat(source, entry.cid)
+        if node.kind is Kind.DIRECTORY:
+            yield from tree_files(source, entry.cid, path + "/")
+        elif node.kind is Kind.FILE:
+            yield path, entry.cid
+
+
+def file_leaves(source: BlockSource, cid: bytes) -> tuple[int, list[LeafSpan]]:
+    """``(size, leaves)`` of the file ``cid``: every block without links, with its offset and length.
+
+    Only the nodes with links are read (their blocksizes give the leaves' lengths), except for a
+    file of one block, whose length is that of its data.
+    """
+    leaves: list[LeafSpan] = []
+    size = _walk(source, cid, 0, None, leaves, 0)
+    return size, leaves
+
+
+def _walk(source: BlockSource, cid: bytes, offset: int, length: int | None, out: list[LeafSpan], depth: int) -> int:
+    if depth > MAX_FILE_DEPTH:
+        raise InvalidBlock(cid.hex(), f"file DAG deeper than {MAX_FILE_DEPTH} levels")
+    codec = cid_codec(cid)
+    if codec == RAW and length is not None:
+        out.append(LeafSpan(offset, length, cid))
+        return length
+    block = source.get(cid)
+    if codec == RAW:
+        out.append(LeafSpan(offset, len(block), cid))
+        return len(block)
+    if codec != DAG_PB:
+        raise InvalidBlock(cid.hex(), "a file's block is neither dag-pb nor raw")
+    pb = decode_node(block)
+    fs = decode_unixfs(pb.data or b"")
+    if fs.type not in (NodeType.FILE, NodeType.RAW):
+        raise InvalidBlock(cid.hex(), f"a file's block is a UnixFS {fs.type.name}")
+    if not pb.links:
+        size = len(fs.data or b"")
+        out.append(LeafSpan(offset, size, cid))
+        return size
+    if len(fs.blocksizes) != len(pb.links):
+        raise InvalidBlock(cid.hex(), f"UnixFS file has {len(pb.links)} links but {len(fs.blocksizes)} blocksizes")
+    position = offset + len(fs.data or b"")
+    for link, child_size in zip(pb.links, fs.blocksizes, strict=True):
+        _walk(source, link.cid, position, child_size, out, depth + 1)
+        position += child_size
+    return position - offset
+
+
+def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSource,
+                old_root: bytes) -> list[DeltaCandidate]:
+    """Every leaf of ``new_root``'s changed files with the leaves of ``old_root`` to delta it against.
+
+    A leaf the old file also has (unchanged) is not a candidate; a file with no counterpart in
+    the old archive neither. Each leaf is named once, with the references of its first place.
+    """
+    new, old = read_root(new_source, new_root), read_root(old_source, old_root)
+    new_dist, old_dist = parse_archive_name(new.name), parse_archive_name(old.name)
+    new_version = new_dist.version if new_dist else ""
+    old_version = old_dist.version if old_dist else ""
+    old_files = {match_key(path, old_version): cid for path, cid in tree_files(old_source, old.tree)}
+    planned: dict[bytes, tuple[bytes, ...]] = {}
+    for path, cid in tree_files(new_source, new.tree):
+        old_cid = old_files.get(match_key(path, new_version))
+        if old_cid is None or old_cid == cid:
+            continue
+        size, leaves = file_leaves(new_source, cid)
+        old_size, old_leaves = file_leaves(old_source, old_cid)
+        unchanged = {leaf.cid for leaf in old_leaves}
+        for leaf in leaves:
+            if leaf.cid in unchanged or leaf.cid in planned:
+                continue
+            refs = reference_span(leaf.offset, leaf.length, size, old_leaves, old_size)
+            if refs:
+                planned[leaf.cid] = tuple(refs)
+    return [DeltaCandidate(cid, refs) for cid, refs in planned.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaReport:
+    """What :func:`delta_against_previous` did for one archive."""
+
+    previous: str | None
+    candidates: int
+    rewritten: int
+    saved: int
+
+
+def delta_against_previous(store: BlockStore, name: str, root: bytes,
+                           records: Iterable[ArchiveRecord] | None = None) -> DeltaReport:
+    """Store the changed leaves of the archive ``name`` (root ``root``) as deltas against its previous archive.
+
+    ``records``: the archives it may be compared with (default: the store's whole index).
+    """
+    previous = previous_archive(store.iter_archives() if records is None else records, name)
+    if previous is None or not store.has(previous.root):
+        return DeltaReport(None, 0, 0, 0)
+    candidates = plan_deltas(store, root, store, previous.root)
+    rewritten, saved = store.delta_encode((c.cid, c.refs) for c in candidates)
+    return DeltaReport(previous.name, len(candidates), rewritten, saved)
+
+
+def delta_store(store: BlockStore) -> DeltaReport:
+    """Every archive of the index against its previous one in import order (``store optimize``)."""
+    records = list(store.iter_archives())
+    candidates = rewritten = saved = 0
+    for i, record in enumerate(records):
+        report = delta_against_previous(store, record.name, record.root, records[:i])
+        candidates += report.candidates
+        rewritten += report.rewritten
+        saved += report.saved
+    return DeltaReport(None, candidates, rewritten, saved)
