@@ -99,7 +99,7 @@ Tick = Callable[[int], None]
 def run_project(task: ProjectTask, tick: Tick | None = None) -> tuple[list[dict[str, Any]], list[tuple[Any, ...]]]:
     """One project's chain through every strategy: the event rows and the unique-block rows."""
     strategies = get_strategies(task.strategies)
-    ledgers = {s.name: Ledger(task.package, s.name) for s in strategies}
+    ledgers = {s.name: Ledger(task.package, s.name, deltas=s.family == "structural") for s in strategies}
     previous: dict[str, DecodedArchive] = {}
     rows: list[dict[str, Any]] = []
     for archive in task.archives:
@@ -121,12 +121,13 @@ def run_project(task: ProjectTask, tick: Tick | None = None) -> tuple[list[dict[
             sink = ledgers[strategy.name].sink()
             start = time.perf_counter()
             try:
-                strategy.store(decoded, previous.get(key), sink)
+                root = strategy.store(decoded, previous.get(key), sink)
+                seconds = time.perf_counter() - start
+                sink.store_deltas(archive.filename, root)
             except ARCHIVE_ERRORS as e:
                 print(f"bench run: {archive.filename}: {strategy.name} failed, {e}", file=sys.stderr)
                 rows.append(_error_row(base, strategy.name, strategy.family, f"{type(e).__name__}: {e}"))
                 continue
-            seconds = time.perf_counter() - start
             rows.append({**base, "strategy": strategy.name, "family": strategy.family,
                          "archive_bytes": len(data), "content_bytes": decoded.content_bytes,
                          **sink.finish(key), "seconds": seconds, "decode_seconds": decode_seconds,
