@@ -94,6 +94,9 @@ def cumulative(events: pd.DataFrame, projects: Sequence[str], strategies: Sequen
             if len(zstd):
                 ax.plot(range(1, len(zstd) + 1), zstd["cum_unique_bytes_zstd"] / MiB, color=color(at_rest),
                         linestyle="--", label=f"{at_rest}, zstd at rest")
+            if len(zstd) and "cum_unique_bytes_delta" in zstd.columns:
+                ax.plot(range(1, len(zstd) + 1), zstd["cum_unique_bytes_delta"] / MiB, color=color(at_rest),
+                        linestyle="-.", label=f"{at_rest}, zstd + deltas at rest")
         logical = chain[chain["strategy"] == shown[0]]["archive_bytes"].cumsum() / MiB
         ax.plot(range(1, len(logical) + 1), logical, color="black", linestyle=":", label="archives (no dedup)")
         ax.set_title(project)
@@ -117,8 +120,15 @@ def dedup_ratio(summary: pd.DataFrame) -> Figure:
     fig = _figure(9, 0.35 * len(overall) + 1.5)
     ax = fig.subplots()
     y = range(len(overall))
-    ax.barh([i + 0.2 for i in y], overall["dedup_ratio"], height=0.4, label="blocks as they are")
-    ax.barh([i - 0.2 for i in y], overall["dedup_ratio_zstd"], height=0.4, label="each block zstd -3 at rest")
+    if "dedup_ratio_delta" in overall.columns:
+        overall = overall.sort_values("dedup_ratio_delta")
+        ax.barh([i + 0.27 for i in y], overall["dedup_ratio"], height=0.27, label="blocks as they are")
+        ax.barh(list(y), overall["dedup_ratio_zstd"], height=0.27, label="each block zstd -3 at rest")
+        ax.barh([i - 0.27 for i in y], overall["dedup_ratio_delta"], height=0.27,
+                label="zstd -3, changed leaves as deltas (the store's default)")
+    else:
+        ax.barh([i + 0.2 for i in y], overall["dedup_ratio"], height=0.4, label="blocks as they are")
+        ax.barh([i - 0.2 for i in y], overall["dedup_ratio_zstd"], height=0.4, label="each block zstd -3 at rest")
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks(list(y), overall.index)
     ax.set_xlabel("dedup ratio: archive bytes / stored bytes (higher is better)")

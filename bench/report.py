@@ -73,18 +73,56 @@ def run_section(meta: dict[str, Any], events: pd.DataFrame) -> str:
     return _table(["", ""], rows, "ll")
 
 
+def with_delta(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` with the delta columns (a run from before deltas: equal to the zstd ones)."""
+    if "unique_bytes_delta" in summary.columns:
+        return summary
+    out = summary.copy()
+    out["unique_bytes_delta"] = out["unique_bytes_zstd"]
+    out["dedup_ratio_delta"] = out["dedup_ratio_zstd"]
+    return out
+
+
 def overall_section(summary: pd.DataFrame) -> str:
-    overall = summary[summary["package"] == "ALL"].sort_values("unique_bytes")
+    overall = with_delta(summary)
+    overall = overall[overall["package"] == "ALL"].sort_values("unique_bytes")
     rows = []
     for _, r in overall.iterrows():
         rows.append([f"`{r['strategy']}`", _mib(r["logical_bytes"]), _mib(r["unique_bytes"]),
-                     _mib(r["unique_bytes_zstd"]), f"{r['dedup_ratio']:.2f}", f"{r['dedup_ratio_zstd']:.2f}",
+                     _mib(r["unique_bytes_zstd"]), _mib(r["unique_bytes_delta"]), f"{r['dedup_ratio']:.2f}",
+                     f"{r['dedup_ratio_zstd']:.2f}", f"{r['dedup_ratio_delta']:.2f}",
                      f"{int(r['blocks']):,}", _mib(r["overhead_bytes"]),
                      f"{100 * r['upgrade_bytes'] / max(1, r['upgrade_archive_bytes']):.1f}%",
                      f"{100 * r['upgrade_bytes_zstd'] / max(1, r['upgrade_archive_bytes']):.1f}%",
                      f"{r['seconds']:,.0f}"])
-    return _table(["strategy", "archives MiB", "stored MiB", "stored MiB, zstd at rest", "dedup ratio",
-                   "ratio, zstd", "unique blocks", "overhead MiB", "upgrade fetch", "upgrade, zstd", "CPU s"], rows)
+    return _table(["strategy", "archives MiB", "stored MiB", "stored MiB, zstd at rest",
+                   "stored MiB, zstd + deltas at rest", "dedup ratio", "ratio, zstd", "ratio, zstd + deltas",
+                   "unique blocks", "overhead MiB", "upgrade fetch", "upgrade, zstd", "CPU s"], rows)
+
+
+#: Issue 6's top100 targets for the best structural strategy at rest: at least this many times
+#: fewer bytes than the archives, and at most this many times the delta-zstd bound.
+TARGET_RATIO: Final = 3.0
+TARGET_BOUND: Final = 1.2
+
+
+def targets_section(summary: pd.DataFrame) -> str:
+    """Issue 6's top100 targets, checked on this run: the best structural strategy with the store's default at rest."""
+    overall = with_delta(summary)
+    overall = overall[overall["package"] == "ALL"].set_index("strategy")
+    structural = overall[overall["family"] == "structural"]
+    if structural.empty or "delta-zstd" not in overall.index:
+        return "(the run has no structural strategy or no `delta-zstd`)"
+    bound = overall.loc["delta-zstd", "unique_bytes_zstd"]
+    rows = []
+    for column, label in (("unique_bytes_zstd", "zstd at rest"), ("unique_bytes_delta", "zstd + deltas at rest")):
+        best = structural[column].idxmin()
+        stored = structural.loc[best, column]
+        ratio = structural.loc[best, "logical_bytes"] / stored
+        rows.append([label, f"`{best}`", _mib(stored), f"{ratio:.2f}", "met" if ratio >= TARGET_RATIO else "not met",
+                     f"{stored / bound:.2f}x", "met" if stored / bound <= TARGET_BOUND else "not met"])
+    return _table(["store", "best structural strategy", "stored MiB", "archives / stored",
+                   f">= {TARGET_RATIO:g}x", "x bound", f"<= {TARGET_BOUND:g}x"], rows, "llrrlrl")
 
 
 #: Strategies compared project by project in the per-project table.
@@ -136,17 +174,20 @@ def losses_section(summary: pd.DataFrame, limit: int = 12) -> str:
 
 
 def bound_section(summary: pd.DataFrame) -> str:
-    """How far each strategy's store is from the delta-zstd bound (zstd at rest: compressed vs compressed)."""
-    overall = summary[summary["package"] == "ALL"].set_index("strategy")
+    """How far each strategy's store is from the delta-zstd bound (compressed at rest vs compressed)."""
+    overall = with_delta(summary)
+    overall = overall[overall["package"] == "ALL"].set_index("strategy")
     if "delta-zstd" not in overall.index:
         return "(the run has no `delta-zstd`)"
     bound = overall.loc["delta-zstd", "unique_bytes_zstd"]
     rows = []
-    for strategy, r in overall.drop("delta-zstd").sort_values("unique_bytes_zstd").iterrows():
+    for strategy, r in overall.drop("delta-zstd").sort_values("unique_bytes_delta").iterrows():
         rows.append([f"`{strategy}`", _mib(r["unique_bytes"]), f"{r['unique_bytes'] / bound:.2f}x",
-                     _mib(r["unique_bytes_zstd"]), f"{r['unique_bytes_zstd'] / bound:.2f}x"])
+                     _mib(r["unique_bytes_zstd"]), f"{r['unique_bytes_zstd'] / bound:.2f}x",
+                     _mib(r["unique_bytes_delta"]), f"{r['unique_bytes_delta'] / bound:.2f}x"])
     head = f"The bound, `delta-zstd`, stores {_mib(bound)} MiB.\n\n"
-    return head + _table(["strategy", "stored MiB", "x bound", "stored MiB, zstd at rest", "x bound (zstd)"], rows)
+    return head + _table(["strategy", "stored MiB", "x bound", "stored MiB, zstd at rest", "x bound (zstd)",
+                          "stored MiB, zstd + deltas at rest", "x bound (deltas)"], rows)
 
 
 #: The strategies the nested-members section compares (those the run has), baseline to bound.
@@ -226,6 +267,7 @@ def build_sections(meta: dict[str, Any], events: pd.DataFrame, summary: pd.DataF
         "projects": lambda: projects_section(summary),
         "losses": lambda: losses_section(summary),
         "bound": lambda: bound_section(summary),
+        "targets": lambda: targets_section(summary),
         "nested": lambda: nested_section(summary),
         "figures": lambda: figures_section(figure_paths),
     }
