@@ -110,12 +110,24 @@ def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[byt
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):
         raise ValueError("a delta needs its reference blocks")
+    compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=_dictionary(ref_blocks), write_checksum=False,
+                                          write_dict_id=False, write_content_size=True)
+    return _header(depth, refs) + compressor.compress(block)
+
+
+def _header(depth: int, refs: Sequence[bytes]) -> bytes:
     header = bytearray(encode_uvarint(depth) + encode_uvarint(len(refs)))
     for cid in refs:
         header += encode_uvarint(len(cid)) + cid
-    compressor = zstandard.ZstdCompressor(level=LEVEL, dict_data=_dictionary(ref_blocks), write_checksum=False,
-                                          write_dict_id=False, write_content_size=True)
-    return bytes(header) + compressor.compress(block)
+    return bytes(header)
+
+
+def with_depth(payload: bytes, depth: int) -> bytes:
+    """``payload`` with its depth replaced (the frame does not depend on it)."""
+    if not 0 < depth <= MAX_DEPTH:
+        raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
+    header = read_header(payload)
+    return _header(depth, header.refs) + payload[header.frame_offset:]
 
 
 def read_header(payload: bytes) -> DeltaHeader:

@@ -85,7 +85,7 @@ from .atrest import (
     train_dictionary,
     with_dict_id,
 )
-from .delta import MAX_DEPTH, decode_payload, encode_payload, read_header
+from .delta import MAX_DEPTH, decode_payload, encode_payload, read_header, with_depth
 
 MiB: Final = 1024 * 1024
 
@@ -563,6 +563,15 @@ class BlockStore:
                     f"SELECT count(*) FROM blocks WHERE cid IN ({', '.join('?' * len(refs))})", tuple(refs)).fetchone()
                 if referenced is not None or int(present[0]) != len(set(refs)):
                     continue
+                # Depths as committed now: a reference may have become a delta earlier in this batch.
+                try:
+                    depth = 1 + self._depth_of(refs)
+                except UndecodablePayload:
+                    continue  # a reference damaged meanwhile: `store verify` reports it
+                if depth > MAX_DEPTH:
+                    continue
+                if depth != read_header(payload).depth:
+                    payload = with_depth(payload, depth)
                 cursor = self._conn.execute(
                     "UPDATE blocks SET encoding = ?, data = ? WHERE cid = ? AND encoding != ? AND length(data) = ?",
                     (ENCODING_DELTA, payload, cid, ENCODING_DELTA, old_length))
@@ -583,13 +592,9 @@ class BlockStore:
                 return None
             if self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone() is not None:
                 return None  # a delta's depth must stay above its references': never deepen one
-            depth = 0
-            for ref in refs:
-                ref_row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (ref,)).fetchone()
-                if ref_row is None:
-                    return None
-                if int(ref_row[0]) == ENCODING_DELTA:
-                    depth = max(depth, read_header(bytes(ref_row[1])).depth)
+            if not all(self.has(ref) for ref in refs):
+                return None
+            depth = self._depth_of(refs)
             if depth + 1 > MAX_DEPTH:
                 return None
             data = bytes(row[1])
@@ -602,6 +607,16 @@ class BlockStore:
             raise self._fail(f"cannot read blocks: {e}") from None
         payload = encode_payload(block, refs, ref_blocks, depth + 1)
         return (payload, tuple(refs), len(data)) if len(payload) < len(data) else None
+
+    def _depth_of(self, refs: Sequence[bytes]) -> int:
+        """The deepest delta depth among committed rows ``refs`` (0 when none is a delta)."""
+        depth = 0
+        for ref in refs:
+            row = self._conn.execute("SELECT data FROM blocks WHERE cid = ? AND encoding = ?",
+                                     (ref, ENCODING_DELTA)).fetchone()
+            if row is not None:
+                depth = max(depth, read_header(bytes(row[0])).depth)
+        return depth
 
     def _reference(self, ref: bytes, below: int) -> bytes:
         """The decoded, checked block ``ref`` for a delta of depth ``below`` (cached)."""
