@@ -25,7 +25,6 @@ import hashlib
 import itertools
 import lzma
 import os
-import shutil
 import tempfile
 import threading
 import time
@@ -35,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Final
+from typing import IO, Any, BinaryIO, Final, cast
 
 import zstandard
 
@@ -97,10 +96,11 @@ NESTED_MAX_ATTEMPTS: Final = 16
 NESTED_SPOOL: Final = 8 * 1024 * 1024
 #: Bytes of candidates waiting for (or in) nested import jobs before reading pauses for them.
 NESTED_WINDOW: Final = 64 * 1024 * 1024
-NESTED_COPY: Final = 1024 * 1024
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
+#: Formats whose one member is the whole content of the compressed file (see sources/raw.py).
+_RAW_FORMATS: Final = ("gz", "bz2", "xz")
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,16 +320,20 @@ class ArchiveImporter:
                                depth=self.depth + 1, budget=self.budget, pool=pool)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
+        with open(path, "rb") as f:
+            return self.import_open(f, display_name or os.path.basename(path))
+
+    def import_open(self, f: BinaryIO, name: str) -> ImportReport:
+        """Import the archive in ``f``: a seekable file on a real descriptor (read with pread), all its bytes."""
         start = time.perf_counter()
-        name = display_name or os.path.basename(path)
         digest = hashlib.sha256()
         size = 0
-        with open(path, "rb", buffering=0) as f:
-            while piece := f.read(PIECE):
-                digest.update(piece)
-                size += len(piece)
+        f.seek(0)
+        while piece := f.read(PIECE):
+            digest.update(piece)
+            size += len(piece)
         shared = contextlib.nullcontext(self.pool) if self.pool is not None else ThreadPoolExecutor(self.workers)
-        with open(path, "rb") as f, shared as pool:
+        with shared as pool:
             fd = f.fileno()
             opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
@@ -420,6 +424,8 @@ class _Run:
         self._nested_pool: ThreadPoolExecutor | None = None
         self._jobs: deque[tuple[_Pending, int]] = deque()
         self._jobs_bytes = 0
+        #: The content of a plain compressed file (format gz/bz2/xz) when it fit in BUFFER_LIMIT.
+        self._container_content: list[bytes] | None = None
 
     # -- body --------------------------------------------------------------------------------
 
@@ -438,7 +444,8 @@ class _Run:
     def _read_member(self, member: Member, before: int, pieces: Iterator[bytes]) -> _Pending:
         needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
         keeper = _Keeper(BUFFER_LIMIT)
-        source = keeper.tee(pieces) if needs_search else pieces
+        raw_container = self.opened.format in _RAW_FORMATS
+        source = keeper.tee(pieces) if needs_search or raw_container else pieces
         nested_job: Future[_NestedResult] | None = None
         if not self._nested_candidate(member):
             reader = PieceReader(source)
@@ -454,6 +461,10 @@ class _Run:
                 total += len(piece)
             nested_job = self._submit_nested(member, spill, total)
             content = DagNode(b"", 0, total)  # stands for the content's size until the job is done
+        if raw_container:
+            # The one member of a plain .gz/.bz2/.xz is the container's whole content: kept, the
+            # container's search reads it instead of decompressing the file a second time.
+            self._container_content = keeper.pieces
         if total == 0 and member.data_length == 0:
             content_node: DagNode | None = None if member.kind != "file" else content
         else:
@@ -526,17 +537,16 @@ class _Run:
         """Import the spilled member as an archive into a staging sink (any thread)."""
         staging = MemorySink()
         child = self.owner.nested_importer(self.pool, staging)
-        with tempfile.TemporaryDirectory(prefix="dpip-nested-") as tmp:
-            path = os.path.join(tmp, "member")
-            with open(path, "wb") as f:
-                spill.seek(0)
-                shutil.copyfileobj(spill, f, NESTED_COPY)
-            try:
-                report = child.import_file(path, display_name=os.path.basename(member.name or "member"))
-            except InvalidArchive as e:
-                if "limit" in e.reason:
-                    raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
-                return _NestedResult(None, None)
+        # The importer preads a real descriptor: fileno() moves an in-memory spill to an unnamed
+        # temporary file (a write of bytes already held, no directory to create and remove).
+        spill.fileno()
+        spill.flush()
+        try:
+            report = child.import_open(cast(BinaryIO, spill), os.path.basename(member.name or "member"))
+        except InvalidArchive as e:
+            if "limit" in e.reason:
+                raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
+            return _NestedResult(None, None)
         self.owner.budget.spend(report.replayed_bytes + report.verbatim_bytes)
         if report.verbatim_bytes:
             return _NestedResult(None, None)
@@ -594,6 +604,7 @@ class _Run:
             return
         searches: list[tuple[CompressedStream, Future[SearchResult]]] = []
         items = container.finish()
+        content = b"".join(self._container_content) if self._container_content is not None else None
         for item in items:
             if isinstance(item, CompressedStream):
                 previous = self.owner.budget.previous if self.owner.depth else None
@@ -604,10 +615,18 @@ class _Run:
                 fd = self.fd
                 compressed: Any = (lambda s=item, fd=fd: _pread_pieces(fd, s.offset, s.length)) \
                     if item.length > BUFFER_LIMIT else os.pread(fd, item.length, item.offset)
-                uncompressed = lambda s=item, fd=fd: _decompress_pieces(fd, s)
-                attempts = NESTED_MAX_ATTEMPTS if self.owner.depth else None
-                searches.append((item, self.pool.submit(search_params, compressed, uncompressed,
-                                                        _STREAM_KIND[item.method], hints, max_attempts=attempts)))
+                uncompressed: Any = lambda s=item, fd=fd: _decompress_pieces(fd, s)
+                if content is not None:
+                    uncompressed = memoryview(content)[item.content_offset:item.content_offset + item.size]
+                args = (compressed, uncompressed, _STREAM_KIND[item.method], hints)
+                if self.owner.depth:
+                    # A nested archive's job already runs on a worker thread: search right here,
+                    # not behind the parent's member searches queued in the shared pool.
+                    done: Future[SearchResult] = Future()
+                    done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS))
+                    searches.append((item, done))
+                else:
+                    searches.append((item, self.pool.submit(search_params, *args)))
         results = {stream.index: future.result() for stream, future in searches}
         for item in items:
             if isinstance(item, Skeleton):

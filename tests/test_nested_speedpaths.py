@@ -1,0 +1,107 @@
+"""The shortcuts that make ``--open-nested`` cheap keep the search order and the rebuilt bytes exact."""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import importer.archive.importer as archive_importer
+from importer.archive.importer import ArchiveImporter
+from importer.archive.rebuild import fetch
+from importer.compress import CompressorParams, ProducerHints, search_params
+from importer.compress.backends import BACKENDS
+from importer.compress.hints import order_candidates
+from importer.compress.search import registry_candidates
+from importer.profiles import resolve_settings
+from importer.sinks import MemorySink
+
+from .test_archive_nested import doc, gz, wheel
+
+
+def _deflate(data: bytes, level: int) -> bytes:
+    engine = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return engine.compress(data) + engine.flush()
+
+
+def _refuse(what: str) -> Callable[..., None]:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(what)
+    return refuse
+
+
+def _import_and_fetch(path: Path, tmp_path: Path) -> int:
+    sink = MemorySink()
+    report = ArchiveImporter(resolve_settings(), sink, open_nested=True).import_file(str(path))
+    out = tmp_path / f"rebuilt-{path.name}"
+    fetch(sink, report.root, out)
+    assert hashlib.sha256(out.read_bytes()).digest() == hashlib.sha256(path.read_bytes()).digest()
+    return report.nested
+
+
+def test_search_with_failing_previous_tries_the_ranked_order_once_each() -> None:
+    data = doc(1)
+    tampered = bytearray(_deflate(data, 6))
+    tampered[40] ^= 0xFF  # nothing reproduces it: every candidate up to the limit is tried
+    candidates = registry_candidates("deflate", bytes(tampered[:16]))
+    previous = next(p for p in candidates if p.name == "miniz" and p.level == 9)
+    hints = ProducerHints(generator="bdist_wheel (0.43.0)", previous=previous)
+    result = search_params(bytes(tampered), data, "deflate", hints, max_attempts=12)
+    expected = order_candidates(candidates, "deflate", hints)[:12]
+    assert result.params is None
+    assert [a.params for a in result.attempts] == expected
+    assert expected[0] == previous
+
+
+def test_previous_of_an_excluded_backend_is_not_tried_first() -> None:
+    data = doc(2)
+    stream = _deflate(data, 9)
+    miniz = next(p for p in BACKENDS["miniz"].settings() if p.level == 6)
+    result = search_params(stream, data, "deflate", ProducerHints(previous=miniz), names=["zlib"])
+    assert result.params is not None and result.params.name == "zlib" and result.params.level == 9
+    assert all(a.params.name == "zlib" for a in result.attempts)
+
+
+def test_previous_winner_wins_in_one_attempt() -> None:
+    data = doc(3)
+    stream = _deflate(data, 1)
+    winner = CompressorParams("zlib", BACKENDS["zlib"].family, 1, mem_level=8, wbits=-15)
+    result = search_params(stream, data, "deflate", ProducerHints(previous=winner))
+    assert [a.params for a in result.attempts] == [winner]
+    assert result.params == winner
+
+
+def test_backend_settings_are_built_once_and_unchanged() -> None:
+    for name in ("zlib", "zlib-ng"):
+        backend = BACKENDS[name]
+        first = backend.settings()
+        assert backend.settings() is first
+        assert len(set(first)) == len(first)
+    assert BACKENDS["zlib"].settings()[0] == CompressorParams("zlib", BACKENDS["zlib"].family, 6, mem_level=8,
+                                                              wbits=-15)
+
+
+def test_nested_gz_is_imported_without_a_temporary_directory(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tempfile.TemporaryDirectory", _refuse("a nested import made a temporary directory"))
+    path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl",
+                  {"pkg/data/a.json.gz": gz(doc(4)), "pkg/data/b.json.gz": gz(doc(5))})
+    assert _import_and_fetch(path, tmp_path) == 2
+
+
+def test_nested_gz_search_reads_the_kept_content_not_the_file_again(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive_importer, "_decompress_pieces", _refuse("the container was decompressed twice"))
+    path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/data/a.json.gz": gz(doc(6))})
+    assert _import_and_fetch(path, tmp_path) == 1
+
+
+def test_nested_gz_of_two_members_rebuilds_each_stream_from_its_slice(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive_importer, "_decompress_pieces", _refuse("the container was decompressed twice"))
+    two = gz(doc(7), level=9) + gz(doc(8), level=1)
+    path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/data/two.json.gz": two})
+    assert _import_and_fetch(path, tmp_path) == 1
