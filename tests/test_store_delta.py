@@ -32,6 +32,20 @@ def edited(data: bytes, step: int) -> bytes:
     return data[:middle] + f"# edit {step}\n".encode() + data[middle:]
 
 
+def chain_of(length: int) -> list[bytes]:
+    """``length`` releases of one module, each one edit after the one before."""
+    chain = [module_text(1)]
+    for step in range(1, length):
+        chain.append(edited(chain[-1], step))
+    return chain
+
+
+def encode_chain(store: BlockStore, chain: list[bytes], last: int) -> None:
+    """Make ``chain[1..last]`` each a delta of the one before, one call per level (depths 1..last)."""
+    for level in range(1, last + 1):
+        assert store.delta_encode([(cid(chain[level]), [cid(chain[level - 1])])])[0] == 1
+
+
 def noise(seed: int, size: int = 50_000) -> bytes:
     """Incompressible bytes (stored raw, encoding 0)."""
     return random.Random(seed).randbytes(size)
@@ -141,9 +155,7 @@ def test_recompress_leaves_a_delta_row_as_it_is(tmp_path: Path) -> None:
 # -- chains and the rules that keep them readable --------------------------------------------------
 
 def test_delta_of_a_delta_reads_back_with_depth_one_more_than_its_deepest_reference(tmp_path: Path) -> None:
-    a = module_text(1)
-    b = edited(a, 1)
-    c = edited(b, 2)
+    a, b, c = chain_of(3)
     d = edited(a, 3)
     with committed(tmp_path / "s", a, b, c, d) as store:
         assert store.delta_encode([(cid(b), [cid(a)])])[0] == 1
@@ -156,12 +168,9 @@ def test_delta_of_a_delta_reads_back_with_depth_one_more_than_its_deepest_refere
 
 
 def test_chain_stops_at_max_depth_and_every_level_reads_back(tmp_path: Path) -> None:
-    chain = [module_text(1)]
-    for step in range(1, MAX_DEPTH + 2):
-        chain.append(edited(chain[-1], step))
+    chain = chain_of(MAX_DEPTH + 2)
     with committed(tmp_path / "s", *chain) as store:
-        for level in range(1, MAX_DEPTH + 1):  # one call per level (see the same-batch test below)
-            assert store.delta_encode([(cid(chain[level]), [cid(chain[level - 1])])])[0] == 1
+        encode_chain(store, chain, MAX_DEPTH)
         _, plain = row(tmp_path / "s", chain[-1])
         # Its reference is at MAX_DEPTH: a delta of it would be MAX_DEPTH + 1 deep.
         assert store.delta_encode([(cid(chain[-1]), [cid(chain[-2])])]) == (0, 0)
@@ -197,18 +206,29 @@ def test_block_that_a_delta_references_is_not_encoded(tmp_path: Path) -> None:
     assert sound(tmp_path / "s")
 
 
-@pytest.mark.xfail(strict=True, reason="delta_encode computes every depth of a batch before writing any row: "
-                                       "a candidate whose reference becomes a delta earlier in the same batch "
-                                       "gets depth 1 against a depth-1 reference and is unreadable after reopen")
-def test_chain_planned_in_one_call_reads_back_after_reopen(tmp_path: Path) -> None:
-    a = module_text(1)
-    b = edited(a, 1)
-    c = edited(b, 2)
+def test_chain_planned_in_one_call_gets_its_depths_from_the_rows_written_before_it(tmp_path: Path) -> None:
+    a, b, c = chain_of(3)
     with committed(tmp_path / "s", a, b, c) as store:
-        store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(b)])])
-        assert store.get(cid(c)) == c  # passes: b is in the reference cache, whose reads skip the depth check
-    with BlockStore(tmp_path / "s", create=False) as store:
+        # b becomes a delta first, in the same transaction: c's depth must then be 2, not the 1
+        # it had when the batch was planned (a depth-1 reference under a depth-1 delta is refused).
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(b)])])[0] == 2
+    assert (depth(tmp_path / "s", b), depth(tmp_path / "s", c)) == (1, 2)
+    with BlockStore(tmp_path / "s", create=False) as store:  # cold: nothing in the reference cache
         assert store.get(cid(c)) == c
+    assert sound(tmp_path / "s")
+
+
+def test_one_call_does_not_extend_a_chain_past_max_depth(tmp_path: Path) -> None:
+    chain = chain_of(MAX_DEPTH + 2)
+    with committed(tmp_path / "s", *chain) as store:
+        encode_chain(store, chain, MAX_DEPTH - 1)
+        _, plain = row(tmp_path / "s", chain[-1])
+        # Planned at MAX_DEPTH - 1 + 1, the last one would be MAX_DEPTH + 1 once its reference is written.
+        assert store.delta_encode([(cid(chain[MAX_DEPTH]), [cid(chain[MAX_DEPTH - 1])]),
+                                   (cid(chain[-1]), [cid(chain[MAX_DEPTH])])])[0] == 1
+    assert depth(tmp_path / "s", chain[MAX_DEPTH]) == MAX_DEPTH
+    assert row(tmp_path / "s", chain[-1]) == (ENCODING_ZSTD, plain)
+    assert sound(tmp_path / "s")
 
 
 def test_delta_not_smaller_than_the_stored_payload_is_not_written(tmp_path: Path) -> None:
@@ -336,9 +356,7 @@ def test_deleting_a_reference_rewrites_its_dependents_plain(tmp_path: Path) -> N
 
 
 def test_deleting_the_root_of_a_chain_keeps_the_rest_of_the_chain_readable(tmp_path: Path) -> None:
-    a = module_text(1)
-    b = edited(a, 1)
-    c = edited(b, 2)
+    a, b, c = chain_of(3)
     with committed(tmp_path / "s", a, b, c) as store:
         store.delta_encode([(cid(b), [cid(a)])])
         store.delta_encode([(cid(c), [cid(b)])])
