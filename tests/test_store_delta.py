@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
@@ -302,6 +303,20 @@ def test_reference_deleted_behind_the_store_is_named_in_block_corrupt(delta_stor
         store.get(cid(new))
     assert e.value.cid == format_cid(cid(new))
     assert f"its reference {format_cid(cid(old))} is not in the store" in str(e.value)
+
+
+def test_store_verify_reports_a_delta_missing_its_reference_in_one_line(
+        delta_store: tuple[Path, bytes, bytes], capsys: pytest.CaptureFixture[str]) -> None:
+    path, old, new = delta_store
+    with db(path) as conn:
+        conn.execute("DELETE FROM blocks WHERE cid = ?", (cid(old),))
+    capsys.readouterr()
+    assert main(["store", "verify", "--store", str(path)]) == 1
+    out, err = capsys.readouterr()
+    line = (f"corrupt {format_cid(cid(new))}: block {format_cid(cid(new))} in {path} is corrupt: its bytes hash "
+            f"to nothing: its zstd+delta payload is damaged: its reference {format_cid(cid(old))} is not in the store")
+    assert out.splitlines() == [line]
+    assert err.strip() == "verified 1 blocks: 0 ok, 1 corrupt"
 
 
 def test_damaged_reference_makes_the_delta_corrupt(delta_store: tuple[Path, bytes, bytes]) -> None:
