@@ -11,8 +11,8 @@ import pytest
 from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
-from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
-from importer.sinks.delta import MAX_DEPTH, encode_payload, read_header
+from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD, UndecodablePayload
+from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, EncodingStats
 
 #: Functions in a generated module: about 45 bytes each, so 2500 make ~110 KB, well above the
@@ -249,6 +249,31 @@ def test_candidate_naming_itself_or_a_missing_block_is_not_encoded(tmp_path: Pat
         assert store.delta_encode([(cid(b), [cid(b)]), (cid(b), [cid(absent)]), (cid(absent), [cid(a)]),
                                    (cid(b), [])]) == (0, 0)
     assert row(tmp_path / "s", b)[0] == ENCODING_ZSTD
+
+
+def test_delta_against_max_refs_references_round_trips(tmp_path: Path) -> None:
+    refs = [module_text(10 + i)[:20_000] for i in range(MAX_REFS)]
+    new = edited(b"".join(refs), 1)
+    with committed(tmp_path / "s", *refs, new) as store:
+        assert store.delta_encode([(cid(new), [cid(r) for r in refs])])[0] == 1
+    assert read_header(row(tmp_path / "s", new)[1]).refs == tuple(cid(r) for r in refs)
+    assert sound(tmp_path / "s")
+
+
+@pytest.mark.xfail(strict=True, raises=UndecodablePayload,
+                   reason="delta_encode does not check len(refs) <= MAX_REFS: the payload it makes fails its own "
+                          "read_header inside the write transaction, so the internal UndecodablePayload escapes "
+                          "and the whole batch (the sound candidate too) is rolled back")
+def test_candidate_with_more_than_max_refs_references_is_left_alone(tmp_path: Path) -> None:
+    refs = [module_text(10 + i)[:20_000] for i in range(MAX_REFS + 1)]
+    wide = edited(b"".join(refs), 1)
+    old = module_text(1)
+    new = edited(old, 1)
+    with committed(tmp_path / "s", *refs, wide, old, new) as store:
+        assert store.delta_encode([(cid(new), [cid(old)]), (cid(wide), [cid(r) for r in refs])])[0] == 1
+    assert row(tmp_path / "s", wide)[0] == ENCODING_ZSTD
+    assert row(tmp_path / "s", new)[0] == ENCODING_DELTA
+    assert sound(tmp_path / "s")
 
 
 def test_store_without_compression_writes_no_delta(tmp_path: Path) -> None:
