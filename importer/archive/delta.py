@@ -8,8 +8,9 @@ such a leaf as a zstd frame made against those leaves when that is smaller
 (:meth:`importer.sinks.store.BlockStore.delta_encode`). The benchmark's ledgers use the same
 plan, so the figures in REPORT.md are those of this rule.
 
-"The same place": the path in the tree with the archive's version string replaced (an sdist's
-top directory ``pkg-1.2/`` and a wheel's ``pkg-1.2.dist-info/`` change name every release) and
+"The same place": the path in the tree with the archive's version replaced where a release
+puts it (an sdist's top directory ``pkg-1.2/`` and a wheel's ``pkg-1.2.dist-info/`` change name
+every release: :func:`match_key`) and
 with the 8-hex-digit hash auditwheel puts into the names of the libraries it grafts
 (``numpy.libs/libscipy_openblas64_-4b78795a.so``) removed.
 """
@@ -35,6 +36,8 @@ from .recipe import read_root
 SDIST_SUFFIXES: Final = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip")
 #: auditwheel's grafted-library hash: ``-`` and 8 hex digits before the ``.so``/``.dylib``/``.dll``.
 _GRAFT_HASH: Final = re.compile(r"-[0-9a-f]{8}(?=\.)")
+#: What may follow ``NAME-VERSION`` in a path component that carries the release's version.
+_VERSIONED_SUFFIXES: Final = r"\.dist-info|\.data|\.egg-info"
 #: Deepest file DAG walked for its leaves (a balanced 174-link tree of depth 6 holds far more
 #: than any archive member; deeper is a malformed or hostile DAG).
 MAX_FILE_DEPTH: Final = 32
@@ -102,9 +105,16 @@ def previous_archive(records: Iterable[ArchiveRecord], name: str) -> ArchiveReco
 
 
 def match_key(path: str, version: str) -> str:
-    """``path`` with the parts that change every release taken out (module docstring)."""
+    """``path`` with the parts that change every release taken out (module docstring).
+
+    The version is replaced only where a release puts it: a directory or file named
+    ``NAME-VERSION`` with nothing or ``.dist-info``, ``.data`` or ``.egg-info`` after it (an
+    sdist's top directory, a wheel's metadata directories); elsewhere a version such as ``1``
+    would also rewrite unrelated digits (``cpython-311``).
+    """
     if version:
-        path = path.replace(version, "\0")
+        versioned = re.compile(rf"^(.+)-{re.escape(version)}({_VERSIONED_SUFFIXES})?$")
+        path = "/".join(versioned.sub("\\1-\0\\2", part) for part in path.split("/"))
     return _GRAFT_HASH.sub("", path)
 
 

@@ -51,10 +51,12 @@ migrated at open by adding the new tables.
 Deltas (encoding 3, :mod:`importer.sinks.delta`): :meth:`BlockStore.delta_encode` rewrites a
 committed block as a zstd frame made against other committed blocks (the leaves of the same file
 in the previous release, chosen by :mod:`importer.archive.delta`). Three rules keep every block
-readable: a delta only references rows older than its own (smaller rowid), so references never
-form a cycle; a reference's own depth must be below the delta's, which is at most
-:data:`~importer.sinks.delta.MAX_DEPTH`; and the ``delta_refs`` table lists who references
-whom, so :meth:`BlockStore.delete` first rewrites a deleted block's dependents without it.
+readable: a delta's depth is one more than its deepest reference's and at most
+:data:`~importer.sinks.delta.MAX_DEPTH`, and every read checks that a reference is shallower than
+its referrer, so references can never form a cycle; a block that a delta references is never
+itself made a delta (that could deepen it past its referrer); and the ``delta_refs`` table lists
+who references whom, so :meth:`BlockStore.delete` first rewrites a deleted block's dependents
+without it.
 Decoded references are kept in a small cache (:data:`REFERENCE_CACHE_BYTES`), because the
 leaves of one file reference overlapping leaves of the old one.
 """
@@ -85,7 +87,7 @@ from .atrest import (
     train_dictionary,
     with_dict_id,
 )
-from .delta import MAX_DEPTH, decode_payload, encode_payload, read_header, with_depth
+from .delta import MAX_DEPTH, MAX_REFS, decode_payload, encode_payload, read_header, with_depth
 
 MiB: Final = 1024 * 1024
 
@@ -584,7 +586,7 @@ class BlockStore:
 
     def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, Sequence[bytes], int] | None:
         """``(payload, refs, length of the payload it replaces)`` if a delta of ``cid`` pays, else None."""
-        if not refs or cid in refs:
+        if not refs or len(refs) > MAX_REFS or cid in refs:
             return None
         try:
             row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
