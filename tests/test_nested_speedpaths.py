@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import subprocess
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ import importer.archive.importer as archive_importer
 from importer.archive.importer import ArchiveImporter
 from importer.archive.rebuild import fetch
 from importer.compress import CompressorParams, ProducerHints, search_params
-from importer.compress.backends import BACKENDS
+from importer.compress.backends import BACKENDS, gnu_gzip
 from importer.compress.hints import order_candidates
 from importer.compress.search import registry_candidates
 from importer.profiles import resolve_settings
@@ -105,3 +107,17 @@ def test_nested_gz_of_two_members_rebuilds_each_stream_from_its_slice(tmp_path: 
     two = gz(doc(7), level=9) + gz(doc(8), level=1)
     path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/data/two.json.gz": two})
     assert _import_and_fetch(path, tmp_path) == 1
+
+
+@pytest.mark.parametrize("small_input", [gnu_gzip.SMALL_INPUT, 1000])
+def test_gnu_gzip_body_is_the_same_from_a_file_or_a_feeder_thread(small_input: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("gzip") is None:
+        pytest.skip("no gzip binary")
+    monkeypatch.setattr(gnu_gzip, "SMALL_INPUT", small_input)
+    data = doc(9) * 3
+    whole = subprocess.run(["gzip", "-c", "-n", "-6"], input=data, capture_output=True, check=True).stdout
+    params = next(p for p in BACKENDS["gnu-gzip"].settings() if p.level == 6)
+    pieces = [data[i:i + 4096] for i in range(0, len(data), 4096)]
+    assert b"".join(BACKENDS["gnu-gzip"].encode(params, pieces)) == whole[10:-8]
+

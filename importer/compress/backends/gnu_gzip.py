@@ -9,8 +9,10 @@ while we read stdout, so neither pipe can fill up and block the other.
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 
@@ -25,6 +27,10 @@ _HEADER_SIZE, _TRAILER_SIZE = 10, 8
 
 #: Read size from gzip's stdout (64 KiB = 2 ** 16).
 _READ_SIZE = 1 << 16
+
+#: Inputs up to this size are written to a temporary file for gzip to read, without a feeder
+#: thread; larger ones are streamed through a pipe so a mismatch stops the work early.
+SMALL_INPUT = 4 * 1024 * 1024
 
 #: gzip's default level is 6; -9 is what `tar czf` with GZIP=-9 and most release scripts used.
 LEVEL_ORDER = (9, 6, 1, 2, 3, 4, 5, 7, 8)
@@ -59,15 +65,33 @@ class GnuGzipBackend:
         return self.settings()
 
     def encode(self, params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
-        proc = subprocess.Popen([_binary(), "-c", "-n", f"-{params.level}"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        assert proc.stdin is not None and proc.stdout is not None
-        stdin, stdout = proc.stdin, proc.stdout
+        command = [_binary(), "-c", "-n", f"-{params.level}"]
+        it = iter(pieces)
+        held: list[bytes] = []
+        size = 0
+        for piece in it:
+            held.append(piece)
+            size += len(piece)
+            if size > SMALL_INPUT:
+                break
+        else:
+            # All of a small input is here: gzip reads it from an unnamed temporary file, so no
+            # feeder thread is started (its start and GIL hand-offs cost more than gzip's own
+            # work on a ~100 KB .json.gz in a busy process).
+            with tempfile.TemporaryFile() as source:
+                source.writelines(held)
+                source.seek(0)  # flushes: gzip reads the descriptor from its start
+                proc = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            yield from _read_body(proc, None, [])
+            return
+        proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        assert proc.stdin is not None
+        stdin = proc.stdin
         failure: list[BaseException] = []
 
         def feed() -> None:
             try:
-                for piece in pieces:
+                for piece in itertools.chain(held, it):
                     stdin.write(piece)
             except BrokenPipeError:
                 pass  # we stopped reading (mismatch) and killed gzip
@@ -81,25 +105,35 @@ class GnuGzipBackend:
 
         feeder = threading.Thread(target=feed, name="gzip-feeder", daemon=True)
         feeder.start()
-        try:
-            skip, held = _HEADER_SIZE, b""
-            while block := stdout.read1(_READ_SIZE):  # type: ignore[attr-defined]
-                if skip:
-                    cut = min(skip, len(block))
-                    block, skip = block[cut:], skip - cut
-                # Hold back the last 8 bytes seen: they may be the trailer.
-                data = held + block
-                held = data[-_TRAILER_SIZE:]
-                if body := data[:-_TRAILER_SIZE]:
-                    yield body
+        yield from _read_body(proc, feeder, failure)
+
+
+def _read_body(proc: subprocess.Popen[bytes], feeder: threading.Thread | None,
+               failure: list[BaseException]) -> Iterator[bytes]:
+    """gzip's output without its header and trailer; kills gzip if the caller stops early."""
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    try:
+        skip, held = _HEADER_SIZE, b""
+        while block := stdout.read1(_READ_SIZE):  # type: ignore[attr-defined]
+            if skip:
+                cut = min(skip, len(block))
+                block, skip = block[cut:], skip - cut
+            # Hold back the last 8 bytes seen: they may be the trailer.
+            data = held + block
+            held = data[-_TRAILER_SIZE:]
+            if body := data[:-_TRAILER_SIZE]:
+                yield body
+        if feeder is not None:
             feeder.join()
-            if failure:
-                raise failure[0]
-            if proc.wait() != 0 or len(held) != _TRAILER_SIZE:
-                raise CompressorUnavailable("gnu-gzip", f"gzip exited with status {proc.returncode}")
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            stdout.close()
-            proc.wait()
+        if failure:
+            raise failure[0]
+        if proc.wait() != 0 or len(held) != _TRAILER_SIZE:
+            raise CompressorUnavailable("gnu-gzip", f"gzip exited with status {proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        stdout.close()
+        proc.wait()
+        if feeder is not None:
             feeder.join()
