@@ -17,7 +17,8 @@ from importer.archive.rebuild import fetch
 from importer.compress import CompressorParams, ProducerHints, search_params
 from importer.compress.backends import BACKENDS, gnu_gzip
 from importer.compress.hints import order_candidates
-from importer.compress.search import registry_candidates
+from importer.compress.memo import AttemptMemo
+from importer.compress.search import SPAWNED_ATTEMPTS, registry_candidates
 from importer.profiles import resolve_settings
 from importer.sinks import MemorySink
 
@@ -121,3 +122,47 @@ def test_gnu_gzip_body_is_the_same_from_a_file_or_a_feeder_thread(small_input: i
     pieces = [data[i:i + 4096] for i in range(0, len(data), 4096)]
     assert b"".join(BACKENDS["gnu-gzip"].encode(params, pieces)) == whole[10:-8]
 
+
+
+def _gnu_gzip_body(data: bytes, level: int) -> bytes:
+    return subprocess.run(["gzip", "-c", "-n", f"-{level}"], input=data, capture_output=True, check=True).stdout[10:-8]
+
+
+def test_repeated_gzip_attempt_is_answered_without_starting_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("gzip") is None:
+        pytest.skip("no gzip binary")
+    SPAWNED_ATTEMPTS.clear()
+    data = doc(11)
+    body = _gnu_gzip_body(data, 6)
+    hints = ProducerHints(gzip_xfl=0, gzip_os=3)
+    first = search_params(body, data, "deflate", hints)
+    assert first.params is not None and first.params.label == "gnu-gzip/l6"
+    monkeypatch.setattr(subprocess, "Popen", _refuse("gzip started for a stream already tried"))
+    assert search_params(bytes(body), bytearray(data), "deflate", hints) == first
+    other = doc(12)
+    with pytest.raises(AssertionError, match="gzip started"):
+        search_params(_gnu_gzip_body(other, 6), other, "deflate", hints)
+
+
+def test_remembered_gzip_mismatch_keeps_its_reason_and_the_search_order() -> None:
+    if shutil.which("gzip") is None:
+        pytest.skip("no gzip binary")
+    SPAWNED_ATTEMPTS.clear()
+    data = doc(13)
+    body = _gnu_gzip_body(data, 1)  # level 1: the level-6 hint misses first
+    hints = ProducerHints(gzip_xfl=0, gzip_os=3)
+    first = search_params(body, data, "deflate", hints)
+    again = search_params(body, data, "deflate", hints)
+    assert again == first
+    assert [a.params.label for a in first.attempts][:2] == ["gnu-gzip/l6", "gnu-gzip/l9"]
+    assert first.params is not None and first.params.label == "gnu-gzip/l1"
+
+
+def test_attempt_memo_drops_the_oldest_past_its_capacity() -> None:
+    memo: AttemptMemo[str] = AttemptMemo(capacity=2)
+    params = BACKENDS["gnu-gzip"].settings()
+    keys = [(p, (1, b"a"), (2, b"b")) for p in params[:3]]
+    for key, value in zip(keys, "xyz", strict=False):
+        memo.put(key, value)
+    assert memo.get(keys[0]) is None
+    assert memo.get(keys[1]) == "y" and memo.get(keys[2]) == "z"

@@ -17,8 +17,12 @@ from dataclasses import dataclass
 from .backends import BACKENDS, Backend
 from .golden import backend_status, feed_for, verify_setting
 from .hints import ProducerHints, order_candidates
+from .memo import AttemptMemo, StreamId, stream_id
 from .params import KINDS, CompressorParams
 from .pieces import ByteInput, FeedTooLarge, Replayable
+
+#: Attempts of process-starting backends (GNU gzip) made in this process, by stream (see memo.py).
+SPAWNED_ATTEMPTS: AttemptMemo[Attempt] = AttemptMemo()
 
 #: Bytes of the stream's start handed to backends to narrow their candidates (bz2 "BZh9", xz
 #: magic + stream flags = 8 bytes); 16 leaves room.
@@ -108,18 +112,35 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
     head = bytes(expected.reader().read(_HEAD_SIZE))
     allowed = set(names) if names is not None else None
     attempts: list[Attempt] = []
+    streams: list[tuple[StreamId, StreamId]] = []  # both streams' ids, once a memoized backend needs them
     for params in _ordered_candidates(kind, head, hints, allowed):
         if max_attempts is not None and len(attempts) >= max_attempts:
             break
         if not verify_setting(params).usable:
             continue  # this setting (so its whole backend) failed its golden check
-        attempt = try_params(BACKENDS[params.name], params, expected, data)
+        attempt = _attempt(BACKENDS[params.name], params, expected, data, streams)
         attempts.append(attempt)
         if not attempt.reason:
             return SearchResult(params, tuple(attempts), "")
     unusable = sorted(f"{name} ({backend_status(name).reason})" for name, backend in BACKENDS.items()
                       if backend.kind == kind and not backend_status(name).usable)
     return SearchResult(None, tuple(attempts), _explain(kind, attempts, unusable))
+
+
+def _attempt(backend: Backend, params: CompressorParams, expected: Replayable, data: Replayable,
+             streams: list[tuple[StreamId, StreamId]]) -> Attempt:
+    """:func:`try_params`, answered from :data:`SPAWNED_ATTEMPTS` when the backend starts a process
+    and these very streams were tried with these params before."""
+    if not backend.spawns_process:
+        return try_params(backend, params, expected, data)
+    if not streams:
+        streams.append((stream_id(expected), stream_id(data)))
+    key = (params, *streams[0])
+    attempt = SPAWNED_ATTEMPTS.get(key)
+    if attempt is None:
+        attempt = try_params(backend, params, expected, data)
+        SPAWNED_ATTEMPTS.put(key, attempt)
+    return attempt
 
 
 def _is_candidate(params: CompressorParams, kind: str, head: bytes, allowed: set[str] | None) -> bool:

@@ -25,6 +25,7 @@ class Bz2Backend:
     kind = "bz2"
     family = FAMILY
     feed_dependent = False
+    spawns_process = False
 
     def probe(self) -> str:
         return "libbzip2 (CPython bz2)"

@@ -50,6 +50,7 @@ class GnuGzipBackend:
     kind = "deflate"
     family = FAMILY
     feed_dependent = False
+    spawns_process = True
 
     def probe(self) -> str:
         result = subprocess.run([_binary(), "--version"], capture_output=True, check=False)

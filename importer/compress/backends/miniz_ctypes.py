@@ -80,6 +80,7 @@ class MinizBackend:
     kind = "deflate"
     family = FAMILY
     feed_dependent = False
+    spawns_process = False
 
     def probe(self) -> str:
         return "miniz " + bytes(_library().mz_version()).decode("ascii")

@@ -35,6 +35,7 @@ class XzBackend:
     kind = "xz"
     family = FAMILY
     feed_dependent = False
+    spawns_process = False
 
     def probe(self) -> str:
         return "liblzma (CPython lzma)"

@@ -187,6 +187,7 @@ class ZlibNgBackend:
     kind = "deflate"
     family = FAMILY
     feed_dependent = True
+    spawns_process = False
 
     def _library(self) -> ctypes.CDLL:
         return _load(self.name, _package_library)

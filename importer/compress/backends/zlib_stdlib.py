@@ -33,6 +33,7 @@ class ZlibBackend:
     kind = "deflate"
     family = FAMILY
     feed_dependent = False
+    spawns_process = False
 
     def probe(self) -> str:
         return zlib.ZLIB_RUNTIME_VERSION
