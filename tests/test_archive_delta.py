@@ -16,6 +16,7 @@ from importer.archive.delta import (
     Distribution,
     delta_against_previous,
     file_leaves,
+    loose_key,
     match_key,
     parse_archive_name,
     plan_deltas,
@@ -117,6 +118,53 @@ def test_match_key_strips_exactly_the_version_and_the_graft_hash() -> None:
     assert match_key("numpy.libs/libgfortran-040039e1.so.5.0.0", "2.0.0") == "numpy.libs/libgfortran.so.5.0.0"
     assert match_key("pkg/deadbeef.py", "") == "pkg/deadbeef.py"  # no dash: not a graft hash
     assert match_key("pkg/mod.py", "") == "pkg/mod.py"
+
+
+def test_loose_key_makes_every_run_of_digits_alike() -> None:
+    assert loose_key("pyarrow/libarrow.so.2600") == loose_key("pyarrow/libarrow.so.2500") == "pyarrow/libarrow.so.#"
+    assert loose_key("pkg/mod.py") == "pkg/mod.py"
+
+
+def crafted_wheel(path: Path, version: str, members: dict[str, bytes]) -> Path:
+    """A wheel written by CPython's zipfile (deflate), named so the planner reads its version."""
+    import zipfile
+
+    target = path / f"pkg-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return target
+
+
+def renamed_library_plan(tmp_path: Path, old_members: dict[str, bytes], new_members: dict[str, bytes]
+                         ) -> tuple[dict[bytes, tuple[bytes, ...]], MemorySink, bytes, bytes]:
+    """(candidate -> references, the blocks, old tree, new tree) from a crafted 1.0 wheel to a 2.0 wheel."""
+    from importer.archive.importer import import_archive
+
+    sink = MemorySink()
+    settings = resolve_settings()
+    old = import_archive(str(crafted_wheel(tmp_path, "1.0", old_members)), settings, sink).root
+    new = import_archive(str(crafted_wheel(tmp_path, "2.0", new_members)), settings, sink).root
+    plan = {c.cid: c.refs for c in plan_deltas(sink, new, sink, old)}
+    return plan, sink, read_root(sink, old).tree, read_root(sink, new).tree
+
+
+def test_plan_pairs_a_library_renamed_only_in_its_numbers(tmp_path: Path) -> None:
+    library = python_source(7, 4000)
+    changed = library[:1000] + b"# one more line\n" + library[1000:]
+    plan, sink, old_tree, new_tree = renamed_library_plan(tmp_path, {"pkg/libfoo.so.2500": library},
+                                                          {"pkg/libfoo.so.2600": changed})
+    new_leaves = file_leaves(sink, dict(tree_files(sink, new_tree))["pkg/libfoo.so.2600"])[1]
+    old_leaves = {leaf.cid for leaf in file_leaves(sink, dict(tree_files(sink, old_tree))["pkg/libfoo.so.2500"])[1]}
+    assert set(plan) == {leaf.cid for leaf in new_leaves}  # every leaf moved by the insertion
+    assert all(refs and set(refs) <= old_leaves for refs in plan.values())
+
+
+def test_plan_leaves_a_renamed_file_unpaired_when_two_old_files_share_its_loose_key(tmp_path: Path) -> None:
+    library = python_source(7, 4000)
+    plan, *_ = renamed_library_plan(tmp_path, {"pkg/libfoo.so.2500": library, "pkg/libfoo.so.2501": library[::-1]},
+                                    {"pkg/libfoo.so.2600": library + b"# more\n"})
+    assert plan == {}
 
 
 # -- leaves of a file --------------------------------------------------------------------------------

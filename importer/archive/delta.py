@@ -12,7 +12,9 @@ plan, so the figures in REPORT.md are those of this rule.
 puts it (an sdist's top directory ``pkg-1.2/`` and a wheel's ``pkg-1.2.dist-info/`` change name
 every release: :func:`match_key`) and
 with the 8-hex-digit hash auditwheel puts into the names of the libraries it grafts
-(``numpy.libs/libscipy_openblas64_-4b78795a.so``) removed.
+(``numpy.libs/libscipy_openblas64_-4b78795a.so``) removed; a file left unpaired is then paired
+with the one old file, if there is exactly one, whose path differs only in its numbers
+(:func:`loose_key`: ``libarrow.so.2500`` and ``libarrow.so.2600``).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SDIST_SUFFIXES: Final = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tar", ".zip
 _GRAFT_HASH: Final = re.compile(r"-[0-9a-f]{8}(?=\.)")
 #: What may follow ``NAME-VERSION`` in a path component that carries the release's version.
 _VERSIONED_SUFFIXES: Final = r"\.dist-info|\.data|\.egg-info"
+_DIGITS: Final = re.compile(r"[0-9]+")
 #: Deepest file DAG walked for its leaves (a balanced 174-link tree of depth 6 holds far more
 #: than any archive member; deeper is a malformed or hostile DAG).
 MAX_FILE_DEPTH: Final = 32
@@ -118,6 +121,16 @@ def match_key(path: str, version: str) -> str:
     return _GRAFT_HASH.sub("", path)
 
 
+def loose_key(key: str) -> str:
+    """A :func:`match_key` with every run of digits made alike, for files that exact keys leave unpaired.
+
+    pyarrow renames its libraries with every major release (``libarrow.so.2500`` ->
+    ``libarrow.so.2600``, 48 MB each): paired this way when exactly one old file has the same
+    loose key.
+    """
+    return _DIGITS.sub("#", key)
+
+
 def tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
     """``(path, file CID)`` of every file under the directory ``tree`` (symlinks are skipped)."""
     for entry in iter_directory(source, tree):
@@ -185,9 +198,15 @@ def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSourc
     new_version = new_dist.version if new_dist else ""
     old_version = old_dist.version if old_dist else ""
     old_files = {match_key(path, old_version): cid for path, cid in tree_files(old_source, old.tree)}
+    loose: dict[str, bytes | None] = {}
+    for key, cid in old_files.items():
+        loose[loose_key(key)] = None if loose_key(key) in loose else cid  # None: not unique, no pair
     planned: dict[bytes, tuple[bytes, ...]] = {}
     for path, cid in tree_files(new_source, new.tree):
-        old_cid = old_files.get(match_key(path, new_version))
+        key = match_key(path, new_version)
+        old_cid = old_files.get(key)
+        if old_cid is None:
+            old_cid = loose.get(loose_key(key))
         if old_cid is None or old_cid == cid:
             continue
         size, leaves = file_leaves(new_source, cid)
