@@ -166,3 +166,15 @@ def test_attempt_memo_drops_the_oldest_past_its_capacity() -> None:
         memo.put(key, value)
     assert memo.get(keys[0]) is None
     assert memo.get(keys[1]) == "y" and memo.get(keys[2]) == "z"
+
+
+@pytest.mark.parametrize("spool", [archive_importer.NESTED_SPOOL, 100])
+def test_nested_member_in_memory_or_spilled_to_a_file_rebuilds(spool: int, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(archive_importer, "NESTED_SPOOL", spool)
+    inner = wheel(tmp_path / "inner-1.0-py3-none-any.whl", {"inner/data.json.gz": gz(doc(14))})
+    path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl",
+                 {"pkg/vendor/inner-1.0-py3-none-any.whl": inner.read_bytes(),
+                  "pkg/data/not-gzip.json.gz": b"plain text named like a gzip file",
+                  "pkg/data/a.json.gz": gz(doc(15))})
+    assert _import_and_fetch(path, tmp_path) == 3  # the inner wheel, its .json.gz and a.json.gz

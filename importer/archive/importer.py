@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import functools
 import hashlib
+import io
 import itertools
 import lzma
 import os
@@ -98,6 +100,8 @@ NESTED_SPOOL: Final = 8 * 1024 * 1024
 NESTED_WINDOW: Final = 64 * 1024 * 1024
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
+#: ``read_at(length, offset)``: an archive's bytes at an offset, from any thread (pread or a slice).
+ReadAt = Callable[[int, int], bytes]
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
 #: Formats whose one member is the whole content of the compressed file (see sources/raw.py).
 _RAW_FORMATS: Final = ("gz", "bz2", "xz")
@@ -147,17 +151,17 @@ class ImportReport:
         }
 
 
-def _pread_pieces(fd: int, offset: int, length: int) -> Iterator[bytes]:
+def _pread_pieces(read_at: ReadAt, offset: int, length: int) -> Iterator[bytes]:
     end = offset + length
     while offset < end:
-        piece = os.pread(fd, min(PIECE, end - offset), offset)
+        piece = read_at(min(PIECE, end - offset), offset)
         if not piece:
             raise EOFError(f"archive shrank while importing (at byte {offset})")
         offset += len(piece)
         yield piece
 
 
-def _decompress_pieces(fd: int, stream: CompressedStream) -> Iterator[bytes]:
+def _decompress_pieces(read_at: ReadAt, stream: CompressedStream) -> Iterator[bytes]:
     """The content of one compressed stream of the file, decompressed again (for the search)."""
     if stream.method == "deflate":
         engine: Any = zlib.decompressobj(-15)
@@ -166,7 +170,7 @@ def _decompress_pieces(fd: int, stream: CompressedStream) -> Iterator[bytes]:
     else:
         engine = lzma.LZMADecompressor()
     produced = 0
-    for piece in _pread_pieces(fd, stream.offset, stream.length):
+    for piece in _pread_pieces(read_at, stream.offset, stream.length):
         out = engine.decompress(piece)
         produced += len(out)
         yield out
@@ -179,9 +183,9 @@ def _decompress_pieces(fd: int, stream: CompressedStream) -> Iterator[bytes]:
         raise EOFError(f"stream {stream.index} decompressed to {produced} bytes, expected {stream.size}")
 
 
-def _inflate_pieces(fd: int, member: Member) -> Iterator[bytes]:
+def _inflate_pieces(read_at: ReadAt, member: Member) -> Iterator[bytes]:
     engine = zlib.decompressobj(-15)
-    for piece in _pread_pieces(fd, member.data_offset, member.data_length):
+    for piece in _pread_pieces(read_at, member.data_offset, member.data_length):
         yield engine.decompress(piece)
     yield engine.flush()
 
@@ -237,6 +241,54 @@ class _Spool:
 
     def close(self) -> None:
         self.file.close()
+
+
+class _Spill:
+    """A nested candidate's content: in memory up to NESTED_SPOOL, past that in an unnamed temporary file.
+
+    In memory, the nested import reads it as bytes (no file is created: a temporary file per
+    ``.json.gz`` costs more than the rest of its import on a busy machine).
+    """
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self._data: bytes | None = None
+        self.file: IO[bytes] | None = None
+        self.size = 0
+
+    def write(self, piece: bytes) -> None:
+        if self.file is None and self.size + len(piece) > NESTED_SPOOL:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by close())
+            self.file.writelines(self._pieces)
+            self._pieces = []
+        if self.file is not None:
+            self.file.write(piece)
+        else:
+            self._pieces.append(piece)
+        self.size += len(piece)
+
+    def data(self) -> bytes | None:
+        """The content when it is held in memory, else None."""
+        if self.file is not None:
+            return None
+        if self._data is None:
+            self._data = b"".join(self._pieces)
+            self._pieces = []
+        return self._data
+
+    def open(self) -> BinaryIO:
+        """The content as a file read from its start (the temporary file itself, rewound)."""
+        data = self.data()
+        if data is not None:
+            return io.BytesIO(data)
+        assert self.file is not None
+        self.file.seek(0)  # flushes: a reader may pread the descriptor
+        return cast(BinaryIO, self.file)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self._pieces, self._data = [], None
 
 
 class _Keeper:
@@ -323,8 +375,12 @@ class ArchiveImporter:
         with open(path, "rb") as f:
             return self.import_open(f, display_name or os.path.basename(path))
 
-    def import_open(self, f: BinaryIO, name: str) -> ImportReport:
-        """Import the archive in ``f``: a seekable file on a real descriptor (read with pread), all its bytes."""
+    def import_open(self, f: BinaryIO, name: str, read_at: ReadAt | None = None) -> ImportReport:
+        """Import the archive in the seekable file ``f``, all its bytes.
+
+        ``read_at(length, offset)`` reads its bytes at an offset from any thread; by default
+        ``pread`` on ``f``'s descriptor (an in-memory archive passes a slice of its bytes).
+        """
         start = time.perf_counter()
         digest = hashlib.sha256()
         size = 0
@@ -334,10 +390,11 @@ class ArchiveImporter:
             size += len(piece)
         shared = contextlib.nullcontext(self.pool) if self.pool is not None else ThreadPoolExecutor(self.workers)
         with shared as pool:
-            fd = f.fileno()
+            if read_at is None:
+                read_at = functools.partial(os.pread, f.fileno())
             opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
-            run = _Run(self, opened, fd, pool, generator, name)
+            run = _Run(self, opened, read_at, pool, generator, name)
             try:
                 run.read_members()
                 run.read_container()
@@ -379,7 +436,7 @@ class _Pending:
     nested_root: bytes | None = None
     nested_tree: DagNode | None = None
     nested_job: Future[_NestedResult] | None = None
-    spill: IO[bytes] | None = None
+    spill: _Spill | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,12 +450,12 @@ class _NestedResult:
 class _Run:
     """The state of one archive import."""
 
-    def __init__(self, owner: ArchiveImporter, opened: OpenedArchive, fd: int, pool: ThreadPoolExecutor,
+    def __init__(self, owner: ArchiveImporter, opened: OpenedArchive, read_at: ReadAt, pool: ThreadPoolExecutor,
                  generator: str | None, name: str) -> None:
         self.owner = owner
         self.adder = owner.adder
         self.opened = opened
-        self.fd = fd
+        self.read_at = read_at
         self.pool = pool
         self.generator = generator
         self.name = name
@@ -454,12 +511,11 @@ class _Run:
         else:
             # A possible nested archive: only if it is not one does its content become a leaf
             # (in finish), so an opened member leaves no unreferenced blocks behind.
-            spill = tempfile.SpooledTemporaryFile(max_size=NESTED_SPOOL)  # noqa: SIM115  (closed in finish)
-            total = 0
+            spill = _Spill()  # closed in finish
             for piece in source:
                 spill.write(piece)
-                total += len(piece)
-            nested_job = self._submit_nested(member, spill, total)
+            total = spill.size
+            nested_job = self._submit_nested(member, spill)
             content = DagNode(b"", 0, total)  # stands for the content's size until the job is done
         if raw_container:
             # The one member of a plain .gz/.bz2/.xz is the container's whole content: kept, the
@@ -472,16 +528,16 @@ class _Run:
         search = None
         if needs_search:
             if keeper.pieces is None:
-                fd = self.fd
-                uncompressed: Any = lambda m=member: _inflate_pieces(fd, m)
+                read_at = self.read_at
+                uncompressed: Any = lambda m=member: _inflate_pieces(read_at, m)
             else:
                 uncompressed = b"".join(keeper.pieces)
             compressed: Any
             if member.data_length <= BUFFER_LIMIT:
-                compressed = os.pread(self.fd, member.data_length, member.data_offset)
+                compressed = self.read_at(member.data_length, member.data_offset)
             else:
-                fd = self.fd
-                compressed = lambda m=member: _pread_pieces(fd, m.data_offset, m.data_length)
+                read_at = self.read_at
+                compressed = lambda m=member: _pread_pieces(read_at, m.data_offset, m.data_length)
             hints = ProducerHints(generator=self.generator, member_name=member.name, previous=self._previous)
             search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints)
             search.add_done_callback(self._remember_winner)
@@ -516,7 +572,7 @@ class _Run:
             return False
         return (member.name or "").lower().endswith(NESTED_SUFFIXES)
 
-    def _submit_nested(self, member: Member, spill: IO[bytes], size: int) -> Future[_NestedResult]:
+    def _submit_nested(self, member: Member, spill: _Spill) -> Future[_NestedResult]:
         """Open the member as an archive: on a worker thread at the top level, inline deeper down.
 
         Each job imports into its own staging sink (the store belongs to this thread); finish()
@@ -533,16 +589,17 @@ class _Run:
             done.set_exception(e)
         return done
 
-    def _nested_job(self, member: Member, spill: IO[bytes]) -> _NestedResult:
+    def _nested_job(self, member: Member, spill: _Spill) -> _NestedResult:
         """Import the spilled member as an archive into a staging sink (any thread)."""
         staging = MemorySink()
         child = self.owner.nested_importer(self.pool, staging)
-        # The importer preads a real descriptor: fileno() moves an in-memory spill to an unnamed
-        # temporary file (a write of bytes already held, no directory to create and remove).
-        spill.fileno()
-        spill.flush()
+        name = os.path.basename(member.name or "member")
+        data = spill.data()
         try:
-            report = child.import_open(cast(BinaryIO, spill), os.path.basename(member.name or "member"))
+            if data is not None:
+                report = child.import_open(io.BytesIO(data), name, lambda length, offset: data[offset:offset + length])
+            else:
+                report = child.import_open(spill.open(), name)
         except InvalidArchive as e:
             if "limit" in e.reason:
                 raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
@@ -567,8 +624,7 @@ class _Run:
             pending.nested_root = report.root
             pending.nested_tree = DagNode(report.tree, report.tree_tsize, report.replayed_bytes)
         elif spill is not None:
-            spill.seek(0)
-            pending.content = self.adder.add_stream(spill)  # type: ignore[arg-type]
+            pending.content = self.adder.add_stream(spill.open())
         if spill is not None:
             spill.close()
             pending.spill = None
@@ -612,10 +668,10 @@ class _Run:
                 if item.gzip is not None:
                     hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os, previous=previous)
                     self.gzip_producer = f"gzip header: XFL={item.gzip.xfl} OS={item.gzip.os}"
-                fd = self.fd
-                compressed: Any = (lambda s=item, fd=fd: _pread_pieces(fd, s.offset, s.length)) \
-                    if item.length > BUFFER_LIMIT else os.pread(fd, item.length, item.offset)
-                uncompressed: Any = lambda s=item, fd=fd: _decompress_pieces(fd, s)
+                read_at = self.read_at
+                compressed: Any = (lambda s=item, r=read_at: _pread_pieces(r, s.offset, s.length)) \
+                    if item.length > BUFFER_LIMIT else read_at(item.length, item.offset)
+                uncompressed: Any = lambda s=item, r=read_at: _decompress_pieces(r, s)
                 if content is not None:
                     uncompressed = memoryview(content)[item.content_offset:item.content_offset + item.size]
                 args = (compressed, uncompressed, _STREAM_KIND[item.method], hints)
@@ -634,7 +690,7 @@ class _Run:
                 self.outer.append(len(item.data))
                 continue
             if isinstance(item, Gap):
-                for piece in _pread_pieces(self.fd, item.offset, item.length):
+                for piece in _pread_pieces(self.read_at, item.offset, item.length):
                     self.outer_skeleton.append(piece)
                 self.outer.append(item.length)
                 continue
@@ -646,7 +702,7 @@ class _Run:
                 self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
                 self.outer_labels.append(f"{item.method}: {result.params.label}")
             else:
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, item.offset, item.length)))  # type: ignore[arg-type]
+                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, item.offset, item.length)))  # type: ignore[arg-type]
                 self.extra.append(raw.cid)
                 self.outer.append(OuterStream(VERBATIM, len(self.extra) - 1, item.content_offset, item.size))
                 self.outer_labels.append(f"{item.method}: kept verbatim ({result.reason})")
@@ -726,7 +782,7 @@ class _Run:
                                              result.params.label, path, reason))
             return MemberEntry(pending.skeleton_before, content_source(), index)
         # Nothing reproduces the stream: keep the original compressed bytes as their own leaf.
-        raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, member.data_offset, member.data_length)))  # type: ignore[arg-type]
+        raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset, member.data_length)))  # type: ignore[arg-type]
         self.verbatim_bytes += size
         self.reports.append(MemberReport(member.index, label, size, member.data_length, "verbatim", None,
                                          path, result.reason))
@@ -745,7 +801,7 @@ class _Run:
             result = pending.search.result()
             if result.params is None:
                 # The member's own stream is not reproducible: keep it whole, as without nesting.
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.fd, member.data_offset,  # type: ignore[arg-type]
+                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
                                                                       member.data_length)))
                 self.verbatim_bytes += member.size
                 self.reports.append(MemberReport(member.index, member.label, member.size, member.data_length,
