@@ -449,3 +449,68 @@ def test_schema_3_store_is_migrated_to_4_and_takes_deltas(tmp_path: Path) -> Non
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
     assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
     assert sound(tmp_path / "s")
+
+
+# -- two processes at once ---------------------------------------------------------------------
+
+#: Releases of several modules for the two delta writers: long enough chains that both
+#: processes' transactions interleave.
+WRITER_CHAINS = 6
+WRITER_LENGTH = 6
+
+
+def writer_chains() -> list[list[bytes]]:
+    chains = []
+    for seed in range(WRITER_CHAINS):
+        chain = [module_text(100 + seed)]
+        for step in range(1, WRITER_LENGTH):
+            chain.append(edited(chain[-1], step))
+        chains.append(chain)
+    return chains
+
+
+def _delta_writer(path: str, links: list[tuple[int, int]]) -> None:
+    """Encode the given (chain, level) links one call each: level against level - 1."""
+    chains = writer_chains()
+    with BlockStore(path) as store:
+        for c, level in links:
+            store.delta_encode([(cid(chains[c][level]), [cid(chains[c][level - 1])])], chunk_rows=1)
+
+
+def test_two_processes_making_overlapping_deltas_leave_every_block_readable(tmp_path: Path) -> None:
+    import multiprocessing
+
+    chains = writer_chains()
+    with committed(tmp_path / "s", *[data for chain in chains for data in chain]):
+        pass
+    links = [(c, level) for c in range(WRITER_CHAINS) for level in range(1, WRITER_LENGTH)]
+    # One process walks the chains forwards, the other backwards: they meet in the middle and
+    # each must re-check, under the write lock, what the other did.
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_delta_writer, args=(str(tmp_path / "s"), links)),
+             ctx.Process(target=_delta_writer, args=(str(tmp_path / "s"), links[::-1]))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    with BlockStore(tmp_path / "s", create=False) as store:
+        for chain in chains:
+            for data in chain:
+                assert store.get(cid(data)) == data
+        assert all(problem is None for _, problem in store.verify())
+    with db(tmp_path / "s") as conn:
+        rows = {bytes(c): (int(e), bytes(d)) for c, e, d in conn.execute("SELECT cid, encoding, data FROM blocks")}
+    refs = delta_refs(tmp_path / "s")
+    # Each chain's links cannot all be deltas (a referenced block is never made one), but some are.
+    assert sum(encoding == ENCODING_DELTA for encoding, _ in rows.values()) >= WRITER_CHAINS
+    for block, (encoding, payload) in rows.items():
+        if encoding != ENCODING_DELTA:
+            continue
+        header = read_header(payload)
+        # The reverse index names exactly the row's references, and each is shallower.
+        assert {ref for ref, dependent in refs if dependent == block} == set(header.refs)
+        for ref in header.refs:
+            ref_encoding, ref_payload = rows[ref]
+            ref_depth = read_header(ref_payload).depth if ref_encoding == ENCODING_DELTA else 0
+            assert ref_depth < header.depth
