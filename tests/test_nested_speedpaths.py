@@ -14,10 +14,11 @@ import pytest
 import importer.archive.importer as archive_importer
 from importer.archive.importer import ArchiveImporter
 from importer.archive.rebuild import fetch
-from importer.compress import CompressorParams, ProducerHints, search_params
+from importer.compress import CompressorParams, ProducerHints, SearchResult, search_params
 from importer.compress.backends import BACKENDS, gnu_gzip
 from importer.compress.hints import order_candidates
-from importer.compress.memo import AttemptMemo
+from importer.compress.memo import AttemptMemo, StreamId, stream_id
+from importer.compress.pieces import Replayable
 from importer.compress.search import SPAWNED_ATTEMPTS, registry_candidates
 from importer.profiles import resolve_settings
 from importer.sinks import MemorySink
@@ -128,15 +129,24 @@ def _gnu_gzip_body(data: bytes, level: int) -> bytes:
     return subprocess.run(["gzip", "-c", "-n", f"-{level}"], input=data, capture_output=True, check=True).stdout[10:-8]
 
 
-def test_repeated_gzip_attempt_is_answered_without_starting_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+GZIP_HINTS = ProducerHints(gzip_xfl=0, gzip_os=3)
+
+
+def _first_gzip_search(data: bytes, content_cid: bytes | None = None) -> tuple[bytes, SearchResult]:
+    """A fresh memo, then one search that GNU gzip level 6 wins: (the stream, its result)."""
     if shutil.which("gzip") is None:
         pytest.skip("no gzip binary")
     SPAWNED_ATTEMPTS.clear()
-    data = doc(11)
     body = _gnu_gzip_body(data, 6)
-    hints = ProducerHints(gzip_xfl=0, gzip_os=3)
-    first = search_params(body, data, "deflate", hints)
+    first = search_params(body, data, "deflate", GZIP_HINTS, content_cid=content_cid)
     assert first.params is not None and first.params.label == "gnu-gzip/l6"
+    return body, first
+
+
+def test_repeated_gzip_attempt_is_answered_without_starting_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = doc(11)
+    body, first = _first_gzip_search(data)
+    hints = GZIP_HINTS
     monkeypatch.setattr(subprocess, "Popen", _refuse("gzip started for a stream already tried"))
     assert search_params(bytes(body), bytearray(data), "deflate", hints) == first
     other = doc(12)
@@ -178,3 +188,44 @@ def test_nested_member_in_memory_or_spilled_to_a_file_rebuilds(spool: int, tmp_p
                   "pkg/data/not-gzip.json.gz": b"plain text named like a gzip file",
                   "pkg/data/a.json.gz": gz(doc(15))})
     assert _import_and_fetch(path, tmp_path) == 3  # the inner wheel, its .json.gz and a.json.gz
+
+
+def test_gzip_memo_names_the_content_by_the_callers_cid(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = doc(16)
+    cid = b"\x01\x55\x12\x20" + hashlib.sha256(data).digest()  # CIDv1 raw sha2-256 of the content
+    body, first = _first_gzip_search(data, cid)
+    hints = GZIP_HINTS
+    monkeypatch.setattr(subprocess, "Popen", _refuse("gzip started for a content already tried"))
+    calls: list[int] = []
+    monkeypatch.setattr("importer.compress.search.stream_id", _counting_stream_id(calls))
+    assert search_params(body, data, "deflate", hints, content_cid=cid) == first
+    assert calls == [len(body)]  # only the compressed stream was hashed
+    with pytest.raises(AssertionError, match="gzip started"):
+        search_params(body, data, "deflate", hints)  # named by its SHA-256 instead: another entry
+
+
+def _counting_stream_id(calls: list[int]) -> Callable[[Replayable], StreamId]:
+    def counting(stream: Replayable) -> StreamId:
+        result = stream_id(stream)
+        calls.append(result[0])
+        return result
+    return counting
+
+
+def test_same_json_gz_in_a_second_wheel_starts_no_gzip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    if shutil.which("gzip") is None:
+        pytest.skip("no gzip binary")
+    SPAWNED_ATTEMPTS.clear()
+    made = subprocess.run(["gzip", "-c", "-n", "-6"], input=doc(17), capture_output=True, check=True).stdout
+    wheels = [wheel(tmp_path / f"pkg-1.{i}-py3-none-any.whl",  # only the gzip header's MTIME differs
+                    {"pkg/data/a.json.gz": made[:4] + (1_700_000_000 + i).to_bytes(4, "little") + made[8:]})
+              for i in range(2)]
+    sink = MemorySink()
+    ArchiveImporter(resolve_settings(), sink, open_nested=True).import_file(str(wheels[0]))
+    monkeypatch.setattr(subprocess, "Popen", _refuse("gzip started for a stream already proven"))
+    report = ArchiveImporter(resolve_settings(), sink, open_nested=True).import_file(str(wheels[1]))
+    monkeypatch.undo()  # rebuilding runs gzip
+    assert report.nested == 1 and report.verbatim_bytes == 0
+    out = tmp_path / "rebuilt.whl"
+    fetch(sink, report.root, out)
+    assert out.read_bytes() == wheels[1].read_bytes()

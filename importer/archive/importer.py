@@ -661,6 +661,10 @@ class _Run:
         searches: list[tuple[CompressedStream, Future[SearchResult]]] = []
         items = container.finish()
         content = b"".join(self._container_content) if self._container_content is not None else None
+        # A plain .gz's one member is its content: its CID names it for the search's memo.
+        first = self.members[0] if len(self.members) == 1 and content is not None else None
+        content_cid = first.content.cid if first is not None and first.content is not None \
+            and first.nested_job is None and first.content.size == len(content or b"") else None
         for item in items:
             if isinstance(item, CompressedStream):
                 previous = self.owner.budget.previous if self.owner.depth else None
@@ -672,6 +676,7 @@ class _Run:
                 compressed: Any = (lambda s=item, r=read_at: _pread_pieces(r, s.offset, s.length)) \
                     if item.length > BUFFER_LIMIT else read_at(item.length, item.offset)
                 uncompressed: Any = lambda s=item, r=read_at: _decompress_pieces(r, s)
+                whole = content is not None and item.content_offset == 0 and item.size == len(content)
                 if content is not None:
                     uncompressed = memoryview(content)[item.content_offset:item.content_offset + item.size]
                 args = (compressed, uncompressed, _STREAM_KIND[item.method], hints)
@@ -679,7 +684,8 @@ class _Run:
                     # A nested archive's job already runs on a worker thread: search right here,
                     # not behind the parent's member searches queued in the shared pool.
                     done: Future[SearchResult] = Future()
-                    done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS))
+                    done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS,
+                                                  content_cid=content_cid if whole else None))
                     searches.append((item, done))
                 else:
                     searches.append((item, self.pool.submit(search_params, *args)))

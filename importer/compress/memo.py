@@ -25,6 +25,7 @@ from .pieces import Replayable
 #: params record, the attempt), so ~5 MB at most; 16384 covers the .json.gz files of ~17 botocore wheels.
 MEMO_ENTRIES: Final = 16384
 
+#: (length, SHA-256) of a stream, or (-1, CID) for a content the caller names by its CID.
 StreamId = tuple[int, bytes]
 Key = tuple[CompressorParams, StreamId, StreamId]
 T = TypeVar("T")
@@ -38,6 +39,11 @@ def stream_id(stream: Replayable) -> StreamId:
         digest.update(piece)
         size += len(piece)
     return size, digest.digest()
+
+
+def cid_stream_id(cid: bytes) -> StreamId:
+    """A content named by its CID (a CID fixes its bytes as a SHA-256 does; -1 keeps the two kinds apart)."""
+    return -1, cid
 
 
 class AttemptMemo(Generic[T]):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .backends import BACKENDS, Backend
 from .golden import backend_status, feed_for, verify_setting
 from .hints import ProducerHints, order_candidates
-from .memo import AttemptMemo, StreamId, stream_id
+from .memo import AttemptMemo, StreamId, cid_stream_id, stream_id
 from .params import KINDS, CompressorParams
 from .pieces import ByteInput, FeedTooLarge, Replayable
 
@@ -99,12 +99,14 @@ def try_params(backend: Backend, params: CompressorParams, expected: Replayable,
 
 def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "deflate",
                   hints: ProducerHints | None = None, *, max_attempts: int | None = None,
-                  names: Iterable[str] | None = None) -> SearchResult:
+                  names: Iterable[str] | None = None, content_cid: bytes | None = None) -> SearchResult:
     """Try candidates in hint order until one reproduces ``compressed`` from ``uncompressed`` exactly.
 
     ``compressed`` is the raw stream (a raw deflate body for zip members and gzip), ``uncompressed``
     its content; each is bytes-like, a seekable binary file or a callable returning an iterable
     of pieces (each attempt reads them again from the start). ``names`` limits the backends.
+    ``content_cid``, the CID of ``uncompressed`` when the caller already has it, names the content
+    in the memo of process-starting backends instead of a second SHA-256 pass over it.
     """
     if kind not in KINDS:
         raise ValueError(f"unknown stream kind {kind!r}; expected one of {KINDS}")
@@ -118,7 +120,7 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
             break
         if not verify_setting(params).usable:
             continue  # this setting (so its whole backend) failed its golden check
-        attempt = _attempt(BACKENDS[params.name], params, expected, data, streams)
+        attempt = _attempt(BACKENDS[params.name], params, expected, data, streams, content_cid)
         attempts.append(attempt)
         if not attempt.reason:
             return SearchResult(params, tuple(attempts), "")
@@ -128,13 +130,13 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
 
 
 def _attempt(backend: Backend, params: CompressorParams, expected: Replayable, data: Replayable,
-             streams: list[tuple[StreamId, StreamId]]) -> Attempt:
+             streams: list[tuple[StreamId, StreamId]], content_cid: bytes | None) -> Attempt:
     """:func:`try_params`, answered from :data:`SPAWNED_ATTEMPTS` when the backend starts a process
     and these very streams were tried with these params before."""
     if not backend.spawns_process:
         return try_params(backend, params, expected, data)
     if not streams:
-        streams.append((stream_id(expected), stream_id(data)))
+        streams.append((stream_id(expected), cid_stream_id(content_cid) if content_cid else stream_id(data)))
     key = (params, *streams[0])
     attempt = SPAWNED_ATTEMPTS.get(key)
     if attempt is None:
