@@ -111,12 +111,17 @@ def test_nested_gz_of_two_members_rebuilds_each_stream_from_its_slice(tmp_path: 
     assert _import_and_fetch(path, tmp_path) == 1
 
 
-@pytest.mark.parametrize("small_input", [gnu_gzip.SMALL_INPUT, 1000])
-def test_gnu_gzip_body_is_the_same_from_a_file_or_a_feeder_thread(small_input: int,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("small_input", "pipe_input"), [
+    (gnu_gzip.SMALL_INPUT, gnu_gzip.PIPE_INPUT),  # a filled pipe
+    (gnu_gzip.SMALL_INPUT, 0),  # a temporary file
+    (1000, gnu_gzip.PIPE_INPUT),  # a feeder thread
+])
+def test_gnu_gzip_body_is_the_same_from_a_pipe_a_file_or_a_feeder_thread(small_input: int, pipe_input: int,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     if shutil.which("gzip") is None:
         pytest.skip("no gzip binary")
     monkeypatch.setattr(gnu_gzip, "SMALL_INPUT", small_input)
+    monkeypatch.setattr(gnu_gzip, "PIPE_INPUT", pipe_input)
     data = doc(9) * 3
     whole = subprocess.run(["gzip", "-c", "-n", "-6"], input=data, capture_output=True, check=True).stdout
     params = next(p for p in BACKENDS["gnu-gzip"].settings() if p.level == 6)

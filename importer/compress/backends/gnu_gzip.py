@@ -9,7 +9,9 @@ while we read stdout, so neither pipe can fill up and block the other.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
+import os
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +33,9 @@ _READ_SIZE = 1 << 16
 #: Inputs up to this size are written to a temporary file for gzip to read, without a feeder
 #: thread; larger ones are streamed through a pipe so a mismatch stops the work early.
 SMALL_INPUT = 4 * 1024 * 1024
+#: Inputs up to this size go through a pipe filled before gzip starts: 1 MiB is Linux's default
+#: /proc/sys/fs/pipe-max-size, the most an unprivileged process may ask F_SETPIPE_SZ for.
+PIPE_INPUT = 1024 * 1024
 
 #: gzip's default level is 6; -9 is what `tar czf` with GZIP=-9 and most release scripts used.
 LEVEL_ORDER = (9, 6, 1, 2, 3, 4, 5, 7, 8)
@@ -76,13 +81,20 @@ class GnuGzipBackend:
             if size > SMALL_INPUT:
                 break
         else:
-            # All of a small input is here: gzip reads it from an unnamed temporary file, so no
-            # feeder thread is started (its start and GIL hand-offs cost more than gzip's own
-            # work on a ~100 KB .json.gz in a busy process).
-            with tempfile.TemporaryFile() as source:
-                source.writelines(held)
-                source.seek(0)  # flushes: gzip reads the descriptor from its start
-                proc = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            # All of a small input is here: gzip reads it from a pipe that already holds it (or
+            # a temporary file), so no feeder thread is started (its start and GIL hand-offs
+            # cost more than gzip's own work on a ~100 KB .json.gz in a busy process).
+            source = _filled_pipe(held, size)
+            if source is None:
+                with tempfile.TemporaryFile() as spool:
+                    spool.writelines(held)
+                    spool.seek(0)  # flushes: gzip reads the descriptor from its start
+                    proc = subprocess.Popen(command, stdin=spool, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            else:
+                try:
+                    proc = subprocess.Popen(command, stdin=source, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                finally:
+                    os.close(source)
             yield from _read_body(proc, None, [])
             return
         proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -107,6 +119,30 @@ class GnuGzipBackend:
         feeder = threading.Thread(target=feed, name="gzip-feeder", daemon=True)
         feeder.start()
         yield from _read_body(proc, feeder, failure)
+
+
+def _filled_pipe(pieces: list[bytes], size: int) -> int | None:
+    """The read end of a pipe holding all of ``pieces`` (write end closed), or None when the pipe
+    cannot be made that large (no F_SETPIPE_SZ, over the system's limits): a write never blocks."""
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is None or size > PIPE_INPUT:
+        return None
+    read_end, write_end = os.pipe()
+    try:
+        # The kernel rounds up to a power of two pages and may refuse or cap a large pipe
+        # (pipe-max-size, a user's pipe-user-pages-soft): only what it grants is trusted.
+        capacity = fcntl.fcntl(write_end, set_size, max(size, 4096))
+        if capacity < size:
+            raise OSError("pipe too small")
+        view = memoryview(b"".join(pieces))
+        while view:
+            view = view[os.write(write_end, view):]
+    except OSError:
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 def _read_body(proc: subprocess.Popen[bytes], feeder: threading.Thread | None,
