@@ -16,8 +16,8 @@ from typing import cast
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them:
-#: datasets (lock, download), run, report.
-COMMAND_MODULES = ("datasets", "run", "report")
+#: datasets (lock, download), run, report, realstore.
+COMMAND_MODULES = ("datasets", "run", "report", "realstore")
 
 
 def build_parser() -> argparse.ArgumentParser:
