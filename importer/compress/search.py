@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from .backends import BACKENDS, Backend
 from .golden import backend_status, feed_for, verify_setting
 from .hints import ProducerHints, order_candidates
-from .memo import AttemptMemo, StreamId, cid_stream_id, stream_id
+from .memo import AttemptMemo, StreamId, cid_stream_id, decode_row, encode_key, encode_value, stream_id
 from .params import KINDS, CompressorParams
 from .pieces import ByteInput, FeedTooLarge, Replayable
 
@@ -143,6 +143,34 @@ def _attempt(backend: Backend, params: CompressorParams, expected: Replayable, d
         attempt = try_params(backend, params, expected, data)
         SPAWNED_ATTEMPTS.put(key, attempt)
     return attempt
+
+
+def load_spawned_attempts(rows: Iterable[tuple[bytes, bytes]]) -> int:
+    """Put persisted rows (newest first, as ``BlockStore.load_attempts`` gives them) into
+    :data:`SPAWNED_ATTEMPTS`; return how many were dropped: damaged, or not of a process-starting backend."""
+    params_cache: dict[bytes, CompressorParams] = {}
+    entries = []
+    dropped = 0
+    for key_bytes, value in rows:
+        row = decode_row(key_bytes, value, params_cache)
+        backend = BACKENDS.get(row[0][0].name) if row is not None else None
+        if row is None or backend is None or not backend.spawns_process:
+            dropped += 1
+            continue
+        key, matched, reason = row
+        entries.append((key, Attempt(key[0], matched, reason)))
+    entries.reverse()  # oldest first
+    SPAWNED_ATTEMPTS.load(entries)
+    return dropped
+
+
+def take_spawned_attempts() -> list[tuple[bytes, bytes]]:
+    """Rows for ``BlockStore.record_attempts``: the attempts made or answered since the last call."""
+    rows = []
+    for key, attempt in SPAWNED_ATTEMPTS.take_touched():
+        key_bytes = encode_key(key)
+        rows.append((key_bytes, encode_value(key_bytes, attempt.matched, attempt.reason)))
+    return rows
 
 
 def _is_candidate(params: CompressorParams, kind: str, head: bytes, allowed: set[str] | None) -> bool:

@@ -48,6 +48,12 @@ a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SC
 refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 3 are
 migrated at open by adding the new tables.
 
+Attempts (``attempts`` table): rows of the compressor search's memo of process-starting attempts
+(:mod:`importer.compress.memo`), opaque here. :meth:`BlockStore.record_attempts` rewrites a row
+to make it the newest and keeps only the newest ``keep`` rows; :meth:`BlockStore.load_attempts`
+reads the newest. Being a cache, the table was added to schema 4 without a version bump: schema-4
+code that predates it never reads it, and every opener creates it if missing.
+
 Deltas (encoding 3, :mod:`importer.sinks.delta`): :meth:`BlockStore.delta_encode` rewrites a
 committed block as a zstd frame made against other committed blocks (the leaves of the same file
 in the previous release, chosen by :mod:`importer.archive.delta`). Three rules keep every block
@@ -93,7 +99,8 @@ MiB: Final = 1024 * 1024
 
 #: Version of the table layout below, kept in ``meta``; bump it with every migration.
 #: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
-#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2). 4: adds ``delta_refs`` (encoding 3).
+#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2). 4: adds ``delta_refs`` (encoding 3),
+#: and later ``attempts`` (a cache that older schema-4 code ignores, so the version stays 4).
 SCHEMA_VERSION: Final = 4
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
@@ -171,6 +178,11 @@ _SCHEMA: Final = (
      " ref BLOB NOT NULL,"
      " cid BLOB NOT NULL,"
      " PRIMARY KEY (ref, cid))"),
+    # The compressor search's memo of GNU gzip attempts (importer.compress.memo): opaque key and
+    # checksummed value; a rowid table, so the newest rows have the highest rowids.
+    ("CREATE TABLE IF NOT EXISTS attempts ("
+     " key BLOB NOT NULL PRIMARY KEY,"
+     " value BLOB NOT NULL)"),
 )
 
 
@@ -652,6 +664,23 @@ class BlockStore:
         with self._transaction(f"record archive {record.name}"):
             self._conn.execute("INSERT OR REPLACE INTO archives VALUES (?, ?, ?, ?, ?)",
                                (record.name, record.root, record.sha256, record.size, record.imported_at))
+
+    def load_attempts(self, limit: int) -> list[tuple[bytes, bytes]]:
+        """The newest ``limit`` rows of the attempts memo as (key, value), newest first."""
+        try:
+            rows = self._conn.execute("SELECT key, value FROM attempts ORDER BY rowid DESC LIMIT ?",
+                                      (limit,)).fetchall()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read the attempts memo: {e}") from None
+        return [(bytes(key), bytes(value)) for key, value in rows]
+
+    def record_attempts(self, rows: Iterable[tuple[bytes, bytes]], keep: int) -> None:
+        """Write memo rows as the newest (replacing a row of the same key), then delete all but the
+        newest ``keep`` rows, in one transaction."""
+        with self._transaction("record the attempts memo"):
+            self._conn.executemany("INSERT OR REPLACE INTO attempts (key, value) VALUES (?, ?)", rows)
+            self._conn.execute("DELETE FROM attempts WHERE rowid IN "
+                               "(SELECT rowid FROM attempts ORDER BY rowid DESC LIMIT -1 OFFSET ?)", (keep,))
 
     def iter_archives(self) -> Iterator[ArchiveRecord]:
         """The index, oldest import first."""
