@@ -112,6 +112,11 @@ def run_import(args: argparse.Namespace) -> int:
         store = BlockStore(default_store_path(args.store))
         sink = store
     roots: list[bytes] = []
+    # The embedded store keeps the GNU gzip attempt memo between processes; it is read and written
+    # here, on the thread that opened the store (the search's threads only see the in-process memo).
+    memo_store = store if store is not None and not args.car else None
+    if memo_store is not None:
+        _load_attempts(memo_store)
     try:
         for path in args.files:
             _check_kind(args.kind, path)
@@ -119,11 +124,12 @@ def run_import(args: argparse.Namespace) -> int:
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
             roots.append(report.root)
             delta = None
-            if store is not None and not args.car:
-                store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
-                                                   report.size, time.time()))
+            if memo_store is not None:
+                memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
+                                                        report.size, time.time()))
+                _record_attempts(memo_store)
                 if args.delta:
-                    delta = delta_against_previous(store, report.file, report.root)
+                    delta = delta_against_previous(memo_store, report.file, report.root)
             _print_report(args, report, counting, delta)
         if args.car and store is not None:
             from ..sinks.car import export_car
@@ -138,6 +144,38 @@ def run_import(args: argparse.Namespace) -> int:
 
                 shutil.rmtree(os.path.dirname(store.path), ignore_errors=True)
     return 0
+
+
+def _load_attempts(store: BlockStore) -> None:
+    """Fill the in-process GNU gzip memo from the store; a failure only costs speed (one line on stderr)."""
+    from ..compress.memo import MEMO_ENTRIES
+    from ..compress.search import load_spawned_attempts, take_spawned_attempts
+    from ..errors import StoreError
+
+    take_spawned_attempts()  # what this process tried before belongs to no import of this store
+    try:
+        dropped = load_spawned_attempts(store.load_attempts(MEMO_ENTRIES))
+    except StoreError as e:
+        print(f"dpip-import: warning: gzip attempts not loaded, they will be re-run: {e}", file=sys.stderr)
+        return
+    if dropped:
+        print(f"dpip-import: warning: {dropped} damaged gzip attempt rows in the store ignored", file=sys.stderr)
+
+
+def _record_attempts(store: BlockStore) -> None:
+    """Write the gzip attempts made or answered since the last call; a failure does not fail the import."""
+    from ..compress.memo import MEMO_ENTRIES
+    from ..compress.search import take_spawned_attempts
+    from ..errors import StoreError
+
+    rows = take_spawned_attempts()
+    if not rows:
+        return
+    try:
+        # The store keeps the MEMO_ENTRIES newest rows: as many as a load reads back.
+        store.record_attempts(rows, MEMO_ENTRIES)
+    except StoreError as e:
+        print(f"dpip-import: warning: gzip attempts not kept for later imports: {e}", file=sys.stderr)
 
 
 def _print_report(args: argparse.Namespace, report: ImportReport, counting: CountingSink,
