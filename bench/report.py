@@ -196,7 +196,8 @@ NESTED_COLUMNS: Final = ("whole", "structural", "structural+buzhash", "structura
 
 
 def nested_section(summary: pd.DataFrame, limit: int = 12) -> str:
-    """``--open-nested`` against the plain structural import, zstd at rest: overall and where it matters most."""
+    """``--open-nested`` against the plain structural import at rest (zstd alone, and with deltas): overall and per project."""
+    summary = with_delta(summary)
     overall = summary[summary["package"] == "ALL"].set_index("strategy")
     if not {"structural", "structural+nested"} <= set(overall.index):
         return "(the run has no `structural` and `structural+nested` to compare)"
@@ -207,22 +208,28 @@ def nested_section(summary: pd.DataFrame, limit: int = 12) -> str:
         r = overall.loc[strategy]
         rows.append([f"`{strategy}`", _mib(r["logical_bytes"]), _mib(r["unique_bytes_zstd"]),
                      f"{r['dedup_ratio_zstd']:.2f}", f"{r['unique_bytes_zstd'] / bound:.2f}x",
+                     _mib(r["unique_bytes_delta"]), f"{r['dedup_ratio_delta']:.2f}",
+                     f"{r['unique_bytes_delta'] / bound:.2f}x",
                      f"{100 * r['upgrade_bytes_zstd'] / max(1, r['upgrade_archive_bytes']):.1f}%",
                      f"{r['seconds']:,.0f}"])
     table = _table(["strategy", "archives MiB", "stored MiB, zstd at rest", "ratio, zstd", "x bound (zstd)",
-                    "upgrade, zstd", "CPU s"], rows)
-    per = summary[summary["package"] != "ALL"].pivot_table(index="package", columns="strategy",
-                                                           values="unique_bytes_zstd")
-    logical = summary[summary["package"] != "ALL"].groupby("package")["logical_bytes"].first()
-    gain = (per["structural"] / per["structural+nested"]).sort_values(ascending=False)
+                    "stored MiB, zstd + deltas", "ratio, deltas", "x bound (deltas)", "upgrade, zstd", "CPU s"], rows)
+    per_rows = summary[summary["package"] != "ALL"]
+    packed = per_rows.pivot_table(index="package", columns="strategy", values="unique_bytes_zstd")
+    delta = per_rows.pivot_table(index="package", columns="strategy", values="unique_bytes_delta")
+    logical = per_rows.groupby("package")["logical_bytes"].first()
+    gain = (packed["structural"] / packed["structural+nested"]).sort_values(ascending=False)
+    gain_delta = delta["structural"] / delta["structural+nested"]
     changed = gain[gain > 1.01]
+    changed_delta = gain_delta[gain_delta > 1.01]
     project_rows = []
     for package, g in gain.head(limit).items():
-        cells = [_mib(per.loc[package, s]) for s in shown if s != "whole"]
-        project_rows.append([str(package), _mib(logical[package]), *cells, f"{g:.2f}x"])
+        cells = [f"{_mib(packed.loc[package, s])} / {_mib(delta.loc[package, s])}" for s in shown if s != "whole"]
+        project_rows.append([str(package), _mib(logical[package]), *cells, f"{g:.2f}x / {gain_delta[package]:.2f}x"])
     header = ["project", "archives MiB", *[f"`{s}` MiB" for s in shown if s != "whole"], "structural / nested"]
-    note = (f"\n\nStored MiB with zstd at rest per project, the {min(limit, len(gain))} where opening nested "
-            f"members saves most; it saves more than 1% for {len(changed)} of {len(gain)} projects.")
+    note = (f"\n\nStored MiB per project at rest, zstd alone / with deltas, the {min(limit, len(gain))} where "
+            f"opening nested members saves most; it saves more than 1% for {len(changed)} of {len(gain)} projects "
+            f"with zstd alone and for {len(changed_delta)} with deltas.")
     return table + "\n\n" + _table(header, project_rows) + note
 
 
