@@ -9,6 +9,11 @@ both. Rounds interleave plain and nested (the order alternates so neither always
 warmer cache); it prints every round's wall and CPU seconds (CPU counts the child and the
 ``gzip`` processes it runs), the medians, the ratio plain / nested of the medians (target >=
 0.50: nested takes at most twice as long) and the load average, since the machines are shared.
+
+``--incremental`` measures what a PyPI mirror does instead: one new release per process into a
+store that already holds the previous ones. Each round fills a fresh store per mode with all
+wheels but the last (one untimed child process, same mode), then times importing the last wheel
+alone into it; the gzip attempts proven for the earlier releases are in the store's memo.
 """
 
 from __future__ import annotations
@@ -41,23 +46,32 @@ class Timing:
     cpu: float
 
 
-def run_import(wheels: list[Path], nested: bool, work: Path) -> Timing:
-    """Run the CLI once into a fresh store under ``work``; raise if it fails."""
+def run_import(wheels: list[Path], nested: bool, work: Path, prefill: list[Path] | None = None) -> Timing:
+    """Run the CLI once into a fresh store under ``work`` (first filled with ``prefill`` by an
+    untimed run, if given); raise if a run fails."""
     store = work / "store"
     if store.exists():
         shutil.rmtree(store)
-    command = [sys.executable, "-m", "importer", "wheel", "--open-nested" if nested else "--no-open-nested",
-               "--store", str(store), *map(str, wheels)]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    shutil.rmtree(store, ignore_errors=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    try:
+        if prefill:
+            _run_cli(prefill, nested, store)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        _run_cli(wheels, nested, store)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    finally:
+        shutil.rmtree(store, ignore_errors=True)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return Timing(wall, cpu)
+
+
+def _run_cli(wheels: list[Path], nested: bool, store: Path) -> None:
+    command = [sys.executable, "-m", "importer", "wheel", "--open-nested" if nested else "--no-open-nested",
+               "--store", str(store), *map(str, wheels)]
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode('utf-8', 'replace').strip()}")
 
 
 def default_wheels() -> list[Path]:
@@ -70,15 +84,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="wheels to import (default: the five newest botocore wheels from the download cache)")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of plain and nested (default 3)")
     parser.add_argument("--workdir", type=Path, help="where the temporary stores go (default: a temp dir)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="time only the last wheel, imported into a store already holding the others")
     args = parser.parse_args(argv)
     wheels: list[Path] = args.wheels or default_wheels()
+    if args.incremental and len(wheels) < 2:
+        parser.error("--incremental needs at least two wheels: the last is timed, the others fill the store")
     missing = [str(w) for w in wheels if not w.is_file()]
     if missing:
         print(f"skipped: {len(missing)} wheel(s) not found ({', '.join(missing)}); "
               "fetch them with `python -m bench lock --packages botocore5` or pass --wheels")
         return 0
-    size = sum(w.stat().st_size for w in wheels)
-    print(f"{len(wheels)} wheels, {size / 1e6:.1f} MB; {args.rounds} rounds; {os.cpu_count()} cores; "
+    prefill = wheels[:-1] if args.incremental else None
+    timed = wheels[-1:] if args.incremental else wheels
+    size = sum(w.stat().st_size for w in timed)
+    into = f" into a store holding the {len(wheels) - 1} before it (untimed)" if args.incremental else ""
+    print(f"{len(timed)} wheel(s) timed, {size / 1e6:.1f} MB{into}; {args.rounds} rounds; {os.cpu_count()} cores; "
           f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="dpip-perf-nested-"))
     plain: list[Timing] = []
@@ -87,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_no in range(args.rounds):
             # Alternate which one runs first, so neither always follows the other's cache effects.
             for is_nested in (False, True) if round_no % 2 == 0 else (True, False):
-                timing = run_import(wheels, is_nested, work)
+                timing = run_import(timed, is_nested, work, prefill)
                 (nested if is_nested else plain).append(timing)
                 print(f"round {round_no + 1} {'nested' if is_nested else 'plain ':6s} {timing.wall:7.2f} s wall "
                       f"{timing.cpu:7.2f} s CPU  (load {os.getloadavg()[0]:.2f})", flush=True)
