@@ -172,7 +172,7 @@ def _record_attempts(store: BlockStore) -> None:
     if not rows:
         return
     try:
-        # The store keeps the MEMO_ENTRIES newest rows: as many as a load reads back.
+        # The store keeps the MEMO_ENTRIES newest rows: as many as a load reads back (memo.py: ~6.4 MB).
         store.record_attempts(rows, MEMO_ENTRIES)
     except StoreError as e:
         print(f"dpip-import: warning: gzip attempts not kept for later imports: {e}", file=sys.stderr)

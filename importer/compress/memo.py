@@ -1,4 +1,4 @@
-"""Attempts of compressors that start a process, remembered for the rest of the process by the SHA-256 of both streams.
+"""Attempts of compressors that start a process, remembered by the SHA-256 of both streams, in the process and in the store.
 
 A GNU gzip attempt costs a process start (~0.6 ms of CPU on these machines) plus gzip's own work
 (~2 ms for a 130 KB JSON file at level 6). botocore ships ~950 ``.json.gz`` files per wheel and
@@ -16,7 +16,9 @@ previous ones, so the attempts proven for release N answer release N+1's identic
 persisted row is a canonical byte key (:func:`encode_key`) and a value that carries a SHA-256 over
 key and payload (:func:`encode_value`); a row whose checksum or layout is wrong is dropped on load
 (:func:`decode_row`), never trusted, since a wrong "reproduces" answer would write a recipe that
-cannot rebuild its archive.
+cannot rebuild its archive. The store keeps the :data:`MEMO_ENTRIES` newest rows, as many as a
+load reads back: a botocore row is 183 bytes (143 key, 40 value), ~390 bytes on disk with its
+key index (910 rows took 356 KiB), so ~6.4 MB at most; loading all of them takes ~50 ms.
 """
 
 from __future__ import annotations
