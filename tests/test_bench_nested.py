@@ -100,13 +100,52 @@ def test_report_nested_section_compares_at_rest_bytes() -> None:
     from bench.report import nested_section
 
     rows = []
-    for package, plain, nested in (("botocore", 700, 250), ("six", 10, 10), ("ALL", 710, 260)):
-        for strategy, stored in (("whole", 800), ("structural", plain), ("structural+nested", nested),
-                                 ("delta-zstd", 200)):
+    # (stored with zstd alone, stored with deltas) per strategy; deltas shrink only the structural ones.
+    for package, plain, nested in (("botocore", (700, 350), (250, 250)), ("six", (10, 10), (10, 10)),
+                                   ("ALL", (710, 360), (260, 260))):
+        for strategy, (stored, delta) in (("whole", (800, 800)), ("structural", plain), ("structural+nested", nested),
+                                          ("delta-zstd", (200, 200))):
             rows.append({"package": package, "strategy": strategy, "logical_bytes": 800 << 20,
                          "unique_bytes_zstd": stored << 20, "dedup_ratio_zstd": 800 / stored,
+                         "unique_bytes_delta": delta << 20, "dedup_ratio_delta": 800 / delta,
                          "upgrade_bytes_zstd": 0, "upgrade_archive_bytes": 1, "seconds": 1.0})
     text = nested_section(pd.DataFrame(rows))
-    assert "| `structural+nested` | 800.0 | 260.0 | 3.08 | 1.30x | 0.0% | 1 |" in text
-    assert "| botocore | 800.0 | 700.0 | 250.0 | 200.0 | 2.80x |" in text
-    assert "it saves more than 1% for 1 of 2 projects" in text
+    assert "| `structural+nested` | 800.0 | 260.0 | 3.08 | 1.30x | 260.0 | 3.08 | 1.30x | 0.0% | 1 |" in text
+    assert "| `structural` | 800.0 | 710.0 | 1.13 | 3.55x | 360.0 | 2.22 | 1.80x | 0.0% | 1 |" in text
+    assert "| botocore | 800.0 | 700.0 / 350.0 | 250.0 / 250.0 | 200.0 / 200.0 | 2.80x / 1.40x |" in text
+    assert "it saves more than 1% for 1 of 2 projects with zstd alone and for 1 with deltas" in text
+
+
+def test_report_nested_section_reads_a_run_from_before_deltas() -> None:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    from bench.report import nested_section
+
+    rows = [{"package": package, "strategy": strategy, "logical_bytes": 800 << 20,
+             "unique_bytes_zstd": stored << 20, "dedup_ratio_zstd": 800 / stored,
+             "upgrade_bytes_zstd": 0, "upgrade_archive_bytes": 1, "seconds": 1.0}
+            for package in ("botocore", "ALL")
+            for strategy, stored in (("structural", 700), ("structural+nested", 250), ("delta-zstd", 200))]
+    # No delta columns: the delta figures are the zstd ones.
+    assert "| `structural` | 800.0 | 700.0 | 1.14 | 3.50x | 700.0 | 1.14 | 3.50x | 0.0% | 1 |" in nested_section(
+        pd.DataFrame(rows))
+
+
+def test_report_targets_say_met_only_at_3x_and_within_1_2x_of_the_bound() -> None:
+    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
+
+    from bench.report import targets_section
+
+    def overall(zstd: int, delta: int) -> pd.DataFrame:
+        return pd.DataFrame([
+            {"package": "ALL", "strategy": "structural", "family": "structural", "logical_bytes": 3000,
+             "unique_bytes_zstd": zstd, "unique_bytes_delta": delta},
+            {"package": "ALL", "strategy": "delta-zstd", "family": "delta", "logical_bytes": 3000,
+             "unique_bytes_zstd": 1000, "unique_bytes_delta": 1000}])
+
+    text = targets_section(overall(1500, 1000))
+    assert "| zstd at rest | `structural` | 0.0 | 2.00 | not met | 1.50x | not met |" in text
+    assert "| zstd + deltas at rest | `structural` | 0.0 | 3.00 | met | 1.00x | met |" in text
+    # Exactly 1.2x the bound is within it; 2.5x the archives is short of 3x.
+    assert "| zstd + deltas at rest | `structural` | 0.0 | 2.50 | not met | 1.20x | met |" in targets_section(
+        overall(1500, 1200))
