@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from dataclasses import dataclass
 from itertools import pairwise
@@ -390,6 +391,29 @@ def test_import_says_how_many_leaves_became_deltas_against_which_archive(
     name, saved = rest.split(", ")
     assert name == releases[0].wheel.name
     assert saved.endswith(" bytes smaller at rest") and int(saved.split()[0].replace(",", "")) > 40_000
+
+
+def test_previous_archive_missing_blocks_skips_deltas_with_one_warning_and_the_import_succeeds(
+        releases: list[Release], tmp_path: Path, cli: RunCli) -> None:
+    store = tmp_path / "store"
+    first = import_json(cli, releases[0].wheel, store)
+    with BlockStore(store, create=False) as opened:
+        old_tree = read_root(opened, _roots(opened, first["file"])[0]).tree
+        changed = dict(tree_files(opened, old_tree))[f"{MODULE}/changed.py"]
+        leaf = file_leaves(opened, changed)[1][-1].cid
+        assert opened.delete(leaf)  # the previous release is now damaged
+    rc, out, err = cli("wheel", "--json", "--store", store, releases[1].wheel)
+    assert rc == 0
+    summary = json.loads(out)
+    assert summary["delta_against"] == releases[0].wheel.name and summary["delta_blocks"] == 0
+    assert summary["delta_skipped"] is not None and format_cid(leaf) in summary["delta_skipped"]
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"dpip-import: {releases[1].wheel.name}: no deltas against {releases[0].wheel.name}: ")
+    # The new release is whole and fetches back exactly.
+    out_file = tmp_path / "out.whl"
+    assert cli("fetch", summary["root"], "-o", out_file, "--store", store)[0] == 0
+    assert sha256_file(out_file) == sha256_file(releases[1].wheel)
 
 
 @pytest.mark.parametrize("kind", ["wheel", "sdist"])

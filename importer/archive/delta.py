@@ -28,7 +28,7 @@ from ..dag.cid import DAG_PB, RAW, cid_codec
 from ..dag.dagpb import decode_node
 from ..dag.reader import Kind, iter_directory, stat
 from ..dag.unixfs import NodeType, decode_unixfs
-from ..errors import InvalidBlock
+from ..errors import ImporterError, InvalidBlock
 from ..sinks.base import BlockSource
 from ..sinks.delta import LeafSpan, reference_span
 from ..sinks.store import ArchiveRecord, BlockStore
@@ -229,6 +229,8 @@ class DeltaReport:
     candidates: int
     rewritten: int
     saved: int
+    #: Why the previous archive could not be compared (a damaged or partly deleted DAG), if so.
+    skipped: str | None = None
 
 
 def delta_against_previous(store: BlockStore, name: str, root: bytes,
@@ -240,7 +242,12 @@ def delta_against_previous(store: BlockStore, name: str, root: bytes,
     previous = previous_archive(store.iter_archives() if records is None else records, name)
     if previous is None or not store.has(previous.root):
         return DeltaReport(None, 0, 0, 0)
-    candidates = plan_deltas(store, root, store, previous.root)
+    try:
+        candidates = plan_deltas(store, root, store, previous.root)
+    except ImporterError as e:
+        # Deltas only save space: an archive whose previous DAG is damaged or partly deleted is
+        # kept as it is (already committed and recorded), and the caller says why.
+        return DeltaReport(previous.name, 0, 0, 0, skipped=str(e))
     rewritten, saved = store.delta_encode((c.cid, c.refs) for c in candidates)
     return DeltaReport(previous.name, len(candidates), rewritten, saved)
 

@@ -181,12 +181,15 @@ def _record_attempts(store: BlockStore) -> None:
 def _print_report(args: argparse.Namespace, report: ImportReport, counting: CountingSink,
                   delta: DeltaReport | None) -> None:
     out = sys.stdout
+    if delta is not None and delta.skipped is not None:
+        sys.stderr.write(f"dpip-import: {report.file}: no deltas against {delta.previous}: {delta.skipped}\n")
     if args.json:
         data: dict[str, Any] = report.summary()
         data.update(blocks=counting.blocks, bytes=counting.bytes, new_blocks=counting.new_blocks,
                     new_bytes=counting.new_bytes)
         if delta is not None:
-            data.update(delta_against=delta.previous, delta_blocks=delta.rewritten, delta_saved_bytes=delta.saved)
+            data.update(delta_against=delta.previous, delta_blocks=delta.rewritten, delta_saved_bytes=delta.saved,
+                        delta_skipped=delta.skipped)
         if args.verbose:
             data["member_detail"] = [
                 {"name": m.name, "size": m.size, "stored_size": m.stored_size, "how": m.how, "params": m.params,
@@ -201,7 +204,7 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
     out.write(f"  {report.members} members, {share:.2f}% of {total:,d} content bytes rebuilt from file leaves; "
               f"new in this store: {counting.new_blocks} of {counting.blocks} blocks, "
               f"{counting.new_bytes:,d} of {counting.bytes:,d} bytes\n")
-    if delta is not None and delta.previous is not None:
+    if delta is not None and delta.previous is not None and delta.skipped is None:
         out.write(f"  {delta.rewritten} changed leaves stored as deltas against {delta.previous}, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
