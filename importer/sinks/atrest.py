@@ -132,6 +132,32 @@ def _saves_enough(size: int, compressed: int) -> bool:
     return compressed <= size - max(MIN_SAVING_BYTES, size // MIN_SAVING_FRACTION)
 
 
+def frame_parameters(frame: bytes, size: int) -> zstandard.FrameParameters:
+    """The header of a stored zstd frame, checked to declare the row's ``size``.
+
+    The size check comes before decompressing: a damaged header must not make zstd allocate
+    whatever content size it claims.
+    """
+    try:
+        params = zstandard.get_frame_parameters(frame)
+    except zstandard.ZstdError as e:
+        raise UndecodablePayload(f"no zstd frame header ({e})") from None
+    if params.content_size != size:
+        raise UndecodablePayload(f"zstd frame declares {params.content_size} bytes, the row {size}")
+    return params
+
+
+def decompress_frame(decompressor: zstandard.ZstdDecompressor, frame: bytes, size: int) -> bytes:
+    """``frame`` decompressed to exactly ``size`` bytes, else UndecodablePayload."""
+    try:
+        block = decompressor.decompress(frame, max_output_size=size)
+    except zstandard.ZstdError as e:
+        raise UndecodablePayload(f"zstd frame does not decode ({e})") from None
+    if len(block) != size:
+        raise UndecodablePayload(f"zstd frame decodes to {len(block)} bytes, the row says {size}")
+    return block
+
+
 class BlockCodec:
     """Encodes blocks for storage and decodes stored payloads back; not thread-safe.
 
@@ -177,14 +203,7 @@ class BlockCodec:
             return payload
         if encoding not in (ENCODING_ZSTD, ENCODING_ZSTD_DICT):
             raise UnknownEncoding(encoding)
-        try:
-            params = zstandard.get_frame_parameters(payload)
-        except zstandard.ZstdError as e:
-            raise UndecodablePayload(f"no zstd frame header ({e})") from None
-        # The size check comes before decompressing: a damaged header must not make zstd
-        # allocate whatever content size it claims.
-        if params.content_size != size:
-            raise UndecodablePayload(f"zstd frame declares {params.content_size} bytes, the row {size}")
+        params = frame_parameters(payload, size)
         if encoding == ENCODING_ZSTD_DICT:
             if params.dict_id == 0:
                 raise UndecodablePayload("zstd frame names no dictionary")
@@ -193,13 +212,7 @@ class BlockCodec:
             raise UndecodablePayload(f"plain zstd frame names dictionary {params.dict_id}")
         else:
             decompressor = self._plain_d
-        try:
-            block = decompressor.decompress(payload, max_output_size=size)
-        except zstandard.ZstdError as e:
-            raise UndecodablePayload(f"zstd frame does not decode ({e})") from None
-        if len(block) != size:
-            raise UndecodablePayload(f"zstd frame decodes to {len(block)} bytes, the row says {size}")
-        return block
+        return decompress_frame(decompressor, payload, size)
 
     def _decompressor(self, dict_id: int) -> zstandard.ZstdDecompressor:
         decompressor = self._dict_d.get(dict_id)

@@ -49,7 +49,7 @@ from typing import Final
 import zstandard
 
 from ..dag.varint import decode_uvarint, encode_uvarint
-from .atrest import LEVEL, UndecodablePayload
+from .atrest import LEVEL, UndecodablePayload, decompress_frame, frame_parameters
 
 KiB: Final = 1024
 
@@ -154,20 +154,9 @@ def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -
     """The block a delta payload holds; ``fetch(cid)`` returns a reference block, already verified."""
     header = read_header(payload)
     frame = payload[header.frame_offset:]
-    try:
-        params = zstandard.get_frame_parameters(frame)
-    except zstandard.ZstdError as e:
-        raise UndecodablePayload(f"no zstd frame header ({e})") from None
-    if params.content_size != size:
-        raise UndecodablePayload(f"zstd frame declares {params.content_size} bytes, the row {size}")
+    frame_parameters(frame, size)
     decompressor = zstandard.ZstdDecompressor(dict_data=_dictionary([fetch(cid) for cid in header.refs]))
-    try:
-        block = decompressor.decompress(frame, max_output_size=size)
-    except zstandard.ZstdError as e:
-        raise UndecodablePayload(f"zstd frame does not decode against its references ({e})") from None
-    if len(block) != size:
-        raise UndecodablePayload(f"zstd frame decodes to {len(block)} bytes, the row says {size}")
-    return block
+    return decompress_frame(decompressor, frame, size)
 
 
 def _dictionary(ref_blocks: Sequence[bytes]) -> zstandard.ZstdCompressionDict:
