@@ -22,7 +22,6 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +32,7 @@ from importer.sinks.atrest import ENCODING_DELTA
 from importer.sinks.delta import read_header
 from importer.sinks.store import BlockStore
 
+from .child_cli import run_cli
 from .datasets import load_lock
 from .download_cache import cache_dir
 
@@ -42,8 +42,7 @@ COLD_READS = 40
 
 def _cli(*args: str) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from importer.cli.main import run; run()", *args], check=True,
-                   stdout=subprocess.DEVNULL)
+    run_cli(args)
     return time.perf_counter() - start
 
 

@@ -23,13 +23,12 @@ import os
 import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .child_cli import run_cli
 from .download_cache import cache_dir
 
 #: The newest five botocore wheels of the botocore5 subset (bench/datasets.py), as in issue 6.
@@ -67,11 +66,7 @@ def run_import(wheels: list[Path], nested: bool, work: Path, prefill: list[Path]
 
 
 def _run_cli(wheels: list[Path], nested: bool, store: Path) -> None:
-    command = [sys.executable, "-m", "importer", "wheel", "--open-nested" if nested else "--no-open-nested",
-               "--store", str(store), *map(str, wheels)]
-    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode('utf-8', 'replace').strip()}")
+    run_cli(["wheel", "--open-nested" if nested else "--no-open-nested", "--store", str(store), *map(str, wheels)])
 
 
 def default_wheels() -> list[Path]:

@@ -14,7 +14,6 @@ summed over the chain), and the import's wall time.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from importer.sinks.store import BlockStore
 
+from .child_cli import run_cli
 from .download_cache import cache_dir
 from .report import DEFAULT_RUN, MiB
 
@@ -38,8 +38,7 @@ def check_project(run_dir: Path, package: str, scratch: Path) -> list[str]:
     files = [str(cache_dir() / name) for name in chain["file"]]
     store = scratch / package
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "from importer.cli.main import run; run()", "auto", "--store", str(store),
-                    *files], check=True, stdout=subprocess.DEVNULL)
+    run_cli(["auto", "--store", str(store), *files])
     seconds = time.perf_counter() - start
     with BlockStore(store, create=False) as opened:
         at_rest = opened.stats().at_rest_bytes
