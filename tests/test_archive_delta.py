@@ -16,22 +16,21 @@ from importer.archive.delta import (
     DeltaReport,
     Distribution,
     delta_against_previous,
-    file_leaves,
     loose_key,
     match_key,
     parse_archive_name,
     plan_deltas,
     previous_archive,
-    tree_files,
 )
 from importer.archive.recipe import read_root
 from importer.dag.cid import RAW, cid_codec, format_cid
 from importer.dag.dagpb import decode_node
+from importer.dag.reader import LeafSpan, file_leaves, iter_tree_files
 from importer.dag.unixfs import decode_unixfs
 from importer.profiles import resolve_settings
 from importer.sinks.atrest import ENCODING_DELTA
 from importer.sinks.base import MemorySink
-from importer.sinks.delta import MARGIN, MAX_REFS, LeafSpan, read_header, reference_span
+from importer.sinks.delta import MARGIN, MAX_REFS, read_header, reference_span
 from importer.sinks.store import DB_NAME, ArchiveRecord, BlockStore
 
 from .archive_builders import build_with_backend, project_files, project_module, python_source, write_project
@@ -155,8 +154,8 @@ def test_plan_pairs_a_library_renamed_only_in_its_numbers(tmp_path: Path) -> Non
     changed = library[:1000] + b"# one more line\n" + library[1000:]
     plan, sink, old_tree, new_tree = renamed_library_plan(tmp_path, {"pkg/libfoo.so.2500": library},
                                                           {"pkg/libfoo.so.2600": changed})
-    new_leaves = file_leaves(sink, dict(tree_files(sink, new_tree))["pkg/libfoo.so.2600"])[1]
-    old_leaves = {leaf.cid for leaf in file_leaves(sink, dict(tree_files(sink, old_tree))["pkg/libfoo.so.2500"])[1]}
+    new_leaves = file_leaves(sink, dict(iter_tree_files(sink, new_tree))["pkg/libfoo.so.2600"])[1]
+    old_leaves = {leaf.cid for leaf in file_leaves(sink, dict(iter_tree_files(sink, old_tree))["pkg/libfoo.so.2500"])[1]}
     assert set(plan) == {leaf.cid for leaf in new_leaves}  # every leaf moved by the insertion
     assert all(refs and set(refs) <= old_leaves for refs in plan.values())
 
@@ -275,7 +274,7 @@ def archive(release: Release, kind: str) -> Path:
 def leaf_places(store: BlockStore, root: bytes) -> dict[bytes, tuple[str, int, int]]:
     """Every leaf of the archive ``root``: ``cid -> (path, offset, length)``."""
     places = {}
-    for path, cid in tree_files(store, read_root(store, root).tree):
+    for path, cid in iter_tree_files(store, read_root(store, root).tree):
         for leaf in file_leaves(store, cid)[1]:
             places[leaf.cid] = (path, leaf.offset, leaf.length)
     return places
@@ -399,7 +398,7 @@ def test_previous_archive_missing_blocks_skips_deltas_with_one_warning_and_the_i
     first = import_json(cli, releases[0].wheel, store)
     with BlockStore(store, create=False) as opened:
         old_tree = read_root(opened, _roots(opened, first["file"])[0]).tree
-        changed = dict(tree_files(opened, old_tree))[f"{MODULE}/changed.py"]
+        changed = dict(iter_tree_files(opened, old_tree))[f"{MODULE}/changed.py"]
         leaf = file_leaves(opened, changed)[1][-1].cid
         assert opened.delete(leaf)  # the previous release is now damaged
     rc, out, err = cli("wheel", "--json", "--store", store, releases[1].wheel)

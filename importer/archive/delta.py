@@ -20,17 +20,14 @@ with the one old file, if there is exactly one, whose path differs only in its n
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from ..dag.cid import DAG_PB, RAW, cid_codec
-from ..dag.dagpb import decode_node
-from ..dag.reader import Kind, iter_directory, stat
-from ..dag.unixfs import NodeType, decode_unixfs
-from ..errors import ImporterError, InvalidBlock
+from ..dag.reader import file_leaves, iter_tree_files
+from ..errors import ImporterError
 from ..sinks.base import BlockSource
-from ..sinks.delta import LeafSpan, reference_span
+from ..sinks.delta import reference_span
 from ..sinks.store import ArchiveRecord, BlockStore
 from .recipe import read_root
 
@@ -41,9 +38,6 @@ _GRAFT_HASH: Final = re.compile(r"-[0-9a-f]{8}(?=\.)")
 #: What may follow ``NAME-VERSION`` in a path component that carries the release's version.
 _VERSIONED_SUFFIXES: Final = r"\.dist-info|\.data|\.egg-info"
 _DIGITS: Final = re.compile(r"[0-9]+")
-#: Deepest file DAG walked for its leaves (a balanced 174-link tree of depth 6 holds far more
-#: than any archive member; deeper is a malformed or hostile DAG).
-MAX_FILE_DEPTH: Final = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,61 +125,6 @@ def loose_key(key: str) -> str:
     return _DIGITS.sub("#", key)
 
 
-def tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-    """``(path, file CID)`` of every file under the directory ``tree`` (symlinks are skipped)."""
-    for entry in iter_directory(source, tree):
-        path = f"{prefix}{entry.name}"
-        if cid_codec(entry.cid) == RAW:
-            yield path, entry.cid
-            continue
-        node = stat(source, entry.cid)
-        if node.kind is Kind.DIRECTORY:
-            yield from tree_files(source, entry.cid, path + "/")
-        elif node.kind is Kind.FILE:
-            yield path, entry.cid
-
-
-def file_leaves(source: BlockSource, cid: bytes) -> tuple[int, list[LeafSpan]]:
-    """``(size, leaves)`` of the file ``cid``: every block without links, with its offset and length.
-
-    Only the nodes with links are read (their blocksizes give the leaves' lengths), except for a
-    file of one block, whose length is that of its data.
-    """
-    leaves: list[LeafSpan] = []
-    size = _walk(source, cid, 0, None, leaves, 0)
-    return size, leaves
-
-
-def _walk(source: BlockSource, cid: bytes, offset: int, length: int | None, out: list[LeafSpan], depth: int) -> int:
-    if depth > MAX_FILE_DEPTH:
-        raise InvalidBlock(cid.hex(), f"file DAG deeper than {MAX_FILE_DEPTH} levels")
-    codec = cid_codec(cid)
-    if codec == RAW and length is not None:
-        out.append(LeafSpan(offset, length, cid))
-        return length
-    block = source.get(cid)
-    if codec == RAW:
-        out.append(LeafSpan(offset, len(block), cid))
-        return len(block)
-    if codec != DAG_PB:
-        raise InvalidBlock(cid.hex(), "a file's block is neither dag-pb nor raw")
-    pb = decode_node(block)
-    fs = decode_unixfs(pb.data or b"")
-    if fs.type not in (NodeType.FILE, NodeType.RAW):
-        raise InvalidBlock(cid.hex(), f"a file's block is a UnixFS {fs.type.name}")
-    if not pb.links:
-        size = len(fs.data or b"")
-        out.append(LeafSpan(offset, size, cid))
-        return size
-    if len(fs.blocksizes) != len(pb.links):
-        raise InvalidBlock(cid.hex(), f"UnixFS file has {len(pb.links)} links but {len(fs.blocksizes)} blocksizes")
-    position = offset + len(fs.data or b"")
-    for link, child_size in zip(pb.links, fs.blocksizes, strict=True):
-        _walk(source, link.cid, position, child_size, out, depth + 1)
-        position += child_size
-    return position - offset
-
-
 def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSource,
                 old_root: bytes) -> list[DeltaCandidate]:
     """Every leaf of ``new_root``'s changed files with the leaves of ``old_root`` to delta it against.
@@ -197,12 +136,12 @@ def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSourc
     new_dist, old_dist = parse_archive_name(new.name), parse_archive_name(old.name)
     new_version = new_dist.version if new_dist else ""
     old_version = old_dist.version if old_dist else ""
-    old_files = {match_key(path, old_version): cid for path, cid in tree_files(old_source, old.tree)}
+    old_files = {match_key(path, old_version): cid for path, cid in iter_tree_files(old_source, old.tree)}
     loose: dict[str, bytes | None] = {}
     for key, cid in old_files.items():
         loose[loose_key(key)] = None if loose_key(key) in loose else cid  # None: not unique, no pair
     planned: dict[bytes, tuple[bytes, ...]] = {}
-    for path, cid in tree_files(new_source, new.tree):
+    for path, cid in iter_tree_files(new_source, new.tree):
         key = match_key(path, new_version)
         old_cid = old_files.get(key)
         if old_cid is None:

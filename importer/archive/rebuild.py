@@ -26,7 +26,7 @@ import zstandard
 
 from ..compress import CompressorParams, recompress
 from ..dag.cid import format_cid
-from ..dag.reader import Kind, iter_directory, iter_file, stat
+from ..dag.reader import iter_directory, iter_file
 from ..errors import InvalidBlock, RecipeMismatch
 from ..sinks.base import BlockSource
 from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe, read_recipe, read_root
@@ -75,22 +75,6 @@ class TreePaths:
             cid = self._listing(prefix, cid).get(part)
             prefix += part + "/"
         return cid
-
-
-def tree_files(source: BlockSource, tree: bytes) -> dict[str, bytes]:
-    """Map every file path of the tree to its CID (directories walked, HAMTs included)."""
-    files: dict[str, bytes] = {}
-    stack: list[tuple[str, bytes]] = [("", tree)]
-    while stack:
-        prefix, cid = stack.pop()
-        for entry in iter_directory(source, cid):
-            path = f"{prefix}{entry.name}"
-            node = stat(source, entry.cid)
-            if node.kind is Kind.DIRECTORY:
-                stack.append((path + "/", entry.cid))
-            elif node.kind is Kind.FILE:
-                files[path] = entry.cid
-    return files
 
 
 class _Body:

@@ -155,6 +155,55 @@ def _file_bytes(source: BlockSource, cid: bytes, expected: int, depth: int) -> I
         yield from _file_bytes(source, link.cid, size, depth + 1)
 
 
+@dataclass(frozen=True, slots=True)
+class LeafSpan:
+    """One leaf of a file: where its bytes start in the file, how many, and its CID."""
+
+    offset: int
+    length: int
+    cid: bytes
+
+
+def file_leaves(source: BlockSource, cid: bytes) -> tuple[int, list[LeafSpan]]:
+    """``(size, leaves)`` of the file ``cid``: every block without links, with its offset and length.
+
+    Only the nodes with links are read (their blocksizes give the leaves' lengths, checked as
+    :func:`iter_file` checks them), except for a file of one block, whose length is its data's.
+    """
+    leaves: list[LeafSpan] = []
+    return _leaves(source, cid, 0, None, leaves, 0), leaves
+
+
+def _leaves(source: BlockSource, cid: bytes, offset: int, expected: int | None, out: list[LeafSpan],
+            depth: int) -> int:
+    if depth > MAX_FILE_DEPTH:
+        raise InvalidBlock(format_cid(cid), f"file DAG deeper than {MAX_FILE_DEPTH} levels")
+    codec = cid_codec(cid)
+    if codec == RAW and expected is not None:
+        out.append(LeafSpan(offset, expected, cid))  # its parent says how long; no need to read it
+        return expected
+    block = source.get(cid)
+    if codec == RAW:
+        out.append(LeafSpan(offset, len(block), cid))
+        return len(block)
+    if codec != DAG_PB:
+        raise InvalidBlock(format_cid(cid), "a file's block is neither dag-pb nor raw")
+    pb, fs = _decode_pb(cid, block)
+    if fs.type not in (NodeType.FILE, NodeType.RAW):
+        raise InvalidBlock(format_cid(cid), f"a file's block is a UnixFS {fs.type.name}")
+    total = _file_total(cid, pb, fs)
+    if expected is not None and total != expected:
+        raise InvalidBlock(format_cid(cid), f"file node holds {total} bytes, its parent says {expected}")
+    if not pb.links:
+        out.append(LeafSpan(offset, total, cid))
+        return total
+    position = offset + len(fs.data or b"")
+    for link, size in zip(pb.links, fs.blocksizes, strict=True):
+        _leaves(source, link.cid, position, size, out, depth + 1)
+        position += size
+    return total
+
+
 # -- directories -------------------------------------------------------------------------------
 
 def _entry_name(cid: bytes, raw: bytes) -> str:
@@ -285,3 +334,20 @@ def resolve(source: BlockSource, root: bytes, path: str) -> bytes:
         cid = entry.cid
         walked += "/" + name
     return cid
+
+
+def iter_tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """``(path, file CID)`` of every file under the directory ``tree``, depth first in entry order.
+
+    Symlinks are skipped; a raw-leaf entry is a file without reading it.
+    """
+    for entry in iter_directory(source, tree):
+        path = f"{prefix}{entry.name}"
+        if cid_codec(entry.cid) == RAW:
+            yield path, entry.cid
+            continue
+        node = stat(source, entry.cid)
+        if node.kind is Kind.DIRECTORY:
+            yield from iter_tree_files(source, entry.cid, path + "/")
+        elif node.kind is Kind.FILE:
+            yield path, entry.cid

@@ -48,6 +48,7 @@ from typing import Final
 
 import zstandard
 
+from ..dag.reader import LeafSpan
 from ..dag.varint import decode_uvarint, encode_uvarint
 from .atrest import LEVEL, UndecodablePayload, decompress_frame, frame_parameters
 
@@ -66,15 +67,6 @@ MAX_DEPTH: Final = 16
 #: a file of similar size with the margin covers 3 leaves, 4 when the boundaries fall badly;
 #: more means the old file is much larger, and a huge dictionary only slows zstd down.
 MAX_REFS: Final = 6
-
-
-@dataclass(frozen=True, slots=True)
-class LeafSpan:
-    """One leaf of a file: where its bytes start in the file, how many, and its CID."""
-
-    offset: int
-    length: int
-    cid: bytes
 
 
 def reference_span(offset: int, length: int, size: int, old: Sequence[LeafSpan], old_size: int) -> list[bytes]:
