@@ -606,14 +606,13 @@ class BlockStore:
                 return None
             if self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone() is not None:
                 return None  # a delta's depth must stay above its references': never deepen one
-            if not all(self.has(ref) for ref in refs):
-                return None
             depth = self._depth_of(refs)
             if depth + 1 > MAX_DEPTH:
                 return None
             data = bytes(row[1])
             block = self._decode(cid, int(row[0]), data, int(row[2]))
             self._check(cid, block)
+            # A missing reference raises UndecodablePayload here, like a damaged one.
             ref_blocks = [self._reference(ref, MAX_DEPTH + 1) for ref in refs]
         except (BlockCorrupt, StoreError, UndecodablePayload):
             return None  # damaged rows are left for `store verify` to report
