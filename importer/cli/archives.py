@@ -16,6 +16,7 @@ from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
 from .options import add_import_options, add_store_option, settings_from_args
+from .source import add_source_options, open_block_source
 
 # The archive machinery (compressor backends, zstd, the store) is imported by the handlers
 # that use it, so that `dpip-import add` does not pay ~60 ms of start-up for it.
@@ -60,15 +61,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
     p.add_argument("root", metavar="ROOT")
     p.add_argument("-o", "--output", metavar="OUT", help="file to write (default: the archive's own name)")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=run_fetch)
     p = sub.add_parser("verify", help="rebuild an archive without writing it and check every block")
     p.add_argument("root", metavar="ROOT")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=run_verify)
     p = sub.add_parser("inspect", help="show an archive's recipe in human terms")
     p.add_argument("root", metavar="ROOT")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=run_inspect)
 
 
@@ -216,18 +217,12 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
             out.write(f"  {m.how:8s} {m.size:>12,d} {m.name}{extra}{note}\n")
 
 
-def _open_store(args: argparse.Namespace) -> BlockStore:
-    from ..sinks.store import BlockStore, default_store_path
-
-    return BlockStore(default_store_path(args.store), create=False)
-
-
 def run_fetch(args: argparse.Namespace) -> int:
     from ..archive.rebuild import fetch
     from ..archive.recipe import read_root
 
     root = parse_cid(args.root)
-    with _open_store(args) as store:
+    with open_block_source(args) as store:
         out = args.output or read_root(store, root).name
         archive = fetch(store, root, out)
     print(f"fetched {archive.name}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) -> {out}")
@@ -239,7 +234,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..sinks.car import iter_dag
 
     root = parse_cid(args.root)
-    with _open_store(args) as store:
+    with open_block_source(args) as store:
         blocks = sum(1 for _ in iter_dag(store, root))
         archive = fetch(store, root, None)
     print(f"ok {archive.name}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
@@ -251,7 +246,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from ..compress import CompressorParams
 
     root_cid = parse_cid(args.root)
-    with _open_store(args) as store:
+    with open_block_source(args) as store:
         root = read_root(store, root_cid)
         recipe = read_recipe(store, root.recipe)
     out = sys.stdout

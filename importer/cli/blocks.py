@@ -13,16 +13,16 @@ import os
 import secrets
 import shutil
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from ..dag.cid import DAG_PB, RAW, cid_codec, format_cid, parse_cid
 from ..dag.reader import Kind, Node, iter_directory, iter_file, resolve, stat
 from ..dag.unixfs import Mtime
 from ..errors import InputError, InvalidBlock
+from ..sinks.base import BlockSource
 from ..sinks.store import BlockStore, default_store_path
 from .options import add_store_option
+from .source import add_source_options, open_block_source
 
 #: Permission bits ``get`` applies from a stored mode: rwx for all three classes and the sticky
 #: bit (0o1777). setuid/setgid (0o6000) are dropped: a downloaded tree should never carry them.
@@ -32,25 +32,25 @@ APPLIED_MODE_BITS = 0o1777
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cat", help="write a file's bytes to stdout")
     p.add_argument("path", metavar="CID[/PATH]")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=cmd_cat)
 
     p = sub.add_parser("get", help="write a file, directory or symlink out of the store")
     p.add_argument("path", metavar="CID[/PATH]")
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it (default: the last path name, else the CID)")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=cmd_get)
 
     p = sub.add_parser("ls", help="list a directory as `ipfs ls` does: CID, size, name")
     p.add_argument("paths", nargs="+", metavar="CID[/PATH]")
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("export", help="write the DAG under a CID to a CARv1 file (ipfs dag export)")
     p.add_argument("path", metavar="CID[/PATH]")
     p.add_argument("-o", "--output", metavar="FILE.car", required=True)
-    add_store_option(p)
+    add_source_options(p)
     p.set_defaults(handler=cmd_export)
 
     p = sub.add_parser("import-car", help="verify the blocks of CAR files and put them in the store")
@@ -67,13 +67,7 @@ def parse_target(text: str) -> tuple[bytes, str]:
     return parse_cid(cid_text), path
 
 
-@contextmanager
-def open_store(args: argparse.Namespace, *, create: bool = False) -> Iterator[BlockStore]:
-    with BlockStore(default_store_path(args.store), create=create) as store:
-        yield store
-
-
-def _resolve(store: BlockStore, text: str) -> bytes:
+def _resolve(store: BlockSource, text: str) -> bytes:
     root, path = parse_target(text)
     return resolve(store, root, path)
 
@@ -82,7 +76,7 @@ def _resolve(store: BlockStore, text: str) -> bytes:
 
 def cmd_cat(args: argparse.Namespace) -> int:
     parse_target(args.path)  # a bad CID is the user's error, reported before the store is opened
-    with open_store(args) as store:
+    with open_block_source(args) as store:
         cid = _resolve(store, args.path)
         out = sys.stdout.buffer
         for chunk in iter_file(store, cid):
@@ -93,7 +87,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
 
 # -- ls ----------------------------------------------------------------------------------------
 
-def _ls_row(store: BlockStore, name: str, cid: bytes, tsize: int) -> tuple[str, str, str]:
+def _ls_row(store: BlockSource, name: str, cid: bytes, tsize: int) -> tuple[str, str, str]:
     """One ``ipfs ls`` row, sized as Kubo's ``processLink`` does (raw: Tsize; dag-pb: filesize)."""
     codec = cid_codec(cid)
     if codec == RAW:
@@ -120,7 +114,7 @@ def _tabulate(rows: list[tuple[str, str, str]]) -> str:
 def cmd_ls(args: argparse.Namespace) -> int:
     for text in args.paths:
         parse_target(text)
-    with open_store(args) as store:
+    with open_block_source(args) as store:
         out: list[str] = []
         for i, text in enumerate(args.paths):
             cid = _resolve(store, text)
@@ -143,14 +137,14 @@ def cmd_get(args: argparse.Namespace) -> int:
     root, path = parse_target(args.path)
     default_name = next((p for p in reversed(path.split("/")) if p), None) or format_cid(root)
     output = Path(args.output or default_name)
-    with open_store(args) as store:
+    with open_block_source(args) as store:
         cid = resolve(store, root, path)
         extract(store, cid, output)
     print(f"Saving file(s) to {output}", file=sys.stderr)
     return 0
 
 
-def extract(store: BlockStore, cid: bytes, output: Path) -> None:
+def extract(store: BlockSource, cid: bytes, output: Path) -> None:
     """Write the node ``cid`` to ``output``, atomically: built under a temporary name, renamed.
 
     A file may replace an existing file; a directory or symlink must not replace anything.
@@ -190,7 +184,7 @@ def check_name(cid: bytes, name: str) -> str:
     return name
 
 
-def _write_node(store: BlockStore, node: Node, path: Path) -> None:
+def _write_node(store: BlockSource, node: Node, path: Path) -> None:
     """Create ``path`` (which must not exist) from ``node``; never follows a symlink."""
     if node.kind is Kind.FILE:
         # O_EXCL | O_NOFOLLOW: fail rather than write through anything already at this name.
@@ -242,7 +236,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     parse_target(args.path)
     from ..sinks.car import export_car
 
-    with open_store(args) as store:
+    with open_block_source(args) as store:
         cid = _resolve(store, args.path)
         export_car(store, cid, args.output)
     return 0
@@ -251,7 +245,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import_car(args: argparse.Namespace) -> int:
     from ..sinks.car import CarReader
 
-    with open_store(args, create=True) as store:
+    with BlockStore(default_store_path(args.store), create=True) as store:
         for car in args.cars:
             with CarReader(car) as reader:
                 store.put_many(reader)
