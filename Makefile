@@ -8,7 +8,7 @@ PACKAGES ?= smoke
 VERSIONS ?= 10
 PYTEST_ARGS ?=
 
-.PHONY: venv oracles test lint typecheck demo perf bench lock report clean
+.PHONY: venv oracles test fuzz lint typecheck demo perf bench lock report clean
 
 $(VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ $(ORACLES)/.installed: tests/oracles/install.sh
 
 test: venv oracles
 	DPIP_ORACLES=$(abspath $(ORACLES)) $(PY) -m pytest -n 2 $(PYTEST_ARGS)
+
+# The fuzz targets (tests/fuzz/) with a long budget; `make test` runs them with a short one.
+FUZZ_EXAMPLES ?= 20000
+fuzz: venv
+	DPIP_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DPIP_FUZZ_RANDOM=1 $(PY) -m pytest -n 2 tests/fuzz $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check importer bench tests
