@@ -5,6 +5,16 @@ bytes: a file from the tree or an extra file, copied or recompressed with its re
 Members are recompressed on a thread pool (zlib, bz2, lzma and the ctypes backends release the
 GIL) with a bounded window, so both cores work while output stays in order and memory stays
 bounded. An outer gzip/bzip2/xz layer is then reapplied around the body, stream by stream.
+
+Roots and recipes may come from strangers, so work is bounded before it starts and while it
+runs (:class:`RebuildPlan`): every archive root reachable through nested members is read and
+checked first (no cycle, at most MAX_NESTING_DEPTH levels, skeleton no larger than what it
+lands in), and the bytes the declared sizes add up to across all levels, with each nested root
+counted as often as it is used, must stay within :attr:`RebuildLimits.max_work` ("billion
+laughs" recipes are refused here, before any work). While running, no archive may produce more
+than its declared size, no body more than its outer streams declare, and the file contents read
+from trees add up to at most :attr:`RebuildLimits.max_total_size`, the budget the importer
+allows the same archive across its nesting levels.
 """
 
 from __future__ import annotations
@@ -13,22 +23,22 @@ import hashlib
 import itertools
 import os
 import queue
-import tempfile
 import threading
-from collections import deque
-from collections.abc import Iterable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import zstandard
 
 from ..compress import CompressorParams, recompress
 from ..dag.cid import format_cid
 from ..dag.reader import iter_directory, iter_file
-from ..errors import InvalidBlock, RecipeMismatch
+from ..errors import ImporterError, InvalidBlock, RebuildLimit, RecipeMismatch
 from ..sinks.base import BlockSource
+from ..sources.base import DEFAULT_LIMITS
+from .importer import MAX_NESTING_DEPTH
 from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe, read_recipe, read_root
 from .streams import PieceReader
 
@@ -43,9 +53,127 @@ NO_SOURCE: Final = -1
 
 
 @dataclass(frozen=True, slots=True)
-class Rebuilt:
+class RebuildLimits:
+    """Bounds on one rebuild, across all its nesting levels.
+
+    ``max_total_size`` bounds the file contents read from trees and extra files: the importer's
+    own budget (``Limits.max_total_size``, 16 GiB), so a root the importer could have made never
+    hits it. ``max_work`` bounds the bytes the roots and recipes *declare* (each archive's size
+    and body, nested ones once per use): four times that budget leaves room for the archive
+    bytes, the bodies and their skeletons on top of the contents, while a recipe that nests one
+    root in another a thousand times over declares exabytes and is refused before any work.
+    """
+
+    max_total_size: int = DEFAULT_LIMITS.max_total_size
+    max_work: int = 4 * DEFAULT_LIMITS.max_total_size
+
+
+DEFAULT_REBUILD_LIMITS: Final = RebuildLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One archive root of a rebuild, checked: its recipe, body bound, declared work, nesting height."""
+
     root: ArchiveRoot
     recipe: Recipe
+    outer_skeleton: int
+    body_limit: int
+    work: int
+    height: int
+
+
+class RebuildPlan:
+    """Every archive root a rebuild reaches, read and checked before the first byte is produced.
+
+    The walk is recursive but bounded by MAX_NESTING_DEPTH (the importer opens no deeper), and
+    each distinct root is read once however often it is used.
+    """
+
+    def __init__(self, source: BlockSource, root_cid: bytes, limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> None:
+        self.source = source
+        self.limits = limits
+        self.archives: dict[bytes, _Planned] = {}
+        self.top = self._plan(root_cid, ())
+
+    def _plan(self, cid: bytes, path: tuple[bytes, ...]) -> _Planned:
+        depth = len(path)
+        if cid in path:
+            chain = " -> ".join(format_cid(c) for c in (*path[path.index(cid):], cid))
+            raise RebuildLimit(format_cid(path[0]), f"nested archive roots form a cycle: {chain}")
+        planned = self.archives.get(cid)
+        if planned is None:
+            planned = self._read(cid, path)
+        if depth + planned.height > MAX_NESTING_DEPTH:
+            raise RebuildLimit(format_cid(path[0] if path else cid),
+                               f"archives nest more than {MAX_NESTING_DEPTH} levels deep (at {format_cid(cid)})")
+        return planned
+
+    def _read(self, cid: bytes, path: tuple[bytes, ...]) -> _Planned:
+        where = format_cid(cid)
+        if len(path) > MAX_NESTING_DEPTH:
+            raise RebuildLimit(format_cid(path[0]), f"archives nest more than {MAX_NESTING_DEPTH} levels deep "
+                                                    f"(at {where})")
+        root = read_root(self.source, cid)
+        recipe = read_recipe(self.source, root.recipe)
+        outer_len = sum(item for item in recipe.outer if isinstance(item, int))
+        body_limit = recipe.body_size
+        if body_limit is None:
+            body_limit = root.size  # the file holds the body as it is
+        if outer_len > recipe.skeleton_size:
+            raise InvalidBlock(format_cid(root.recipe), f"outer skeleton runs ({outer_len} bytes) exceed the skeleton "
+                                                        f"({recipe.skeleton_size})")
+        if recipe.skeleton_size > root.size + body_limit:
+            # Every skeleton byte lands in the file or in the body: a larger frame is a bomb.
+            raise RebuildLimit(where, f"skeleton of {recipe.skeleton_size:,d} bytes is larger than the "
+                                      f"{root.size:,d}-byte archive and its {body_limit:,d}-byte body together")
+        work = root.size + body_limit
+        height = 0
+        uses = Counter(m.source for m in recipe.members if isinstance(m.source, bytes))
+        for child_cid, count in uses.items():
+            child = self._plan(child_cid, (*path, cid))
+            height = max(height, child.height + 1)
+            work += count * child.work
+            if work > self.limits.max_work:
+                break
+        if work > self.limits.max_work:
+            raise RebuildLimit(where, f"declares more than {self.limits.max_work:,d} bytes of work across its "
+                                      "nested archives (each counted once per use)")
+        planned = self.archives[cid] = _Planned(root, recipe, outer_len, body_limit, work, height)
+        return planned
+
+
+class _Budget:
+    """File content bytes a rebuild may still read, shared by every nesting level."""
+
+    def __init__(self, root: str, limit: int) -> None:
+        self.root = root
+        self.limit = limit
+        self.left = limit
+
+    def count(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            self.left -= len(piece)
+            if self.left < 0:
+                raise RebuildLimit(self.root, f"reads more than {self.limit:,d} bytes of file contents "
+                                              "(--max-total-size)")
+            yield piece
+
+
+def _bounded(pieces: Iterable[bytes], limit: int, fail: Callable[[int], ImporterError]) -> Iterator[bytes]:
+    """``pieces`` as long as they add up to at most ``limit`` bytes; past it, ``fail(limit)``."""
+    total = 0
+    iterator = iter(pieces)
+    try:
+        for piece in iterator:
+            total += len(piece)
+            if total > limit:
+                raise fail(limit)
+            yield piece
+    finally:
+        close = getattr(iterator, "close", None)
+        if close is not None:
+            close()  # stop the producer (and its threads) now, not when it is collected
 
 
 class TreePaths:
@@ -53,6 +181,7 @@ class TreePaths:
 
     No node below a directory is loaded just to learn its kind (a 100,000-file tree would cost
     100,000 block reads); a path that names a directory fails later, when it is read as a file.
+    The walk is a loop over the path's parts, however deep the path.
     """
 
     def __init__(self, source: BlockSource, tree: bytes) -> None:
@@ -80,14 +209,15 @@ class TreePaths:
 class _Body:
     """Generates the body bytes of a recipe, recompressing members in parallel."""
 
-    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: _SkeletonReader, files: TreePaths,
-                 pool: ThreadPoolExecutor) -> None:
-        self.source = source
-        self.recipe = recipe
+    def __init__(self, run: _Run, planned: _Planned, skeleton: _SkeletonReader, pool: ThreadPoolExecutor) -> None:
+        self.run = run
+        self.source = run.source
+        self.recipe = planned.recipe
+        self.where = format_cid(planned.root.recipe)
         self.skeleton = skeleton
-        self.files = files
+        self.files = TreePaths(run.source, planned.root.tree)
         self.pool = pool
-        self.params = [CompressorParams.from_dict(p) for p in recipe.params]
+        self.params = [CompressorParams.from_dict(p) for p in planned.recipe.params]
 
     def _content_cid(self, source: str | int) -> bytes:
         if isinstance(source, str):
@@ -100,8 +230,8 @@ class _Body:
     def _pieces(self, source: str | int | bytes) -> Iterator[bytes]:
         """A member's content: a file of the tree or of ``extra``, or a nested archive rebuilt."""
         if isinstance(source, bytes):
-            return iter_archive(self.source, source, workers=1)[1]
-        return iter_file(self.source, self._content_cid(source))
+            return self.run.archive(source, workers=1)
+        return self.run.budget.count(iter_file(self.source, self._content_cid(source)))
 
     def __iter__(self) -> Iterator[bytes]:
         pending: deque[_Job] = deque()
@@ -125,12 +255,12 @@ class _Body:
                         if got > PARALLEL_LIMIT:
                             break
                     if got > PARALLEL_LIMIT:
-                        job = pumped(params, itertools.chain(head, pieces))
+                        job = pumped(params, itertools.chain(head, pieces), self.where)
                     else:
                         content = b"".join(head)
                         size = len(content)
                         in_flight += size
-                        job = self.pool.submit(_compress, params, content)
+                        job = self.pool.submit(_compress, params, content, self.where)
             pending.append(_Job(self.skeleton, entry.skeleton_before, job, size))
             # Drain in order while the window is full, or when a streaming job must run now.
             while pending and (in_flight > WINDOW_BYTES or not isinstance(pending[-1].job, Future)):
@@ -198,8 +328,18 @@ class _Job:
             yield from self.job
 
 
-def _compress(params: CompressorParams, content: bytes) -> bytes:
-    return b"".join(recompress(params, [content]))
+def _compressor_failed(params: CompressorParams, where: str, error: Exception) -> InvalidBlock:
+    """A compressor that the recipe's params make fail (a hostile level or window): one line."""
+    return InvalidBlock(where, f"compressor {params.label} fails: {type(error).__name__}: {error}")
+
+
+def _compress(params: CompressorParams, content: bytes, where: str) -> bytes:
+    try:
+        return b"".join(recompress(params, [content]))
+    except ImporterError:
+        raise
+    except Exception as e:  # noqa: BLE001  (zlib.error, ValueError, OverflowError, LZMAError...)
+        raise _compressor_failed(params, where, e) from None
 
 
 def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
@@ -211,26 +351,48 @@ def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
         yield piece
 
 
-def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None) -> tuple[ArchiveRoot, Iterator[bytes]]:
-    """Read the root and recipe now; return them and a lazy iterator of the archive's bytes."""
-    root = read_root(source, root_cid)
-    recipe = read_recipe(source, root.recipe)
-    outer_len = sum(item for item in recipe.outer if isinstance(item, int))
-    if outer_len > recipe.skeleton_size:
-        raise InvalidBlock(format_cid(root.recipe), f"outer skeleton runs ({outer_len} bytes) exceed the skeleton "
-                                                    f"({recipe.skeleton_size})")
-    return root, _generate(source, root, recipe, outer_len, workers or os.cpu_count() or 1)
+class _Run:
+    """One rebuild: the plan, the content budget and the worker count, shared by every level."""
+
+    def __init__(self, source: BlockSource, plan: RebuildPlan, workers: int) -> None:
+        self.source = source
+        self.plan = plan
+        self.workers = workers
+        self.budget = _Budget(format_cid(plan.top.root.recipe), plan.limits.max_total_size)
+
+    def archive(self, cid: bytes, workers: int | None = None) -> Iterator[bytes]:
+        """The rebuilt bytes of the planned archive ``cid``, never more than its declared size."""
+        planned = self.plan.archives[cid]
+
+        def overflow(limit: int) -> RebuildLimit:
+            return RebuildLimit(format_cid(cid), f"rebuilds more than the {limit:,d} bytes its root declares")
+
+        return _bounded(_generate(self, planned, workers or self.workers), planned.root.size, overflow)
 
 
-def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len: int,
-              workers: int) -> Iterator[bytes]:
-    files = TreePaths(source, root.tree)
+def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None,
+                 limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> tuple[ArchiveRoot, Iterator[bytes]]:
+    """Read and check the root, its recipe and every nested root now; return the root and a lazy
+    iterator of the archive's bytes (never more than the root declares)."""
+    plan = RebuildPlan(source, root_cid, limits)
+    run = _Run(source, plan, workers or os.cpu_count() or 1)
+    return plan.top.root, run.archive(root_cid)
+
+
+def _generate(run: _Run, planned: _Planned, workers: int) -> Iterator[bytes]:
+    recipe = planned.recipe
     # Two readers over the one frame: the container's runs come first, the body's after them.
-    outer_skeleton = _SkeletonReader(source, recipe, 0)
-    body_skeleton = _SkeletonReader(source, recipe, outer_len)
+    outer_skeleton = _SkeletonReader(run.source, recipe, 0)
+    body_skeleton = _SkeletonReader(run.source, recipe, planned.outer_skeleton)
+    where = format_cid(planned.root.recipe)
+
+    def overflow(limit: int) -> RebuildLimit:
+        return RebuildLimit(format_cid(planned.root.recipe),
+                            f"rebuilds a body of more than the {limit:,d} bytes its outer streams declare")
+
     with ThreadPoolExecutor(workers) as pool:
-        body = _Body(source, recipe, body_skeleton, files, pool)
-        reader = PieceReader(iter(body))
+        body = _Body(run, planned, body_skeleton, pool)
+        reader = PieceReader(_bounded(body, planned.body_limit, overflow))
         for item in recipe.outer:
             if item is None:
                 while piece := reader.read(PIECE):
@@ -238,17 +400,17 @@ def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len:
             elif isinstance(item, int):
                 yield from outer_skeleton.pieces(item)
             else:
-                yield from _outer_stream(source, recipe, item, reader)
+                yield from _outer_stream(run, recipe, item, reader, where)
 
 
-def _outer_stream(source: BlockSource, recipe: Recipe, item: OuterStream, reader: PieceReader) -> Iterator[bytes]:
+def _outer_stream(run: _Run, recipe: Recipe, item: OuterStream, reader: PieceReader, where: str) -> Iterator[bytes]:
     content = _take(reader, item.content_size, format_cid(recipe.skeleton))
     if item.params == VERBATIM:
         for _ in content:  # the original stream is kept whole: skip its content
             pass
-        yield from iter_file(source, recipe.extra[item.source])
+        yield from run.budget.count(iter_file(run.source, recipe.extra[item.source]))
     else:
-        yield from pumped(CompressorParams.from_dict(recipe.params[item.params]), content)
+        yield from pumped(CompressorParams.from_dict(recipe.params[item.params]), content, where)
 
 
 #: Content pieces queued ahead of a streaming compressor: 4 pieces of at most 1 MiB.
@@ -256,14 +418,15 @@ PUMP_DEPTH: Final = 4
 _END: Final = object()
 
 
-def pumped(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
+def pumped(params: CompressorParams, pieces: Iterable[bytes], where: str = "recipe") -> Iterator[bytes]:
     """``recompress(params, pieces)`` with ``pieces`` iterated in the calling thread only.
 
     The content comes from the block source (SQLite connections belong to the thread that opened
     them), while some backends read their input in a thread of their own (GNU gzip's stdin
     feeder). So the compressor runs in a worker thread fed through a bounded queue, and this
     thread reads the source: memory stays bounded by PUMP_DEPTH pieces, and reading the store
-    overlaps with compressing.
+    overlaps with compressing. A compressor failure not of the importer's making (hostile params)
+    is re-raised here as one :class:`InvalidBlock` naming ``where``.
     """
     inbox: queue.Queue[object] = queue.Queue(PUMP_DEPTH)
     outbox: queue.SimpleQueue[object] = queue.SimpleQueue()  # unbounded: the worker never blocks on it
@@ -298,6 +461,8 @@ def pumped(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]
                 done = True
             elif isinstance(item, BaseException):
                 done = True
+                if isinstance(item, Exception) and not isinstance(item, ImporterError):
+                    raise _compressor_failed(params, where, item) from None
                 raise item
             else:
                 yield item  # type: ignore[misc]
@@ -331,34 +496,40 @@ def pumped(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]
             worker.join(0.05)
 
 
-def fetch(source: BlockSource, root_cid: bytes, out: str | os.PathLike[str] | None) -> ArchiveRoot:
-    """Rebuild the archive; write it to ``out`` (None: only check) only if its sha256 matches."""
-    root, pieces = iter_archive(source, root_cid)
+def rebuild(source: BlockSource, root_cid: bytes, write: Callable[[bytes], object] | None = None, *,
+            limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> ArchiveRoot:
+    """Rebuild the archive, handing each piece to ``write`` (None: only check it).
+
+    Output stops before the first byte past the root's declared size; the final size and sha256
+    are compared with the root's, so a caller keeps the bytes only when this returns.
+    """
+    root, pieces = iter_archive(source, root_cid, limits=limits)
     digest = hashlib.sha256()
     size = 0
-    target = Path(out) if out is not None else None
-    tmp_name: str | None = None
-    try:
-        if target is not None:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
-            with os.fdopen(fd, "wb") as f:
-                for piece in pieces:
-                    digest.update(piece)
-                    size += len(piece)
-                    f.write(piece)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            for piece in pieces:
-                digest.update(piece)
-                size += len(piece)
-        if size != root.size or digest.digest() != root.sha256:
-            raise RecipeMismatch(root.name, f"rebuilt {size} bytes with sha256 {digest.hexdigest()}, expected "
-                                            f"{root.size} bytes with sha256 {root.sha256.hex()}")
-        if target is not None and tmp_name is not None:
-            os.replace(tmp_name, target)
-            tmp_name = None
-        return root
-    finally:
-        if tmp_name is not None:
-            os.unlink(tmp_name)
+    for piece in pieces:
+        digest.update(piece)
+        size += len(piece)
+        if write is not None:
+            write(piece)
+    if size != root.size or digest.digest() != root.sha256:
+        raise RecipeMismatch(root.name, f"rebuilt {size} bytes with sha256 {digest.hexdigest()}, expected "
+                                        f"{root.size} bytes with sha256 {root.sha256.hex()}")
+    return root
+
+
+def fetch(source: BlockSource, root_cid: bytes, out: str | os.PathLike[str] | BinaryIO | None, *,
+          force: bool = False, limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> ArchiveRoot:
+    """Rebuild the archive into ``out``: a path (written under a ``.part`` name and renamed into
+    place only if the sha256 matches; an existing file is replaced only with ``force``), a binary
+    stream (written as it is rebuilt; the caller learns of a mismatch from the exception), or
+    None (only check)."""
+    from ..sinks.partfile import PartFile
+
+    if out is None:
+        return rebuild(source, root_cid, None, limits=limits)
+    if not isinstance(out, str | os.PathLike):
+        return rebuild(source, root_cid, out.write, limits=limits)
+    with PartFile(out, force=force) as part:
+        root = rebuild(source, root_cid, part.write, limits=limits)
+        part.commit()
+    return root

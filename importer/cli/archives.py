@@ -15,6 +15,7 @@ from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
+from .blocks import FORCE_HELP
 from .options import add_import_options, add_store_option, settings_from_args
 from .source import add_source_options, open_block_source
 
@@ -60,7 +61,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.set_defaults(handler=run_import, kind=kind)
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
     p.add_argument("root", metavar="ROOT")
-    p.add_argument("-o", "--output", metavar="OUT", help="file to write (default: the archive's own name)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="FILE to write, DIR to write DIR/<name>, or - for stdout (default: <name> in the current "
+                        "directory, when the root's name is a plain wheel or sdist file name)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_source_options(p)
     p.set_defaults(handler=run_fetch)
     p = sub.add_parser("verify", help="rebuild an archive without writing it and check every block")
@@ -220,37 +224,47 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
 def run_fetch(args: argparse.Namespace) -> int:
     from ..archive.rebuild import fetch
     from ..archive.recipe import read_root
+    from .output import fetch_target, printable
 
     root = parse_cid(args.root)
     with open_block_source(args) as store:
-        out = args.output or read_root(store, root).name
-        archive = fetch(store, root, out)
-    print(f"fetched {archive.name}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) -> {out}")
+        target = fetch_target(args.output, read_root(store, root).name, format_cid(root), force=args.force)
+        if target is None:
+            archive = fetch(store, root, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
+        else:
+            archive = fetch(store, root, target, force=args.force)
+    where = "stdout" if target is None else printable(str(target))
+    print(f"fetched {printable(archive.name)}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) "
+          f"-> {where}", file=sys.stderr if target is None else sys.stdout)
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..archive.rebuild import fetch
+    from ..archive.rebuild import RebuildPlan, fetch
     from ..sinks.car import iter_dag
+    from .output import printable
 
     root = parse_cid(args.root)
     with open_block_source(args) as store:
+        RebuildPlan(store, root)  # a hostile root or recipe is refused before the DAG is walked
         blocks = sum(1 for _ in iter_dag(store, root))
         archive = fetch(store, root, None)
-    print(f"ok {archive.name}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
+    print(f"ok {printable(archive.name)}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
     return 0
 
 
 def run_inspect(args: argparse.Namespace) -> int:
     from ..archive.recipe import read_recipe, read_root
     from ..compress import CompressorParams
+    from .output import printable
 
     root_cid = parse_cid(args.root)
     with open_block_source(args) as store:
         root = read_root(store, root_cid)
         recipe = read_recipe(store, root.recipe)
     out = sys.stdout
-    out.write(f"archive   {root.name}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")
+    out.write(f"archive   {printable(root.name)}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")
     out.write(f"  tree    {format_cid(root.tree)}\n  recipe  {format_cid(root.recipe)}\n")
     out.write(f"body      {recipe.body}, {len(recipe.members)} members, skeleton {recipe.skeleton_size:,d} bytes "
               f"(stored as zstd in {format_cid(recipe.skeleton)})\n")
