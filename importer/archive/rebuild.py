@@ -75,6 +75,7 @@ DEFAULT_REBUILD_LIMITS: Final = RebuildLimits()
 class _Planned:
     """One archive root of a rebuild, checked: its recipe, body bound, declared work, nesting height."""
 
+    cid: bytes
     root: ArchiveRoot
     recipe: Recipe
     outer_skeleton: int
@@ -139,7 +140,7 @@ class RebuildPlan:
         if work > self.limits.max_work:
             raise RebuildLimit(where, f"declares more than {self.limits.max_work:,d} bytes of work across its "
                                       "nested archives (each counted once per use)")
-        planned = self.archives[cid] = _Planned(root, recipe, outer_len, body_limit, work, height)
+        planned = self.archives[cid] = _Planned(cid, root, recipe, outer_len, body_limit, work, height)
         return planned
 
 
@@ -358,7 +359,7 @@ class _Run:
         self.source = source
         self.plan = plan
         self.workers = workers
-        self.budget = _Budget(format_cid(plan.top.root.recipe), plan.limits.max_total_size)
+        self.budget = _Budget(format_cid(plan.top.cid), plan.limits.max_total_size)
 
     def archive(self, cid: bytes, workers: int | None = None) -> Iterator[bytes]:
         """The rebuilt bytes of the planned archive ``cid``, never more than its declared size."""
@@ -371,10 +372,12 @@ class _Run:
 
 
 def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None,
-                 limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> tuple[ArchiveRoot, Iterator[bytes]]:
-    """Read and check the root, its recipe and every nested root now; return the root and a lazy
-    iterator of the archive's bytes (never more than the root declares)."""
-    plan = RebuildPlan(source, root_cid, limits)
+                 limits: RebuildLimits = DEFAULT_REBUILD_LIMITS,
+                 plan: RebuildPlan | None = None) -> tuple[ArchiveRoot, Iterator[bytes]]:
+    """Read and check the root, its recipe and every nested root now (unless ``plan`` did); return
+    the root and a lazy iterator of the archive's bytes (never more than the root declares)."""
+    if plan is None:
+        plan = RebuildPlan(source, root_cid, limits)
     run = _Run(source, plan, workers or os.cpu_count() or 1)
     return plan.top.root, run.archive(root_cid)
 
@@ -386,9 +389,11 @@ def _generate(run: _Run, planned: _Planned, workers: int) -> Iterator[bytes]:
     body_skeleton = _SkeletonReader(run.source, recipe, planned.outer_skeleton)
     where = format_cid(planned.root.recipe)
 
+    declared_by = "root declares" if planned.recipe.body_size is None else "outer streams declare"
+
     def overflow(limit: int) -> RebuildLimit:
-        return RebuildLimit(format_cid(planned.root.recipe),
-                            f"rebuilds a body of more than the {limit:,d} bytes its outer streams declare")
+        return RebuildLimit(format_cid(planned.cid), f"rebuilds a body of more than the {limit:,d} bytes "
+                                                     f"its {declared_by}")
 
     with ThreadPoolExecutor(workers) as pool:
         body = _Body(run, planned, body_skeleton, pool)
@@ -410,7 +415,13 @@ def _outer_stream(run: _Run, recipe: Recipe, item: OuterStream, reader: PieceRea
             pass
         yield from run.budget.count(iter_file(run.source, recipe.extra[item.source]))
     else:
-        yield from pumped(CompressorParams.from_dict(recipe.params[item.params]), content, where)
+        params = CompressorParams.from_dict(recipe.params[item.params])
+        if item.content_size <= PARALLEL_LIMIT:
+            # A small stream (an sdist of thousands of gzip members has thousands): compressed here,
+            # without the thread a streaming compressor needs.
+            yield _compress(params, b"".join(content), where)
+        else:
+            yield from pumped(params, content, where)
 
 
 #: Content pieces queued ahead of a streaming compressor: 4 pieces of at most 1 MiB.
@@ -497,13 +508,13 @@ def pumped(params: CompressorParams, pieces: Iterable[bytes], where: str = "reci
 
 
 def rebuild(source: BlockSource, root_cid: bytes, write: Callable[[bytes], object] | None = None, *,
-            limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> ArchiveRoot:
+            limits: RebuildLimits = DEFAULT_REBUILD_LIMITS, plan: RebuildPlan | None = None) -> ArchiveRoot:
     """Rebuild the archive, handing each piece to ``write`` (None: only check it).
 
     Output stops before the first byte past the root's declared size; the final size and sha256
     are compared with the root's, so a caller keeps the bytes only when this returns.
     """
-    root, pieces = iter_archive(source, root_cid, limits=limits)
+    root, pieces = iter_archive(source, root_cid, limits=limits, plan=plan)
     digest = hashlib.sha256()
     size = 0
     for piece in pieces:

@@ -14,6 +14,7 @@ from ..dag.cid import format_cid, parse_cid
 from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
+from ..sinks.guard import BlockSizeGuard
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
 from .blocks import FORCE_HELP
 from .options import add_import_options, add_store_option, settings_from_args
@@ -125,7 +126,7 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         for path in args.files:
             _check_kind(args.kind, path)
-            counting = CountingSink(sink)
+            counting = CountingSink(BlockSizeGuard(sink))  # no block over 1 MiB (sinks/guard.py)
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
             roots.append(report.root)
             delta = None
@@ -241,15 +242,15 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..archive.rebuild import RebuildPlan, fetch
+    from ..archive.rebuild import RebuildPlan, rebuild
     from ..sinks.car import iter_dag
     from .output import printable
 
     root = parse_cid(args.root)
     with open_block_source(args) as store:
-        RebuildPlan(store, root)  # a hostile root or recipe is refused before the DAG is walked
+        plan = RebuildPlan(store, root)  # a hostile root or recipe is refused before the DAG is walked
         blocks = sum(1 for _ in iter_dag(store, root))
-        archive = fetch(store, root, None)
+        archive = rebuild(store, root, None, plan=plan)
     print(f"ok {printable(archive.name)}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
     return 0
 
