@@ -32,7 +32,11 @@ def check_block_size(cid: bytes, size: int, limit: int = MAX_BLOCK_SIZE) -> None
 
 
 class BlockSizeGuard:
-    """A sink that passes blocks on to ``inner`` after checking each against ``limit``."""
+    """A sink that passes blocks on to ``inner`` after checking each against ``limit``.
+
+    Every other attribute (``has``, ``get``, ``flush``...) is the inner sink's, so the guard can
+    stand wherever the inner sink stood (a CountingSink asks it what the store already holds).
+    """
 
     def __init__(self, inner: BlockSink, limit: int = MAX_BLOCK_SIZE) -> None:
         self.inner = inner
@@ -49,3 +53,6 @@ class BlockSizeGuard:
     def put_many(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
         for cid, block in blocks:
             self.put(cid, block)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)

@@ -20,7 +20,7 @@ import zstandard
 
 from importer.compress import CompressorParams
 from importer.dag.cbor import Link, encode_dag_cbor
-from importer.dag.cid import DAG_CBOR, cid_of_block
+from importer.dag.cid import DAG_CBOR
 from importer.dag.dagpb import PBLink
 from importer.dag.unixfs import NodeType, UnixFSData
 from importer.sinks.car import encode_car_header, encode_section
@@ -103,8 +103,7 @@ class Forge:
         root_list = list(roots)
         with open(path, "wb") as out:
             out.write(encode_car_header(root_list))
-            for cid, block in self.dag.sink:
-                out.write(encode_section(cid, block))
+            out.writelines(encode_section(cid, block) for cid, block in self.dag.sink)
         return path
 
 
