@@ -19,7 +19,6 @@ directory listings, so a tree of any depth is written without recursion. Inside 
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +71,11 @@ def extract(store: BlockSource, cid: bytes, output: Path, *, force: bool = False
             _write_leaf(store, node, tmp, links)
             if links:
                 _check_link(links[0], parent, final=True, shown=output)
-        if force and os.path.isfile(output) and node.kind is Kind.DIRECTORY:
-            os.unlink(output)  # rename(2) puts a directory only over an empty directory
+        if force and node.kind is Kind.DIRECTORY and os.path.lexists(output):
+            os.unlink(output)  # a file or a link (never a directory): rename(2) cannot put a directory there
         os.replace(tmp, output)
     except BaseException:
-        _remove(tmp)
+        remove_tree(tmp)
         raise
 
 
@@ -139,20 +138,29 @@ def _check_link(link: _Link, root: Path, *, final: bool, shown: Path | None = No
                                                  "output directory")
 
 
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        for root, dirs, _ in os.walk(path):  # a stored mode like 0o555 would block the removal
-            for d in dirs:
-                full = os.path.join(root, d)
-                if not os.path.islink(full):
-                    os.chmod(full, 0o700)
-        os.chmod(path, 0o700)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+def remove_tree(path: Path) -> None:
+    """Remove what a failed ``get`` left, however deep: a loop over a stack of directories (as
+    ``os.walk`` and ``shutil.rmtree`` recurse before Python 3.12), each made writable first
+    (a stored mode like 0o555 would block the removal); links are removed, never followed."""
+    if not os.path.lexists(path):
+        return
+    if not path.is_dir() or path.is_symlink():
+        os.unlink(path)
+        return
+    stack: list[tuple[Path, bool]] = [(path, False)]
+    while stack:
+        here, emptied = stack.pop()
+        if emptied:
+            os.rmdir(here)
+            continue
+        os.chmod(here, 0o700)
+        stack.append((here, True))
+        with os.scandir(here) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append((Path(entry.path), False))
+                else:
+                    os.unlink(entry.path)
 
 
 def check_name(cid: bytes, name: str) -> str:

@@ -28,8 +28,8 @@ from importer.sinks.car import encode_car_header, encode_section
 from ..dag_builders import CHUNK, DagBuilder
 from ..dag_builders import Link as FileLink
 
-#: One gzip parameter set a recipe may name (what Python's gzip module writes at level 9).
-GZIP_PARAMS: Final = CompressorParams("zlib", "zlib-1", 9, mem_level=8, wbits=31).to_dict()
+#: One deflate parameter set a recipe may name (what Python's gzip module writes at level 9).
+DEFLATE_PARAMS: Final = CompressorParams("zlib", "madler-zlib", 9, mem_level=8, wbits=-15).to_dict()
 #: Links per file node in the zero bombs: Kubo's default width.
 WIDTH: Final = 174
 
