@@ -37,7 +37,7 @@ from ..archive_checks import sha256_file
 from ..conftest import RunCli
 
 V1_CAR = Path(__file__).parent / "data" / "recipe-v1.car"
-PARAMS = {"v": 1, "name": "zlib", "family": "madler-zlib", "level": 9, "wbits": -15, "mem_level": 8}
+PARAMS: dict[str, int | str] = {"v": 1, "name": "zlib", "family": "madler-zlib", "level": 9, "wbits": -15, "mem_level": 8}
 
 
 def big_recipe(rng: random.Random) -> Recipe:
@@ -72,11 +72,12 @@ def test_a_recipe_that_fits_is_version_1_byte_for_byte_as_before() -> None:
                     members, 7)
     sink = MemorySink()
     cid = write_recipe(recipe, sink)
-    pages = [CID.decode(cid_of_block(1, 0x71, dag_cbor.encode([[m.skeleton_before, m.source, m.params]
-                                                                for m in members[s:s + PAGE_SIZE]])))
-             for s in range(0, len(members), PAGE_SIZE)]
+    pages: list[dag_cbor.IPLDKind] = [CID.decode(cid_of_block(1, 0x71, dag_cbor.encode([[m.skeleton_before, m.source, m.params]
+                                                                                    for m in members[s:s + PAGE_SIZE]])))
+                                         for s in range(0, len(members), PAGE_SIZE)]
+    params: dag_cbor.IPLDKind = dict(PARAMS)
     old = dag_cbor.encode({"v": 1, "body": "zip", "outer": [[2]], "skeleton": CID.decode(recipe.skeleton),
-                           "skeleton_size": 99, "params": [PARAMS], "extra": [CID.decode(recipe.extra[0])],
+                           "skeleton_size": 99, "params": [params], "extra": [CID.decode(recipe.extra[0])],
                            "pages": pages, "members": len(members), "tail": 7})
     assert sink.blocks[cid] == old
 
