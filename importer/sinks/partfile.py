@@ -77,12 +77,17 @@ def sweep_stale_parts(directory: Path, target_name: str, now: float | None = Non
 
 
 def refuse_existing(target: Path, force: bool) -> None:
-    """The one rule every command shares: an existing file is replaced only with ``--force``,
-    and a directory never."""
-    if not os.path.lexists(target):
+    """The one rule every command shares: an existing file (or symlink, itself replaced, never
+    followed) is replaced only with ``--force``; a directory, device, FIFO or socket never
+    (``-o /dev/null --force`` run as root must not put a file where the device was)."""
+    try:
+        mode = os.lstat(target).st_mode
+    except FileNotFoundError:
         return
-    if os.path.isdir(target) and not os.path.islink(target):
+    if stat.S_ISDIR(mode):
         raise OutputError(str(target), "is a directory")
+    if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+        raise OutputError(str(target), "is not a regular file (a device, FIFO or socket is never replaced)")
     if not force:
         raise OutputError(str(target), "already exists (pass --force to replace it)")
 

@@ -290,3 +290,17 @@ def test_fetch_error_leaves_no_part_file(tmp_path: Path, work: Path) -> None:
     proc = run_cli("fetch", format_cid(root), "--store", store, cwd=work)
     assert "rebuilds a body of more than the 123 bytes its root declares" in one_line_error(proc)
     assert os.listdir(work) == []
+
+
+def test_a_fifo_or_device_is_never_replaced_even_with_force(tmp_path: Path, cli: RunCli, work: Path) -> None:
+    name = "pkg-1.0.tar.gz"
+    store, roots = store_with(tmp_path, cli, name)
+    os.mkfifo(work / "fifo")  # stands for /dev/null: `fetch -o /dev/null --force` as root must not replace it
+    forge = Forge()
+    file = forge.file(b"x")
+    assert cli("import-car", "--store", store, forge.car(tmp_path / "f.car", [file.cid]))[0] == 0
+    for args in (("fetch", roots[name]), ("get", format_cid(file.cid)), ("export", format_cid(file.cid))):
+        rc, _, err = cli(*args, "-o", work / "fifo", "--store", store, "--force")
+        assert (rc, err) == (1, (f"dpip-import {args[0]}: {work / 'fifo'}: is not a regular file (a device, FIFO or "
+                                 "socket is never replaced)\n"))
+        assert stat.S_ISFIFO(os.lstat(work / "fifo").st_mode) and os.listdir(work) == ["fifo"]
