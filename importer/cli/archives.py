@@ -25,6 +25,7 @@ from .source import add_source_options, open_block_source
 if TYPE_CHECKING:
     from ..archive.delta import DeltaReport
     from ..archive.importer import ImportReport
+    from ..archive.rebuild import RebuildLimits
     from ..sinks.store import BlockStore
 
 #: ``--open-nested`` default, chosen from the benchmark (REPORT.md, "Nested members").
@@ -66,16 +67,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="FILE to write, DIR to write DIR/<name>, or - for stdout (default: <name> in the current "
                         "directory, when the root's name is a plain wheel or sdist file name)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    _add_rebuild_limit(p)
     add_source_options(p)
     p.set_defaults(handler=run_fetch)
     p = sub.add_parser("verify", help="rebuild an archive without writing it and check every block")
     p.add_argument("root", metavar="ROOT")
+    _add_rebuild_limit(p)
     add_source_options(p)
     p.set_defaults(handler=run_verify)
     p = sub.add_parser("inspect", help="show an archive's recipe in human terms")
     p.add_argument("root", metavar="ROOT")
     add_source_options(p)
     p.set_defaults(handler=run_inspect)
+
+
+def _add_rebuild_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-total-size", type=int, metavar="BYTES", default=DEFAULT_LIMITS.max_total_size,
+                   help="refuse a rebuild that reads more file contents than this across nested archives, or whose "
+                        "roots declare more than 4 times this (default 16 GiB, the import's own limit)")
+
+
+def _rebuild_limits(args: argparse.Namespace) -> RebuildLimits:
+    from ..archive.rebuild import RebuildLimits
+
+    return RebuildLimits(max_total_size=args.max_total_size, max_work=4 * args.max_total_size)
 
 
 def _check_kind(kind: str, path: str) -> None:
@@ -231,10 +246,10 @@ def run_fetch(args: argparse.Namespace) -> int:
     with open_block_source(args) as store:
         target = fetch_target(args.output, read_root(store, root).name, format_cid(root), force=args.force)
         if target is None:
-            archive = fetch(store, root, sys.stdout.buffer)
+            archive = fetch(store, root, sys.stdout.buffer, limits=_rebuild_limits(args))
             sys.stdout.buffer.flush()
         else:
-            archive = fetch(store, root, target, force=args.force)
+            archive = fetch(store, root, target, force=args.force, limits=_rebuild_limits(args))
     where = "stdout" if target is None else printable(str(target))
     print(f"fetched {printable(archive.name)}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) "
           f"-> {where}", file=sys.stderr if target is None else sys.stdout)
@@ -248,9 +263,9 @@ def run_verify(args: argparse.Namespace) -> int:
 
     root = parse_cid(args.root)
     with open_block_source(args) as store:
-        plan = RebuildPlan(store, root)  # a hostile root or recipe is refused before the DAG is walked
+        plan = RebuildPlan(store, root, _rebuild_limits(args))  # a hostile root is refused before the DAG walk
         blocks = sum(1 for _ in iter_dag(store, root))
-        archive = rebuild(store, root, None, plan=plan)
+        archive = rebuild(store, root, None, limits=plan.limits, plan=plan)
     print(f"ok {printable(archive.name)}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
     return 0
 

@@ -287,3 +287,21 @@ def test_every_bad_field_is_one_line_in_every_command(tmp_path: Path, out: Path,
                 assert err.startswith(f"dpip-import {args[0]}: block ") and err.endswith(f": {reason}\n"), (what, err)
         assert files_under(out) == ["x.car"], what
         (out / "x.car").unlink()
+
+
+def test_max_total_size_bounds_what_a_rebuild_declares_and_reads(tmp_path: Path, out: Path) -> None:
+    forge = Forge()
+    size = 1 << 20
+    recipe = forge.recipe(skeleton=forge.skeleton(b""), skeleton_size=0, members=[[0, "zeros", -1]])
+    root = forge.root(size=size, sha256=hashlib.sha256(bytes(size)).digest(), recipe=recipe,
+                      tree=forge.directory({"zeros": forge.zero_file(size)}).cid)
+    store = import_car(forge, tmp_path, root)
+    cid = format_cid(root)
+    assert run_bounded(store, "verify", cid, cwd=out).returncode == 0  # 1 MiB is far within 16 GiB
+    line = one_line_error(run_bounded(store, "verify", cid, "--max-total-size", "400000", cwd=out))
+    assert line == (f"dpip-import verify: archive {cid}: declares more than 1,600,000 bytes of work across its "
+                    "nested archives (each counted once per use)")  # size + body = 2 MiB
+    line = one_line_error(run_bounded(store, "fetch", cid, "--max-total-size", "600000", cwd=out))
+    assert line == (f"dpip-import fetch: archive {cid}: reads more than 600,000 bytes of file contents "
+                    "(--max-total-size)")
+    assert os.listdir(out) == []
