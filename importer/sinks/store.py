@@ -1034,28 +1034,25 @@ class BlockStore:
                     reclaim: bool = True) -> DeleteReport:
         """Remove committed blocks, :data:`DELETE_ROWS` per transaction; what was removed.
 
-        Rows stored as deltas against a removed block are first rewritten without it (decoded,
-        checked and re-encoded as a new block would be), in the same transaction, unless they
-        are removed in it too: pass deltas before the blocks they reference (``store gc`` does)
-        so that none is rewritten only to be removed. With ``reclaim``, the pages freed go back
-        to the file system at the end (:meth:`reclaim_free_pages`).
+        A delta that references a removed block and stays is first rewritten without it, in the
+        same transaction (:meth:`_without_references`): against its other references and those
+        of the removed block, if that is smaller than storing it plain (deleting the middle
+        release of a chain then costs little), else plain. Pass deltas before the blocks they
+        reference (``store gc`` does) so that no delta is rewritten only to be removed later.
+        With ``reclaim``, the pages freed go back to the file system at the end
+        (:meth:`reclaim_free_pages`).
         """
         self.flush()
+        doomed = list(cids)
+        everything = set(doomed)
         report = DeleteReport()
-        batch: list[bytes] = []
-        for cid in cids:
-            batch.append(cid)
-            if len(batch) >= batch_rows:
-                report += self._delete_batch(batch)
-                batch = []
-        if batch:
-            report += self._delete_batch(batch)
+        for start in range(0, len(doomed), batch_rows):
+            report += self._delete_batch(doomed[start:start + batch_rows], everything)
         if reclaim and report.blocks:
             self.reclaim_free_pages()
         return report
 
-    def _delete_batch(self, batch: Sequence[bytes]) -> DeleteReport:
-        doomed = set(batch)
+    def _delete_batch(self, batch: Sequence[bytes], doomed: set[bytes]) -> DeleteReport:
         blocks = logical = payload = rewritten = 0
         with self._transaction("delete blocks"):
             dependents: set[bytes] = set()
@@ -1065,11 +1062,12 @@ class BlockStore:
                     f"SELECT DISTINCT cid FROM delta_refs WHERE ref IN ({marks})", chunk))
             for dependent in sorted(dependents - doomed):
                 try:
-                    encoding, data = self._codec.encode(self.get(dependent))
+                    encoding, data, refs = self._without_references(dependent, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
                 self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", (encoding, data, dependent))
                 self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (dependent,))
+                self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(r, dependent) for r in refs])
                 rewritten += 1
             for chunk in _chunks(batch, SQL_PARAMS):
                 marks = ", ".join("?" * len(chunk))
@@ -1083,6 +1081,40 @@ class BlockStore:
         for cid in (*batch, *dependents):  # the cache must not serve a removed or rewritten block
             self._forget_reference(cid)
         return DeleteReport(blocks, logical, payload, rewritten)
+
+    def _without_references(self, cid: bytes, doomed: set[bytes]) -> tuple[int, bytes, tuple[bytes, ...]]:
+        """``(encoding, payload, references)`` for the committed block ``cid`` that use no block of ``doomed``.
+
+        A delta whose references include doomed blocks is re-made against its other references
+        plus the references of those doomed blocks that are deltas themselves (the release
+        before the one removed), at most :data:`~importer.sinks.delta.MAX_REFS`; its depth can
+        only drop, since those are shallower than what they replace, so no delta that references
+        this one becomes unreadable. Kept only if smaller than the plain encoding.
+        """
+        block = self.get(cid)  # decoded while its references are all still there
+        plain_encoding, plain = self._codec.encode(block)
+        row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        if row is None or int(row[0]) != ENCODING_DELTA:
+            return plain_encoding, plain, ()
+        spliced: list[bytes] = []
+        for ref in read_header(bytes(row[1])).refs:
+            if ref not in doomed:
+                spliced.append(ref)
+                continue
+            ref_row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (ref,)).fetchone()
+            if ref_row is not None and int(ref_row[0]) == ENCODING_DELTA:
+                spliced.extend(r for r in read_header(bytes(ref_row[1])).refs if r not in doomed)
+        refs = tuple(dict.fromkeys(spliced))[:MAX_REFS]
+        if refs:
+            try:
+                depth = 1 + self._depth_of(refs)
+                if depth <= MAX_DEPTH:
+                    delta = encode_payload(block, refs, [self._reference(r, MAX_DEPTH + 1) for r in refs], depth)
+                    if len(delta) < len(plain):
+                        return ENCODING_DELTA, delta, refs
+            except UndecodablePayload:
+                pass  # a reference damaged or gone: plain it is
+        return plain_encoding, plain, ()
 
     def iter_rows(self, *, chunk_rows: int = DELETE_ROWS) -> Iterator[BlockRow]:
         """Every committed block's CID, encoding, logical size and payload size, in the order stored.
