@@ -138,6 +138,8 @@ def run_import(args: argparse.Namespace) -> int:
     for path in args.files:
         if not os.path.isfile(path):
             raise InvalidArchive(path, "no such file" if not os.path.exists(path) else "not a regular file")
+    for path in args.files:  # before anything is written: a refused file imports nothing
+        check_kind(args.kind, path, limits)
     store: BlockStore | None = None
     sink: BlockSink
     staging = args.car and args.no_store
@@ -160,7 +162,6 @@ def run_import(args: argparse.Namespace) -> int:
         _load_attempts(memo_store)
     try:
         for path in args.files:
-            check_kind(args.kind, path, limits)
             counting = CountingSink(sink)
             file_before = memo_store.page_stats().file_bytes if memo_store is not None else 0
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
