@@ -182,7 +182,7 @@ def test_ls_of_an_archive_root_lists_its_tree_and_says_so(cli: RunCli, store: Pa
     rc, listed_tree, _ = cli("ls", tree, "--store", store)
     rc, out, err = cli("ls", root, "--store", store)
     assert (rc, out) == (0, listed_tree)
-    assert err == (f"dpip-import ls: {root} is the archive root of {wheel.name}; listing its tree {tree}\n")
+    assert err == (f"dpip-import ls: {root} is the archive root of {wheel.name}; its files are the tree {tree}\n")
     for path in (f"{root}/foo_bar", f"{root}/tree/foo_bar"):
         assert cli("ls", path, "--store", store)[1] == cli("ls", f"{tree}/foo_bar", "--store", store)[1]
 
@@ -219,6 +219,10 @@ def test_a_name_missing_below_an_archive_root_is_named_from_the_root(cli: RunCli
 def test_get_and_export_follow_ipld_paths_through_an_archive_root(cli: RunCli, store: Path, wheel: Path,
                                                                   tmp_path: Path) -> None:
     (summary,) = imported(cli, store, wheel)
+    rc, _, err = cli("get", summary["root"], "-o", tmp_path / "files", "--store", store)
+    assert (rc, err.splitlines()[0]) == (0, (f"dpip-import get: {summary['root']} is the archive root of "
+                                            f"{wheel.name}; its files are the tree {summary['tree']}"))
+    assert sorted(p.name for p in (tmp_path / "files").iterdir()) == ["foo_bar", "foo_bar-1.0.dist-info"]
     rc, _, err = cli("get", f"{summary['root']}/tree/foo_bar", "-o", tmp_path / "got", "--store", store)
     assert rc == 0, err
     assert (tmp_path / "got" / "core.py").read_bytes() == TEXT

@@ -152,7 +152,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     default_name = next((p for p in reversed(path.split("/")) if p), None) or format_cid(root)
     output = Path(args.output or default_name)
     with open_block_source(args) as store:
-        cid = resolve_path(store, root, path)
+        cid, note = unixfs_node(store, resolve_path(store, root, path), args.path)
+        if note is not None:  # an archive root: its files
+            print(f"dpip-import get: {note}", file=sys.stderr)
         extract(store, cid, output)
     print(f"Saving file(s) to {output}", file=sys.stderr)
     return 0

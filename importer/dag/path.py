@@ -9,7 +9,7 @@ One shortcut on top, for the archive roots ``wheel``/``sdist``/``auto`` print: b
 root, a path whose first segment is not one of the root's links (``tree``, ``recipe``) is looked
 up in its tree, so ``ROOT/pkg/__init__.py`` and the IPLD path ``ROOT/tree/pkg/__init__.py`` name
 the same file (a top-level entry called ``tree`` or ``recipe`` is reached as ``ROOT/tree/tree``).
-:func:`unixfs_node` takes an archive root to its tree for ``ls`` and ``cat``, and says what any
+:func:`unixfs_node` takes an archive root to its tree for ``ls``, ``cat`` and ``get``, and says what any
 other DAG-CBOR node is instead of failing with "not a UnixFS node".
 """
 
@@ -83,7 +83,7 @@ def unixfs_node(source: BlockSource, cid: bytes, text: str) -> tuple[bytes, str 
     node = _decode_cbor(source, cid)
     if is_archive_root(node) and isinstance(node["tree"], CID):
         tree = bytes(node["tree"])
-        return tree, f"{text} is the archive root of {node.get('name')}; listing its tree {format_cid(tree)}"
+        return tree, f"{text} is the archive root of {node.get('name')}; its files are the tree {format_cid(tree)}"
     if isinstance(node, dict) and {"v", "body", "outer"} <= node.keys():
         raise PathError(text, "is an archive recipe (DAG-CBOR), not UnixFS: `dpip-import inspect ROOT` describes it")
     raise PathError(text, "is a DAG-CBOR node, not a UnixFS file or directory: `dpip-import export` writes its "

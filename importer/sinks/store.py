@@ -66,10 +66,10 @@ without it.
 Decoded references are kept in a small cache (:data:`REFERENCE_CACHE_BYTES`), because the
 leaves of one file reference overlapping leaves of the old one.
 
-Roots (``archives`` and ``pins`` tables): the archive index (file name -> root, sha256, size,
-import time) and the pins (name -> root, as Kubo's recursive pins, a name holding one root) are
-what ``store gc`` (:mod:`importer.sinks.gc`) keeps: every block they reach stays, every other
-block goes. A writer holds the collector lock (:mod:`importer.sinks.lock`) shared from its first
+Roots (``archives`` and ``pins`` tables, :mod:`importer.sinks.roots`): the archive index (file
+name -> root, sha256, size, import time) and the pins (name -> root, as Kubo's recursive pins)
+are what ``store gc`` (:mod:`importer.sinks.gc`) keeps: every block they reach stays, every
+other block goes. A writer holds the collector lock (:mod:`importer.sinks.lock`) shared from its first
 write until it closes, so a collection never sweeps the blocks of an import that has not
 recorded its root yet.
 
@@ -108,6 +108,16 @@ from .atrest import (
 )
 from .delta import MAX_DEPTH, MAX_REFS, decode_payload, encode_payload, read_header, with_depth
 from .lock import CollectorLock
+from .roots import ArchiveRecord, Pin, StoreRoots, hold_writer_lock
+
+# The public names; the index's records are defined with it (importer.sinks.roots) and re-exported.
+__all__ = [
+    "AUTO_VACUUM_MODES", "BATCH_BYTES", "BUSY_TIMEOUT_MS", "COMPRESSIONS", "COMPRESSION_ENV", "DB_NAME",
+    "DEFAULT_COMPRESSION", "DELETE_ROWS", "DELTA_ROWS", "RECLAIM_FRACTION", "RECOMPRESS_ROWS",
+    "REFERENCE_CACHE_BYTES", "SAMPLE_BLOCKS", "SAMPLE_BYTES", "SCHEMA_VERSION", "SQL_PARAMS", "STORE_ENV",
+    "TRAIN_AFTER", "TRAIN_GROWTH", "ArchiveRecord", "BlockRow", "BlockStore", "DeleteReport", "EncodingStats",
+    "PageStats", "Pin", "StoreStats", "default_store_path",
+]
 
 MiB: Final = 1024 * 1024
 
@@ -324,27 +334,7 @@ def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     return Path(user_data_dir("dpip-importer")) / "store"
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveRecord:
-    """One row of the mirror's index: an archive file name and where its DAG is."""
-
-    name: str
-    root: bytes
-    sha256: bytes
-    size: int
-    imported_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Pin:
-    """One recursive pin: ``store gc`` keeps every block ``root`` reaches."""
-
-    name: str
-    root: bytes
-    pinned_at: float
-
-
-class BlockStore:
+class BlockStore(StoreRoots):
     """A durable block store in one SQLite file; a :class:`BlockSink` and a :class:`BlockSource`.
 
     Puts are buffered in memory and committed in one transaction per :data:`BATCH_BYTES`, at
@@ -453,7 +443,7 @@ class BlockStore:
         if cid in self._pending:
             return
         if self._lock.mode is None:
-            self._hold_writer_lock()
+            hold_writer_lock(self)
         self._pending[cid] = block
         self._pending_bytes += len(block)
         if self._pending_bytes >= self.batch_bytes:
@@ -940,87 +930,6 @@ class BlockStore:
         return StoreStats(sum(e.blocks for e in encodings), sum(e.logical_bytes for e in encodings),
                           sum(e.stored_bytes for e in encodings), disk, encodings,
                           int(dictionaries), int(dictionary_bytes), self.compression)
-
-    # -- the archive index and pins: the roots `store gc` keeps ---------------------------------
-
-    def _hold_writer_lock(self) -> None:
-        """Take the collector lock shared before the first write (module docstring)."""
-        try:
-            self._lock.share()
-        except OSError as e:
-            raise self._fail(f"cannot lock {self._lock.path.name}: {e.strerror or e}") from None
-
-    def record_archive(self, record: ArchiveRecord) -> None:
-        """Add an archive to the index, after committing every buffered block."""
-        self._hold_writer_lock()
-        self.flush()
-        with self._transaction(f"record archive {record.name}"):
-            self._conn.execute("INSERT OR REPLACE INTO archives VALUES (?, ?, ?, ?, ?)",
-                               (record.name, record.root, record.sha256, record.size, record.imported_at))
-
-    def _archives(self, where: str = "", params: Sequence[object] = ()) -> list[ArchiveRecord]:
-        try:
-            rows = self._conn.execute(
-                f"SELECT name, root, sha256, size, imported_at FROM archives {where} ORDER BY rowid", params).fetchall()
-        except sqlite3.Error as e:
-            raise self._fail(f"cannot read the archive index: {e}") from None
-        return [ArchiveRecord(row[0], bytes(row[1]), bytes(row[2]), int(row[3]), float(row[4])) for row in rows]
-
-    def iter_archives(self) -> Iterator[ArchiveRecord]:
-        """The index, oldest import first."""
-        yield from self._archives()
-
-    def find_archives(self, *, name: str | None = None, root: bytes | None = None,
-                      sha256_prefix: bytes | str | None = None) -> list[ArchiveRecord]:
-        """Index rows with this file name, root, or sha256 (bytes, or a hex prefix), oldest import first."""
-        if name is not None:
-            return self._archives("WHERE name = ?", (name,))
-        if root is not None:
-            return self._archives("WHERE root = ?", (root,))
-        if isinstance(sha256_prefix, bytes):
-            return self._archives("WHERE sha256 = ?", (sha256_prefix,))
-        if sha256_prefix is not None:
-            # hex(sha256) is upper case; a prefix match on it uses no index, but the index is small.
-            return self._archives("WHERE hex(sha256) LIKE ?", (sha256_prefix.upper() + "%",))
-        return self._archives()
-
-    def delete_archives(self, records: Iterable[ArchiveRecord]) -> int:
-        """Remove rows from the index (their blocks stay until ``store gc``); how many were there."""
-        keys = [(r.name, r.root) for r in records]
-        with self._transaction("delete archives from the index"):
-            removed = sum(self._conn.execute("DELETE FROM archives WHERE name = ? AND root = ?", key).rowcount
-                          for key in keys)
-        return removed
-
-    def pin(self, root: bytes, name: str | None = None) -> Pin:
-        """Pin ``root`` under ``name`` (default: the CID's text); a name already taken moves to ``root``."""
-        self._hold_writer_lock()
-        self.flush()
-        made = Pin(format_cid(root) if name is None else name, root, time.time())
-        with self._transaction(f"pin {made.name}"):
-            self._conn.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?)", (made.name, made.root, made.pinned_at))
-        return made
-
-    def unpin(self, *, name: str | None = None, root: bytes | None = None) -> list[Pin]:
-        """Remove the pin called ``name``, or every pin of ``root``; the pins removed."""
-        pins = [p for p in self.iter_pins() if (name is not None and p.name == name)
-                or (root is not None and p.root == root)]
-        with self._transaction("unpin"):
-            self._conn.executemany("DELETE FROM pins WHERE name = ?", [(p.name,) for p in pins])
-        return pins
-
-    def iter_pins(self) -> Iterator[Pin]:
-        """Every pin, by name."""
-        try:
-            rows = self._conn.execute("SELECT name, root, pinned_at FROM pins ORDER BY name").fetchall()
-        except sqlite3.Error as e:
-            raise self._fail(f"cannot read the pins: {e}") from None
-        for name, root, pinned_at in rows:
-            yield Pin(str(name), bytes(root), float(pinned_at))
-
-    def collector_lock(self) -> CollectorLock:
-        """The collector lock of this store (``store gc`` takes it exclusive through this)."""
-        return self._lock
 
     # -- deleting blocks and giving free pages back --------------------------------------------
 
