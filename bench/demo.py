@@ -139,7 +139,8 @@ def step_build(tmp: Path) -> Built:
     return built
 
 
-def step_import(built: Built, store: Path) -> dict[str, dict[str, Any]]:
+def step_import(built: Built, store: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Import the four archives; their JSON reports by file name, and ``store stats --json`` after."""
     print(f"2. dpip-import auto into a fresh store of the demo's own: {store}")
     reports: dict[str, dict[str, Any]] = {}
     for path in built.import_order:
@@ -150,7 +151,10 @@ def step_import(built: Built, store: Path) -> dict[str, dict[str, Any]]:
               f"   {'':34s} {data['members']} members, {share:.0f}% rebuilt from file leaves; new: "
               f"{data['new_blocks']} of {data['blocks']} blocks, {data['new_bytes']:,d} of {data['bytes']:,d} "
               f"logical bytes, {data['new_payload_bytes']:,d} bytes at rest")
-    return reports
+    stats: dict[str, Any] = json.loads(run("store", "stats", "--json", "--store", str(store)))
+    print(f"   the store: {stats['stored_bytes']:,d} bytes at rest (payloads and dictionaries), "
+          f"its database file {stats['page_size'] * stats['pages']:,d} bytes")
+    return reports, stats
 
 
 def step_second_versions(built: Built, reports: dict[str, dict[str, Any]]) -> None:
@@ -205,8 +209,8 @@ def step_delete_and_collect(built: Built, store: Path, tmp: Path) -> dict[str, A
     return gc
 
 
-def step_summary(built: Built, reports: dict[str, dict[str, Any]], identical: int, gc: dict[str, Any],
-                 store: Path) -> None:
+def step_summary(built: Built, reports: dict[str, dict[str, Any]], stats: dict[str, Any], identical: int,
+                 gc: dict[str, Any], store: Path) -> None:
     """Sentences made only of figures measured above."""
     archives = built.import_order
     files = sum(path.stat().st_size for path in archives)
@@ -214,8 +218,10 @@ def step_summary(built: Built, reports: dict[str, dict[str, Any]], identical: in
     w1, w2 = (reports[built.paths["wheel", v].name] for v in (1, 2))
     s1 = reports[built.paths["sdist", 1].name]
     print("summary (every figure measured above):")
+    database = stats["page_size"] * stats["pages"]
     print(f"   The {len(archives)} archives ({files:,d} bytes as files) took {at_rest:,d} bytes at rest in the store, "
-          f"{files / max(1, at_rest):.2f}x less than the files themselves.")
+          f"{files / max(1, at_rest):.2f}x less than the files themselves; the store's database file is "
+          f"{database:,d} bytes ({files / max(1, database):.2f}x less).")
     print(f"   Wheel 2.0 added {w2['new_bytes']:,d} logical bytes ({100.0 * w2['new_bytes'] / max(1, w2['bytes']):.1f}% "
           f"of its {w2['bytes']:,d}; its changed module is {built.changed_bytes:,d} bytes) and "
           f"{w2['new_payload_bytes']:,d} bytes at rest, against {w1['new_payload_bytes']:,d} for wheel 1.0.")
@@ -236,12 +242,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="dpip-demo-") as tmp_name:
         tmp = Path(tmp_name)
         built = step_build(tmp)
-        reports = step_import(built, store)
+        reports, stats = step_import(built, store)
         step_second_versions(built, reports)
         identical = step_fetch(built, reports, store, tmp)
         step_browse(built, reports, store)
         gc = step_delete_and_collect(built, store, tmp)
-        step_summary(built, reports, identical, gc, store)
+        step_summary(built, reports, stats, identical, gc, store)
     return 0
 
 

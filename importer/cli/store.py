@@ -12,7 +12,7 @@ from .options import add_json_option, add_store_option
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("store", help="inspect the embedded block store")
+    group = sub.add_parser("store", help="inspect and maintain the embedded block store (stats, verify, gc, vacuum...)")
     actions = group.add_subparsers(dest="store_command", metavar="ACTION", required=True)
 
     p = actions.add_parser("stats", help="blocks, logical bytes, bytes at rest, ratio, per-encoding counts, free pages")
