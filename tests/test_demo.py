@@ -20,7 +20,7 @@ def test_demo_uses_its_own_store_and_states_only_measured_figures(tmp_path: Path
     sizes = [int(m.replace(",", "")) for m in re.findall(r"^   \S+\.(?:whl|tar\.gz) +([\d,]+) bytes$", out, re.MULTILINE)]
     at_rest = [int(m.replace(",", "")) for m in re.findall(r"logical bytes, ([\d,]+) bytes at rest$", out, re.MULTILINE)]
     assert len(sizes) == len(at_rest) == 4
-    database = int(re.findall(r"its database file ([\d,]+) bytes$", out, re.M)[0].replace(",", ""))
+    database = int(re.findall(r"its database file ([\d,]+) bytes$", out, re.MULTILINE)[0].replace(",", ""))
     assert (f"The 4 archives ({sum(sizes):,d} bytes as files) took {sum(at_rest):,d} bytes at rest in the store, "
             f"{sum(sizes) / sum(at_rest):.2f}x less than the files themselves; the store's database file is "
             f"{database:,d} bytes ({sum(sizes) / database:.2f}x less).") in out
