@@ -481,7 +481,7 @@ def test_schema_4_store_is_migrated_and_converted_by_store_vacuum(tmp_path: Path
     with BlockStore(store) as opened:
         after = opened.page_stats()
     assert out == (f"store file {pages.file_bytes:,d} -> {after.file_bytes:,d} bytes ({pages.free_pages} free pages "
-                   "returned)\nconverted to auto_vacuum=incremental: gc, delete and delta rewrites now give free "
+                   "returned)\nconverted to auto_vacuum=incremental: gc and delta rewrites now give free "
                    "pages back by themselves\n")
     assert (after.auto_vacuum, after.free_pages) == ("incremental", 0)
     # The rows left, plus the pointer-map pages an incremental store keeps (one per page_size / 5 pages).

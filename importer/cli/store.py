@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                           "reclaim them by itself",
                            description="A full SQLite VACUUM: needs the store to itself and free disk space of the "
                                        "file's size. Stores created before schema 5 are converted to "
-                                       "auto_vacuum=incremental on the way, after which gc, delete and delta "
+                                       "auto_vacuum=incremental on the way, after which gc and delta "
                                        "rewrites give free pages back without it.")
     add_store_option(p)
     p.set_defaults(handler=cmd_vacuum)
@@ -98,7 +98,7 @@ def pages_json(pages: PageStats) -> dict[str, object]:
 def reclaim_hint(pages: PageStats) -> str:
     """How the free pages of this store go back to the file system."""
     if pages.auto_vacuum == "incremental":
-        return "given back by gc, delete and delta rewrites; `dpip-import store vacuum` rebuilds the file fully"
+        return "given back by gc and delta rewrites; `dpip-import store vacuum` rebuilds the file fully"
     return ("reused by later imports, never given back: `dpip-import store vacuum` returns them and makes this "
             "store give them back by itself from then on")
 
@@ -181,7 +181,7 @@ def cmd_vacuum(args: argparse.Namespace) -> int:
         after = store.page_stats()
     print(f"store file {before.file_bytes:,d} -> {after.file_bytes:,d} bytes ({before.free_pages} free pages returned)")
     if converted:
-        print("converted to auto_vacuum=incremental: gc, delete and delta rewrites now give free pages back by "
+        print("converted to auto_vacuum=incremental: gc and delta rewrites now give free pages back by "
               "themselves")
     return 0
 
@@ -214,7 +214,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed leaves as deltas "
           f"against the previous archive of their project, {deltas.saved} bytes smaller; ratio now {stats.ratio:.3f}")
     if converted:
-        print("converted to auto_vacuum=incremental: gc, delete and delta rewrites now give free pages back by "
+        print("converted to auto_vacuum=incremental: gc and delta rewrites now give free pages back by "
               "themselves")
     return 0
 
