@@ -1059,8 +1059,10 @@ class BlockStore(StoreRoots):
 
         Only in a store with ``auto_vacuum = INCREMENTAL`` (others need :meth:`vacuum`), and only
         if the free pages are at least ``min_fraction`` of the file. SQLite moves the pages at the
-        end of the file into the free ones and truncates it; a checkpoint then shrinks the file
-        itself (PASSIVE: it never waits for readers, who only delay the truncation).
+        end of the file into the free ones and truncates it; a checkpoint then copies that into
+        the file and empties the write-ahead log, which holds every page moved. It never waits:
+        while a reader holds an older snapshot it does what it can, and the log is cut back to
+        64 MiB at the next write instead.
         """
         before = self.page_stats()
         if before.auto_vacuum != "incremental" or not before.free_pages \
@@ -1069,7 +1071,11 @@ class BlockStore(StoreRoots):
         try:
             # executescript steps the pragma to its end (execute() would free a single page).
             self._conn.executescript("PRAGMA incremental_vacuum;")
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self._conn.execute("PRAGMA busy_timeout = 0")  # a busy checkpoint returns, not waits
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except sqlite3.Error as e:
             raise self._fail(f"cannot reclaim free pages: {e}") from None
         return before.file_bytes - self.page_stats().file_bytes
