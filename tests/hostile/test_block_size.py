@@ -137,6 +137,6 @@ def test_an_import_that_would_write_a_block_over_1_mib_is_refused(entries: list[
                                                                   tmp_path: Path, cli: RunCli) -> None:
     wheel = tmp_path / "big-1.0-py3-none-any.whl"
     wheel.write_bytes(build_zip(entries))
-    rc, _, err = cli("wheel", "--store", tmp_path / "store", *flags, wheel)
+    rc, _, err = cli("auto", "--store", tmp_path / "store", *flags, wheel)
     assert rc == 1 and err.count("\n") == 1
-    assert err.startswith("dpip-import wheel: block ") and err.endswith(" bytes, over the 1,048,576-byte block limit\n")
+    assert err.startswith("dpip-import auto: block ") and err.endswith(" bytes, over the 1,048,576-byte block limit\n")

@@ -51,9 +51,18 @@ UNKNOWN_MULTIHASH: Final = b"\x01\x55\xff\xff\x03\x20" + bytes(32)
      "multihash sha2-512 (0x13) is not supported (sha2-256, identity)"),
 ])
 def test_a_mistyped_cid_names_the_cid_and_what_is_wrong(text: str, reason: str, tmp_path: Path, cli: RunCli) -> None:
-    for command in ("fetch", "verify", "inspect", "cat", "ls", "get"):
+    for command in ("cat", "ls", "get"):
         rc, out, err = cli(command, text, "--store", tmp_path / "none")
         assert (rc, out, err) == (1, "", f"dpip-import {command}: invalid CID {text!r}: {reason}\n")
+    BlockStore(tmp_path / "store").close()
+    for command in ("fetch", "verify", "inspect"):  # these also take an archive's file name or sha256
+        rc, out, err = cli(command, text, "--store", tmp_path / "store")
+        if all(c in "0123456789abcdefABCDEF" for c in text) and text:
+            expected = f"dpip-import {command}: {text!r}: a sha256 prefix needs at least 8 hex digits\n"
+        else:
+            expected = (f"dpip-import {command}: {text!r}: not a CID ({reason}), nor a file name or sha256 in the "
+                        "store's index\n")
+        assert (rc, out, err) == (1, "", expected)
 
 
 # -- the tracebacks of the issue ---------------------------------------------------------------
@@ -195,7 +204,7 @@ def test_no_mutated_root_recipe_or_page_gives_a_traceback(tmp_path: Path, cli: R
     wheel.write_bytes(build_zip([ZipEntry(b"demo/__init__.py", b""), ZipEntry(b"demo/core.py", python_source(1, 40)),
                                  ZipEntry(b"demo/data.txt", b"stored", method=0)]))
     store_path = tmp_path / "s"
-    rc, _, err = cli("wheel", "--store", store_path, wheel)
+    rc, _, err = cli("auto", "--store", store_path, wheel)
     assert rc == 0, err
     root = Forge()  # a scratch forge only for encoding: blocks go straight into the store
     with BlockStore(store_path) as store:
