@@ -20,11 +20,9 @@ import http.server
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 import venv
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -111,6 +109,9 @@ class FakeIndex:
     mode: str = "negotiate"  # "json", "html" or "negotiate" (by Accept, as PyPI)
     throttle: dict[str, float] = field(default_factory=dict)  # file name -> seconds per 64 KiB piece
     lie: set[str] = field(default_factory=set)  # file names served with one byte flipped
+    declared_size: dict[str, int] = field(default_factory=dict)  # file name -> size the page claims
+    yanked: dict[str, str | bool] = field(default_factory=lambda: {YANKED[0]: YANKED[1]})  # PEP 592 value
+    piece: int = 64 * 1024  # bytes written between throttle pauses
     extra_files: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # project -> raw JSON entries
     log: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # (method, path, headers)
     port: int = 0
@@ -123,11 +124,9 @@ class FakeIndex:
     def file_entry(self, d: Dist) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "filename": d.filename, "url": f"../../files/{d.filename}", "hashes": {"sha256": d.sha256},
-            "size": d.path.stat().st_size, "upload-time": UPLOAD_TIMES[(d.project, d.version)],
-            "requires-python": d.requires_python, "yanked": False,
+            "size": self.declared_size.get(d.filename, d.path.stat().st_size), "upload-time": UPLOAD_TIMES[(d.project, d.version)],
+            "requires-python": d.requires_python, "yanked": self.yanked.get(d.filename, False),
         }
-        if d.filename == YANKED[0]:
-            entry["yanked"] = YANKED[1]
         return entry
 
     def page_json(self, project: str) -> dict[str, Any]:
@@ -215,7 +214,7 @@ class FakeIndex:
                     self.send_header(k, v)
                 self.end_headers()
                 delay = index.throttle.get(name)
-                piece = 64 * 1024
+                piece = index.piece
                 try:
                     for i in range(0, len(body), piece):
                         self.wfile.write(body[i:i + piece])
@@ -279,11 +278,3 @@ def wait_for(predicate: Any, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(0.05)
-
-
-def python_executable() -> str:
-    return sys.executable
-
-
-def iter_lines(text: str) -> Iterator[str]:
-    yield from (line for line in text.splitlines() if line.strip())

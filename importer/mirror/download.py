@@ -79,8 +79,10 @@ def _fetch_once(file: UpstreamFile, part: Path, limit: int, on_bytes: OnBytes) -
                 part.unlink(missing_ok=True)  # a range we did not ask for: trust nothing of it
                 raise DownloadError(file.filename, file.url, f"server answered range {content_range!r}")
         written = have if resumed else 0
-        with open(part, "ab" if resumed else "wb") as out:
-            while piece := response.read(PIECE):
+        # Unbuffered, and read1 (what has arrived, up to PIECE): a sync killed mid-way leaves in
+        # the .part everything received so far, for the next one to resume from.
+        with open(part, "ab" if resumed else "wb", buffering=0) as out:
+            while piece := response.read1(PIECE):
                 written += len(piece)
                 if written > limit:
                     out.truncate(0)

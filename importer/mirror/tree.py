@@ -208,7 +208,8 @@ class IndexBuilder:
         """(digest of the page, the directory if it had to be built now, else None: reuse the recorded one)."""
         page, links = self.page(project, archives)
         json_page = project_json(page)
-        digest = hashlib.sha256(PAGE_FORMAT + b"\0" + json_page).digest()
+        # The settings decide the directory's bytes as much as the page does.
+        digest = hashlib.sha256(PAGE_FORMAT + b"\0" + repr(self.settings).encode() + b"\0" + json_page).digest()
         existing = self.state.project_node(project, digest)
         if existing is not None and self.store.has(existing.cid):
             return digest, None

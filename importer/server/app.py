@@ -52,6 +52,9 @@ SERVER_NAME: Final = "dpip-serve"
 #: Largest METADATA served (as :data:`importer.mirror.metadata.MAX_METADATA_BYTES`).
 MAX_METADATA_BYTES: Final = 16 * 1024 * 1024
 
+#: A file is named by its sha256 (the ETag): its bytes never change, so clients may keep them.
+IMMUTABLE: Final = "public, max-age=31536000, immutable"
+
 SourceFactory = Callable[[], BlockSource]
 
 
@@ -244,7 +247,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         etag = f'"sha256:{sha256}"'
         cache = self.config.cache
         headers = {"ETag": etag, "Accept-Ranges": "bytes" if cache.enabled else "none",
-                   "Content-Type": "application/octet-stream",
+                   "Content-Type": "application/octet-stream", "Cache-Control": IMMUTABLE,
                    "Content-Disposition": f"attachment; filename*=UTF-8''{urllib.parse.quote(filename)}"}
         if self.headers.get("If-None-Match") == etag:
             self.send_response(304)
