@@ -8,7 +8,8 @@ server, so pip sees one index; ``--pull-through`` also imports what it fetches t
 
 ``dpip pin [-r LOCK] [--cache [DIR]]`` is the seed's "pin what you installed": it imports wheels
 into the store: those of a requirements lock (downloaded by the user's pip, so from its cache
-when they are there, and checked against the lock's hashes), or every wheel in pip's cache.
+when they are there, and checked against the lock's hashes), or every wheel in pip's cache
+(pip caches responses of https and trusted hosts: ``dpip`` marks its server trusted for this).
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ def run_pip(options: dict[str, str | bool], pip_args: list[str]) -> int:
         try:
             command = [*_pip_command(str(options["pip"]) if options.get("pip") else None), *pip_args]
             if pip_args and pip_args[0] in ("install", "download", "wheel", "index", "lock"):
-                command += ["--index-url", running.url]
+                # Trusted: pip caches only responses of https or trusted hosts, and a cache that
+                # holds what was installed is what `dpip pin --cache` imports later.
+                command += ["--index-url", running.url, "--trusted-host", "127.0.0.1"]
             return subprocess.call(command)
         finally:
             if running.pull is not None:
@@ -143,19 +146,52 @@ def _wheel_name(path: Path) -> str | None:
     return f"{stem}{build_part}-{'.'.join(pys)}-{'.'.join(abis)}-{'.'.join(plats)}.whl"
 
 
-def cache_wheels(cache_dir: Path) -> dict[str, Path]:
-    """Wheel file name -> path of every wheel in pip's cache: built wheels (``wheels/``) and
-    downloaded ones (``http-v2/**/*.body``, named from their contents)."""
+#: msgpack ``bin`` headers (format byte -> bytes of big-endian length that follow it).
+_MSGPACK_BIN = {0xC4: 1, 0xC5: 2, 0xC6: 4}
+
+
+def cached_body(data: bytes) -> bytes | None:
+    """The response body of one entry of pip's HTTP cache (CacheControl's ``cc=4,`` + msgpack format,
+    where the body is the ``bin`` value of the ``body`` key); None if it is not one.
+
+    >>> cached_body(b"cc=4," + bytes([0x82, 0xa8]) + b"response" + bytes([0x81, 0xa4]) + b"body" + bytes([0xc4, 3]) + b"abc")
+    b'abc'
+    """
+    if not data.startswith(b"cc=4,"):
+        return None
+    at = data.find(b"\xa4body")
+    if at < 0 or at + 6 > len(data) or data[at + 5] not in _MSGPACK_BIN:
+        return None
+    width = _MSGPACK_BIN[data[at + 5]]
+    length = int.from_bytes(data[at + 6:at + 6 + width], "big")
+    start = at + 6 + width
+    return data[start:start + length] if start + length <= len(data) else None
+
+
+def cache_wheels(cache_dir: Path, scratch: Path) -> dict[str, Path]:
+    """Wheel file name -> path of every wheel in pip's cache: built wheels (``wheels/``), downloaded
+    ones kept as separate bodies (``http-v2/**/*.body``) and those inside cache entries (written to
+    ``scratch``), named from their own contents."""
     found: dict[str, Path] = {}
     for path in sorted((cache_dir / "wheels").rglob("*.whl")):
         found.setdefault(path.name, path)
-    for path in sorted((cache_dir / "http-v2").rglob("*.body")):
-        with open(path, "rb") as f:
-            if f.read(4) != b"PK\x03\x04":
+    for folder in ("http-v2", "http"):
+        for path in sorted(p for p in (cache_dir / folder).rglob("*") if p.is_file()):
+            with open(path, "rb") as f:
+                head = f.read(5)
+            if head[:4] == b"PK\x03\x04":
+                candidate = path
+            elif head == b"cc=4,":
+                body = cached_body(path.read_bytes())
+                if body is None or not body.startswith(b"PK\x03\x04"):
+                    continue
+                candidate = scratch / path.name
+                candidate.write_bytes(body)
+            else:
                 continue
-        name = _wheel_name(path)
-        if name is not None:
-            found.setdefault(name, path)
+            name = _wheel_name(candidate)
+            if name is not None:
+                found.setdefault(name, candidate)
     return found
 
 
@@ -187,7 +223,8 @@ def run_pin(options: dict[str, str | bool], args: list[str]) -> int:
             report = pin_files(store, files)
     else:
         cache = Path(parsed.cache) if parsed.cache else _pip_cache_dir(pip)
-        report = pin_files(store, cache_wheels(cache))
+        with tempfile.TemporaryDirectory(prefix="dpip-pin-") as tmp:
+            report = pin_files(store, cache_wheels(cache, Path(tmp)))
     for line in report.lines:
         print(line)
     print(f"pinned {report.imported} new archives ({report.already} already in the store, {len(report.failed)} failed) "
