@@ -42,6 +42,8 @@ PROJECTS: Final = ("requests", "attrs", "pyparsing", "starlette", "pydantic", "p
 #: Target of the wheels in the set (they are cp312 manylinux wheels): pip installs them with --target.
 PIP_TARGET_ARGS: Final = ("--python-version", "3.12", "--platform", "manylinux_2_28_x86_64", "--platform",
                           "manylinux_2_17_x86_64", "--only-binary", ":all:", "--implementation", "cp", "--abi", "cp312")
+#: Projects whose cached files (5 releases, sdist + wheel) measure what --plain costs at rest.
+PLAIN_PROJECTS: Final = ("requests", "attrs", "pyparsing", "starlette", "pydantic", "pydantic_core", "sqlalchemy")
 #: Size of the generated wheel of the memory test (the issue's figure).
 BIG_WHEEL_BYTES: Final = 100 * 1000 * 1000
 
@@ -257,15 +259,81 @@ def bench_sync(tmp: Path) -> None:
     print(f"store directory after the sync: {disk / 1e6:.1f} MB (blocks + mirror state)")
 
 
+def _stats(store: Path) -> dict[str, float]:
+    import json as _json
+
+    data = _json.loads(_dpip("store", "stats", "--json", "--store", str(store)))
+    return {"blocks": data["blocks"], "logical_bytes": data["logical_bytes"],
+            "at_rest_bytes": data["stored_bytes"] + data["dictionary_bytes"], "disk_bytes": data["file_bytes"]}
+
+
+def bench_plain(tmp: Path, projects: Sequence[str]) -> None:
+    """What the index tree costs at rest, and what ``--plain`` adds, on every cached file of ``projects``."""
+    files = sorted(p for project in projects for p in cache_dir().glob(f"{project}-*")
+                   if not p.name.endswith(".part") and p.is_file())
+    if not files:
+        print("(no cached files for --plain-cost)")
+        return
+    archives = sum(f.stat().st_size for f in files)
+    store = tmp / "plain-store"
+    start = time.perf_counter()
+    _dpip("auto", "--store", str(store), *map(str, files))
+    imported = time.perf_counter() - start
+    base = _stats(store)
+    start = time.perf_counter()
+    _dpip("mirror", "index", "--store", str(store))
+    indexed = time.perf_counter() - start
+    index = _stats(store)
+    start = time.perf_counter()
+    _dpip("mirror", "index", "--plain", "--store", str(store))
+    plain_s = time.perf_counter() - start
+    plain = _stats(store)
+
+    def row(label: str, now: dict[str, float], before: dict[str, float], seconds: float) -> str:
+        return (f"{label:22s} +{now['blocks'] - before['blocks']:>7,.0f} blocks, "
+                f"+{(now['logical_bytes'] - before['logical_bytes']) / 1e6:>8.2f} MB logical, "
+                f"+{(now['at_rest_bytes'] - before['at_rest_bytes']) / 1e6:>8.2f} MB at rest, "
+                f"store file {now['disk_bytes'] / 1e6:.1f} MB, {seconds:.1f} s")
+
+    print(f"--plain cost on {len(files)} archives of {', '.join(projects)}: {archives / 1e6:.1f} MB of archives")
+    print(f"{'imported (auto)':22s} {base['blocks']:>8,.0f} blocks, {base['logical_bytes'] / 1e6:>9.2f} MB logical, "
+          f"{base['at_rest_bytes'] / 1e6:>9.2f} MB at rest, store file {base['disk_bytes'] / 1e6:.1f} MB, "
+          f"{imported:.1f} s")
+    print(row("mirror index", index, base, indexed))
+    print(row("mirror index --plain", plain, index, plain_s))
+    print(f"--plain adds {(plain['at_rest_bytes'] - index['at_rest_bytes']) / archives:.3f} x the archives' bytes "
+          f"at rest; the structural store holds them in {base['at_rest_bytes'] / archives:.3f} x")
+    # The store's half of a publish: every block of the store read, checked and written as one CAR
+    # (the archives' DAGs and the plain index), as a push to a node would send them.
+    from importer.mirror.state import MirrorState
+
+    with MirrorState(store) as state:
+        roots = [r.root for r in state.iter_index_roots()]
+    from importer.dag.cid import format_cid
+
+    start = time.perf_counter()
+    _dpip("export", "--store", str(store), format_cid(roots[-1]), "-o", str(tmp / "index.car"))
+    seconds = time.perf_counter() - start
+    size = (tmp / "index.car").stat().st_size
+    (tmp / "index.car").unlink()
+    print(f"export of the --plain index tree as a CAR: {size / 1e6:.1f} MB in {seconds:.2f} s "
+          f"= {size / 1e6 / seconds:.1f} MB/s ({plain['blocks'] - base['blocks']:,.0f} index blocks)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf_serve", description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sync", action="store_true", help="also time a sync of the smoke dataset from PyPI")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only-memory", action="store_true")
+    parser.add_argument("--plain-cost", nargs="*", metavar="PROJECT",
+                        help="measure the index tree and --plain at rest on the cached files of these projects")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="perf-serve-") as name:
         tmp = Path(name)
+        if args.plain_cost is not None:
+            bench_plain(tmp, args.plain_cost or PLAIN_PROJECTS)
+            return 0
         if not args.only_memory:
             bench_pip(tmp, args.rounds)
         if not args.skip_memory:
