@@ -23,12 +23,15 @@ import subprocess
 import threading
 import time
 import venv
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import pytest
+
 from .archive_builders import build_with_backend, write_project
-from .oracle_support import build_once
+from .oracle_support import build_once, shared_dir
 
 #: Upload times the fake index reports, one per release (fixed, so pages are deterministic).
 UPLOAD_TIMES: Final = {("alpha", "1.0"): "2024-01-02T03:04:05.000000Z", ("alpha", "2.0"): "2024-06-01T00:00:00.000000Z",
@@ -278,3 +281,18 @@ def wait_for(predicate: Any, timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("condition not reached")
         time.sleep(0.05)
+
+
+
+def shared_dists(tmp_path_factory: pytest.TempPathFactory) -> list[Dist]:
+    """The eight distributions, in the folder every xdist worker of the run shares."""
+    return build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+
+
+def serving(dists: list[Dist]) -> Iterator[FakeIndex]:
+    """A fake index serving ``dists`` for the duration of a fixture."""
+    fake = FakeIndex(list(dists)).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()

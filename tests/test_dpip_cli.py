@@ -14,13 +14,12 @@ from importer.cli.dpip import _wheel_name, main, split_args
 from importer.mirror.state import MirrorState
 from importer.sinks.store import BlockStore
 
-from .mirror_support import Dist, FakeIndex, build_dists, installed, make_venv, pip_env
-from .oracle_support import shared_dir
+from .mirror_support import Dist, FakeIndex, installed, make_venv, pip_env, shared_dists
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Dist]:
-    return build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+    return shared_dists(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

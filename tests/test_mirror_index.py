@@ -21,22 +21,17 @@ from importer.sinks.base import BlockSource, MemorySink
 from importer.sinks.store import BlockStore
 
 from .conftest import RunCli
-from .mirror_support import YANKED, Dist, FakeIndex, build_dists
-from .oracle_support import shared_dir
+from .mirror_support import YANKED, Dist, FakeIndex, serving, shared_dists
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Dist]:
-    return build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+    return shared_dists(tmp_path_factory)
 
 
 @pytest.fixture
 def index(dists: list[Dist]) -> Iterator[FakeIndex]:
-    fake = FakeIndex(list(dists)).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield from serving(dists)
 
 
 def synced(cli: RunCli, index: FakeIndex, store: Path, *extra: str) -> str:

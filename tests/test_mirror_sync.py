@@ -23,24 +23,20 @@ from importer.mirror.upstream import UpstreamFile
 from importer.sinks.store import BlockStore
 
 from .conftest import RunCli
-from .mirror_support import UPLOAD_TIMES, YANKED, Dist, FakeIndex, build_dists, wait_for
-from .oracle_support import shared_dir
+from .mirror_support import UPLOAD_TIMES, YANKED, Dist, FakeIndex, serving, shared_dists, wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> list[Dist]:
-    return build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+    return shared_dists(tmp_path_factory)
 
 
 @pytest.fixture
 def index(dists: list[Dist]) -> Iterator[FakeIndex]:
-    fake = FakeIndex(list(dists)).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+    yield from serving(dists)
+
 
 
 def sync_args(index: FakeIndex, store: Path, *extra: str) -> list[str]:

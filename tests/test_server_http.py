@@ -19,8 +19,7 @@ from importer.server.cache import FileCache
 from importer.server.launch import Running, ServeOptions, start
 from importer.sinks.store import BlockStore
 
-from .mirror_support import Dist, FakeIndex, build_dists, wait_for
-from .oracle_support import shared_dir
+from .mirror_support import Dist, FakeIndex, shared_dists, wait_for
 
 PIP_ACCEPT = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01"
 
@@ -35,7 +34,7 @@ class Synced:
 def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
     from importer.cli.main import main
 
-    dists = build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+    dists = shared_dists(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("server-http")
     fake = FakeIndex([d for d in dists if d.project == "alpha"]).start()
     try:

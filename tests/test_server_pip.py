@@ -25,15 +25,14 @@ from importer.sinks.store import BlockStore
 from .mirror_support import (
     Dist,
     FakeIndex,
-    build_dists,
     installed,
     make_venv,
     pip_env,
+    shared_dists,
     uninstall,
     uv_binary,
     wait_for,
 )
-from .oracle_support import shared_dir
 
 JSON = "application/vnd.pypi.simple.v1+json"
 
@@ -51,7 +50,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
     """A store holding both releases of alpha and beta, synced from a fake index, and one fresh venv."""
     from importer.cli.main import main
 
-    dists = build_dists(shared_dir(tmp_path_factory) / "mirror-dists")
+    dists = shared_dists(tmp_path_factory)
     tmp = tmp_path_factory.mktemp("server-pip")
     fake = FakeIndex(list(dists)).start()
     try:

@@ -43,14 +43,15 @@ RETRY_HTTP: Final = (408, 416, 429)
 OnBytes = Callable[[int], None]
 
 
-def _hash_file(path: Path) -> tuple[hashlib._Hash, int]:
+def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(sha256 hex, size) of a file, read in pieces."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as f:
         while piece := f.read(PIECE):
             digest.update(piece)
             size += len(piece)
-    return digest, size
+    return digest.hexdigest(), size
 
 
 def _fetch_once(file: UpstreamFile, part: Path, limit: int, on_bytes: OnBytes) -> None:
@@ -104,8 +105,8 @@ def download(file: UpstreamFile, directory: Path, *, max_size: int = DEFAULT_MAX
     final = directory / file.filename
     part = directory / (file.filename + ".part")
     if final.exists():  # verified by a sync that was stopped before importing it: check it again
-        digest, size = _hash_file(final)
-        if digest.hexdigest() == file.sha256 and (file.size < 0 or size == file.size):
+        digest, size = sha256_file(final)
+        if digest == file.sha256 and (file.size < 0 or size == file.size):
             return final
         final.unlink()
     reason = ""
@@ -125,13 +126,13 @@ def download(file: UpstreamFile, directory: Path, *, max_size: int = DEFAULT_MAX
         except (OSError, ValueError, http.client.HTTPException) as e:  # URLError is an OSError
             reason = str(getattr(e, "reason", None) or e)
             continue  # keep the .part: the next attempt resumes it
-        digest, size = _hash_file(part)
+        digest, size = sha256_file(part)
         if file.size >= 0 and size < file.size:
             reason = f"connection closed after {size:,d} of {file.size:,d} bytes"
             continue
-        if digest.hexdigest() == file.sha256 and (file.size < 0 or size == file.size):
+        if digest == file.sha256 and (file.size < 0 or size == file.size):
             os.replace(part, final)
             return final
-        reason = f"sha256 mismatch: got {digest.hexdigest()} ({size:,d} bytes), the index says {file.sha256}"
+        reason = f"sha256 mismatch: got {digest} ({size:,d} bytes), the index says {file.sha256}"
         part.unlink()  # never keep, resume from, or return bytes that failed the check
     raise DownloadError(file.filename, file.url, reason)

@@ -8,7 +8,6 @@ upload facts: there was no index page), under the sync lock. The index tree is r
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..dag.cid import format_cid
 from ..errors import ImporterError
 from ..profiles import resolve_settings
 from ..sinks.store import ArchiveRecord, BlockStore
+from .download import sha256_file
 from .errors import UnsafeFileName
 from .lock import SyncLock
 from .names import guess_project, parse_dist_filename
@@ -33,14 +33,6 @@ class PinReport:
     failed: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     index: str = ""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while piece := f.read(1 << 20):
-            digest.update(piece)
-    return digest.hexdigest()
 
 
 def pin_files(store_dir: Path, files: Mapping[str, Path]) -> PinReport:
@@ -58,7 +50,7 @@ def pin_files(store_dir: Path, files: Mapping[str, Path]) -> PinReport:
                     report.failed.append(name)
                     report.lines.append(f"  skipped {name}: {e.reason}")
                     continue
-                sha256 = _sha256(path)
+                sha256, _ = sha256_file(path)
                 if (name, sha256) in held:
                     report.already += 1
                     continue

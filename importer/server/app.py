@@ -39,6 +39,7 @@ from ..archive.rebuild import iter_archive
 from ..dag.cid import format_cid, parse_cid
 from ..dag.reader import iter_file
 from ..errors import ImporterError
+from ..mirror.download import sha256_file
 from ..mirror.names import is_normalized, normalize
 from ..mirror.render import JSON_TYPE, TEXT_HTML
 from ..sinks.base import BlockSource
@@ -401,13 +402,8 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 
 def _check_whole(path: Any, sha256: str, size: int) -> None:
-    digest = hashlib.sha256()
-    n = 0
-    with open(path, "rb") as f:
-        while piece := f.read(PIECE):
-            digest.update(piece)
-            n += len(piece)
-    if n != size or digest.hexdigest() != sha256:
+    digest, n = sha256_file(path)
+    if n != size or digest != sha256:
         os.unlink(path)
         raise ImporterError(f"cached {os.path.basename(path)} is damaged; it will be rebuilt")
 
