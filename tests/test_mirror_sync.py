@@ -108,6 +108,8 @@ def test_sync_reads_html_pages_when_the_index_has_no_json(cli: RunCli, dists: li
     with MirrorState(tmp_path / "store") as state:
         assert state.get_file(YANKED[0]).yanked == YANKED[1]  # type: ignore[union-attr]
         assert state.get_file("beta-2.0.tar.gz").requires_python == ">=3.99"  # type: ignore[union-attr]
+        sizes = {r.filename: r.size for r in state.files()}
+    assert sizes == {d.filename: d.path.stat().st_size for d in dists}  # HTML gives no size: the file's own
 
 
 def test_sync_newest_version_skips_a_release_whose_only_kept_file_is_yanked(cli: RunCli, index: FakeIndex,

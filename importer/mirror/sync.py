@@ -105,10 +105,12 @@ def read_project_list(items: Sequence[str], datasets_dir: Path | None = None) ->
     return list(dict.fromkeys(names))
 
 
-def _record(chosen: Chosen, root: bytes | None) -> FileRecord:
+def _record(chosen: Chosen, root: bytes | None, size: int | None = None) -> FileRecord:
+    """The state row of a chosen file; ``size`` when known from the file itself (HTML pages give none)."""
     f = chosen.file
     return FileRecord(f.filename, chosen.dist.project, str(chosen.dist.version), chosen.dist.kind, f.sha256,
-                      f.size, f.upload_time, f.requires_python, f.yanked, f.core_metadata, f.url, root, time.time())
+                      f.size if size is None else size, f.upload_time, f.requires_python, f.yanked, f.core_metadata,
+                      f.url, root, time.time())
 
 
 def _same_facts(a: FileRecord, f: UpstreamFile) -> bool:
@@ -188,7 +190,7 @@ class Syncer:
                     continue
                 record = held.get(c.file.filename)
                 if record is not None and record.sha256.hex() == c.file.sha256 and store.has(record.root):
-                    state.record_file(_record(c, record.root))  # imported earlier (or by a killed sync)
+                    state.record_file(_record(c, record.root, record.size))  # imported earlier (or by a killed sync)
                     self.report.adopted += 1
                     continue
                 todo.append(c)
@@ -278,7 +280,7 @@ class _Importer:
         self._record_attempts()
         if self.options.delta:
             delta_against_previous(self.store, chosen.file.filename, report.root)
-        self.state.record_file(_record(chosen, report.root))
+        self.state.record_file(_record(chosen, report.root, report.size))
 
     def _record_attempts(self) -> None:
         from ..compress.memo import MEMO_ENTRIES
