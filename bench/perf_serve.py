@@ -11,7 +11,7 @@
 3. **memory**: ``serve`` (a child process) serving one generated 100 MB wheel to 4 clients at
    once, cache on (one rebuild, three readers of the cache) and off (four rebuilds); the child's
    peak RSS (``VmHWM``). Target: under 300 MB.
-4. **sync** (real PyPI, ``--sync``): ``mirror sync --packages smoke --versions 3`` into a fresh store, then
+4. **sync** (real PyPI, ``--sync``): ``mirror sync --packages smoke --versions 10`` into a fresh store, then
    the same again with nothing new, both timed.
 """
 
@@ -44,6 +44,8 @@ PIP_TARGET_ARGS: Final = ("--python-version", "3.12", "--platform", "manylinux_2
                           "manylinux_2_17_x86_64", "--only-binary", ":all:", "--implementation", "cp", "--abi", "cp312")
 #: Projects whose cached files (5 releases, sdist + wheel) measure what --plain costs at rest.
 PLAIN_PROJECTS: Final = ("requests", "attrs", "pyparsing", "starlette", "pydantic", "pydantic_core", "sqlalchemy")
+#: Releases per project of the timed sync: the smoke dataset's own depth (datasets/smoke.lock.json).
+SYNC_VERSIONS: Final = 10
 #: Size of the generated wheel of the memory test (the issue's figure).
 BIG_WHEEL_BYTES: Final = 100 * 1000 * 1000
 
@@ -250,13 +252,14 @@ def bench_sync(tmp: Path) -> None:
     store = tmp / "sync-store"
     for label in ("first sync", "re-sync, nothing new"):
         start = time.perf_counter()
-        out = _dpip("mirror", "sync", "--packages", "smoke", "--versions", "3", "--store", str(store),
+        out = _dpip("mirror", "sync", "--packages", "smoke", "--versions", str(SYNC_VERSIONS), "--store", str(store),
                     "--no-progress")
         seconds = time.perf_counter() - start
         line = next(line for line in out.splitlines() if line.startswith("synced"))
         print(f"{label}: {seconds:.1f} s wall ({line})")
     disk = sum(p.stat().st_size for p in store.iterdir() if p.is_file())
-    print(f"store directory after the sync: {disk / 1e6:.1f} MB (blocks + mirror state)")
+    print(f"store directory after the sync: {disk / 1e6:.1f} MB (blocks + mirror state), "
+          f"{int(_stats(store)['blocks']):,d} blocks")
 
 
 def _stats(store: Path) -> dict[str, float]:
@@ -326,11 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sync", action="store_true", help="also time a sync of the smoke dataset from PyPI")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only-memory", action="store_true")
+    parser.add_argument("--only-sync", action="store_true")
     parser.add_argument("--plain-cost", nargs="*", metavar="PROJECT",
                         help="measure the index tree and --plain at rest on the cached files of these projects")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="perf-serve-") as name:
         tmp = Path(name)
+        if args.only_sync:
+            bench_sync(tmp)
+            return 0
         if args.plain_cost is not None:
             bench_plain(tmp, args.plain_cost or PLAIN_PROJECTS)
             return 0
