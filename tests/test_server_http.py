@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import io
@@ -234,3 +235,40 @@ def test_pull_through_serves_fallback_files_and_imports_them(synced: Synced, tmp
         assert d.filename in {r.name for r in s.iter_archives()}
         record = state.get_file(d.filename)
     assert record is not None and record.root is not None and record.sha256 == d.sha256
+
+
+def test_serve_refuses_an_ipns_index_without_a_node_in_one_line(tmp_path: Path) -> None:
+    from importer.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["serve", "--store", str(tmp_path / "s"), "--index", "/ipns/k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"])
+    assert rc == 1
+    assert err.getvalue() == ("dpip-import serve: --index /ipns/NAME needs a node (--api), which this build does not "
+                              "have yet\n")
+
+
+def test_mirror_index_of_a_missing_store_fails_in_one_line(tmp_path: Path) -> None:
+    from importer.cli.main import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        rc = main(["mirror", "index", "--store", str(tmp_path / "none")])
+    assert rc == 1
+    assert err.getvalue() == (f"dpip-import mirror: store {tmp_path / 'none'}: no block store here (nothing has been "
+                              "added to it yet)\n")
+
+
+def test_pin_index_names_the_pin_mirror_index() -> None:
+    from importer.mirror.tree import PIN_NAME, pin_index
+
+    class Pins:
+        def __init__(self) -> None:
+            self.pins: list[tuple[bytes, str]] = []
+
+        def pin(self, root: bytes, name: str) -> None:
+            self.pins.append((root, name))
+
+    store = Pins()
+    assert pin_index(store, b"\x12\x20" + bytes(32)) is True  # type: ignore[arg-type]
+    assert store.pins == [(b"\x12\x20" + bytes(32), PIN_NAME)] and PIN_NAME == "mirror-index"
