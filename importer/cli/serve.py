@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .options import add_store_option
+from .source import add_source_options
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "negotiation, PEP 658 metadata, archives rebuilt from blocks and checked against "
                                    "their sha256 as they stream. Point pip at it: pip install --index-url "
                                    "http://HOST:PORT/simple/ ...")
-    add_store_option(p)
+    add_source_options(p)  # --store, and whatever else the read commands take their blocks from
     p.add_argument("--index", metavar="ROOT", help="index tree to serve (default: the store's mirror, indexed now)")
     p.add_argument("--plain", action="store_true", help="when indexing the store now, add plain archive files too")
     p.add_argument("--fallback", metavar="URL", help="Simple API for projects the index does not hold")
@@ -34,6 +34,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="cache cap, least recently used files evicted first; 0 disables it (default 2 GiB)")
     p.add_argument("--access-log", metavar="FILE", default="-", help="access log file ('-': stderr, the default)")
     p.set_defaults(handler=run_serve)
+
+
+class _ThreadSource:
+    """The read commands' block source (:func:`open_block_source`), opened for one server thread
+    and closed with its connection: a node or gateway added there serves here too."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from contextlib import ExitStack
+
+        from .source import open_block_source
+
+        self._stack = ExitStack()
+        self._source = self._stack.enter_context(open_block_source(args))
+
+    def get(self, cid: bytes) -> bytes:
+        return self._source.get(cid)
+
+    def has(self, cid: bytes) -> bool:
+        return self._source.has(cid)
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -49,7 +71,7 @@ def run_serve(args: argparse.Namespace) -> int:
     options = ServeOptions(store_dir=default_store_path(args.store), index_root=root, fallback=args.fallback,
                            pull_through=args.pull_through, host=args.host, port=args.port,
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None, cache_size=args.cache_size,
-                           plain=args.plain)
+                           plain=args.plain, source_factory=lambda: _ThreadSource(args))
     running = start(options, log)
     stop = threading.Event()
 
