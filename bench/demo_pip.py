@@ -34,7 +34,8 @@ def _clean_env(tmp: Path) -> dict[str, str]:
 
 
 def demo_pip(store: Path, wheel: Path, step: int) -> list[str]:
-    """Index, serve and pip-install ``wheel`` (already imported into ``store``); return the sentences it measured."""
+    """Index, serve and pip-install ``wheel`` (already imported into ``store``); return the summary sentences
+    of what it measured."""
     project = wheel.name.split("-")[0].replace("_", "-").lower()
     version = wheel.name.split("-")[1]
     sha256 = hashlib.sha256(wheel.read_bytes()).hexdigest()

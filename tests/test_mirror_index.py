@@ -173,3 +173,39 @@ def test_index_lists_archives_imported_without_a_sync(cli: RunCli, tmp_path: Pat
     requires = {f["filename"]: f.get("requires-python") for f in page["files"]}
     assert requires == {d.filename: d.requires_python for d in dists if d.project == "beta"}  # read from METADATA/PKG-INFO
     assert all("upload-time" not in f and f["yanked"] is False for f in page["files"])
+
+
+def test_index_root_is_pinned_and_survives_store_gc(cli: RunCli, index: FakeIndex, tmp_path: Path,
+                                                    dists: list[Dist]) -> None:
+    store = tmp_path / "store"
+    plain = synced(cli, index, store, "--plain")
+    with BlockStore(store, create=False) as s:
+        assert [(p.name, format_cid(p.root)) for p in s.iter_pins()] == [("mirror-index", plain)]
+    assert cli("store", "gc", "--store", str(store))[0] == 0
+    with BlockStore(store, create=False) as s:
+        for d in dists:  # the pages and the plain files are still there: the pin keeps them
+            assert read(s, plain, f"simple/{d.project}/{d.filename}") == d.path.read_bytes()
+        before = s.stats().blocks
+    # Without --plain the pin moves to the smaller tree, and gc takes the plain files away ...
+    assert cli("mirror", "index", "--store", str(store))[0] == 0
+    assert cli("store", "gc", "--store", str(store))[0] == 0
+    with BlockStore(store, create=False) as s:
+        assert s.stats().blocks < before
+    # ... so --plain adds them again instead of trusting what the state remembers.
+    rc, out, _ = cli("mirror", "index", "--plain", "--store", str(store))
+    assert rc == 0 and out.split()[1].rstrip(":") == plain
+    with BlockStore(store, create=False) as s:
+        for d in dists:
+            assert read(s, plain, f"simple/{d.project}/{d.filename}") == d.path.read_bytes()
+
+
+def test_a_file_deleted_from_the_store_is_fetched_again_by_the_next_sync(cli: RunCli, index: FakeIndex,
+                                                                         tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    synced(cli, index, store)
+    assert cli("delete", "alpha-1.0.tar.gz", "--store", str(store))[0] == 0
+    index.log.clear()
+    rc, out, _ = cli("mirror", "sync", "--packages", "alpha", "beta", "--index-url", index.url, "--store", str(store),
+                     "--no-progress")
+    assert rc == 0 and "7 already mirrored, 0 found in the store, 1 downloaded" in out
+    assert [path for path, _ in index.file_requests()] == ["/files/alpha-1.0.tar.gz"]

@@ -4,9 +4,10 @@ One sync, under the store's :class:`~importer.mirror.lock.SyncLock`:
 
 1. read every project's page (PEP 691 JSON, else HTML) on a small thread pool;
 2. keep the files the :class:`~importer.mirror.select.Filters` choose;
-3. a file the mirror already recorded with the same sha256 is neither downloaded nor imported;
-   only what the index now says of it (yanked, requires-python...) is updated. A file the store
-   already holds (``dpip-import auto`` of the same bytes) is recorded without a download;
+3. a file the mirror already recorded with the same sha256, and that the store still lists, is
+   neither downloaded nor imported; only what the index now says of it (yanked,
+   requires-python...) is updated. A file the store already holds (``dpip-import auto`` of the
+   same bytes) is recorded without a download; one deleted from the store is fetched again;
 4. the rest is downloaded on the pool (resumable, size-capped, sha256-checked:
    :mod:`.download`) while the main thread imports finished downloads in order, oldest release
    first, each into the store (the importer's own :class:`ArchiveImporter`), checked against the
@@ -182,14 +183,16 @@ class Syncer:
                     self.report.updated += 1
             for c in chosen:
                 known = state.get_file(c.file.filename)
-                if known is not None and known.root is not None and known.sha256 == c.file.sha256:
+                record = held.get(c.file.filename)
+                in_store = record is not None and record.sha256.hex() == c.file.sha256
+                if known is not None and known.root is not None and known.sha256 == c.file.sha256 and in_store \
+                        and record is not None and record.root == known.root:
                     self.report.already += 1
                     if not _same_facts(known, c.file):
-                        state.record_file(_record(c, known.root))
+                        state.record_file(_record(c, known.root, known.size))
                         self.report.updated += 1
                     continue
-                record = held.get(c.file.filename)
-                if record is not None and record.sha256.hex() == c.file.sha256 and store.has(record.root):
+                if in_store and record is not None and store.has(record.root):
                     state.record_file(_record(c, record.root, record.size))  # imported earlier (or by a killed sync)
                     self.report.adopted += 1
                     continue

@@ -149,7 +149,7 @@ class IndexBuilder:
         if facts is None:
             facts = read_archive_facts(self.store, archive.root, archive.filename)
             changed = True
-        if self.plain and facts.plain is None:
+        if self.plain and (facts.plain is None or not self.store.has(facts.plain.cid)):  # none yet, or collected
             facts = replace(facts, plain=self.add_plain(archive))
             changed = True
         if changed:
