@@ -74,6 +74,7 @@ def demo_pip(store: Path, wheel: Path, step: int) -> list[str]:
     installed = next(line.split(":", 1)[1].strip() for line in shown.splitlines() if line.startswith("Version:"))
     page_line = next(line for line in lines if f'"GET /simple/{project}/"' in line)
     file_line = next(line for line in lines if f"/{wheel.name}\"" in line)
-    return [f"pip asked serve for the project page and got {page_line.split()[6]}; it installed {project} "
-            f"{installed} from {wheel.name}, rebuilt from the store's blocks ({file_line.split()[5]} bytes, its sha256 "
-            "checked by the server as it streamed and by pip against the hash in the requirements)."]
+    sentence = (f"pip asked serve for the project page and got {page_line.split()[6]}; it installed {project} "
+                f"{installed} from {wheel.name}, rebuilt from the store's blocks ({file_line.split()[5]} bytes, its "
+                "sha256 checked by the server as it streamed and by pip against the hash in the requirements).")
+    return [sentence]
