@@ -230,7 +230,7 @@ def test_second_concurrent_sync_refuses_with_one_line(cli: RunCli, index: FakeIn
         holder.kill()
         holder.wait()
     assert rc == 1 and out == ""
-    assert err == (f"dpip-import mirror: another sync is running on store {store} (pid {holder.pid}); "
+    assert err == (f"dpip-import mirror sync: another sync is running on store {store} (pid {holder.pid}); "
                    "not starting a second one\n")
     assert index.log == []
 

@@ -255,7 +255,7 @@ def test_mirror_index_of_a_missing_store_fails_in_one_line(tmp_path: Path) -> No
     with contextlib.redirect_stderr(err):
         rc = main(["mirror", "index", "--store", str(tmp_path / "none")])
     assert rc == 1
-    assert err.getvalue() == (f"dpip-import mirror: store {tmp_path / 'none'}: no block store here (nothing has been "
+    assert err.getvalue() == (f"dpip-import mirror index: store {tmp_path / 'none'}: no block store here (nothing has been "
                               "added to it yet)\n")
 
 
