@@ -6,15 +6,9 @@ Members are recompressed on a thread pool (zlib, bz2, lzma and the ctypes backen
 GIL) with a bounded window, so both cores work while output stays in order and memory stays
 bounded. An outer gzip/bzip2/xz layer is then reapplied around the body, stream by stream.
 
-Roots and recipes may come from strangers, so work is bounded before it starts and while it
-runs (:class:`RebuildPlan`): every archive root reachable through nested members is read and
-checked first (no cycle, at most MAX_NESTING_DEPTH levels, skeleton no larger than what it
-lands in), and the bytes the declared sizes add up to across all levels, with each nested root
-counted as often as it is used, must stay within :attr:`RebuildLimits.max_work` ("billion
-laughs" recipes are refused here, before any work). While running, no archive may produce more
-than its declared size, no body more than its outer streams declare, and the file contents read
-from trees add up to at most :attr:`RebuildLimits.max_total_size`, the budget the importer
-allows the same archive across its nesting levels.
+Roots and recipes may come from strangers: :mod:`importer.archive.plan` checks every root a
+rebuild reaches before the first byte, and bounds the output, the bodies and the contents read
+while it runs.
 """
 
 from __future__ import annotations
@@ -22,24 +16,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import queue
-import threading
-from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
 import zstandard
 
-from ..compress import CompressorParams, recompress
+from ..compress import CompressorParams
 from ..dag.cid import format_cid
 from ..dag.reader import iter_directory, iter_file
-from ..errors import ImporterError, InvalidBlock, RebuildLimit, RecipeMismatch
+from ..errors import InvalidBlock, RebuildLimit, RecipeMismatch
 from ..sinks.base import BlockSource
-from ..sources.base import DEFAULT_LIMITS
-from .importer import MAX_NESTING_DEPTH
-from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe, read_recipe, read_root
+from .plan import DEFAULT_REBUILD_LIMITS, ContentBudget, Planned, RebuildLimits, RebuildPlan, bounded
+from .pump import compress_whole, pumped
+from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe
 from .streams import PieceReader
 
 #: Members larger than this are recompressed in the calling thread, streaming; smaller ones are
@@ -50,131 +42,6 @@ PARALLEL_LIMIT: Final = 16 * 1024 * 1024
 WINDOW_BYTES: Final = 64 * 1024 * 1024
 PIECE: Final = 1024 * 1024
 NO_SOURCE: Final = -1
-
-
-@dataclass(frozen=True, slots=True)
-class RebuildLimits:
-    """Bounds on one rebuild, across all its nesting levels.
-
-    ``max_total_size`` bounds the file contents read from trees and extra files: the importer's
-    own budget (``Limits.max_total_size``, 16 GiB), so a root the importer could have made never
-    hits it. ``max_work`` bounds the bytes the roots and recipes *declare* (each archive's size
-    and body, nested ones once per use): four times that budget leaves room for the archive
-    bytes, the bodies and their skeletons on top of the contents, while a recipe that nests one
-    root in another a thousand times over declares exabytes and is refused before any work.
-    """
-
-    max_total_size: int = DEFAULT_LIMITS.max_total_size
-    max_work: int = 4 * DEFAULT_LIMITS.max_total_size
-
-
-DEFAULT_REBUILD_LIMITS: Final = RebuildLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class _Planned:
-    """One archive root of a rebuild, checked: its recipe, body bound, declared work, nesting height."""
-
-    cid: bytes
-    root: ArchiveRoot
-    recipe: Recipe
-    outer_skeleton: int
-    body_limit: int
-    work: int
-    height: int
-
-
-class RebuildPlan:
-    """Every archive root a rebuild reaches, read and checked before the first byte is produced.
-
-    The walk is recursive but bounded by MAX_NESTING_DEPTH (the importer opens no deeper), and
-    each distinct root is read once however often it is used.
-    """
-
-    def __init__(self, source: BlockSource, root_cid: bytes, limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> None:
-        self.source = source
-        self.limits = limits
-        self.archives: dict[bytes, _Planned] = {}
-        self.top = self._plan(root_cid, ())
-
-    def _plan(self, cid: bytes, path: tuple[bytes, ...]) -> _Planned:
-        depth = len(path)
-        if cid in path:
-            chain = " -> ".join(format_cid(c) for c in (*path[path.index(cid):], cid))
-            raise RebuildLimit(format_cid(path[0]), f"nested archive roots form a cycle: {chain}")
-        planned = self.archives.get(cid)
-        if planned is None:
-            planned = self._read(cid, path)
-        if depth + planned.height > MAX_NESTING_DEPTH:
-            raise RebuildLimit(format_cid(path[0] if path else cid),
-                               f"archives nest more than {MAX_NESTING_DEPTH} levels deep (at {format_cid(cid)})")
-        return planned
-
-    def _read(self, cid: bytes, path: tuple[bytes, ...]) -> _Planned:
-        where = format_cid(cid)
-        if len(path) > MAX_NESTING_DEPTH:
-            raise RebuildLimit(format_cid(path[0]), f"archives nest more than {MAX_NESTING_DEPTH} levels deep "
-                                                    f"(at {where})")
-        root = read_root(self.source, cid)
-        recipe = read_recipe(self.source, root.recipe)
-        outer_len = sum(item for item in recipe.outer if isinstance(item, int))
-        body_limit = recipe.body_size
-        if body_limit is None:
-            body_limit = root.size  # the file holds the body as it is
-        if outer_len > recipe.skeleton_size:
-            raise InvalidBlock(format_cid(root.recipe), f"outer skeleton runs ({outer_len} bytes) exceed the skeleton "
-                                                        f"({recipe.skeleton_size})")
-        if recipe.skeleton_size > root.size + body_limit:
-            # Every skeleton byte lands in the file or in the body: a larger frame is a bomb.
-            raise RebuildLimit(where, f"skeleton of {recipe.skeleton_size:,d} bytes is larger than the "
-                                      f"{root.size:,d}-byte archive and its {body_limit:,d}-byte body together")
-        work = root.size + body_limit
-        height = 0
-        uses = Counter(m.source for m in recipe.members if isinstance(m.source, bytes))
-        for child_cid, count in uses.items():
-            child = self._plan(child_cid, (*path, cid))
-            height = max(height, child.height + 1)
-            work += count * child.work
-            if work > self.limits.max_work:
-                break
-        if work > self.limits.max_work:
-            raise RebuildLimit(where, f"declares more than {self.limits.max_work:,d} bytes of work across its "
-                                      "nested archives (each counted once per use)")
-        planned = self.archives[cid] = _Planned(cid, root, recipe, outer_len, body_limit, work, height)
-        return planned
-
-
-class _Budget:
-    """File content bytes a rebuild may still read, shared by every nesting level."""
-
-    def __init__(self, root: str, limit: int) -> None:
-        self.root = root
-        self.limit = limit
-        self.left = limit
-
-    def count(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
-        for piece in pieces:
-            self.left -= len(piece)
-            if self.left < 0:
-                raise RebuildLimit(self.root, f"reads more than {self.limit:,d} bytes of file contents "
-                                              "(--max-total-size)")
-            yield piece
-
-
-def _bounded(pieces: Iterable[bytes], limit: int, fail: Callable[[int], ImporterError]) -> Iterator[bytes]:
-    """``pieces`` as long as they add up to at most ``limit`` bytes; past it, ``fail(limit)``."""
-    total = 0
-    iterator = iter(pieces)
-    try:
-        for piece in iterator:
-            total += len(piece)
-            if total > limit:
-                raise fail(limit)
-            yield piece
-    finally:
-        close = getattr(iterator, "close", None)
-        if close is not None:
-            close()  # stop the producer (and its threads) now, not when it is collected
 
 
 class TreePaths:
@@ -210,7 +77,7 @@ class TreePaths:
 class _Body:
     """Generates the body bytes of a recipe, recompressing members in parallel."""
 
-    def __init__(self, run: _Run, planned: _Planned, skeleton: _SkeletonReader, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, run: _Run, planned: Planned, skeleton: _SkeletonReader, pool: ThreadPoolExecutor) -> None:
         self.run = run
         self.source = run.source
         self.recipe = planned.recipe
@@ -261,7 +128,7 @@ class _Body:
                         content = b"".join(head)
                         size = len(content)
                         in_flight += size
-                        job = self.pool.submit(_compress, params, content, self.where)
+                        job = self.pool.submit(compress_whole, params, content, self.where)
             pending.append(_Job(self.skeleton, entry.skeleton_before, job, size))
             # Drain in order while the window is full, or when a streaming job must run now.
             while pending and (in_flight > WINDOW_BYTES or not isinstance(pending[-1].job, Future)):
@@ -329,20 +196,6 @@ class _Job:
             yield from self.job
 
 
-def _compressor_failed(params: CompressorParams, where: str, error: Exception) -> InvalidBlock:
-    """A compressor that the recipe's params make fail (a hostile level or window): one line."""
-    return InvalidBlock(where, f"compressor {params.label} fails: {type(error).__name__}: {error}")
-
-
-def _compress(params: CompressorParams, content: bytes, where: str) -> bytes:
-    try:
-        return b"".join(recompress(params, [content]))
-    except ImporterError:
-        raise
-    except Exception as e:  # noqa: BLE001  (zlib.error, ValueError, OverflowError, LZMAError...)
-        raise _compressor_failed(params, where, e) from None
-
-
 def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
     while size > 0:
         piece = reader.read(min(PIECE, size))
@@ -359,7 +212,7 @@ class _Run:
         self.source = source
         self.plan = plan
         self.workers = workers
-        self.budget = _Budget(format_cid(plan.top.cid), plan.limits.max_total_size)
+        self.budget = ContentBudget(format_cid(plan.top.cid), plan.limits.max_total_size)
 
     def archive(self, cid: bytes, workers: int | None = None) -> Iterator[bytes]:
         """The rebuilt bytes of the planned archive ``cid``, never more than its declared size."""
@@ -368,7 +221,7 @@ class _Run:
         def overflow(limit: int) -> RebuildLimit:
             return RebuildLimit(format_cid(cid), f"rebuilds more than the {limit:,d} bytes its root declares")
 
-        return _bounded(_generate(self, planned, workers or self.workers), planned.root.size, overflow)
+        return bounded(_generate(self, planned, workers or self.workers), planned.root.size, overflow)
 
 
 def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None,
@@ -382,7 +235,7 @@ def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = 
     return plan.top.root, run.archive(root_cid)
 
 
-def _generate(run: _Run, planned: _Planned, workers: int) -> Iterator[bytes]:
+def _generate(run: _Run, planned: Planned, workers: int) -> Iterator[bytes]:
     recipe = planned.recipe
     # Two readers over the one frame: the container's runs come first, the body's after them.
     outer_skeleton = _SkeletonReader(run.source, recipe, 0)
@@ -397,7 +250,7 @@ def _generate(run: _Run, planned: _Planned, workers: int) -> Iterator[bytes]:
 
     with ThreadPoolExecutor(workers) as pool:
         body = _Body(run, planned, body_skeleton, pool)
-        reader = PieceReader(_bounded(body, planned.body_limit, overflow))
+        reader = PieceReader(bounded(body, planned.body_limit, overflow))
         for item in recipe.outer:
             if item is None:
                 while piece := reader.read(PIECE):
@@ -419,92 +272,9 @@ def _outer_stream(run: _Run, recipe: Recipe, item: OuterStream, reader: PieceRea
         if item.content_size <= PARALLEL_LIMIT:
             # A small stream (an sdist of thousands of gzip members has thousands): compressed here,
             # without the thread a streaming compressor needs.
-            yield _compress(params, b"".join(content), where)
+            yield compress_whole(params, b"".join(content), where)
         else:
             yield from pumped(params, content, where)
-
-
-#: Content pieces queued ahead of a streaming compressor: 4 pieces of at most 1 MiB.
-PUMP_DEPTH: Final = 4
-_END: Final = object()
-
-
-def pumped(params: CompressorParams, pieces: Iterable[bytes], where: str = "recipe") -> Iterator[bytes]:
-    """``recompress(params, pieces)`` with ``pieces`` iterated in the calling thread only.
-
-    The content comes from the block source (SQLite connections belong to the thread that opened
-    them), while some backends read their input in a thread of their own (GNU gzip's stdin
-    feeder). So the compressor runs in a worker thread fed through a bounded queue, and this
-    thread reads the source: memory stays bounded by PUMP_DEPTH pieces, and reading the store
-    overlaps with compressing. A compressor failure not of the importer's making (hostile params)
-    is re-raised here as one :class:`InvalidBlock` naming ``where``.
-    """
-    inbox: queue.Queue[object] = queue.Queue(PUMP_DEPTH)
-    outbox: queue.SimpleQueue[object] = queue.SimpleQueue()  # unbounded: the worker never blocks on it
-    stop = threading.Event()
-
-    def feed() -> Iterator[bytes]:
-        while (piece := inbox.get()) is not _END:
-            yield piece  # type: ignore[misc]
-
-    def work() -> None:
-        try:
-            for out in recompress(params, feed()):
-                if stop.is_set():
-                    return
-                outbox.put(out)
-            outbox.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            outbox.put(exc)
-
-    worker = threading.Thread(target=work, name="recompress", daemon=True)
-    worker.start()
-    done = False
-
-    def drain(block: bool) -> Iterator[bytes]:
-        nonlocal done
-        while not done:
-            try:
-                item = outbox.get(block=block)
-            except queue.Empty:
-                return
-            if item is _END:
-                done = True
-            elif isinstance(item, BaseException):
-                done = True
-                if isinstance(item, Exception) and not isinstance(item, ImporterError):
-                    raise _compressor_failed(params, where, item) from None
-                raise item
-            else:
-                yield item  # type: ignore[misc]
-
-    try:
-        for piece in pieces:
-            while True:
-                try:
-                    inbox.put(piece, timeout=0.05)
-                    break
-                except queue.Full:
-                    yield from drain(False)
-                    if done:  # the worker failed or finished early: stop feeding it
-                        break
-            yield from drain(False)
-            if done:
-                break
-        if not done:
-            inbox.put(_END)
-        yield from drain(True)
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting for input, then let it end
-            try:
-                inbox.put_nowait(_END)
-            except queue.Full:
-                try:
-                    inbox.get_nowait()
-                except queue.Empty:
-                    pass
-            worker.join(0.05)
 
 
 def rebuild(source: BlockSource, root_cid: bytes, write: Callable[[bytes], object] | None = None, *,

@@ -50,6 +50,7 @@ from typing import Any, Final
 from ..dag.cbor import Link, decode_dag_cbor, encode_dag_cbor
 from ..dag.cbor import cbor_head as _head
 from ..dag.cid import DAG_CBOR, DAG_PB, RAW, cid_codec, cid_of_block, format_cid
+from ..dag.fields import MAX_FIELD_INT, Fields, checked_int, checked_link, kind_of
 from ..errors import ImporterError, InvalidBlock
 from ..sinks.base import BlockSink, BlockSource
 from ..sinks.guard import check_block_size
@@ -72,8 +73,6 @@ PAGE_BYTES: Final = 512 * 1024
 #: has a 1.5 MB ``outer``) are paged. Real archives have a few outer items and params and rarely
 #: 1,700 extra files (38 bytes per link), so their recipes stay version 1.
 INLINE_LIST_BYTES: Final = 64 * 1024
-#: Largest integer in a size, offset or count field: int64, as Go readers of the schema decode it.
-MAX_FIELD_INT: Final = (1 << 63) - 1
 #: Most member entries a recipe may declare: what the importer accepts (``Limits.max_members``).
 MAX_MEMBERS: Final = DEFAULT_LIMITS.max_members
 #: Longest archive name: 1024 bytes, four times NAME_MAX (255), enough for any wheel or sdist
@@ -241,67 +240,6 @@ def write_root(root: ArchiveRoot, sink: BlockSink) -> bytes:
 
 # -- reading -----------------------------------------------------------------------------------
 
-class _Fields:
-    """Typed access to one decoded map; every defect an InvalidBlock naming the block and field."""
-
-    def __init__(self, where: str, what: str, node: object) -> None:
-        if not isinstance(node, dict):
-            raise InvalidBlock(where, f"{what} is not a map")
-        self.where = where
-        self.what = what
-        self.node = node
-
-    def fail(self, reason: str) -> InvalidBlock:
-        return InvalidBlock(self.where, f"{self.what} {reason}")
-
-    def get(self, key: str) -> object:
-        if key not in self.node:
-            raise self.fail(f"has no {key!r} field")
-        return self.node[key]
-
-    def integer(self, key: str, low: int = 0, high: int = MAX_FIELD_INT) -> int:
-        return _checked_int(self.get(key), low, high, lambda r: self.fail(f"field {key!r} {r}"))
-
-    def text(self, key: str) -> str:
-        value = self.get(key)
-        if not isinstance(value, str):
-            raise self.fail(f"field {key!r} is {_kind(value)}, not a string")
-        return value
-
-    def link(self, key: str, *codecs: int) -> bytes:
-        return _checked_link(self.get(key), codecs, lambda r: self.fail(f"field {key!r} {r}"))
-
-
-def _kind(value: object) -> str:
-    """What a decoded value is, in the schema's terms."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, Link):
-        return "a link"
-    return {int: "an integer", str: "a string", bytes: "bytes", list: "a list", dict: "a map",
-            float: "a float", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _checked_int(value: object, low: int, high: int, fail: Callable[[str], InvalidBlock]) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise fail(f"is {_kind(value)}, not an integer")
-    if not low <= value <= high:
-        raise fail(f"value {value} is outside {low}..{high}")
-    return value
-
-
-def _checked_link(value: object, codecs: tuple[int, ...], fail: Callable[[str], InvalidBlock]) -> bytes:
-    if not isinstance(value, Link):
-        raise fail(f"is {_kind(value)}, not a CID link")
-    cid = bytes(value)
-    if codecs and cid_codec(cid) not in codecs:
-        raise fail(f"links to {format_cid(cid)}, which is not a {' or '.join(_CODEC_WORDS[c] for c in codecs)} block")
-    return cid
-
-
-_CODEC_WORDS: Final = {DAG_CBOR: "dag-cbor", DAG_PB: "dag-pb", RAW: "raw"}
-
-
 def _decode(source: BlockSource, cid: bytes, what: str) -> Any:
     if cid_codec(cid) != DAG_CBOR:
         raise InvalidBlock(format_cid(cid), f"not a dag-cbor block: not a dpip {what}")
@@ -317,41 +255,41 @@ def read_root(source: BlockSource, cid: bytes) -> ArchiveRoot:
     if node.get("dpip") != SCHEMA_VERSION or isinstance(node.get("dpip"), bool):
         raise InvalidBlock(where, f"archive schema version {node.get('dpip')!r} is not supported "
                                   f"(this dpip-import reads version {SCHEMA_VERSION})")
-    f = _Fields(where, "archive root", node)
+    f = Fields(where, "archive root", node)
     name = f.text("name")
     if "\0" in name or not name or len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise f.fail(f"name {name[:80]!r} is empty, longer than {MAX_NAME_BYTES} bytes or holds a NUL")
     sha256 = f.get("sha256")
     if not isinstance(sha256, bytes) or isinstance(sha256, Link) or len(sha256) != 32:
-        raise f.fail(f"field 'sha256' is {_kind(sha256)}"
+        raise f.fail(f"field 'sha256' is {kind_of(sha256)}"
                      f"{f' of {len(sha256)} bytes' if isinstance(sha256, bytes) else ''}, not 32 bytes")
     return ArchiveRoot(name=name, size=f.integer("size"), sha256=sha256, tree=f.link("tree", DAG_PB),
                        recipe=f.link("recipe", DAG_CBOR))
 
 
-def _paged_list(source: BlockSource, f: _Fields, key: str, version: int) -> list[Any]:
+def _paged_list(source: BlockSource, f: Fields, key: str, version: int) -> list[Any]:
     """A list field, inline or (version 2) paged; a paged list's count and pages are checked."""
     value = f.get(key)
     if isinstance(value, list):
         return value
     if version < RECIPE_V2 or not isinstance(value, dict):
-        raise f.fail(f"field {key!r} is {_kind(value)}, not a list")
-    paged = _Fields(f.where, f"recipe {key!r} paged list", value)
+        raise f.fail(f"field {key!r} is {kind_of(value)}, not a list")
+    paged = Fields(f.where, f"recipe {key!r} paged list", value)
     count = paged.integer("n", 0, MAX_LIST_ITEMS)
     return _read_pages(source, paged, "pages", count, lambda item: item)
 
 
-def _read_pages(source: BlockSource, f: _Fields, key: str, count: int, convert: Callable[[Any], Any]) -> list[Any]:
+def _read_pages(source: BlockSource, f: Fields, key: str, count: int, convert: Callable[[Any], Any]) -> list[Any]:
     """The items of the pages linked from ``f[key]``: exactly ``count``, no page twice, none empty."""
     links = f.get(key)
     if not isinstance(links, list):
-        raise f.fail(f"field {key!r} is {_kind(links)}, not a list")
+        raise f.fail(f"field {key!r} is {kind_of(links)}, not a list")
     if len(links) > count:
         raise f.fail(f"lists {len(links)} pages for {count} items")
     seen: set[bytes] = set()
     items: list[Any] = []
     for index, link in enumerate(links):
-        page_cid = _checked_link(link, (DAG_CBOR,), lambda r, i=index: f.fail(f"page {i} {r}"))  # type: ignore[misc]
+        page_cid = checked_link(link, (DAG_CBOR,), lambda r, i=index: f.fail(f"page {i} {r}"))  # type: ignore[misc]
         if page_cid in seen:
             raise f.fail(f"lists page {format_cid(page_cid)} twice")
         seen.add(page_cid)
@@ -370,7 +308,7 @@ def _read_pages(source: BlockSource, f: _Fields, key: str, count: int, convert: 
 def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
     """Decode and check a recipe (version 1 or 2): every field's type and range, every index."""
     where = format_cid(cid)
-    f = _Fields(where, "recipe", _decode(source, cid, "recipe"))
+    f = Fields(where, "recipe", _decode(source, cid, "recipe"))
     version = f.integer("v", RECIPE_V1, RECIPE_V2)
     body = f.text("body")
     if body not in BODIES:
@@ -379,7 +317,7 @@ def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
     params = _paged_list(source, f, "params", version)
     for i, entry in enumerate(params):
         _check_params(entry, f, i)
-    extra = [_checked_link(c, (DAG_PB, RAW), lambda r, i=i: f.fail(f"extra {i} {r}"))  # type: ignore[misc]
+    extra = [checked_link(c, (DAG_PB, RAW), lambda r, i=i: f.fail(f"extra {i} {r}"))  # type: ignore[misc]
              for i, c in enumerate(_paged_list(source, f, "extra", version))]
     count = f.integer("members", 0, MAX_MEMBERS)
     members = _read_pages(source, f, "pages", count, lambda entry: _member(entry, f))
@@ -390,53 +328,53 @@ def read_recipe(source: BlockSource, cid: bytes) -> Recipe:
     return recipe
 
 
-def _outer_item(item: object, f: _Fields, index: int) -> OuterItem | None:
+def _outer_item(item: object, f: Fields, index: int) -> OuterItem | None:
     def fail(reason: str) -> InvalidBlock:
         return f.fail(f"outer item {index} {reason}")
 
     if not isinstance(item, list) or not item:
-        raise fail(f"is {_kind(item)}, not a non-empty list")
-    kind = _checked_int(item[0], 0, 2, fail)
+        raise fail(f"is {kind_of(item)}, not a non-empty list")
+    kind = checked_int(item[0], 0, 2, fail)
     arity = {OUTER_SKELETON: 2, OUTER_STREAM: 5, OUTER_BODY: 1}[kind]
     if len(item) != arity:
         raise fail(f"has {len(item)} fields, kind {kind} has {arity}")
     if kind == OUTER_BODY:
         return None
     if kind == OUTER_SKELETON:
-        return _checked_int(item[1], 0, MAX_FIELD_INT, fail)
-    return OuterStream(_checked_int(item[1], -1, MAX_FIELD_INT, fail), _checked_int(item[2], -1, MAX_FIELD_INT, fail),
-                       _checked_int(item[3], 0, MAX_FIELD_INT, fail), _checked_int(item[4], 0, MAX_FIELD_INT, fail))
+        return checked_int(item[1], 0, MAX_FIELD_INT, fail)
+    return OuterStream(checked_int(item[1], -1, MAX_FIELD_INT, fail), checked_int(item[2], -1, MAX_FIELD_INT, fail),
+                       checked_int(item[3], 0, MAX_FIELD_INT, fail), checked_int(item[4], 0, MAX_FIELD_INT, fail))
 
 
-def _check_params(entry: object, f: _Fields, index: int) -> None:
+def _check_params(entry: object, f: Fields, index: int) -> None:
     from ..compress import CompressorParams
 
     if not isinstance(entry, dict):
-        raise f.fail(f"params {index} is {_kind(entry)}, not a map")
+        raise f.fail(f"params {index} is {kind_of(entry)}, not a map")
     try:
         CompressorParams.from_dict(entry)
     except ImporterError as e:
         raise f.fail(f"params {index}: {e}") from None
 
 
-def _member(entry: object, f: _Fields) -> MemberEntry:
+def _member(entry: object, f: Fields) -> MemberEntry:
     def fail(reason: str) -> InvalidBlock:
         return f.fail(f"member entry {reason}")
 
     if not isinstance(entry, list) or len(entry) != 3:
-        raise fail(f"is {_kind(entry)}{f' of {len(entry)}' if isinstance(entry, list) else ''}, not a list of 3")
+        raise fail(f"is {kind_of(entry)}{f' of {len(entry)}' if isinstance(entry, list) else ''}, not a list of 3")
     before, source, params = entry
     member_source: str | int | bytes
     if isinstance(source, Link):
-        member_source = _checked_link(source, (DAG_CBOR,), fail)
+        member_source = checked_link(source, (DAG_CBOR,), fail)
     elif isinstance(source, str):
         if not source or "\0" in source:
             raise fail(f"source path {source!r} is empty or holds a NUL")
         member_source = source
     else:
-        member_source = _checked_int(source, -1, MAX_FIELD_INT, fail)
-    return MemberEntry(_checked_int(before, 0, MAX_FIELD_INT, fail), member_source,
-                       _checked_int(params, -1, MAX_FIELD_INT, fail))
+        member_source = checked_int(source, -1, MAX_FIELD_INT, fail)
+    return MemberEntry(checked_int(before, 0, MAX_FIELD_INT, fail), member_source,
+                       checked_int(params, -1, MAX_FIELD_INT, fail))
 
 
 def _check_indices(recipe: Recipe, where: str) -> None:

@@ -32,7 +32,7 @@ from .source import add_source_options, open_block_source
 if TYPE_CHECKING:
     from ..archive.delta import DeltaReport
     from ..archive.importer import ImportReport
-    from ..archive.rebuild import RebuildLimits
+    from ..archive.plan import RebuildLimits
     from ..sinks.store import BlockStore
 
 #: ``--open-nested`` default, chosen from the benchmark (REPORT.md, "Nested members").
@@ -100,7 +100,7 @@ def _add_rebuild_limit(p: argparse.ArgumentParser) -> None:
 
 
 def _rebuild_limits(args: argparse.Namespace) -> RebuildLimits:
-    from ..archive.rebuild import RebuildLimits
+    from ..archive.plan import RebuildLimits
 
     return RebuildLimits(max_total_size=args.max_total_size, max_work=4 * args.max_total_size)
 
@@ -319,7 +319,8 @@ def run_fetch(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..archive.rebuild import RebuildPlan, rebuild
+    from ..archive.plan import RebuildPlan
+    from ..archive.rebuild import rebuild
     from ..sinks.car import iter_dag
     from .lookup import resolve_archive
     from .output import printable

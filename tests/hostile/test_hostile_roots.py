@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import pytest
 
-from importer.archive.rebuild import RebuildPlan
+from importer.archive.plan import RebuildPlan
 from importer.archive.recipe import MAX_MEMBERS
 from importer.dag.cbor import Link, encode_dag_cbor
 from importer.dag.cid import DAG_CBOR, cid_of_block, format_cid
