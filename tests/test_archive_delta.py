@@ -369,7 +369,8 @@ def test_new_release_is_stored_as_deltas_and_every_release_fetches_back(
     # Version 3's leaves reference version 2's deltas: a chain of two.
     assert delta_depths(store) == [1, 1, 1, 1, 2, 2, 2, 2]
     for release in releases:  # also the older ones, whose leaves the later deltas reference
-        rc, _, err = cli("fetch", _root_of(store, archive(release, kind).name), "-o", tmp_path / "out", "--store", store)
+        rc, _, err = cli("fetch", _root_of(store, archive(release, kind).name), "-o", tmp_path / "out", "--store", store,
+                         "--force")  # each release replaces the previous one
         assert rc == 0, err
         assert sha256_file(tmp_path / "out") == sha256_file(archive(release, kind))
     rc, out, err = cli("store", "verify", "--store", store)
