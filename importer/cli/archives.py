@@ -15,6 +15,7 @@ from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
+from .node import add_push_options, push_roots
 from .options import add_import_options, add_store_option, settings_from_args
 from .source import add_source_options, open_block_source
 
@@ -57,6 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
                        help="in a compressing store, keep the leaves of files changed since the project's "
                             "previous archive as zstd deltas against its leaves (default: on)")
+        add_push_options(p, after_import=True)
         p.set_defaults(handler=run_import, kind=kind)
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
     p.add_argument("root", metavar="ROOT")
@@ -96,6 +98,8 @@ def run_import(args: argparse.Namespace) -> int:
     limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
+    if args.push and (args.only_hash or args.car):
+        raise InvalidOption("--push sends archives from the embedded store: not with --only-hash or --car")
     for path in args.files:
         if not os.path.isfile(path):
             raise InvalidArchive(path, "no such file" if not os.path.exists(path) else "not a regular file")
@@ -137,6 +141,9 @@ def run_import(args: argparse.Namespace) -> int:
 
             store.flush()
             export_car(store, roots, args.car)
+        if args.push and store is not None:
+            store.flush()
+            push_roots(args, store, roots)
     finally:
         if store is not None:
             store.close()
@@ -222,7 +229,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     from ..archive.recipe import read_root
 
     root = parse_cid(args.root)
-    with open_block_source(args) as store:
+    with open_block_source(args, whole_dags=True) as store:
         out = args.output or read_root(store, root).name
         archive = fetch(store, root, out)
     print(f"fetched {archive.name}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) -> {out}")
@@ -234,7 +241,7 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..sinks.car import iter_dag
 
     root = parse_cid(args.root)
-    with open_block_source(args) as store:
+    with open_block_source(args, whole_dags=True) as store:
         blocks = sum(1 for _ in iter_dag(store, root))
         archive = fetch(store, root, None)
     print(f"ok {archive.name}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")

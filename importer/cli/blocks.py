@@ -22,7 +22,7 @@ from ..errors import InputError, InvalidBlock
 from ..sinks.base import BlockSource
 from ..sinks.store import BlockStore, default_store_path
 from .options import add_store_option
-from .source import add_source_options, open_block_source
+from .source import add_source_options, open_block_source, read_whole_dags
 
 #: Permission bits ``get`` applies from a stored mode: rwx for all three classes and the sticky
 #: bit (0o1777). setuid/setgid (0o6000) are dropped: a downloaded tree should never carry them.
@@ -78,6 +78,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
     parse_target(args.path)  # a bad CID is the user's error, reported before the store is opened
     with open_block_source(args) as store:
         cid = _resolve(store, args.path)
+        read_whole_dags(store)
         out = sys.stdout.buffer
         for chunk in iter_file(store, cid):
             out.write(chunk)
@@ -139,6 +140,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     output = Path(args.output or default_name)
     with open_block_source(args) as store:
         cid = resolve(store, root, path)
+        read_whole_dags(store)
         extract(store, cid, output)
     print(f"Saving file(s) to {output}", file=sys.stderr)
     return 0
@@ -238,6 +240,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     with open_block_source(args) as store:
         cid = _resolve(store, args.path)
+        read_whole_dags(store)
         export_car(store, cid, args.output)
     return 0
 

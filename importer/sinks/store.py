@@ -45,7 +45,7 @@ dictionary instead of adding a duplicate, and IDs stay unique.
 
 Forward compatibility: a reader that meets an encoding it does not know refuses that block with
 a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is
-refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 3 are
+refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 4 are
 migrated at open by adding the new tables.
 
 Attempts (``attempts`` table): rows of the compressor search's memo of process-starting attempts
@@ -101,7 +101,8 @@ MiB: Final = 1024 * 1024
 #: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
 #: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2). 4: adds ``delta_refs`` (encoding 3),
 #: and later ``attempts`` (a cache that older schema-4 code ignores, so the version stays 4).
-SCHEMA_VERSION: Final = 4
+#: 5: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``).
+SCHEMA_VERSION: Final = 5
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -183,6 +184,13 @@ _SCHEMA: Final = (
     ("CREATE TABLE IF NOT EXISTS attempts ("
      " key BLOB NOT NULL PRIMARY KEY,"
      " value BLOB NOT NULL)"),
+    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
+    # written only after the node pinned the root, so it holds the root's whole DAG.
+    ("CREATE TABLE IF NOT EXISTS pushed ("
+     " peer TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " pushed_at REAL NOT NULL,"
+     " PRIMARY KEY (peer, root))"),
 )
 
 
@@ -233,6 +241,15 @@ def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("dpip-importer")) / "store"
+
+
+@dataclass(frozen=True, slots=True)
+class PushedRoot:
+    """A root an IPFS node (named by its peer ID) holds pinned, as ``push`` recorded it."""
+
+    peer: str
+    root: bytes
+    pushed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -685,6 +702,28 @@ class BlockStore:
         """The index, oldest import first."""
         for row in self._conn.execute("SELECT name, root, sha256, size, imported_at FROM archives ORDER BY rowid"):
             yield ArchiveRecord(row[0], bytes(row[1]), bytes(row[2]), int(row[3]), float(row[4]))
+
+    # -- roots pushed to IPFS nodes (importer.sinks.push) ----------------------------------------
+
+    def record_pushed(self, peer: str, roots: Iterable[bytes], pushed_at: float) -> None:
+        """Record that the node ``peer`` holds ``roots`` pinned (a root pushed again gets the new time)."""
+        with self._transaction("record pushed roots"):
+            self._conn.executemany("INSERT OR REPLACE INTO pushed VALUES (?, ?, ?)",
+                                   [(peer, root, pushed_at) for root in roots])
+
+    def pushed_roots(self, peer: str) -> list[PushedRoot]:
+        """The roots recorded for ``peer``, newest push first."""
+        try:
+            rows = self._conn.execute("SELECT root, pushed_at FROM pushed WHERE peer = ? "
+                                      "ORDER BY pushed_at DESC, rowid DESC", (peer,)).fetchall()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read pushed roots: {e}") from None
+        return [PushedRoot(peer, bytes(root), float(at)) for root, at in rows]
+
+    def forget_pushed(self, peer: str, roots: Iterable[bytes]) -> None:
+        """Drop the records of ``roots`` for ``peer`` (the node no longer holds them)."""
+        with self._transaction("forget pushed roots"):
+            self._conn.executemany("DELETE FROM pushed WHERE peer = ? AND root = ?", [(peer, r) for r in roots])
 
     # -- reading -------------------------------------------------------------------------------
 
