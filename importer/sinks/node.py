@@ -32,7 +32,7 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -57,8 +57,8 @@ API_FILE: Final = "api"
 #: long and random-looking; a CAR is read by its lengths anyway, the boundary only ends the part.
 _BOUNDARY: Final = "dpip-import-car-2b1f07c4e8a94d5f9b3c6a0e1d7f2c85"
 
-# ipfshttpclient passes ``strict`` to urllib3, which warns on every request; users must not see it.
-warnings.filterwarnings("ignore", message=r"The 'strict' parameter is no longer needed", category=FutureWarning)
+#: urllib3's warning about the ``strict`` parameter ipfshttpclient passes on every request.
+_STRICT_WARNING: Final = r"The 'strict' parameter is no longer needed"
 
 
 def find_api(cli_value: str | None) -> Endpoint:
@@ -120,14 +120,21 @@ class NodeClient:
                                               headers=self._headers, timeout=self.timeout, session=True)
         return self._rpc
 
-    def _call(self, call: str, cid: str | None, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run one ipfshttpclient call; its exceptions become one RemoteError naming the call."""
+    def _call(self, call: str, cid: str | None, fn: Callable[[], Any], *,
+              absent: Callable[[str], bool] | None = None) -> Any:
+        """Run one ipfshttpclient call; its exceptions become one RemoteError naming the call, except
+        an error answer that ``absent`` recognizes as "no such thing", which gives None."""
         from ipfshttpclient import exceptions
 
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # users must not see urllib3's warning (module docstring)
+                warnings.filterwarnings("ignore", message=_STRICT_WARNING, category=FutureWarning)
+                return fn()
         except exceptions.ErrorResponse as e:
-            raise RemoteError(self.source, f"{call}: {e.args[0] if e.args else e}", cid) from None
+            message = str(e.args[0] if e.args else e)
+            if absent is not None and absent(message):
+                return None
+            raise RemoteError(self.source, f"{call}: {message}", cid) from None
         except exceptions.TimeoutError:
             raise RemoteError(self.source, f"{call}: {describe(TimeoutError(), self.timeout)}", cid) from None
         except exceptions.StatusError as e:
@@ -158,15 +165,10 @@ class NodeClient:
 
     def is_pinned(self, cid: bytes) -> bool:
         """True if ``cid`` is pinned recursively on the node (``pin/ls --type=recursive``)."""
-        from ipfshttpclient import exceptions
-
         name = format_cid(cid)
-        try:
-            answer = self._client().pin.ls(name, type="recursive")
-        except exceptions.ErrorResponse:
-            return False  # "not pinned" (Kubo and js-ipfs answer an error)
-        except exceptions.Error:
-            return bool(self._call("pin/ls", name, lambda: self._client().pin.ls(name, type="recursive")))
+        # "not pinned": Kubo and js-ipfs answer an error for a CID that is not
+        answer = self._call("pin/ls", name, lambda: self._client().pin.ls(name, type="recursive"),
+                            absent=lambda message: "not pinned" in message)
         keys = _field(answer, "Keys")
         return keys is not None and len(keys) > 0
 
@@ -175,16 +177,8 @@ class NodeClient:
 
     def files_stat(self, path: str) -> str | None:
         """The CID at an MFS path (``files/stat``), None when nothing is there."""
-        from ipfshttpclient import exceptions
-
-        try:
-            answer = self._client().files.stat(path)
-        except exceptions.ErrorResponse as e:
-            if "not exist" in str(e.args[0] if e.args else e):
-                return None
-            raise RemoteError(self.source, f"files/stat: {e.args[0] if e.args else e}", path) from None
-        except exceptions.Error:
-            answer = self._call("files/stat", path, lambda: self._client().files.stat(path))
+        answer = self._call("files/stat", path, lambda: self._client().files.stat(path),
+                            absent=lambda message: "does not exist" in message)
         value = _field(answer, "Hash")
         return value if isinstance(value, str) else None
 

@@ -44,11 +44,15 @@ CHUNK_BYTES: Final = 1024 * 1024
 #: release of a project shares the most with the next; older ones add little, and each costs a
 #: walk of its DAG's inner blocks.
 MAX_BASES: Final = 8
-#: A dag-pb link whose Tsize (the bytes of its whole sub-DAG, as Kubo counts) is at most this
-#: is known by its CID without reading its block: a file of one 256 KiB leaf, a small
-#: directory. Reading it could only reveal children to skip, and if the sub-DAG changed, what is
-#: resent because of it is at most this many bytes; leaves are never read at all this way.
-SMALL_SUBDAG: Final = 256 * 1024
+#: A dag-pb link whose Tsize (the bytes of its whole sub-DAG, as Kubo counts) lies in
+#: ``[UNREAD_MIN, UNREAD_MAX]`` is known by its CID without reading its block. Such a sub-DAG is
+#: nearly always one leaf (a 256 KiB chunk of a file, or a file of one block), whose reading
+#: (decompress, hash) is the whole cost of walking a base; below 64 KiB reading is cheap, and
+#: directories, whose unchanged children must be known, are mostly that small. What not reading
+#: can cost: if such a sub-DAG was a directory that changed, its unchanged part is sent again,
+#: at most 256 KiB; never is a block the node lacks left out.
+UNREAD_MIN: Final = 64 * 1024
+UNREAD_MAX: Final = 256 * 1024 + 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +76,10 @@ def _is_identity(cid: bytes) -> bool:
 def known_blocks(store: BlockStore, bases: Sequence[bytes]) -> set[bytes]:
     """CIDs of blocks that pinning ``bases`` keeps on the node, as far as cheaply known.
 
-    Inner blocks are read from the store to follow their links; leaves and small sub-DAGs
-    (:data:`SMALL_SUBDAG`) are known by the links to them without reading them, and a part of a
-    base that is no longer in the store is known only by its CID. Knowing less only means
-    sending more, never less.
+    Blocks are read from the store to follow their links, except raw leaves and sub-DAGs sized
+    like a leaf (:data:`UNREAD_MIN` to :data:`UNREAD_MAX`), known by the links to them; a part
+    of a base no longer in the store is known only by its CID. Knowing less only means sending
+    more, never less.
     """
     known: set[bytes] = set()
     stack = list(bases)
@@ -95,7 +99,7 @@ def known_blocks(store: BlockStore, bases: Sequence[bytes]) -> set[bytes]:
             for link in decode_node(block, format_cid(cid)).links:
                 if link.cid in known:
                     continue
-                if link.tsize <= SMALL_SUBDAG:
+                if UNREAD_MIN <= link.tsize <= UNREAD_MAX:
                     known.add(link.cid)
                 else:
                     stack.append(link.cid)
@@ -107,10 +111,13 @@ def known_blocks(store: BlockStore, bases: Sequence[bytes]) -> set[bytes]:
 def push_bases(store: BlockStore, peer: str, root: bytes, names: dict[bytes, str]) -> list[bytes]:
     """The roots recorded for ``peer`` that a push of ``root`` subtracts, newest first.
 
-    For an archive of the index (``names``: root -> file name), the pushed archives of the same
-    project; for anything else, the newest roots pushed to the node. At most :data:`MAX_BASES`.
+    ``root`` itself if it was pushed before; then, for an archive of the index (``names``: root
+    -> file name), the pushed archives of the same project, and for anything else the newest
+    roots pushed to the node. At most :data:`MAX_BASES`.
     """
-    pushed = [p.root for p in store.pushed_roots(peer) if p.root != root]
+    recorded = [p.root for p in store.pushed_roots(peer)]
+    first = [root] if root in recorded else []
+    pushed = [r for r in recorded if r != root]
     name = names.get(root)
     this = parse_archive_name(name) if name else None
     if this is not None:
@@ -121,7 +128,7 @@ def push_bases(store: BlockStore, peer: str, root: bytes, names: dict[bytes, str
             if other is not None and other.project == this.project:
                 same.append(other_root)
         pushed = same
-    return pushed[:MAX_BASES]
+    return (first + pushed)[:MAX_BASES]
 
 
 def mfs_path(store: BlockStore, mfs: str, root: bytes) -> tuple[str, bytes]:
