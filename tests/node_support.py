@@ -24,11 +24,13 @@ import shutil
 import signal
 import socket
 import subprocess
+import tarfile
 import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -239,6 +241,15 @@ def running_jsipfs(folder: Path) -> Iterator[JsIpfs]:
 
 # ---------------------------------------------------------------------------------------------
 # Real Kubo as a second peer, and a verifying client
+
+
+def archive_members(archive: Path) -> dict[str, bytes]:
+    """The regular files of a wheel or sdist by their path in the archive, which is their path in its tree."""
+    if archive.suffix == ".whl":
+        with zipfile.ZipFile(archive) as z:
+            return {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
+    with tarfile.open(archive) as t:
+        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
 def kubo_pin_and_download(peer_addr: str, root: str, tree: str, dest: Path, deadline_s: float) -> dict[str, Any]:

@@ -12,8 +12,6 @@ import contextlib
 import http.client
 import io
 import shutil
-import tarfile
-import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,7 +28,7 @@ from importer.sinks.store import BlockStore
 
 from .archive_builders import built_projects
 from .conftest import RunCli
-from .node_support import enter_private_netns, verified_fetch
+from .node_support import archive_members, enter_private_netns, verified_fetch
 from .oracle_support import shared_dir
 
 pytestmark = [pytest.mark.xdist_group("ipfs-nodes")]
@@ -229,21 +227,13 @@ def test_a_block_missing_mid_car_cuts_the_answer_and_fetch_fails_in_one_line(
     assert not (tmp_path / "out.whl").exists()
 
 
-def members(archive: Path) -> dict[str, bytes]:
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as z:
-            return {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
-    with tarfile.open(archive) as t:
-        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
-
-
 def test_verified_fetch_gets_files_through_our_gateway_by_tree_and_through_the_archive_root(
         served: Served, tmp_path: Path) -> None:
     fetches: list[tuple[str, Path]] = []
     expected: dict[Path, bytes] = {}
     for archive in (served.wheel, served.sdist):
         root, tree = format_cid(served.roots[archive.name]), format_cid(served.trees[archive.name])
-        for i, (name, data) in enumerate(sorted(members(archive).items())):
+        for i, (name, data) in enumerate(sorted(archive_members(archive).items())):
             url = f"ipfs://{root}/tree/{name}" if i % 2 else f"ipfs://{tree}/{name}"
             out = tmp_path / f"{len(fetches)}.out"
             fetches.append((url, out))

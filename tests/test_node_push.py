@@ -15,7 +15,6 @@ import contextlib
 import io
 import json
 import socket
-import tarfile
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -30,7 +29,14 @@ from importer.sinks.store import BlockStore
 
 from .archive_builders import BuiltProject, built_projects
 from .conftest import RunCli
-from .node_support import JsIpfs, enter_private_netns, free_port, kubo_pin_and_download, running_jsipfs
+from .node_support import (
+    JsIpfs,
+    archive_members,
+    enter_private_netns,
+    free_port,
+    kubo_pin_and_download,
+    running_jsipfs,
+)
 from .oracle_support import shared_dir
 
 pytestmark = [pytest.mark.xdist_group("ipfs-nodes"), pytest.mark.slow]
@@ -59,15 +65,6 @@ def dag_blocks(store: Path, roots: list[bytes]) -> dict[bytes, int]:
     with BlockStore(store, create=False) as s:
         return {cid: len(block) for root in roots for cid, block in iter_dag(s, root, seen)
                 if split_cid(cid)[2] != IDENTITY}
-
-
-def members(archive: Path) -> dict[str, bytes]:
-    """The regular files of a wheel or sdist, by their path in the archive (= in its tree)."""
-    if archive.suffix == ".whl":
-        with zipfile.ZipFile(archive) as z:
-            return {i.filename: z.read(i) for i in z.infolist() if not i.is_dir()}
-    with tarfile.open(archive) as t:
-        return {m.name: t.extractfile(m).read() for m in t.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
 def pushed_line(out: str) -> tuple[int, int]:
@@ -141,7 +138,7 @@ def test_node_reads_back_every_member_through_the_archive_root(
     _, roots = store
     for archive in (projects[1].wheel, projects[1].sdist):
         root = format_cid(roots[archive.name])
-        for name, data in members(archive).items():
+        for name, data in archive_members(archive).items():
             assert node.rpc("cat", f"/ipfs/{root}/tree/{name}") == data, name
 
 
@@ -219,7 +216,7 @@ def test_cat_ls_get_through_the_node_match_the_archive(
         from importer.archive.recipe import read_root
 
         tree = format_cid(read_root(s, roots[projects[1].wheel.name]).tree)
-    files = members(projects[1].wheel)
+    files = archive_members(projects[1].wheel)
     empty = tmp_path / "s"
     for name, data in files.items():
         capsysbinary.readouterr()
@@ -249,7 +246,7 @@ def test_kubo_pins_a_pushed_root_over_bitswap_and_downloads_its_files(
     assert result["pinned"] and result["downloaded"], result
     assert format_cid(roots[wheel.name]) in result["pins"]
     got = {str(p.relative_to(dest)): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
-    assert got == members(wheel)
+    assert got == archive_members(wheel)
 
 
 # -- a node that dies mid-push ------------------------------------------------------------------
