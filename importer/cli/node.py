@@ -102,7 +102,8 @@ def push_roots(args: argparse.Namespace, store: BlockStore, roots: Sequence[byte
     for path in report.mfs_paths:
         out.write(f"mfs {path}\n")
     out.write(f"pushed {len(report.roots)} roots to {report.peer}: {report.blocks} blocks, {report.block_bytes:,d} "
-              f"bytes of blocks ({report.car_bytes:,d} CAR bytes) in {report.seconds:.1f} s; "
+              f"bytes of blocks ({report.car_bytes:,d} CAR bytes) in {report.seconds:.2f} s "
+              f"(dag/import {report.upload_seconds:.2f} s); "
               f"{report.bases} roots already there subtracted\n")
 
 
