@@ -310,9 +310,20 @@ def test_node_that_hangs_fails_after_timeout(fake_of: Callable[..., tuple[Fake, 
     root, _, tree = wheel_dag
     _, url = fake_of(kubo=True, hang=True)
     rc, out, err = fetch(cli, tmp_path, root, "--api", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: node {url}: {format_cid(root)}: no answer within "
+    assert_failed(rc, out, err, f"dpip-import fetch: node {url}: {format_cid(root)}: dag/export: no answer within "
                                 f"{TIMEOUT_S:g} s (--timeout)", tmp_path / "out")
     rc, out, err = cli("ls", "--api", url, "--timeout", str(TIMEOUT_S), "--store", tmp_path / "store",
                        format_cid(tree))
     assert rc == 1 and len(err.splitlines()) == 1, err
     assert err.startswith(f"dpip-import ls: node {url}: {format_cid(tree)}: block/get: no answer within "), err
+
+
+def test_node_block_over_2_mib_is_refused_before_it_is_read_whole(
+        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
+        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path) -> None:
+    _, _, tree = wheel_dag
+    _, url = fake_of(kubo=True, raw=lambda cid: b"\0" * (MAX_BLOCK + 1) if cid == tree else None)
+    rc, out, err = cli("ls", "--api", url, "--timeout", str(TIMEOUT_S), "--store", tmp_path / "store",
+                       format_cid(tree))
+    assert (rc, out, err) == (1, "", (f"dpip-import ls: node {url}: {format_cid(tree)}: block/get: answer longer "
+                                     f"than {MAX_BLOCK} bytes\n"))

@@ -5,18 +5,19 @@ same calls and turns ``pin/add`` into a cluster pin that then replicates to its 
 
 Which client carries which call, and why:
 
-* ``ipfshttpclient`` (the client the product names) carries ``id``, ``pin/add``, ``pin/ls``,
-  ``files/mkdir|stat|rm|cp`` and ``block/get`` (asked for as a stream and read with a bound, so
-  a hostile node cannot make us hold more than :data:`MAX_BLOCK`). Its ``connect()`` refuses
-  daemons of version 0.8 and later, so :class:`ipfshttpclient.Client` is built directly, and
-  urllib3's ``FutureWarning`` about ``strict`` that it triggers on every request is filtered
-  out here (it breaks on urllib3 3, hence ``urllib3<3`` in the dependencies).
-* Direct HTTP (:mod:`importer.sinks.transport`) carries ``dag/import`` and ``dag/export``.
-  ``dag/import`` takes a CAR as a multipart file; ipfshttpclient's multipart encoder reads
-  files or byte strings, while :mod:`importer.sinks.push` generates the CAR block by block as
-  it is sent (chunked transfer encoding), never holding the DAG. ``dag/export`` is read as it
-  arrives, each block checked before the next is read, under a deadline that moves on with
-  every block (:mod:`importer.sinks.remote`).
+* ``ipfshttpclient`` (the client the product names) carries ``id``, ``pin/add``, ``pin/ls`` and
+  ``files/mkdir|stat|rm|cp``. Its ``connect()`` refuses daemons of version 0.8 and later, so
+  :class:`ipfshttpclient.Client` is built directly, and urllib3's ``FutureWarning`` about
+  ``strict`` that it triggers on every request is kept from users (it breaks on urllib3 3,
+  hence ``urllib3<3`` in the dependencies).
+* Direct HTTP (:mod:`importer.sinks.transport`) carries what must stream or be bounded.
+  ``dag/import`` takes a CAR as a multipart file; ipfshttpclient's multipart encoder reads files
+  or byte strings, while :mod:`importer.sinks.push` generates the CAR block by block as it is
+  sent (chunked transfer encoding), never holding the DAG. ``dag/export`` is read as it arrives,
+  each block checked before the next is read, under a deadline that moves on with every block
+  (:mod:`importer.sinks.remote`). ``block/get`` is read with a bound of :data:`MAX_BLOCK`:
+  ipfshttpclient reads a whole answer in one piece even when streaming (``chunk_size=None``),
+  so a hostile node could make it hold any amount.
 
 The node is named as Kubo's ``--api`` takes it: a multiaddr (``/ip4/127.0.0.1/tcp/5001``,
 ``/dns/host/tcp/443/https``, ``/unix/path``) or an ``http(s)://`` URL; without ``--api``, the
@@ -30,7 +31,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..dag.cid import format_cid
-from ..errors import InvalidOption, RemoteDataError, RemoteError
+from ..errors import InvalidOption, RemoteError
 from .transport import DEFAULT_TIMEOUT, Answer, Endpoint, Session, describe, parse_endpoint
 
 #: Largest block accepted from any node or gateway: twice Kubo's 1 MiB block limit (``block put``
@@ -188,31 +188,6 @@ class NodeClient:
     def files_cp(self, source: str, path: str) -> None:
         self._call("files/cp", path, lambda: self._client().files.cp(source, path))
 
-    def fetch_block(self, cid: bytes) -> bytes:
-        """The bytes ``block/get`` returns for ``cid`` (not yet checked: the caller hashes them)."""
-        name = format_cid(cid)
-        chunks = self._call("block/get", name, lambda: self._client().block.get(name, stream=True))
-        deadline = time.monotonic() + self.timeout
-        data = bytearray()
-
-        def next_chunk() -> bytes | None:
-            return next(iter(chunks), None)
-
-        try:
-            while True:
-                chunk = self._call("block/get", name, next_chunk)
-                if chunk is None:
-                    return bytes(data)
-                data += chunk
-                if len(data) > MAX_BLOCK:
-                    raise RemoteDataError(self.source, f"block/get: block larger than {MAX_BLOCK} bytes", name)
-                if time.monotonic() > deadline:
-                    raise RemoteError(self.source, f"block/get: {describe(TimeoutError(), self.timeout)}", name)
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
-
     # -- direct HTTP -------------------------------------------------------------------------
 
     def dag_import(self, car: Iterable[bytes]) -> ImportAnswer:
@@ -226,7 +201,7 @@ class NodeClient:
             yield from car
             yield f"\r\n--{_BOUNDARY}--\r\n".encode()
 
-        with self._session.request("POST", "/dag/import?pin-roots=false&stats=true", body=body(),
+        with self._session.request("POST", "/dag/import?pin-roots=false&stats=true", body=body(), call="dag/import",
                                    headers={"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"},
                                    limit=MAX_JSON_ANSWER) as answer:
             text = answer.read_all().decode("utf-8", "replace")
@@ -260,15 +235,25 @@ class NodeClient:
             raise RemoteError(self.source, f"dag/import: HTTP {status} {text.strip()[:200]}")
         return ImportAnswer(tuple(roots), blocks, size)
 
+    def fetch_block(self, cid: bytes) -> bytes:
+        """The bytes ``block/get`` returns for ``cid`` (not yet checked: the caller hashes them)."""
+        name = format_cid(cid)
+        with self._session.request("POST", f"/block/get?arg={name}", what=name, call="block/get",
+                                   limit=MAX_BLOCK) as answer:
+            if answer.status != 200:
+                answer.limit = MAX_JSON_ANSWER
+                raise answer.fail(_error_message(answer.read_all()))
+            return answer.read_all()
+
     def open_dag(self, cid: bytes) -> Answer:
         """``dag/export`` of ``cid``: a CAR stream of its whole DAG, to be checked as it is read."""
         name = format_cid(cid)
-        answer = self._session.request("POST", f"/dag/export?arg={name}&progress=false", what=name)
+        answer = self._session.request("POST", f"/dag/export?arg={name}&progress=false", what=name,
+                                       call="dag/export")
         if answer.status != 200:
             with answer:
                 answer.limit = MAX_JSON_ANSWER
-                message = _error_message(answer.read_all())
-            raise RemoteError(self.source, f"dag/export: HTTP {answer.status} {message}", name)
+                raise answer.fail(f"HTTP {answer.status} {_error_message(answer.read_all())}")
         return answer
 
     def close(self) -> None:

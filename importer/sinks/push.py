@@ -209,7 +209,7 @@ def push(store: BlockStore, node: NodeClient, roots: Sequence[bytes], *, mfs: st
     try:
         node.dag_import(car)
     except RemoteError as e:
-        raise RemoteError(e.source, f"dag/import: {e.reason} ({car.blocks} blocks, {car.car_bytes:,d} CAR bytes "
+        raise RemoteError(e.source, f"{e.reason} ({car.blocks} blocks, {car.car_bytes:,d} CAR bytes "
                                     "sent; nothing recorded as pushed)", e.cid) from None
     upload_seconds = time.perf_counter() - upload_start
     node.pin_add(roots)

@@ -176,9 +176,10 @@ class Answer(io.RawIOBase):
     """
 
     def __init__(self, session: Session, conn: http.client.HTTPConnection, response: http.client.HTTPResponse,
-                 *, what: str | None, limit: int | None = None) -> None:
+                 *, what: str | None, call: str | None = None, limit: int | None = None) -> None:
         super().__init__()
         self.session = session
+        self.call = call
         self.conn = conn
         self.response = response
         self.source = session.source
@@ -199,8 +200,9 @@ class Answer(io.RawIOBase):
         """Progress was made: the next part of the answer has ``timeout`` seconds again."""
         self.deadline = time.monotonic() + self.timeout
 
-    def fail(self, reason: str) -> RemoteError:
-        return RemoteError(self.source, reason, self.what)
+    def fail(self, reason: str, error: type[RemoteError] = RemoteError) -> RemoteError:
+        """The error naming the source, the call (``block/get:``) if any, and the CID."""
+        return error(self.source, _prefixed(self.call, reason), self.what)
 
     def readable(self) -> bool:
         return True
@@ -214,7 +216,7 @@ class Answer(io.RawIOBase):
             if self.received >= self.limit:
                 # One byte past the limit tells "longer than allowed" from "exactly the limit".
                 if self._read(bytearray(1), remaining):
-                    raise RemoteDataError(self.source, f"answer longer than {self.limit} bytes", self.what)
+                    raise self.fail(f"answer longer than {self.limit} bytes", RemoteDataError)
                 return 0
             want = min(want, self.limit - self.received)
         n = self._read(memoryview(buffer)[:want], remaining)
@@ -284,12 +286,13 @@ class Session:
             self._idle.close()
             self._idle = None
 
-    def request(self, method: str, target: str, *, what: str | None = None,
+    def request(self, method: str, target: str, *, what: str | None = None, call: str | None = None,
                 headers: Mapping[str, str] | None = None, body: bytes | Iterable[bytes] | None = None,
                 limit: int | None = None) -> Answer:
         """Send one request and return its answer, whatever its status (the caller decides).
 
-        ``target`` is the path and query below ``endpoint.base``. An iterable ``body`` is sent
+        ``target`` is the path and query below ``endpoint.base``; ``what`` (a CID) and ``call``
+        (``dag/export``) name the request in errors. An iterable ``body`` is sent
         with chunked transfer encoding as it is produced, so it is never held whole, and always
         on a new connection. A reused connection that the other side had closed meanwhile is
         replaced once (requests with a bytes body only: an iterable cannot be sent twice).
@@ -315,11 +318,15 @@ class Session:
                 if reused:
                     reused = False
                     continue
-                raise RemoteError(self.source, describe(e, self.timeout), what) from None
+                raise RemoteError(self.source, _prefixed(call, describe(e, self.timeout)), what) from None
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
-                raise RemoteError(self.source, describe(e, self.timeout), what) from None
+                raise RemoteError(self.source, _prefixed(call, describe(e, self.timeout)), what) from None
             except BaseException:
                 conn.close()
                 raise
-            return Answer(self, conn, response, what=what, limit=limit)
+            return Answer(self, conn, response, what=what, call=call, limit=limit)
+
+
+def _prefixed(call: str | None, reason: str) -> str:
+    return f"{call}: {reason}" if call else reason
