@@ -309,3 +309,25 @@ def test_schema_4_store_gains_the_pushed_table(tmp_path: Path) -> None:
         assert len(s.pushed_roots("peer")) == 1
     with sqlite3.connect(store / DB_NAME) as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+
+
+def test_import_with_push_sends_each_archive_after_importing_it(fake_rpc: tuple[FakeRpc, str], cli: RunCli,
+                                                                tmp_path: Path) -> None:
+    import zipfile
+
+    fake, api = fake_rpc
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("pkg/__init__.py", b"A = 1\n")
+    rc, out, err = cli("wheel", "--store", tmp_path / "store", "--push", "--api", api, wheel)
+    assert rc == 0, err
+    lines = out.splitlines()
+    root = lines[0].split()[1]
+    assert lines[0] == f"imported {root} {wheel.name}"
+    assert lines[-2] == f"pinned {root} {wheel.name}"
+    assert lines[-1].startswith("pushed 1 roots to 12D3KooWFakeNode: ")
+    assert [path for path, *_ in fake.requests] == ["/api/v0/id", "/api/v0/dag/import", "/api/v0/pin/add"]
+    assert fake.pinned == {root}
+    rc, _, err = cli("wheel", "--store", tmp_path / "store", "--push", "--car", tmp_path / "x.car", wheel)
+    assert (rc, err) == (1, ("dpip-import wheel: --push sends archives from the embedded store: not with "
+                            "--only-hash or --car\n"))
