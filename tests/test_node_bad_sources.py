@@ -42,6 +42,7 @@ class Fake:
     raw: Callable[[bytes], bytes | None] = lambda cid: None
     car: Callable[[], bytes] | None = None
     hang: bool = False
+    trickle: bool = False
     requests: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -76,6 +77,17 @@ def serve(fake: Fake, kubo: bool) -> tuple[http.server.ThreadingHTTPServer, str]
             if fake.hang:
                 fake.stop.wait(HANG_S)
                 return
+            if fake.trickle:  # headers at once, then a byte now and then: never idle for --timeout
+                self.send_response(200)
+                self.send_header("Content-Type", "application/vnd.ipld.raw")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                for _ in range(1000):
+                    if fake.stop.wait(TIMEOUT_S / 5):
+                        return
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                return
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             if kubo:
@@ -107,8 +119,13 @@ def serve(fake: Fake, kubo: bool) -> tuple[http.server.ThreadingHTTPServer, str]
 
         do_GET = do_POST = handle_any
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            pass  # a client that went away mid-answer is what these tests do; no traceback on stderr
+
+    server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
 
@@ -262,6 +279,18 @@ def test_gateway_that_hangs_fails_after_timeout(fake_of: Callable[..., tuple[Fak
     start = time.monotonic()
     rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
     assert time.monotonic() - start < HANG_S / 2
+    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: no answer within "
+                                f"{TIMEOUT_S:g} s (--timeout)", tmp_path / "out")
+
+
+def test_gateway_that_trickles_bytes_fails_after_timeout(fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
+                                                        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes],
+                                                        tmp_path: Path) -> None:
+    root, _, _ = wheel_dag
+    _, url = fake_of(trickle=True)
+    start = time.monotonic()
+    rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
+    assert time.monotonic() - start < 4 * TIMEOUT_S  # the probe for CARs, then the block: each within --timeout
     assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: no answer within "
                                 f"{TIMEOUT_S:g} s (--timeout)", tmp_path / "out")
 

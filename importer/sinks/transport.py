@@ -224,15 +224,22 @@ class Answer(io.RawIOBase):
         return n
 
     def _read(self, buffer: memoryview | bytearray, remaining: float) -> int:
+        """One read of at most ``len(buffer)`` bytes, waiting at most ``remaining`` seconds.
+
+        ``read1`` makes at most one read of the socket; ``readinto`` would loop until the buffer
+        is full, so a source sending a byte now and then would never meet the deadline check.
+        """
         import http.client
 
         sock = self.conn.sock
         if sock is not None:
             sock.settimeout(min(self.timeout, remaining))
         try:
-            return self.response.readinto(buffer)
+            data = self.response.read1(len(buffer))
         except (OSError, http.client.HTTPException) as e:
             raise self.fail(describe(e, self.timeout)) from None
+        buffer[:len(data)] = data
+        return len(data)
 
     def read_all(self) -> bytes:
         """The whole answer (within ``limit``)."""
