@@ -139,6 +139,7 @@ def wheel_dag(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[tup
         z.writestr("dpip_bad/__init__.py", "VALUE = 1\n" * 40000)  # ~400 kB: a file of two leaves
         z.writestr("dpip_bad/small.py", "x = 2\n")
         z.writestr("dpip_bad-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: dpip-bad\nVersion: 1.0\n")
+        z.writestr("dpip_bad-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
         z.writestr("dpip_bad-1.0.dist-info/RECORD", "")
     from importer.cli.main import main
 
@@ -199,53 +200,45 @@ def test_gateway_block_with_other_bytes_is_refused(fake_of: Callable[..., tuple[
     assert err.rstrip().endswith(", not to this CID")
 
 
-def test_gateway_car_cut_short_is_refused(fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
-                                          wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes],
-                                          tmp_path: Path) -> None:
+#: A block of no DAG here, for the CAR that holds one block too many.
+STRANGER = b"not part of this DAG"
+
+
+def bent_car(fake: Fake, bend: str) -> tuple[bytes, str]:
+    """A CAR of the wheel's DAG bent one way, and the start of the reason fetch must give."""
+    blocks = fake.blocks
+    if bend == "cut-short":
+        return fake.real_car()[:-1000], "invalid CAR at byte "
+    if bend == "extra-block":
+        stranger = cid_of_block(1, RAW, STRANGER)
+        return (fake.real_car() + encode_section(stranger, STRANGER),
+                f"CAR holds block {format_cid(stranger)}, which is not linked from the blocks before it")
+    if bend == "missing-block":
+        return (encode_car_header([fake.root]) + b"".join(encode_section(c, b) for c, b in blocks[:-1]),
+                f"CAR ended without block {format_cid(blocks[-1][0])}")
+    if bend == "block-twice":
+        return fake.real_car() + encode_section(*blocks[1]), f"CAR holds block {format_cid(blocks[1][0])} twice"
+    assert bend == "section-over-2-mib"
+    return encode_car_header([fake.root]) + encode_section(fake.root, b"\0" * (3 * 1024 * 1024)), "invalid CAR at byte "
+
+
+@pytest.mark.parametrize(("bend", "detail"), [
+    ("cut-short", "truncated (CAR cut short)"),
+    ("extra-block", "(not in the DAG asked for)"),
+    ("missing-block", ""),
+    ("block-twice", ""),
+    ("section-over-2-mib", f"exceeds the {MAX_BLOCK + 1024}-byte limit"),
+])
+def test_gateway_car_that_is_not_exactly_the_dag_is_refused(
+        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
+        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path, bend: str, detail: str) -> None:
     root, _, _ = wheel_dag
     fake, url = fake_of()
-    fake.car = lambda: fake.real_car()[:-1000]
+    car, reason = bent_car(fake, bend)
+    fake.car = lambda: car
     rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: invalid CAR at byte ",
-                  tmp_path / "out")
-    assert "truncated (CAR cut short)" in err
-
-
-def test_gateway_car_with_a_block_outside_the_dag_is_refused(
-        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
-        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path) -> None:
-    root, _, _ = wheel_dag
-    stranger = b"not part of this DAG"
-    stranger_cid = cid_of_block(1, RAW, stranger)
-    fake, url = fake_of()
-    fake.car = lambda: fake.real_car() + encode_section(stranger_cid, stranger)
-    rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: CAR holds block "
-                                f"{format_cid(stranger_cid)}, which is not linked from the blocks before it",
-                  tmp_path / "out")
-
-
-def test_gateway_car_without_a_block_of_the_dag_is_refused(
-        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
-        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path) -> None:
-    root, blocks, _ = wheel_dag
-    missing = blocks[-1][0]
-    fake, url = fake_of()
-    fake.car = lambda: encode_car_header([root]) + b"".join(encode_section(c, b) for c, b in blocks[:-1])
-    rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: CAR ended without block "
-                                f"{format_cid(missing)}", tmp_path / "out")
-
-
-def test_gateway_car_with_a_block_twice_is_refused(
-        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
-        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path) -> None:
-    root, blocks, _ = wheel_dag
-    fake, url = fake_of()
-    fake.car = lambda: fake.real_car() + encode_section(*blocks[1])
-    rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: CAR holds block "
-                                f"{format_cid(blocks[1][0])} twice", tmp_path / "out")
+    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: {reason}", tmp_path / "out")
+    assert detail in err
 
 
 def test_gateway_block_over_2_mib_is_refused_before_it_is_read_whole(
@@ -256,19 +249,6 @@ def test_gateway_block_over_2_mib_is_refused_before_it_is_read_whole(
     rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
     assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: answer longer than "
                                 f"{MAX_BLOCK} bytes", tmp_path / "out")
-
-
-def test_gateway_car_section_over_2_mib_is_refused(
-        fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,
-        wheel_dag: tuple[bytes, list[tuple[bytes, bytes]], bytes], tmp_path: Path) -> None:
-    root, _, _ = wheel_dag
-    huge = b"\0" * (3 * 1024 * 1024)
-    fake, url = fake_of()
-    fake.car = lambda: encode_car_header([root]) + encode_section(root, huge)
-    rc, out, err = fetch(cli, tmp_path, root, "--gateway", url)
-    assert_failed(rc, out, err, f"dpip-import fetch: gateway {url}: {format_cid(root)}: invalid CAR at byte ",
-                  tmp_path / "out")
-    assert "exceeds the" in err
 
 
 def test_gateway_that_hangs_fails_after_timeout(fake_of: Callable[..., tuple[Fake, str]], cli: RunCli,

@@ -234,9 +234,11 @@ def import_wheel(store: Path, folder: Path, name: str, content: bytes) -> bytes:
     import zipfile
 
     path = folder / name
+    dist_info = "-".join(name.split("-")[:2]) + ".dist-info"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("pkg/__init__.py", content)
         z.writestr("pkg/data.py", b"x = 1\n" * 20000)
+        z.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     assert main(["wheel", "--store", str(store), str(path)]) == 0
     with BlockStore(store, create=False) as s:
         return next(r.root for r in s.iter_archives() if r.name == name)
@@ -266,8 +268,8 @@ def test_push_refuses_what_it_cannot_push_before_sending_anything(fake_rpc: tupl
 
         tree = read_root(s, root).tree
     rc, _, err = cli("push", "--api", api, "--store", store, "pkg-9.9.tar.gz")
-    assert (rc, err) == (1, ("dpip-import push: 'pkg-9.9.tar.gz' is neither a CID nor the name of an archive in "
-                            "the store\n"))
+    assert (rc, err) == (1, ("dpip-import push: 'pkg-9.9.tar.gz': no archive of that name in the store's index "
+                            "(`dpip-import list` shows them)\n"))
     rc, _, err = cli("push", "--api", api, "--store", store, "--mfs", "/pypi", format_cid(tree))
     assert rc == 1 and err.startswith(f"dpip-import push: --mfs links archives into MFS, and {format_cid(tree)} "
                                       "is not one ("), err
@@ -297,13 +299,13 @@ def test_known_blocks_of_a_base_cover_its_whole_dag(tmp_path: Path) -> None:
         assert known_blocks(s, [root]) == {cid for cid, _ in iter_dag(s, root)}
 
 
-def test_schema_4_store_gains_the_pushed_table(tmp_path: Path) -> None:
+def test_schema_5_store_gains_the_pushed_table(tmp_path: Path) -> None:
     store = tmp_path / "store"
     with BlockStore(store):
         pass
-    with sqlite3.connect(store / DB_NAME) as conn:  # what schema 4 code wrote: no pushed table
+    with sqlite3.connect(store / DB_NAME) as conn:  # what schema 5 code wrote: no pushed table
         conn.execute("DROP TABLE pushed")
-        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     with BlockStore(store, create=False) as s:
         s.record_pushed("peer", [b"\x01\x55\x12\x20" + bytes(32)], 1.0)
         assert len(s.pushed_roots("peer")) == 1
@@ -319,6 +321,7 @@ def test_import_with_push_sends_each_archive_after_importing_it(fake_rpc: tuple[
     wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as z:
         z.writestr("pkg/__init__.py", b"A = 1\n")
+        z.writestr("pkg-1.0.dist-info/WHEEL", "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
     rc, out, err = cli("wheel", "--store", tmp_path / "store", "--push", "--api", api, wheel)
     assert rc == 0, err
     lines = out.splitlines()

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from ..dag.cid import format_cid, parse_cid
-from ..errors import InvalidCid, InvalidOption
+from ..dag.cid import format_cid
+from ..errors import InvalidOption
 from .options import add_store_option
 from .source import add_node_options
 
@@ -28,7 +28,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Stream the complete DAG of each archive (or any CID) to an IPFS node as one "
                                    "CARv1 (dag/import), minus the blocks of roots already pushed to that node, "
                                    "then pin the roots recursively and record them for the node's peer ID.")
-    p.add_argument("roots", nargs="+", metavar="ROOT|NAME", help="a CID, or an archive file name of the store's index")
+    p.add_argument("roots", nargs="+", metavar="ROOT|NAME",
+                   help="a CID, or an archive of the store's index by file name or sha256")
     add_push_options(p)
     add_store_option(p)
     p.set_defaults(handler=run_push)
@@ -54,20 +55,6 @@ def add_push_options(parser: argparse.ArgumentParser, *, after_import: bool = Fa
     add_node_options(parser)
     parser.add_argument("--mfs", metavar="PATH",
                         help="also link each archive's tree into the node's MFS as PATH/<project>/<file name>")
-
-
-def resolve_roots(store: BlockStore, texts: Sequence[str]) -> list[bytes]:
-    """Each text as a CID, else as an archive file name of the index (its newest import)."""
-    names = {record.name: record.root for record in store.iter_archives()}
-    roots = []
-    for text in texts:
-        try:
-            roots.append(parse_cid(text))
-        except InvalidCid:
-            if text not in names:
-                raise InvalidOption(f"{text!r} is neither a CID nor the name of an archive in the store") from None
-            roots.append(names[text])
-    return roots
 
 
 @contextmanager
@@ -109,9 +96,10 @@ def push_roots(args: argparse.Namespace, store: BlockStore, roots: Sequence[byte
 
 def run_push(args: argparse.Namespace) -> int:
     from ..sinks.store import BlockStore, default_store_path
+    from .lookup import resolve_archive
 
     with BlockStore(default_store_path(args.store), create=False) as store:
-        push_roots(args, store, resolve_roots(store, args.roots))
+        push_roots(args, store, [resolve_archive(store, text) for text in args.roots])
     return 0
 
 

@@ -105,6 +105,17 @@ def open_block_source(args: argparse.Namespace, *, create: bool = False,
         yield source
 
 
+def archive_index(source: BlockSource) -> BlockStore:
+    """The store whose archive index names archives for this source (``fetch NAME --gateway URL``):
+    the embedded store, or with ``--no-cache`` and no store, the empty temporary one."""
+    from ..sinks.remote import LayeredSource
+
+    if isinstance(source, LayeredSource):
+        return source.local if source.local is not None else source.cache
+    assert isinstance(source, BlockStore)
+    return source
+
+
 def read_whole_dags(source: BlockSource) -> None:
     """From now on, a block missing locally brings its whole DAG (after a path was resolved block by block)."""
     from ..sinks.remote import LayeredSource

@@ -9,7 +9,8 @@ checked against its CID by the source):
 * ``GET|HEAD /ipfs/{cid}?format=raw`` (or ``Accept: application/vnd.ipld.raw``): the block;
 * ``GET|HEAD /ipfs/{cid}[/{path}]?format=car`` (or ``Accept: application/vnd.ipld.car``): a
   CARv1 of the blocks that resolve ``path`` (through DAG-CBOR fields and UnixFS directories,
-  ``ROOT/tree/pkg/mod.py``), then of the DAG at its end, by ``dag-scope``: ``all`` (default,
+  ``ROOT/tree/pkg/mod.py``, by :func:`importer.dag.path.resolve_path`, whose shortcut
+  ``ROOT/pkg/mod.py`` below an archive root also works), then of the DAG at its end, by ``dag-scope``: ``all`` (default,
   the whole DAG, in ``ipfs dag export`` order), ``entity`` (a file's whole DAG, a directory's
   own blocks) or ``block``. Each block is sent once (``dups=n``), identity CIDs never; the
   content type says ``version=1; order=dfs; dups=n``.
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ..dag.cid import DAG_CBOR, DAG_PB, IDENTITY, RAW, cid_codec, format_cid, parse_cid, split_cid
-from ..dag.reader import Kind, PathError, lookup, stat
+from ..dag.cid import DAG_PB, IDENTITY, RAW, cid_codec, format_cid, parse_cid, split_cid
+from ..dag.path import resolve_path
+from ..dag.reader import Kind, PathError, stat
 from ..errors import BlockNotFound, ImporterError, InvalidBlock
 from ..sinks.base import BlockSource
 from ..sinks.car import encode_car_header, encode_section, iter_dag
@@ -90,43 +92,6 @@ class _Recorder:
 
     def has(self, cid: bytes) -> bool:
         return self.inner.has(cid)
-
-
-def resolve_path(source: BlockSource, root: bytes, segments: list[str]) -> bytes:
-    """The CID ``segments`` lead to from ``root``: DAG-CBOR map keys and list indices up to a link,
-    UnixFS directory entries (HAMTs included) below a dag-pb directory."""
-    import dag_cbor
-    from multiformats import CID
-
-    cid, walked, i = root, format_cid(root), 0
-    while i < len(segments):
-        codec = cid_codec(cid)
-        if codec == DAG_CBOR:
-            value: object = dag_cbor.decode(source.get(cid))
-            while not isinstance(value, CID):
-                if i == len(segments):
-                    raise PathError(walked, "ends inside a DAG-CBOR block, not at a link")
-                name = segments[i]
-                if isinstance(value, dict) and name in value:
-                    value = value[name]
-                elif isinstance(value, list) and name.isdigit() and int(name) < len(value):
-                    value = value[int(name)]
-                else:
-                    raise PathError(walked, f"no field {name!r}")
-                walked += "/" + name
-                i += 1
-            cid = bytes(value)
-        elif codec == DAG_PB:
-            node = stat(source, cid)
-            if node.kind is not Kind.DIRECTORY:
-                raise PathError(walked, f"is a {node.kind.value}, cannot look up {segments[i]!r} in it")
-            entry = lookup(source, cid, segments[i])
-            if entry is None:
-                raise PathError(walked, f"no link named {segments[i]!r}")
-            cid, walked, i = entry.cid, walked + "/" + segments[i], i + 1
-        else:
-            raise PathError(walked, "a raw block has no links to follow")
-    return cid
 
 
 class TrustlessGateway:
@@ -196,7 +161,7 @@ class TrustlessGateway:
         try:
             if split_cid(root)[2] != IDENTITY and not source.has(root):
                 return _error(404, f"block {name} is not in this gateway's store")
-            target = resolve_path(recorder, root, segments) if segments else root
+            target = resolve_path(recorder, root, "/".join(segments)) if segments else root
         except PathError as e:
             return _error(404, str(e))
         except (BlockNotFound, InvalidBlock) as e:
