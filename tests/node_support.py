@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import json
 import os
 import shutil
@@ -37,6 +38,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+
+from importer.cli.main import main
+from importer.dag.cid import IDENTITY, split_cid
+from importer.sinks.car import iter_dag
+from importer.sinks.store import BlockStore
 
 from .oracle_support import locate_oracles
 
@@ -278,3 +284,23 @@ def verified_fetch(gateway: str, fetches: Sequence[tuple[str, Path]], timeout_s:
     if proc.returncode != 0:
         pytest.fail(f"verified_fetch.mjs exited {proc.returncode}: {proc.stderr.strip()[-2000:]}", pytrace=False)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI and the store, for module-scoped fixtures
+
+
+def run(*argv: str | Path) -> tuple[int, str, str]:
+    """Run the CLI in-process, capturing its output (module-scoped fixtures cannot use ``cli``)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def dag_blocks(store: Path, roots: list[bytes]) -> dict[bytes, int]:
+    """Every block under ``roots`` (identity CIDs aside) and its size: what a push to an empty node sends."""
+    seen: set[bytes] = set()
+    with BlockStore(store, create=False) as s:
+        return {cid: len(block) for root in roots for cid, block in iter_dag(s, root, seen)
+                if split_cid(cid)[2] != IDENTITY}

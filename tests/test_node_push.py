@@ -12,7 +12,6 @@ next push completes; Kubo pins a pushed root over bitswap and downloads its file
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import socket
 import threading
@@ -23,8 +22,7 @@ from pathlib import Path
 import pytest
 
 from importer.cli.main import main
-from importer.dag.cid import IDENTITY, format_cid, parse_cid, split_cid
-from importer.sinks.car import iter_dag
+from importer.dag.cid import format_cid, parse_cid
 from importer.sinks.store import BlockStore
 
 from .archive_builders import BuiltProject, built_projects
@@ -32,9 +30,11 @@ from .conftest import RunCli
 from .node_support import (
     JsIpfs,
     archive_members,
+    dag_blocks,
     enter_private_netns,
     free_port,
     kubo_pin_and_download,
+    run,
     running_jsipfs,
 )
 from .oracle_support import shared_dir
@@ -44,27 +44,11 @@ pytestmark = [pytest.mark.xdist_group("ipfs-nodes"), pytest.mark.slow]
 PROJECT = "dpip-demo-setuptools"
 
 
-def run(*argv: str | Path) -> tuple[int, str, str]:
-    """Run the CLI in-process, capturing its output (for module-scoped fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
-
-
 def import_archives(store: Path, *paths: Path) -> dict[str, bytes]:
     """Import archives into ``store``; their roots by file name."""
     rc, out, err = run("auto", "--store", store, *paths)
     assert rc == 0, err
     return {line.split()[2]: parse_cid(line.split()[1]) for line in out.splitlines() if line.startswith("imported ")}
-
-
-def dag_blocks(store: Path, roots: list[bytes]) -> dict[bytes, int]:
-    """Every block under ``roots`` (identity CIDs aside) and its size."""
-    seen: set[bytes] = set()
-    with BlockStore(store, create=False) as s:
-        return {cid: len(block) for root in roots for cid, block in iter_dag(s, root, seen)
-                if split_cid(cid)[2] != IDENTITY}
 
 
 def pushed_line(out: str) -> tuple[int, int]:
@@ -152,7 +136,7 @@ def test_node_refs_and_dag_export_equal_our_dag_and_car(
                                                        unique="true").splitlines()]
         assert all(not r.get("Err") for r in refs)
         assert {parse_cid(r["Ref"]) for r in refs} | {root} == set(dag_blocks(path, [root]))
-        rc, _, err = run("export", "--store", path, format_cid(root), "-o", tmp_path / "ours.car")
+        rc, _, err = run("export", "--store", path, format_cid(root), "-o", tmp_path / "ours.car", "--force")
         assert rc == 0, err
         assert node.rpc("dag/export", format_cid(root)) == (tmp_path / "ours.car").read_bytes()
 
