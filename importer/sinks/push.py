@@ -32,8 +32,6 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Final
 
-from ..archive.delta import parse_archive_name
-from ..archive.recipe import read_root
 from ..dag.cid import DAG_PB, IDENTITY, RAW, cid_codec, format_cid, split_cid
 from ..dag.dagpb import decode_node
 from ..errors import BlockNotFound, ImporterError, InvalidOption, RemoteError
@@ -121,6 +119,8 @@ def push_bases(recorded: Sequence[bytes], root: bytes, names: Mapping[bytes, str
     -> file name), the pushed archives of the same project, and for anything else the newest
     roots pushed to the node. At most :data:`MAX_BASES`.
     """
+    from ..archive.delta import parse_archive_name  # here: only pushes to a node with records need it
+
     first = [root] if root in recorded else []
     pushed = [r for r in recorded if r != root]
     name = names.get(root)
@@ -138,6 +138,9 @@ def push_bases(recorded: Sequence[bytes], root: bytes, names: Mapping[bytes, str
 
 def mfs_path(store: BlockStore, mfs: str, root: bytes) -> tuple[str, bytes]:
     """``(MFS/<project>/<file name>, tree CID)`` of an archive root; InvalidOption for anything else."""
+    from ..archive.delta import parse_archive_name
+    from ..archive.recipe import read_root
+
     try:
         archive = read_root(store, root)
     except ImporterError as e:
