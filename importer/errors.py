@@ -184,3 +184,25 @@ class AmbiguousArchive(ImporterError, LookupError):
         super().__init__(f"{text!r} matches {len(candidates)} archives: {listed}; name one by its root CID")
         self.text = text
         self.candidates = candidates
+
+
+# -- IPFS nodes and gateways (importer.sinks.node, importer.sinks.gateway, importer.sinks.remote) --
+
+class RemoteError(ImporterError):
+    """A node or gateway failed us: unreachable, too slow, refused a call, or sent bad data.
+
+    ``source`` names it as the user gave it (``node /ip4/127.0.0.1/tcp/5001``, ``gateway
+    http://...``); ``cid`` is the block or DAG concerned, when there is one.
+    """
+
+    def __init__(self, source: str, reason: str, cid: str | None = None) -> None:
+        about = f"{cid}: " if cid else ""
+        super().__init__(f"{source}: {about}{reason}")
+        self.source = source
+        self.reason = reason
+        self.cid = cid
+
+
+class RemoteDataError(RemoteError, ValueError):
+    """A node or gateway sent data that fails verification: a block that does not hash to its CID,
+    a truncated CAR, a CAR with blocks outside the DAG asked for or without some of its blocks."""

@@ -24,8 +24,9 @@ from ..sinks.counting import CountingSink
 from ..sinks.guard import BlockSizeGuard
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
 from .blocks import FORCE_HELP
+from .node import add_push_options, push_roots
 from .options import add_import_options, add_json_option, add_store_option, settings_from_args
-from .source import add_source_options, open_block_source
+from .source import add_source_options, archive_index, open_block_source
 
 # The archive machinery (compressor backends, zstd, the store) is imported by the handlers
 # that use it, so that `dpip-import add` does not pay ~60 ms of start-up for it.
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
                        help="in a compressing store, keep the leaves of files changed since the project's "
                             "previous archive as zstd deltas against its leaves (default: on)")
+        add_push_options(p, after_import=True)
         p.set_defaults(handler=run_import, kind=kind)
     from .lookup import ARCHIVE_ARG_HELP
 
@@ -153,6 +155,8 @@ def run_import(args: argparse.Namespace) -> int:
     limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
+    if args.push and (args.only_hash or args.car):
+        raise InvalidOption("--push sends archives from the embedded store: not with --only-hash or --car")
     if args.no_store and not args.car:
         raise InvalidOption("--no-store writes only the CAR: it needs --car (-n computes CIDs without writing)")
     for path in args.files:
@@ -202,6 +206,9 @@ def run_import(args: argparse.Namespace) -> int:
 
             store.flush()
             export_car(store, roots, args.car)
+        if args.push and store is not None:
+            store.flush()
+            push_roots(args, store, roots)
     finally:
         if store is not None:
             store.close()
@@ -304,8 +311,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     from .lookup import resolve_archive
     from .output import fetch_target, printable
 
-    with open_block_source(args) as store:
-        root = resolve_archive(store, args.root)
+    with open_block_source(args, whole_dags=True) as store:
+        root = resolve_archive(archive_index(store), args.root)
         target = fetch_target(args.output, read_root(store, root).name, format_cid(root), force=args.force)
         if target is None:
             archive = fetch(store, root, sys.stdout.buffer, limits=_rebuild_limits(args))
@@ -325,8 +332,8 @@ def run_verify(args: argparse.Namespace) -> int:
     from .lookup import resolve_archive
     from .output import printable
 
-    with open_block_source(args) as store:
-        root = resolve_archive(store, args.root)
+    with open_block_source(args, whole_dags=True) as store:
+        root = resolve_archive(archive_index(store), args.root)
         plan = RebuildPlan(store, root, _rebuild_limits(args))  # a hostile root is refused before the DAG walk
         blocks = sum(1 for _ in iter_dag(store, root))
         archive = rebuild(store, root, None, limits=plan.limits, plan=plan)
@@ -341,7 +348,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     from .output import printable
 
     with open_block_source(args) as store:
-        root = read_root(store, resolve_archive(store, args.root))
+        root = read_root(store, resolve_archive(archive_index(store), args.root))
         recipe = read_recipe(store, root.recipe)
     out = sys.stdout
     out.write(f"archive   {printable(root.name)}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")

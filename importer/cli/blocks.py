@@ -20,7 +20,7 @@ from ..sinks.base import BlockSource
 from ..sinks.store import BlockStore, default_store_path
 from .extract import extract
 from .options import add_go_bool, add_store_option
-from .source import add_source_options, open_block_source
+from .source import add_source_options, open_block_source, read_whole_dags
 
 #: ``--force``, worded alike in every command that writes a file (get, export, fetch).
 FORCE_HELP = "replace an existing file at the output path (never a directory)"
@@ -88,6 +88,7 @@ def cmd_cat(args: argparse.Namespace) -> int:
         if note is not None:
             raise PathError(args.path, "is an archive root: `dpip-import fetch` rebuilds the archive, "
                                        "`dpip-import cat ROOT/PATH` writes one of its files")
+        read_whole_dags(store)
         out = sys.stdout.buffer
         for chunk in iter_file(store, cid):
             out.write(chunk)
@@ -155,6 +156,7 @@ def cmd_get(args: argparse.Namespace) -> int:
         cid, note = unixfs_node(store, resolve_path(store, root, path), args.path)
         if note is not None:  # an archive root: its files
             print(f"dpip-import get: {note}", file=sys.stderr)
+        read_whole_dags(store)
         extract(store, cid, output, force=args.force)
     print(f"Saving file(s) to {output}", file=sys.stderr)
     return 0
@@ -170,6 +172,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise OutputError("''", "-o needs a file")
     with open_block_source(args) as store:
         cid = _resolve(store, args.path)
+        read_whole_dags(store)
         export_car(store, cid, args.output, force=args.force)
     return 0
 

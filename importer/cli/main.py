@@ -24,7 +24,7 @@ from ..errors import ImporterError, Terminated
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "mirror", "serve")
+COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "node", "mirror", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -295,8 +295,10 @@ class CarReader:
     checked against its CID. Any defect raises :class:`InvalidCar` naming the byte offset.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_section: int = MAX_SECTION) -> None:
         self.path = str(path)
+        self.max_section = max_section
+        self._owns_file = True
         try:
             self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as e:
@@ -308,11 +310,27 @@ class CarReader:
             self._file.close()
             raise
 
+    @classmethod
+    def from_stream(cls, stream: BinaryIO, name: str, *, max_section: int = MAX_SECTION) -> CarReader:
+        """Read a CAR from an open stream (a network answer); ``name`` stands for the path in errors.
+
+        The stream must offer ``peek`` (wrap a raw one in :class:`io.BufferedReader`) and stays the
+        caller's to close. ``max_section`` lowers the largest section (and header) accepted.
+        """
+        reader = cls.__new__(cls)
+        reader.path = name
+        reader.max_section = max_section
+        reader._owns_file = False
+        reader._file = stream
+        reader._src = _Input(stream, name)
+        reader.version, reader.roots = reader._read_header()
+        return reader
+
     def _read_header(self) -> tuple[int, tuple[bytes, ...]]:
         src = self._src
         length = src.varint("header")
-        if length == 0 or length > MAX_SECTION:
-            raise src.fail(f"header length {length} is outside 1..{MAX_SECTION}", 0)
+        if length == 0 or length > self.max_section:
+            raise src.fail(f"header length {length} is outside 1..{self.max_section}", 0)
         start = src.offset
         version, roots = _decode_header(src.read(length, "header"), src, start)
         if version == 1:
@@ -346,8 +364,8 @@ class CarReader:
             length = src.varint("section")
             if length == 0:
                 raise src.fail("empty section", start)
-            if length > MAX_SECTION:
-                raise src.fail(f"section of {length} bytes exceeds the {MAX_SECTION}-byte limit", start)
+            if length > self.max_section:
+                raise src.fail(f"section of {length} bytes exceeds the {self.max_section}-byte limit", start)
             if src.limit is not None and src.offset + length > src.limit:
                 raise src.fail("section runs past the CARv2 data size", start)
             section = src.read(length, "section")
@@ -365,7 +383,8 @@ class CarReader:
             yield cid, block
 
     def close(self) -> None:
-        self._file.close()
+        if self._owns_file:
+            self._file.close()
 
     def __enter__(self) -> Self:
         return self

@@ -45,7 +45,7 @@ dictionary instead of adding a duplicate, and IDs stay unique.
 
 Forward compatibility: a reader that meets an encoding it does not know refuses that block with
 a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is
-refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 3 are
+refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 5 are
 migrated at open by adding the new tables.
 
 Attempts (``attempts`` table): rows of the compressor search's memo of process-starting attempts
@@ -108,6 +108,7 @@ from .atrest import (
 )
 from .delta import MAX_DEPTH, MAX_REFS, decode_payload, encode_payload, read_header, with_depth
 from .lock import CollectorLock
+from .pushed import PushedRoot, PushedRoots
 from .roots import ArchiveRecord, Pin, StoreRoots, hold_writer_lock
 
 # The public names; the index's records are defined with it (importer.sinks.roots) and re-exported.
@@ -116,7 +117,7 @@ __all__ = [
     "DEFAULT_COMPRESSION", "DELETE_ROWS", "DELTA_ROWS", "RECLAIM_FRACTION", "RECOMPRESS_ROWS",
     "REFERENCE_CACHE_BYTES", "SAMPLE_BLOCKS", "SAMPLE_BYTES", "SCHEMA_VERSION", "SQL_PARAMS", "STORE_ENV",
     "TRAIN_AFTER", "TRAIN_GROWTH", "ArchiveRecord", "BlockRow", "BlockStore", "DeleteReport", "EncodingStats",
-    "PageStats", "Pin", "StoreStats", "default_store_path",
+    "PageStats", "Pin", "PushedRoot", "StoreStats", "default_store_path",
 ]
 
 MiB: Final = 1024 * 1024
@@ -127,7 +128,8 @@ MiB: Final = 1024 * 1024
 #: and later ``attempts`` (a cache that older schema-4 code ignores, so the version stays 4).
 #: 5: adds ``pins`` (roots that ``store gc`` keeps besides the archive index): schema-4 code would
 #: collect pinned blocks, so an older binary must refuse the store.
-SCHEMA_VERSION: Final = 5
+#: 6: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``; importer.sinks.pushed).
+SCHEMA_VERSION: Final = 6
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -229,6 +231,13 @@ _SCHEMA: Final = (
     ("CREATE TABLE IF NOT EXISTS attempts ("
      " key BLOB NOT NULL PRIMARY KEY,"
      " value BLOB NOT NULL)"),
+    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
+    # written only after the node pinned the root, so it holds the root's whole DAG.
+    ("CREATE TABLE IF NOT EXISTS pushed ("
+     " peer TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " pushed_at REAL NOT NULL,"
+     " PRIMARY KEY (peer, root))"),
 )
 
 
@@ -334,7 +343,7 @@ def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     return Path(user_data_dir("dpip-importer")) / "store"
 
 
-class BlockStore(StoreRoots):
+class BlockStore(StoreRoots, PushedRoots):
     """A durable block store in one SQLite file; a :class:`BlockSink` and a :class:`BlockSource`.
 
     Puts are buffered in memory and committed in one transaction per :data:`BATCH_BYTES`, at
