@@ -122,8 +122,8 @@ def test_zip_bomb_declaring_10_gib_stops_at_the_member_limit(tmp_path: Path, cli
     path = tmp_path / "bomb.zip"
     path.write_bytes(_bomb_zip(10 * GiB))
     assert path.stat().st_size < 16 * MiB
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "over the limit of 4294967296")
-    assert_clear_error(cli, path, tmp_path / "store", "over the limit of 100000000",
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "past --max-member-size 4294967296")
+    assert_clear_error(cli, path, tmp_path / "store", "past --max-member-size 100000000",
                        flags=("--max-member-size", "100000000"))
 
 
@@ -148,16 +148,18 @@ def test_tar_gz_bomb_member_stops_at_the_member_and_total_limits(tmp_path: Path,
     path = tmp_path / "bomb-1.0.tar.gz"
     path.write_bytes(_tar_gz_bomb())
     assert path.stat().st_size < 16 * MiB
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "over the limit of 4294967296")
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "more than 100000000 bytes in total",
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "past --max-member-size 4294967296")
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "members declare more than --max-total-size 100000000",
                        flags=("--max-member-size", str(20 * GiB), "--max-total-size", "100000000"))
 
 
-def test_tar_gz_zero_padding_bomb_stops_at_the_total_limit(tmp_path: Path, cli: RunCli) -> None:
+def test_tar_gz_zero_padding_bomb_stops_at_the_trailing_and_total_limits(tmp_path: Path, cli: RunCli) -> None:
     path = tmp_path / "padding-1.0.tar.gz"
     path.write_bytes(_tar_gz_zero_tail_bomb())
-    assert_clear_error(cli, path, tmp_path / "store", "decompresses past the limit of 100000000",
-                       flags=("--max-total-size", "100000000"))
+    assert_clear_error(cli, path, tmp_path / "store", "offset 1536: more than 1048576 bytes after the tar's "
+                       "end-of-archive block, past --max-trailing-size 1048576")
+    assert_clear_error(cli, path, tmp_path / "store", "inflates past --max-total-size 100000000",
+                       flags=("--max-total-size", "100000000", "--max-trailing-size", str(20 * GiB)))
 
 
 _MEASURE = """
@@ -174,10 +176,10 @@ def test_bomb_is_inflated_in_bounded_memory_until_the_limit(limit: str, tmp_path
     skeleton, spooled to a temporary file, so peak RSS stays far below the bytes inflated."""
     path = tmp_path / "padding-1.0.tar.gz"
     path.write_bytes(_tar_gz_zero_tail_bomb())
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, "sdist", "-n", "--max-total-size", limit, str(path)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", _MEASURE, "sdist", "-n", "--max-total-size", limit,
+                           "--max-trailing-size", str(20 * GiB), str(path)], capture_output=True, text=True, check=False)
     rc, peak_kib = map(int, proc.stdout.split())
-    assert rc == 1 and f"past the limit of {limit}" in proc.stderr, proc.stderr
+    assert rc == 1 and f"inflates past --max-total-size {limit}" in proc.stderr, proc.stderr
     assert peak_kib * 1024 < 300 * MiB, f"peak RSS {peak_kib} KiB"
 
 

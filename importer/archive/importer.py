@@ -28,14 +28,13 @@ import itertools
 import lzma
 import os
 import tempfile
-import threading
 import time
 import zipfile
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Final, cast
 
 import zstandard
@@ -44,12 +43,12 @@ from ..adder import Adder
 from ..compress import CompressorParams, ProducerHints, SearchResult, search_params
 from ..dag.cid import format_cid
 from ..dag.directory import build_symlink
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 from ..layout import DagNode
 from ..profiles import ImportSettings
 from ..sinks.base import BlockSink, MemorySink
 from ..sources.auto import OpenedArchive, open_archive
-from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton
+from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton, WorkBudget
 from ..sources.compressed import CompressedStream
 from ..sources.inflate import iter_content
 from ..sources.names import classify_members
@@ -84,9 +83,20 @@ SKELETON_SPOOL: Final = 8 * 1024 * 1024
 #: and not yet searched: reading runs ahead of searching by at most this much, so a 1 GB wheel
 #: of large members costs ~64 MiB, not the whole archive, while both cores stay busy.
 SEARCH_WINDOW: Final = 64 * 1024 * 1024
+#: Searches submitted and not yet done, whatever their size: enough to keep the pool's threads
+#: fed (a tiny member's search takes ~0.1 ms), few enough that 100,000 tiny members do not
+#: queue 100,000 work items with their inputs.
+SEARCH_QUEUE: Final = 256
 PIECE: Final = 1024 * 1024
 #: A WHEEL file is a few lines; a bigger one is not read for its Generator hint.
 WHEEL_FILE_LIMIT: Final = 64 * 1024
+#: The bytes of content one compressor search may feed its attempts in total: twice the stream's
+#: content plus 256 MiB. A search usually ends at its first attempt (1x), and a wrong candidate
+#: on real data fails within its first block; only a stream that candidates follow far without a
+#: visible difference (a run of zeros: GNU gzip shows no output for ~258 MiB of them) reaches it,
+#: and is then kept as it was, its search bounded.
+SEARCH_WORK_FACTOR: Final = 2
+SEARCH_WORK_FLOOR: Final = 256 * 1024 * 1024
 #: ``--open-nested``: how deep archives inside archives are opened. Three levels cover a wheel
 #: vendored in an sdist that itself ships ``.json.gz`` data; a deeper chain is more likely hostile.
 MAX_NESTING_DEPTH: Final = 3
@@ -162,32 +172,51 @@ def _pread_pieces(read_at: ReadAt, offset: int, length: int) -> Iterator[bytes]:
 
 
 def _decompress_pieces(read_at: ReadAt, stream: CompressedStream) -> Iterator[bytes]:
-    """The content of one compressed stream of the file, decompressed again (for the search)."""
-    if stream.method == "deflate":
-        engine: Any = zlib.decompressobj(-15)
-    elif stream.method == "bzip2":
-        engine = bz2.BZ2Decompressor()
-    else:
-        engine = lzma.LZMADecompressor()
+    """The content of one compressed stream of the file, decompressed again (for the search), in
+    pieces of at most PIECE: one compressed piece of a bomb may stand for a gigabyte."""
     produced = 0
-    for piece in _pread_pieces(read_at, stream.offset, stream.length):
-        out = engine.decompress(piece)
+    for out in _bounded_decompress(stream.method, _pread_pieces(read_at, stream.offset, stream.length)):
         produced += len(out)
         yield out
-        if stream.method == "deflate":
-            while engine.unconsumed_tail:
-                out = engine.decompress(engine.unconsumed_tail)
-                produced += len(out)
-                yield out
     if produced != stream.size:
         raise EOFError(f"stream {stream.index} decompressed to {produced} bytes, expected {stream.size}")
 
 
 def _inflate_pieces(read_at: ReadAt, member: Member) -> Iterator[bytes]:
-    engine = zlib.decompressobj(-15)
-    for piece in _pread_pieces(read_at, member.data_offset, member.data_length):
-        yield engine.decompress(piece)
-    yield engine.flush()
+    """A deflated member's content, inflated again (for the search), in pieces of at most PIECE."""
+    yield from _bounded_decompress("deflate", _pread_pieces(read_at, member.data_offset, member.data_length))
+
+
+def _bounded_decompress(method: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompress raw deflate, bzip2 or xz ``pieces``, never producing more than PIECE bytes per call."""
+    if method == "deflate":
+        inflater = zlib.decompressobj(-15)
+        for piece in pieces:
+            data = piece
+            while not inflater.eof:
+                out = inflater.decompress(data, PIECE)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+                if not data and len(out) < PIECE:  # a full piece may leave output inside zlib: ask again
+                    break
+        return
+    engine: bz2.BZ2Decompressor | lzma.LZMADecompressor = \
+        bz2.BZ2Decompressor() if method == "bzip2" else lzma.LZMADecompressor()
+    for piece in pieces:
+        data = piece
+        while not engine.eof:
+            out = engine.decompress(data, PIECE)
+            data = b""
+            if out:
+                yield out
+            if engine.needs_input:
+                break
+
+
+def _search_work(size: int) -> int:
+    """The input bytes a search over a stream of ``size`` content bytes may read (SEARCH_WORK_FACTOR)."""
+    return SEARCH_WORK_FACTOR * size + SEARCH_WORK_FLOOR
 
 
 def wheel_generator(path: str) -> str | None:
@@ -350,7 +379,7 @@ class ArchiveImporter:
 
     def __init__(self, settings: ImportSettings, sink: BlockSink, *, limits: Limits = DEFAULT_LIMITS,
                  workers: int | None = None, open_nested: bool = False, depth: int = 0,
-                 budget: _Budget | None = None, pool: ThreadPoolExecutor | None = None) -> None:
+                 shared: _Shared | None = None, pool: ThreadPoolExecutor | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.limits = limits
@@ -358,18 +387,15 @@ class ArchiveImporter:
         self.workers = workers or os.cpu_count() or 1
         self.open_nested = open_nested
         self.depth = depth
-        #: Bytes nested archives may still expand to, shared by every level of one import.
-        self.budget = budget or _Budget(limits.max_total_size)
+        #: State shared by every nesting level of one import (its decompression budget above all).
+        self.shared = shared or _Shared()
         #: A search pool to share (nested imports use their parent's instead of starting threads).
         self.pool = pool
 
     def nested_importer(self, pool: ThreadPoolExecutor, sink: BlockSink) -> ArchiveImporter:
-        """An importer for an archive inside this one: same sink and settings, one level deeper."""
-        remaining = max(self.budget.remaining, 0)
-        limits = Limits(max_member_size=min(self.limits.max_member_size, remaining), max_total_size=remaining,
-                        max_members=self.limits.max_members)
-        return ArchiveImporter(self.settings, sink, limits=limits, workers=1, open_nested=True,
-                               depth=self.depth + 1, budget=self.budget, pool=pool)
+        """An importer for an archive inside this one: same sink, settings, limits and budget, one level deeper."""
+        return ArchiveImporter(self.settings, sink, limits=self.limits, workers=1, open_nested=True,
+                               depth=self.depth + 1, shared=self.shared, pool=pool)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
         with open(path, "rb") as f:
@@ -380,6 +406,8 @@ class ArchiveImporter:
 
         ``read_at(length, offset)`` reads its bytes at an offset from any thread; by default
         ``pread`` on ``f``'s descriptor (an in-memory archive passes a slice of its bytes).
+        A top-level import sets the decompression budget (``Limits.budget`` of its size) that
+        its nested archives then share.
         """
         start = time.perf_counter()
         digest = hashlib.sha256()
@@ -392,7 +420,9 @@ class ArchiveImporter:
         with shared as pool:
             if read_at is None:
                 read_at = functools.partial(os.pread, f.fileno())
-            opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
+            if self.depth == 0 or self.shared.work is None:
+                self.shared.work = self.limits.budget(size)
+            opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0, budget=self.shared.work)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
             run = _Run(self, opened, read_at, pool, generator, name)
             try:
@@ -411,19 +441,15 @@ class ArchiveImporter:
 
 
 @dataclass(slots=True)
-class _Budget:
+class _Shared:
     """State shared by every nesting level of one import."""
 
-    #: Bytes nested archives may still expand to.
-    remaining: int
+    #: Bytes every decompressor of the import, at every level, may still produce (set by the
+    #: top-level import from its file's size: ``--max-total-size`` and ``--max-ratio``).
+    work: WorkBudget | None = None
     #: The settings that reproduced the last nested container stream: producers are consistent
     #: within a package (botocore's thousands of .json.gz), so this is tried first.
     previous: CompressorParams | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def spend(self, amount: int) -> None:
-        with self.lock:
-            self.remaining -= amount
 
 
 @dataclass(slots=True)
@@ -431,7 +457,9 @@ class _Pending:
     member: Member
     skeleton_before: int
     content: DagNode | None
-    search: Future[SearchResult] | None
+    #: The compressor search: its future while it runs, its result once done (a future holds a
+    #: condition and locks, ~1 KiB: 100,000 members would keep 100 MB of them).
+    search: Future[SearchResult] | SearchResult | None
     #: With --open-nested: the member's own archive root and its tree (a directory node).
     nested_root: bytes | None = None
     nested_tree: DagNode | None = None
@@ -461,7 +489,7 @@ class _Run:
         self.name = name
         self.body_skeleton = _Spool()
         self.outer_skeleton = _Spool()
-        self._searching: deque[tuple[Future[SearchResult], int]] = deque()
+        self._searching: deque[tuple[_Pending, int]] = deque()
         self._searching_bytes = 0
         self.outer: list[OuterItem | None] = []
         self.outer_labels: list[str] = []
@@ -539,12 +567,15 @@ class _Run:
                 read_at = self.read_at
                 compressed = lambda m=member: _pread_pieces(read_at, m.data_offset, m.data_length)
             hints = ProducerHints(generator=self.generator, member_name=member.name, previous=self._previous)
-            search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints)
+            search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints,
+                                      content_cid=content.cid if nested_job is None else None,
+                                      max_work=_search_work(member.size))
             search.add_done_callback(self._remember_winner)
             held = (len(compressed) if isinstance(compressed, bytes) else 0) + \
                 (len(uncompressed) if isinstance(uncompressed, bytes) else 0)
-            self._window(search, held)
         pending = _Pending(member, before, content_node, search, nested_job=nested_job)
+        if search is not None:
+            self._window(pending, held)
         if nested_job is not None:
             pending.spill = spill
             self._track_nested(pending, total)
@@ -600,11 +631,11 @@ class _Run:
                 report = child.import_open(io.BytesIO(data), name, lambda length, offset: data[offset:offset + length])
             else:
                 report = child.import_open(spill.open(), name)
-        except InvalidArchive as e:
-            if "limit" in e.reason:
-                raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
+        except LimitExceeded as e:
+            # The budget is shared by every level: a nested bomb is the archive's bomb.
+            raise LimitExceeded(self.name, f"nested archive {e}", member.label, limit=e.limit) from None
+        except InvalidArchive:
             return _NestedResult(None, None)
-        self.owner.budget.spend(report.replayed_bytes + report.verbatim_bytes)
         if report.verbatim_bytes:
             return _NestedResult(None, None)
         return _NestedResult(report, staging)
@@ -629,14 +660,18 @@ class _Run:
             spill.close()
             pending.spill = None
 
-    def _window(self, search: Future[SearchResult], held: int) -> None:
-        """Track a submitted search; wait for the oldest ones while too many bytes are held."""
-        self._searching.append((search, held))
+    def _window(self, pending: _Pending, held: int) -> None:
+        """Track a submitted search; wait for the oldest ones while too many bytes or searches are
+        in flight, and keep each finished one's result in place of its future."""
+        self._searching.append((pending, held))
         self._searching_bytes += held
-        while self._searching and (self._searching_bytes > SEARCH_WINDOW or self._searching[0][0].done()):
+        while self._searching and (self._searching_bytes > SEARCH_WINDOW or len(self._searching) > SEARCH_QUEUE
+                                   or _done(self._searching[0][0].search)):
             oldest, size = self._searching.popleft()
             self._searching_bytes -= size
-            oldest.exception()  # waits; errors surface later, in member order
+            future = oldest.search
+            if isinstance(future, Future) and future.exception() is None:  # waits; errors surface in finish
+                oldest.search = future.result()
 
     def close(self) -> None:
         if self._nested_pool is not None:
@@ -667,7 +702,7 @@ class _Run:
             and first.nested_job is None and first.content.size == len(content or b"") else None
         for item in items:
             if isinstance(item, CompressedStream):
-                previous = self.owner.budget.previous if self.owner.depth else None
+                previous = self.owner.shared.previous if self.owner.depth else None
                 hints = ProducerHints(previous=previous)
                 if item.gzip is not None:
                     hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os, previous=previous)
@@ -685,10 +720,12 @@ class _Run:
                     # not behind the parent's member searches queued in the shared pool.
                     done: Future[SearchResult] = Future()
                     done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS,
-                                                  content_cid=content_cid if whole else None))
+                                                  content_cid=content_cid if whole else None,
+                                                  max_work=_search_work(item.size)))
                     searches.append((item, done))
                 else:
-                    searches.append((item, self.pool.submit(search_params, *args)))
+                    searches.append((item, self.pool.submit(search_params, *args,
+                                                            max_work=_search_work(item.size))))
         results = {stream.index: future.result() for stream, future in searches}
         for item in items:
             if isinstance(item, Skeleton):
@@ -703,7 +740,7 @@ class _Run:
             result = results[item.index]
             if result.params is not None:
                 if self.owner.depth:
-                    self.owner.budget.previous = result.params
+                    self.owner.shared.previous = result.params
                 index = params_index(self.params, self._params_index, result.params.to_dict())
                 self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
                 self.outer_labels.append(f"{item.method}: {result.params.label}")
@@ -780,7 +817,7 @@ class _Run:
             self.reports.append(MemberReport(member.index, label, size, member.data_length, how, None, path,
                                              member.verbatim_reason or reason))
             return MemberEntry(pending.skeleton_before, source, VERBATIM)
-        result = pending.search.result()
+        result = _search_result(pending.search)
         if result.params is not None:
             self.replayed_bytes += size
             index = params_index(self.params, self._params_index, result.params.to_dict())
@@ -804,7 +841,7 @@ class _Run:
         params = VERBATIM
         label = None
         if pending.search is not None:
-            result = pending.search.result()
+            result = _search_result(pending.search)
             if result.params is None:
                 # The member's own stream is not reproducible: keep it whole, as without nesting.
                 raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
@@ -824,6 +861,15 @@ class _Run:
     def _extra_file(self, node: DagNode) -> int:
         self.extra.append(node.cid)
         return len(self.extra) - 1
+
+
+def _done(search: Future[SearchResult] | SearchResult | None) -> bool:
+    return not isinstance(search, Future) or search.done()
+
+
+def _search_result(search: Future[SearchResult] | SearchResult) -> SearchResult:
+    """The search's result, waiting for it if it still runs (raises what the search raised)."""
+    return search.result() if isinstance(search, Future) else search
 
 
 #: Member table source of a member with no stored bytes (directories, links, empty entries).
