@@ -19,18 +19,15 @@ Members that cannot live in the tree (see :mod:`importer.sources.names`) keep th
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import functools
 import hashlib
 import io
 import itertools
-import lzma
 import os
 import tempfile
 import time
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,23 +45,22 @@ from ..layout import DagNode
 from ..profiles import ImportSettings
 from ..sinks.base import BlockSink, MemorySink
 from ..sources.auto import OpenedArchive, open_archive
-from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton, WorkBudget
-from ..sources.compressed import CompressedStream
+from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Limits, Member, Skeleton, WorkBudget
 from ..sources.inflate import iter_content
 from ..sources.names import classify_members
 from ..sources.zip import ZipSource
+from .outer import OuterStreams, search_inline, search_on
 from .recipe import (
     VERBATIM,
     ArchiveRoot,
     MemberEntry,
     OuterItem,
-    OuterStream,
     Recipe,
     params_index,
     write_recipe,
     write_root,
 )
-from .streams import PieceReader
+from .streams import PIECE, PieceReader, ReadAt, bounded_decompress, pread_pieces
 from .tree import TreeBuilder
 
 #: Members up to this size are kept in memory between hashing and the compressor search; larger
@@ -87,7 +83,6 @@ SEARCH_WINDOW: Final = 64 * 1024 * 1024
 #: fed (a tiny member's search takes ~0.1 ms), few enough that 100,000 tiny members do not
 #: queue 100,000 work items with their inputs.
 SEARCH_QUEUE: Final = 256
-PIECE: Final = 1024 * 1024
 #: A WHEEL file is a few lines; a bigger one is not read for its Generator hint.
 WHEEL_FILE_LIMIT: Final = 64 * 1024
 #: The bytes of content one compressor search may feed its attempts in total: twice the stream's
@@ -110,9 +105,6 @@ NESTED_SPOOL: Final = 8 * 1024 * 1024
 NESTED_WINDOW: Final = 64 * 1024 * 1024
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
-#: ``read_at(length, offset)``: an archive's bytes at an offset, from any thread (pread or a slice).
-ReadAt = Callable[[int, int], bytes]
-_STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
 #: Formats whose one member is the whole content of the compressed file (see sources/raw.py).
 _RAW_FORMATS: Final = ("gz", "bz2", "xz")
 
@@ -161,57 +153,9 @@ class ImportReport:
         }
 
 
-def _pread_pieces(read_at: ReadAt, offset: int, length: int) -> Iterator[bytes]:
-    end = offset + length
-    while offset < end:
-        piece = read_at(min(PIECE, end - offset), offset)
-        if not piece:
-            raise EOFError(f"archive shrank while importing (at byte {offset})")
-        offset += len(piece)
-        yield piece
-
-
-def _decompress_pieces(read_at: ReadAt, stream: CompressedStream) -> Iterator[bytes]:
-    """The content of one compressed stream of the file, decompressed again (for the search), in
-    pieces of at most PIECE: one compressed piece of a bomb may stand for a gigabyte."""
-    produced = 0
-    for out in _bounded_decompress(stream.method, _pread_pieces(read_at, stream.offset, stream.length)):
-        produced += len(out)
-        yield out
-    if produced != stream.size:
-        raise EOFError(f"stream {stream.index} decompressed to {produced} bytes, expected {stream.size}")
-
-
 def _inflate_pieces(read_at: ReadAt, member: Member) -> Iterator[bytes]:
     """A deflated member's content, inflated again (for the search), in pieces of at most PIECE."""
-    yield from _bounded_decompress("deflate", _pread_pieces(read_at, member.data_offset, member.data_length))
-
-
-def _bounded_decompress(method: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """Decompress raw deflate, bzip2 or xz ``pieces``, never producing more than PIECE bytes per call."""
-    if method == "deflate":
-        inflater = zlib.decompressobj(-15)
-        for piece in pieces:
-            data = piece
-            while not inflater.eof:
-                out = inflater.decompress(data, PIECE)
-                data = inflater.unconsumed_tail
-                if out:
-                    yield out
-                if not data and len(out) < PIECE:  # a full piece may leave output inside zlib: ask again
-                    break
-        return
-    engine: bz2.BZ2Decompressor | lzma.LZMADecompressor = \
-        bz2.BZ2Decompressor() if method == "bzip2" else lzma.LZMADecompressor()
-    for piece in pieces:
-        data = piece
-        while not engine.eof:
-            out = engine.decompress(data, PIECE)
-            data = b""
-            if out:
-                yield out
-            if engine.needs_input:
-                break
+    yield from bounded_decompress("deflate", pread_pieces(read_at, member.data_offset, member.data_length))
 
 
 def _search_work(size: int) -> int:
@@ -511,6 +455,8 @@ class _Run:
         self._jobs_bytes = 0
         #: The content of a plain compressed file (format gz/bz2/xz) when it fit in BUFFER_LIMIT.
         self._container_content: list[bytes] | None = None
+        self._params_by_value: dict[CompressorParams, int] = {}
+        self.outer_streams = self._outer_streams()
 
     # -- body --------------------------------------------------------------------------------
 
@@ -522,9 +468,21 @@ class _Run:
                 self.body_skeleton.append(event.data)
                 before += len(event.data)
                 continue
-            self.members.append(self._read_member(event, before, events.content()))
+            self.members.append(self._read_member(event, before, self._tap(events.content())))
             before = 0
+            if self.outer_streams is not None and self.opened.format not in _RAW_FORMATS:
+                self.outer_streams.drain()
         self.tail = before
+
+    def _tap(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """A member's content pieces, draining the container's runs when many pile up inside it."""
+        outer = self.outer_streams
+        if outer is None or self.opened.format in _RAW_FORMATS:
+            yield from pieces
+            return
+        for piece in pieces:
+            yield piece
+            outer.maybe_drain()
 
     def _read_member(self, member: Member, before: int, pieces: Iterator[bytes]) -> _Pending:
         needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
@@ -565,7 +523,7 @@ class _Run:
                 compressed = self.read_at(member.data_length, member.data_offset)
             else:
                 read_at = self.read_at
-                compressed = lambda m=member: _pread_pieces(read_at, m.data_offset, m.data_length)
+                compressed = lambda m=member: pread_pieces(read_at, m.data_offset, m.data_length)
             hints = ProducerHints(generator=self.generator, member_name=member.name, previous=self._previous)
             search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints,
                                       content_cid=content.cid if nested_job is None else None,
@@ -688,68 +646,48 @@ class _Run:
 
     # -- container (gzip/bzip2/xz around a tar) ---------------------------------------------
 
-    def read_container(self) -> None:
+    def _outer_streams(self) -> OuterStreams | None:
+        """The container's framing and streams, drained as the tar inside is read (outer.py)."""
         container = self.opened.container
         if container is None:
+            return None
+        work = _search_work
+        # A nested archive's job already runs on a worker thread: it searches right there, not
+        # behind the parent's member searches queued in the shared pool.
+        searcher = search_inline(NESTED_MAX_ATTEMPTS, work) if self.owner.depth else search_on(self.pool, work)
+        previous = self.owner.shared.previous if self.owner.depth else None
+        return OuterStreams(container, self.read_at, self.adder, searcher, self._add_params, self._add_extra,
+                            self.outer_skeleton.append, previous)
+
+    def _add_params(self, params: CompressorParams) -> int:
+        index = self._params_by_value.get(params)
+        if index is None:
+            index = self._params_by_value[params] = params_index(self.params, self._params_index, params.to_dict())
+        return index
+
+    def _add_extra(self, cid: bytes) -> int:
+        self.extra.append(cid)
+        return len(self.extra) - 1
+
+    def read_container(self) -> None:
+        outer = self.outer_streams
+        if outer is None:
             self.outer.append(None)
             return
-        searches: list[tuple[CompressedStream, Future[SearchResult]]] = []
-        items = container.finish()
-        content = b"".join(self._container_content) if self._container_content is not None else None
-        # A plain .gz's one member is its content: its CID names it for the search's memo.
-        first = self.members[0] if len(self.members) == 1 and content is not None else None
-        content_cid = first.content.cid if first is not None and first.content is not None \
-            and first.nested_job is None and first.content.size == len(content or b"") else None
-        for item in items:
-            if isinstance(item, CompressedStream):
-                previous = self.owner.shared.previous if self.owner.depth else None
-                hints = ProducerHints(previous=previous)
-                if item.gzip is not None:
-                    hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os, previous=previous)
-                    self.gzip_producer = f"gzip header: XFL={item.gzip.xfl} OS={item.gzip.os}"
-                read_at = self.read_at
-                compressed: Any = (lambda s=item, r=read_at: _pread_pieces(r, s.offset, s.length)) \
-                    if item.length > BUFFER_LIMIT else read_at(item.length, item.offset)
-                uncompressed: Any = lambda s=item, r=read_at: _decompress_pieces(r, s)
-                whole = content is not None and item.content_offset == 0 and item.size == len(content)
-                if content is not None:
-                    uncompressed = memoryview(content)[item.content_offset:item.content_offset + item.size]
-                args = (compressed, uncompressed, _STREAM_KIND[item.method], hints)
-                if self.owner.depth:
-                    # A nested archive's job already runs on a worker thread: search right here,
-                    # not behind the parent's member searches queued in the shared pool.
-                    done: Future[SearchResult] = Future()
-                    done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS,
-                                                  content_cid=content_cid if whole else None,
-                                                  max_work=_search_work(item.size)))
-                    searches.append((item, done))
-                else:
-                    searches.append((item, self.pool.submit(search_params, *args,
-                                                            max_work=_search_work(item.size))))
-        results = {stream.index: future.result() for stream, future in searches}
-        for item in items:
-            if isinstance(item, Skeleton):
-                self.outer_skeleton.append(item.data)
-                self.outer.append(len(item.data))
-                continue
-            if isinstance(item, Gap):
-                for piece in _pread_pieces(self.read_at, item.offset, item.length):
-                    self.outer_skeleton.append(piece)
-                self.outer.append(item.length)
-                continue
-            result = results[item.index]
-            if result.params is not None:
-                if self.owner.depth:
-                    self.owner.shared.previous = result.params
-                index = params_index(self.params, self._params_index, result.params.to_dict())
-                self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
-                self.outer_labels.append(f"{item.method}: {result.params.label}")
-            else:
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, item.offset, item.length)))  # type: ignore[arg-type]
-                self.extra.append(raw.cid)
-                self.outer.append(OuterStream(VERBATIM, len(self.extra) - 1, item.content_offset, item.size))
-                self.outer_labels.append(f"{item.method}: kept verbatim ({result.reason})")
-                self._outer_verbatim = True
+        if self._container_content is not None:
+            # A plain .gz's one member is its content: searched from memory, its CID names it.
+            content = b"".join(self._container_content)
+            first = self.members[0] if len(self.members) == 1 else None
+            cid = first.content.cid if first is not None and first.content is not None \
+                and first.nested_job is None and first.content.size == len(content) else None
+            outer.set_content(content, cid)
+        outer.drain(final=True)
+        self.outer = outer.items
+        if self.owner.depth and outer.previous is not None:
+            self.owner.shared.previous = outer.previous
+        self.outer_labels = list(outer.label_lines())
+        self.gzip_producer = outer.gzip_producer
+        self._outer_verbatim = outer.verbatim
 
     # -- tree, skeleton, recipe ------------------------------------------------------------
 
@@ -820,12 +758,12 @@ class _Run:
         result = _search_result(pending.search)
         if result.params is not None:
             self.replayed_bytes += size
-            index = params_index(self.params, self._params_index, result.params.to_dict())
+            index = self._add_params(result.params)
             self.reports.append(MemberReport(member.index, label, size, member.data_length, "replayed",
                                              result.params.label, path, reason))
             return MemberEntry(pending.skeleton_before, content_source(), index)
         # Nothing reproduces the stream: keep the original compressed bytes as their own leaf.
-        raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset, member.data_length)))  # type: ignore[arg-type]
+        raw = self.adder.add_stream(PieceReader(pread_pieces(self.read_at, member.data_offset, member.data_length)))  # type: ignore[arg-type]
         self.verbatim_bytes += size
         self.reports.append(MemberReport(member.index, label, size, member.data_length, "verbatim", None,
                                          path, result.reason))
@@ -844,13 +782,13 @@ class _Run:
             result = _search_result(pending.search)
             if result.params is None:
                 # The member's own stream is not reproducible: keep it whole, as without nesting.
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
+                raw = self.adder.add_stream(PieceReader(pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
                                                                       member.data_length)))
                 self.verbatim_bytes += member.size
                 self.reports.append(MemberReport(member.index, member.label, member.size, member.data_length,
                                                  "verbatim", None, path, result.reason))
                 return MemberEntry(pending.skeleton_before, self._extra_file(raw), VERBATIM)
-            params = params_index(self.params, self._params_index, result.params.to_dict())
+            params = self._add_params(result.params)
             label = result.params.label
         size = pending.content.size if pending.content is not None else member.size
         self.replayed_bytes += size
@@ -859,8 +797,7 @@ class _Run:
         return MemberEntry(pending.skeleton_before, pending.nested_root, params)
 
     def _extra_file(self, node: DagNode) -> int:
-        self.extra.append(node.cid)
-        return len(self.extra) - 1
+        return self._add_extra(node.cid)
 
 
 def _done(search: Future[SearchResult] | SearchResult | None) -> bool:

@@ -186,10 +186,16 @@ class ContainerReader:
         return data
 
     def finish(self) -> tuple[Skeleton | Gap | CompressedStream, ...]:
-        """Read (and check) the container to its end; return every run in file order."""
+        """Read (and check) the container to its end; return every run not yet taken, in file order."""
         while self.read(PIECE_SIZE):
             pass
         return tuple(self.segments)
+
+    def take_segments(self) -> list[Skeleton | Gap | CompressedStream]:
+        """The runs completed since the last call, in file order; they are then forgotten here, so a
+        container of 100,000 streams is not remembered whole."""
+        taken, self.segments = self.segments, []
+        return taken
 
     # --- gzip ---------------------------------------------------------------------------------
 
