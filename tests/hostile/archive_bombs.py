@@ -12,17 +12,36 @@ size the caller checks before writing them (:func:`checked`).
 * :func:`nested_bomb_zip`: 42.zip-style: ``fanout`` copies of a zip at every level.
 * :func:`many_streams_tar_gz`: a tar cut into ``count`` gzip members, concatenated.
 * :func:`many_members_zip`: ``count`` tiny deflated members.
+
+:func:`run_watched` runs the CLI in a child and reports its exit, output, peak RSS and the peak
+size of its temporary files, for the memory and temp-disk caps the tests assert.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
+import os
 import struct
+import subprocess
+import sys
 import tarfile
+import tempfile
+import time
 import zlib
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
-from ..archive_builders import BOMB_UNIT, TarMember, ZipEntry, build_zip, gzip_python, tar_bytes, zero_bomb
+from tests.archive_builders import (
+    BOMB_UNIT,
+    TarMember,
+    ZipEntry,
+    build_zip,
+    gzip_python,
+    tar_bytes,
+    zero_bomb,
+)
 
 KiB: Final = 1 << 10
 MiB: Final = 1 << 20
@@ -146,3 +165,68 @@ def many_members_zip(count: int) -> bytes:
     """``count`` tiny deflated members under ``pkg/`` (CPython zipfile's bytes, level 6)."""
     entries = [ZipEntry(f"pkg/m{i // 1000:03d}/f{i:06d}.py".encode(), b"v = %d\n" % i) for i in range(count)]
     return build_zip(entries, zip64_end=count > 0xFFFF)
+
+
+# --- running the CLI in a child, watched ----------------------------------------------------------
+
+#: The memory every import must stay under, whatever the input (issue 10).
+RSS_CAP: Final = 300 * MiB
+#: A watched child is killed after this long: a hung import must fail its test, not the suite.
+CHILD_TIMEOUT_S: Final = 600
+#: How often the child's temporary files are measured.
+_POLL_S: Final = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRun:
+    """What a watched CLI run did: exit code, output, peak RSS (its own, from wait4) and peak bytes
+    of temporary files (named ones under its TMPDIR, and unlinked ones it holds open there)."""
+
+    rc: int
+    out: str
+    err: str
+    peak_rss: int
+    peak_tmp: int
+
+
+def _tmp_bytes(pid: int, tmp: Path) -> int:
+    total = 0
+    for path in tmp.rglob("*"):
+        with contextlib.suppress(OSError):
+            total += path.lstat().st_blocks * 512
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"/proc/{pid}/fd/{fd}").startswith(f"{tmp}/") and \
+                        "(deleted)" in os.readlink(f"/proc/{pid}/fd/{fd}"):
+                    total += os.stat(f"/proc/{pid}/fd/{fd}").st_blocks * 512
+    return total
+
+
+def run_watched(*argv: str | os.PathLike[str], tmp: Path, store: Path) -> ChildRun:
+    """``dpip-import ARGV`` in a child with TMPDIR at the fresh folder ``tmp`` and the store at ``store``."""
+    tmp.mkdir(parents=True, exist_ok=False)
+    env = {**os.environ, "TMPDIR": str(tmp), "DPIP_STORE": str(store)}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([sys.executable, "-m", "importer", *(os.fspath(a) for a in argv)], env=env, stdout=out,
+                                stderr=err)
+        deadline = time.monotonic() + CHILD_TIMEOUT_S
+        peak_tmp = 0
+        try:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                peak_tmp = max(peak_tmp, _tmp_bytes(proc.pid, tmp))
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise AssertionError(f"dpip-import {' '.join(map(str, argv))} ran past {CHILD_TIMEOUT_S} s")
+                time.sleep(_POLL_S)
+        finally:
+            if proc.returncode is None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return ChildRun(proc.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024, peak_tmp)
