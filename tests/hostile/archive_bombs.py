@@ -152,10 +152,11 @@ def many_streams_tar_gz(count: int) -> bytes:
     """A tar of a few files cut into ``count`` pieces, each its own gzip member (as ``cat *.gz``)."""
     files = [TarMember(f"pkg-1.0/f{i:03d}.py", (b"# line %d\n" % i) * 400) for i in range(40)]
     tar = tar_bytes(files)
+    if count > len(tar):
+        raise ValueError(f"a {len(tar)}-byte tar cannot be cut into {count} non-empty gzip members")
     out = io.BytesIO()
-    step = max(1, -(-len(tar) // count))
-    for at in range(0, len(tar), step):
-        piece = tar[at:at + step]
+    for i in range(count):
+        piece = tar[len(tar) * i // count:len(tar) * (i + 1) // count]
         c = zlib.compressobj(6, zlib.DEFLATED, -15)
         out.write(_gzip_member(c.compress(piece) + c.flush(), zlib.crc32(piece), len(piece)))
     return out.getvalue()
