@@ -29,9 +29,9 @@ def test_zip_member_bomb_is_refused_by_the_ratio_before_inflating(tmp_path: Path
     data = checked(member_bomb_zip(GiB), 2 * MiB)  # 1 GiB of zeros, honestly declared, in ~1 MB
     path = _write(tmp_path / "bomb-1.0-py3-none-any.whl", data)
     offset = data.index(b"pkg/bomb.bin") + len(b"pkg/bomb.bin")
-    run = run_watched("wheel", path, tmp=tmp_path / "tmp", store=tmp_path / "store")
+    run = run_watched("auto", path, tmp=tmp_path / "tmp", store=tmp_path / "store")
     assert run.rc == 1
-    assert run.err == (f"dpip-import wheel: bomb-1.0-py3-none-any.whl: member 'pkg/bomb.bin': offset {offset}: "
+    assert run.err == (f"dpip-import auto: bomb-1.0-py3-none-any.whl: member 'pkg/bomb.bin': offset {offset}: "
                        f"members declare {GiB} bytes, past --max-ratio 100 ({100 * len(data)} bytes for this "
                        f"{len(data)}-byte file)\n")
     assert run.peak_rss < RSS_CAP and run.peak_tmp == 0
@@ -43,7 +43,7 @@ def test_zip_member_bomb_within_raised_limits_imports_exactly_in_bounded_memory(
     (its stream, cut by sync flushes, matches no compressor: kept as it was) in pieces."""
     path = _write(tmp_path / "zeros-1.0-py3-none-any.whl", checked(member_bomb_zip(256 * MiB), MiB))
     store = tmp_path / "store"
-    run = run_watched("wheel", "--json", "--max-ratio", "2000", path, tmp=tmp_path / "tmp", store=store)
+    run = run_watched("auto", "--json", "--max-ratio", "2000", path, tmp=tmp_path / "tmp", store=store)
     assert run.rc == 0, run.err
     assert run.peak_rss < RSS_CAP, f"peak RSS {run.peak_rss / MiB:.0f} MiB"
     assert run.peak_tmp <= 256 * MiB

@@ -44,7 +44,7 @@ def test_wheel_of_50000_members_imports_in_bounded_memory(tmp_path: Path, cli: R
     path = tmp_path / "members-1.0-py3-none-any.whl"
     path.write_bytes(checked(many_members_zip(COUNT), 8 * MiB))
     store = tmp_path / "store"
-    run = run_watched("wheel", "--json", path, tmp=tmp_path / "tmp", store=store)
+    run = run_watched("auto", "--json", path, tmp=tmp_path / "tmp", store=store)
     assert run.rc == 0, run.err
     assert run.peak_rss < RSS_CAP, f"peak RSS {run.peak_rss / MiB:.0f} MiB"
     summary = json.loads(run.out)

@@ -33,10 +33,10 @@ def test_42_zip_style_wheel_stops_at_the_shared_budget(tmp_path: Path, cli: RunC
     data = checked(nested_bomb_zip(3, 16, 256 * MiB), 64 * 1024)
     path = tmp_path / "nested-1.0-py3-none-any.whl"
     path.write_bytes(data)
-    run = run_watched("wheel", "--open-nested", path, tmp=tmp_path / "tmp", store=tmp_path / "store")
+    run = run_watched("auto", "--open-nested", path, tmp=tmp_path / "tmp", store=tmp_path / "store")
     assert run.rc == 1
     assert run.err.count("\n") == 1
-    assert run.err.startswith("dpip-import wheel: nested-1.0-py3-none-any.whl: member 'pkg/l2-0.whl': nested "
+    assert run.err.startswith("dpip-import auto: nested-1.0-py3-none-any.whl: member 'pkg/l2-0.whl': nested "
                               "archive l2-0.whl: member 'l1-0.zip': nested archive l1-0.zip: member 'l0-")
     assert f"past --max-ratio 100 ({FLOOR} bytes for this {len(data)}-byte file, the floor for small archives)" \
         in run.err
@@ -53,9 +53,9 @@ def test_nested_gz_members_together_past_the_budget_are_refused(tmp_path: Path, 
     assert summary["nested"] == 2
     three = tmp_path / "three-1.0-py3-none-any.whl"
     three.write_bytes(checked(_gz_wheel(3, 30 * MiB), 256 * 1024))
-    rc, _, err = cli("wheel", "--open-nested", "--store", store, three)
+    rc, _, err = cli("auto", "--open-nested", "--store", store, three)
     assert rc == 1 and err.count("\n") == 1
-    assert err.startswith("dpip-import wheel: three-1.0-py3-none-any.whl: member 'pkg/data")
+    assert err.startswith("dpip-import auto: three-1.0-py3-none-any.whl: member 'pkg/data")
     assert f"inflates past --max-ratio 100 ({FLOOR} bytes for this {three.stat().st_size}-byte file, the floor " \
            "for small archives)" in err
     assert_roundtrip(cli, three, store)  # without --open-nested the members are plain files
@@ -64,8 +64,8 @@ def test_nested_gz_members_together_past_the_budget_are_refused(tmp_path: Path, 
 def test_nested_budget_follows_max_total_size(tmp_path: Path, cli: RunCli) -> None:
     path = tmp_path / "one-1.0-py3-none-any.whl"
     path.write_bytes(_gz_wheel(1, 8 * MiB))
-    rc, _, err = cli("wheel", "--open-nested", "--max-total-size", str(4 * MiB), "--store", tmp_path / "store", path)
+    rc, _, err = cli("auto", "--open-nested", "--max-total-size", str(4 * MiB), "--store", tmp_path / "store", path)
     assert rc == 1
-    assert err.startswith("dpip-import wheel: one-1.0-py3-none-any.whl: member 'pkg/data0.json.gz': nested archive "
+    assert err.startswith("dpip-import auto: one-1.0-py3-none-any.whl: member 'pkg/data0.json.gz': nested archive "
                           "data0.json.gz: offset ")
     assert err.endswith(f": inflates past --max-total-size {4 * MiB}\n")
