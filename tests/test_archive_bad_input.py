@@ -23,6 +23,7 @@ from .archive_builders import (
     ZipEntry,
     build_zip,
     bz2_python,
+    deflate,
     gzip_python,
     gzip_wrap,
     python_source,
@@ -241,29 +242,61 @@ def _store_blocks(store: Path) -> int:
         return 0
 
 
-def test_import_killed_halfway_leaves_the_store_consistent_and_importable(tmp_path: Path, cli: RunCli) -> None:
-    # ~200 MB of distinct incompressible members: several 64 MiB store batches, so the kill lands
-    # after a commit and before the end.
-    members = [TarMember(f"pkg-1.0/blob{i}.bin", os.urandom(8 * MiB)) for i in range(24)]
-    path = tmp_path / "big-1.0.tar"
-    path.write_bytes(tar_bytes(members))
+def _big_archive(kind: str, folder: Path) -> Path:
+    """~200 MB of distinct incompressible members: several 64 MiB store batches, so a kill lands
+    after a commit and before the end. The wheel's members are deflated (level 1), so its import
+    also runs the compressor search when it is killed."""
+    blobs = [(f"pkg-1.0/blob{i}.bin", os.urandom(8 * MiB)) for i in range(24)]
+    if kind == "tar":
+        path = folder / "big-1.0.tar"
+        path.write_bytes(tar_bytes([TarMember(name, data) for name, data in blobs]))
+    else:
+        path = folder / "big-1.0-py3-none-any.whl"
+        path.write_bytes(build_zip([ZipEntry(name.encode(), data, stored=deflate(data, 1)) for name, data in blobs]))
+    return path
+
+
+def _gc(cli: RunCli, store: Path) -> int:
+    rc, out, err = cli("store", "gc", "--json", "--store", store)
+    assert rc == 0, err
+    removed = json.loads(out)["removed_blocks"]
+    assert isinstance(removed, int)
+    return removed
+
+
+@pytest.mark.parametrize("kind, gc_first", [("tar", False), ("wheel", True)])
+def test_import_killed_halfway_leaves_the_store_consistent_and_importable(kind: str, gc_first: bool, tmp_path: Path,
+                                                                          cli: RunCli) -> None:
+    """kill -9 mid-import: `store verify` is clean; `store gc` removes what the killed run left (or,
+    after a re-import that reuses those blocks, nothing); the re-import fetches byte for byte."""
+    path = _big_archive(kind, tmp_path)
     store = tmp_path / "store"
     proc = subprocess.Popen([str(dpip_import_executable()), "auto", "--store", str(store), str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (store / "blocks.sqlite3").exists() and _store_blocks(store) > 0:  # a batch is committed
-            break
-        time.sleep(0.02)
-    killed = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (store / "blocks.sqlite3").exists() and _store_blocks(store) > 0:  # a batch is committed
+                break
+            time.sleep(0.02)
+        killed = proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert killed, "the import finished before it could be killed; make the archive bigger"
     rc, _, err = cli("store", "verify", "--store", store)
     assert rc == 0, err
+    left = _store_blocks(store)
+    if gc_first:
+        assert _gc(cli, store) == left > 0  # no archive of the index reaches them
+        assert _store_blocks(store) == 0
     summary = assert_roundtrip(cli, path, store)
-    assert summary["new_blocks"] < summary["blocks"]  # what the killed run committed is reused
+    if not gc_first:
+        assert summary["new_blocks"] < summary["blocks"]  # what the killed run committed is reused
+        assert _gc(cli, store) == 0
     assert _store_blocks(store) >= summary["blocks"]
+    rc, _, err = cli("store", "verify", "--store", store)
+    assert rc == 0, err
 
 
 def test_overlapping_entries_bomb_is_a_clear_error(tmp_path: Path, cli: RunCli) -> None:
