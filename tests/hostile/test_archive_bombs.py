@@ -13,11 +13,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.archive_builders import TarMember, tar_bytes
+from tests.archive_builders import TarMember, gzip_python, tar_bytes
 from tests.archive_checks import sha256_file
 from tests.conftest import RunCli
 
-from .archive_bombs import RSS_CAP, GiB, MiB, checked, member_bomb_tar_gz, member_bomb_zip, run_watched
+from .archive_bombs import (
+    RSS_CAP,
+    GiB,
+    MiB,
+    checked,
+    many_members_zip,
+    member_bomb_tar_gz,
+    member_bomb_zip,
+    run_watched,
+)
 
 
 def _write(path: Path, data: bytes) -> Path:
@@ -96,3 +105,14 @@ def test_member_larger_than_max_member_size_is_refused_from_its_header(tmp_path:
     assert rc == 1
     assert err == (f"dpip-import sdist: big-1.0.tar.gz: member 'pkg-1.0/bomb.bin': offset 0: declares {GiB} bytes, "
                    f"past --max-member-size {GiB - 1}\n")
+
+
+def test_more_members_than_max_members_is_refused(tmp_path: Path, cli: RunCli) -> None:
+    zip_path = _write(tmp_path / "many-1.0.zip", many_members_zip(5))
+    rc, _, err = cli("auto", "--store", tmp_path / "store", "--max-members", "4", zip_path)
+    assert (rc, err) == (1, "dpip-import auto: many-1.0.zip: 5 members, past --max-members 4\n")
+    tar = tar_bytes([TarMember(f"f{i}", b"x") for i in range(5)])
+    tar_path = _write(tmp_path / "many-1.0.tar.gz", gzip_python(tar))
+    rc, _, err = cli("auto", "--store", tmp_path / "store", "--max-members", "4", tar_path)
+    assert (rc, err) == (1, ("dpip-import auto: many-1.0.tar.gz: member 'f4': offset 4096: more members than "
+                             "--max-members 4\n"))
