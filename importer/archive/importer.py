@@ -43,7 +43,7 @@ from ..dag.directory import build_symlink
 from ..errors import InvalidArchive, LimitExceeded
 from ..layout import DagNode
 from ..profiles import ImportSettings
-from ..sinks.base import BlockSink, MemorySink
+from ..sinks.base import BlockSink
 from ..sources.auto import OpenedArchive, open_archive
 from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Limits, Member, Skeleton, WorkBudget
 from ..sources.inflate import iter_content
@@ -60,6 +60,7 @@ from .recipe import (
     write_recipe,
     write_root,
 )
+from .staging import StagingSink
 from .streams import PIECE, PieceReader, ReadAt, bounded_decompress, pread_pieces
 from .tree import TreeBuilder
 
@@ -416,7 +417,7 @@ class _NestedResult:
     """A nested import: its report and staged blocks, or (None, None) to keep the member plain."""
 
     report: ImportReport | None
-    staging: MemorySink | None
+    staging: StagingSink | None
 
 
 class _Run:
@@ -580,7 +581,7 @@ class _Run:
 
     def _nested_job(self, member: Member, spill: _Spill) -> _NestedResult:
         """Import the spilled member as an archive into a staging sink (any thread)."""
-        staging = MemorySink()
+        staging = StagingSink()
         child = self.owner.nested_importer(self.pool, staging)
         name = os.path.basename(member.name or "member")
         data = spill.data()
@@ -590,11 +591,16 @@ class _Run:
             else:
                 report = child.import_open(spill.open(), name)
         except LimitExceeded as e:
+            staging.close()
             # The budget is shared by every level: a nested bomb is the archive's bomb.
             raise LimitExceeded(self.name, f"nested archive {e}", member.label, limit=e.limit) from None
-        except InvalidArchive:
-            return _NestedResult(None, None)
+        except BaseException as e:
+            staging.close()
+            if isinstance(e, InvalidArchive):
+                return _NestedResult(None, None)
+            raise
         if report.verbatim_bytes:
+            staging.close()
             return _NestedResult(None, None)
         return _NestedResult(report, staging)
 
@@ -607,7 +613,8 @@ class _Run:
         spill = pending.spill
         result = job.result()
         if result.report is not None and result.staging is not None:
-            self.owner.sink.put_many(result.staging.blocks.items())
+            self.owner.sink.put_many(result.staging.items())
+            result.staging.close()
             report = result.report
             self.nested_count += 1 + report.nested
             pending.nested_root = report.root
@@ -637,6 +644,9 @@ class _Run:
         for pending in self.members:
             if pending.spill is not None:
                 pending.spill.close()
+            job = pending.nested_job  # an import that failed before resolving it: drop its staged blocks
+            if job is not None and job.done() and job.exception() is None and job.result().staging is not None:
+                job.result().staging.close()  # type: ignore[union-attr]
         self.body_skeleton.close()
         self.outer_skeleton.close()
 
