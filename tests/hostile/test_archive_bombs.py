@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.archive_builders import TarMember, gzip_python, tar_bytes
+from importer.archive.streams import PIECE, bounded_decompress
+from importer.compress import search_params
+from tests.archive_builders import TarMember, gzip_python, tar_bytes, zero_bomb
 from tests.archive_checks import sha256_file
 from tests.conftest import RunCli
 
@@ -116,3 +118,32 @@ def test_more_members_than_max_members_is_refused(tmp_path: Path, cli: RunCli) -
     rc, _, err = cli("auto", "--store", tmp_path / "store", "--max-members", "4", tar_path)
     assert (rc, err) == (1, ("dpip-import auto: many-1.0.tar.gz: member 'f4': offset 4096: more members than "
                              "--max-members 4\n"))
+
+
+@pytest.mark.parametrize("method", ["deflate", "bzip2", "xz"])
+def test_decompressing_again_never_yields_more_than_a_piece(method: str) -> None:
+    """The search's second pass over a stream (streams.bounded_decompress): 64 MiB of zeros from a
+    few KB, in pieces of at most 1 MiB, whatever size the compressed pieces stand for."""
+    size = 64 * MiB
+    if method == "deflate":
+        compressed = zero_bomb(size)
+    else:
+        engine = bz2.BZ2Compressor(9) if method == "bzip2" else lzma.LZMACompressor(lzma.FORMAT_XZ, preset=0)
+        compressed = b"".join(engine.compress(bytes(MiB)) for _ in range(64)) + engine.flush()
+    pieces = [compressed[i:i + 64 * 1024] for i in range(0, len(compressed), 64 * 1024)]
+    total = 0
+    for out in bounded_decompress(method, pieces):
+        assert 0 < len(out) <= PIECE
+        total += len(out)
+    assert total == size
+
+
+def test_compressor_search_stops_at_its_work_limit() -> None:
+    """No candidate reproduces a zero bomb cut by sync flushes, and each reads far into it before
+    its first output: the search gives up once its attempts have read ``max_work`` bytes."""
+    stream = zero_bomb(32 * MiB)
+    result = search_params(stream, lambda: bounded_decompress("deflate", [stream]), "deflate",
+                           max_work=8 * MiB)
+    assert result.params is None
+    assert result.reason.startswith("search stopped after ")
+    assert result.reason.endswith(f"attempts: the search's attempts read {8 * MiB} bytes of input, its work limit")
