@@ -84,6 +84,9 @@ SEARCH_WINDOW: Final = 64 * 1024 * 1024
 #: fed (a tiny member's search takes ~0.1 ms), few enough that 100,000 tiny members do not
 #: queue 100,000 work items with their inputs.
 SEARCH_QUEUE: Final = 256
+#: The same window for a nested archive's own searches: up to two workers each run up to three
+#: levels at once, so each level gets an eighth, and all of them together stay near one window.
+NESTED_SEARCH_WINDOW: Final = SEARCH_WINDOW // 8
 #: A WHEEL file is a few lines; a bigger one is not read for its Generator hint.
 WHEEL_FILE_LIMIT: Final = 64 * 1024
 #: The bytes of content one compressor search may feed its attempts in total: twice the stream's
@@ -630,7 +633,8 @@ class _Run:
         in flight, and keep each finished one's result in place of its future."""
         self._searching.append((pending, held))
         self._searching_bytes += held
-        while self._searching and (self._searching_bytes > SEARCH_WINDOW or len(self._searching) > SEARCH_QUEUE
+        window = SEARCH_WINDOW if self.owner.depth == 0 else NESTED_SEARCH_WINDOW
+        while self._searching and (self._searching_bytes > window or len(self._searching) > SEARCH_QUEUE
                                    or _done(self._searching[0][0].search)):
             oldest, size = self._searching.popleft()
             self._searching_bytes -= size
@@ -645,7 +649,8 @@ class _Run:
             if pending.spill is not None:
                 pending.spill.close()
             job = pending.nested_job  # an import that failed before resolving it: drop its staged blocks
-            if job is not None and job.done() and job.exception() is None and job.result().staging is not None:
+            if job is not None and job.done() and not job.cancelled() and job.exception() is None \
+                    and job.result().staging is not None:
                 job.result().staging.close()  # type: ignore[union-attr]
         self.body_skeleton.close()
         self.outer_skeleton.close()

@@ -17,9 +17,10 @@ from typing import IO, Final
 from ..dag.cid import block_matches, format_cid
 from ..errors import BlockCorrupt, BlockNotFound
 
-#: Block bytes a staging sink keeps in memory; the rest is spilled. Two workers each staging this
-#: much stay well inside the 300 MB import target next to the search window (64 MiB).
-STAGING_MEMORY: Final = 32 * 1024 * 1024
+#: Block bytes a staging sink keeps in memory; the rest is spilled. Nested imports run on two
+#: workers, each up to three levels deep, each level with its own staging: six of these stay
+#: well inside the 300 MB import target next to the search window (64 MiB).
+STAGING_MEMORY: Final = 8 * 1024 * 1024
 
 
 class StagingSink:
