@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -28,10 +27,9 @@ from importer.dag.dagpb import decode_node
 from importer.dag.reader import LeafSpan, file_leaves, iter_tree_files
 from importer.dag.unixfs import decode_unixfs
 from importer.profiles import resolve_settings
-from importer.sinks.atrest import ENCODING_DELTA
 from importer.sinks.base import MemorySink
-from importer.sinks.delta import MARGIN, MAX_REFS, read_header, reference_span
-from importer.sinks.store import DB_NAME, ArchiveRecord, BlockStore
+from importer.sinks.delta import MARGIN, MAX_REFS, reference_span
+from importer.sinks.store import ArchiveRecord, BlockStore
 
 from .archive_builders import build_with_backend, project_files, project_module, python_source, write_project
 from .archive_checks import assert_roundtrip, import_json, sha256_file
@@ -351,9 +349,8 @@ def _root_of(store: Path, name: str) -> str:
 
 def delta_depths(path: Path) -> list[int]:
     """The depth of every delta row of the store at ``path``, smallest first."""
-    with sqlite3.connect(path / DB_NAME) as conn:
-        rows = conn.execute("SELECT data FROM blocks WHERE encoding = ?", (ENCODING_DELTA,)).fetchall()
-    return sorted(read_header(bytes(data)).depth for (data,) in rows)
+    with BlockStore(path, create=False) as store:
+        return sorted(depth for _, depth, _ in store.iter_deltas())
 
 
 @pytest.mark.parametrize("kind", ["wheel", "sdist"])
@@ -425,14 +422,19 @@ def test_no_delta_store_is_larger_by_the_saved_bytes_until_optimize(
         plain = import_json(cli, archive(release, kind), without, "--no-delta", kind=kind)
         assert "delta_against" not in plain and "delta_blocks" not in plain
     delta_stats, plain_stats = store_stats(with_delta), store_stats(without)
-    assert delta_stats["at_rest"] == plain_stats["at_rest"] - saved
+    # "saved" is against each leaf's frame alone; in the plain store a leaf under 16 KiB shares
+    # a frame with its neighbours and costs a little less, so the store saves a little less.
+    assert plain_stats["at_rest"] - saved <= delta_stats["at_rest"] <= plain_stats["at_rest"] - 0.99 * saved
     assert (delta_stats["blocks"], delta_stats["logical"]) == (plain_stats["blocks"], plain_stats["logical"])
-    assert "zstd+delta blocks" not in plain_stats
+    assert "zstd+delta blocks" not in plain_stats and "packed delta blocks" not in plain_stats
 
     rc, out, _ = cli("store", "optimize", "--store", without)
     assert rc == 0
     assert f"stored {2 * len(PLANS[kind])} changed leaves as deltas against the previous archive" in out
-    assert store_stats(without) == delta_stats  # the same plan, the same frames
+    optimized = store_stats(without)  # the same plan, the same delta frames (in rows, not in packs)
+    assert (optimized["blocks"], optimized["logical"]) == (delta_stats["blocks"], delta_stats["logical"])
+    assert optimized["zstd+delta blocks"] == delta_stats["packed delta blocks"] == 2 * len(PLANS[kind])
+    assert abs(optimized["at_rest"] - delta_stats["at_rest"]) <= 0.01 * delta_stats["at_rest"]
     assert delta_depths(without) == delta_depths(with_delta)
     rc, _, _ = cli("store", "verify", "--store", without)
     assert rc == 0

@@ -15,6 +15,14 @@ from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZS
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, EncodingStats
 
+
+@pytest.fixture(autouse=True)
+def one_row_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read and forge the rows of the one-row-per-block layout (encoding-3 delta rows), which
+    the store still reads, and writes when it rewrites a committed block; packs, the layout new
+    blocks are written in, are covered by tests/test_store_packs.py."""
+    monkeypatch.setattr(BlockStore, "default_packs", False)
+
 #: Functions in a generated module: about 45 bytes each, so 2500 make ~110 KB, well above the
 #: 16 KiB small-block limit (no dictionary gets involved) and below one 256 KiB leaf.
 FUNCTIONS = 2500
@@ -430,8 +438,8 @@ V3_SCHEMA = (
 )
 
 
-def test_schema_3_store_is_migrated_to_4_and_takes_deltas(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == 4
+def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_path: Path) -> None:
+    assert SCHEMA_VERSION == 5
     a = module_text(1)
     b = edited(a, 1)
     (tmp_path / "s").mkdir()
@@ -446,7 +454,7 @@ def test_schema_3_store_is_migrated_to_4_and_takes_deltas(tmp_path: Path) -> Non
         assert (store.get(cid(a)), store.get(cid(b))) == (a, b)
         assert store.delta_encode([(cid(b), [cid(a)])]) == (1, len(b) - len(row(tmp_path / "s", b)[1]))
     with db(tmp_path / "s") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("4",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
     assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
     assert sound(tmp_path / "s")
 

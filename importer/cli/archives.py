@@ -126,12 +126,16 @@ def run_import(args: argparse.Namespace) -> int:
             roots.append(report.root)
             delta = None
             if memo_store is not None:
+                if args.delta:
+                    # Before the archive is recorded (which commits its blocks): a changed leaf
+                    # still buffered is written once, as its delta (BlockStore.delta_encode).
+                    delta = delta_against_previous(memo_store, report.file, report.root)
                 memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                         report.size, time.time()))
                 _record_attempts(memo_store)
-                if args.delta:
-                    delta = delta_against_previous(memo_store, report.file, report.root)
             _print_report(args, report, counting, delta)
+        if memo_store is not None and not args.json:
+            _print_store_size(memo_store)
         if args.car and store is not None:
             from ..sinks.car import export_car
 
@@ -145,6 +149,14 @@ def run_import(args: argparse.Namespace) -> int:
 
                 shutil.rmtree(os.path.dirname(store.path), ignore_errors=True)
     return 0
+
+
+def _print_store_size(store: BlockStore) -> None:
+    """The store after the imports: its files on disk next to the bytes its blocks take at rest."""
+    store.checkpoint()
+    stats = store.stats()
+    sys.stdout.write(f"store: {stats.disk_bytes:,d} bytes on disk for {stats.at_rest_bytes:,d} bytes at rest "
+                     f"({stats.disk_ratio:.3f}x) and {stats.logical_bytes:,d} logical\n")
 
 
 def _load_attempts(store: BlockStore) -> None:

@@ -54,8 +54,9 @@ ENCODING_ZSTD_DICT: Final = 2
 #: A zstd frame made against other blocks of the store; decoded by the store, which holds them
 #: (payload format in :mod:`importer.sinks.delta`).
 ENCODING_DELTA: Final = 3
+#: Names in ``store stats``; 4 and 5 are packed blocks and packed deltas (:mod:`importer.sinks.packs`).
 ENCODING_NAMES: Final = {ENCODING_IDENTITY: "identity", ENCODING_ZSTD: "zstd", ENCODING_ZSTD_DICT: "zstd+dict",
-                         ENCODING_DELTA: "zstd+delta"}
+                         ENCODING_DELTA: "zstd+delta", 4: "packed", 5: "packed delta"}
 
 #: zstd level for every frame; derived in the module docstring.
 LEVEL: Final = 3
@@ -213,6 +214,12 @@ class BlockCodec:
         else:
             decompressor = self._plain_d
         return decompress_frame(decompressor, payload, size)
+
+    def decode_frame(self, frame: bytes, size: int) -> bytes:
+        """A zstd frame of ``size`` bytes, plain or made with one of the store's dictionaries (its header says which)."""
+        params = frame_parameters(frame, size)
+        decompressor = self._decompressor(params.dict_id) if params.dict_id else self._plain_d
+        return decompress_frame(decompressor, frame, size)
 
     def _decompressor(self, dict_id: int) -> zstandard.ZstdDecompressor:
         decompressor = self._dict_d.get(dict_id)
