@@ -218,7 +218,7 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
               f"new in this store: {counting.new_blocks} of {counting.blocks} blocks, "
               f"{counting.new_bytes:,d} of {counting.bytes:,d} bytes\n")
     if delta is not None and delta.previous is not None and delta.skipped is None:
-        out.write(f"  {delta.rewritten} changed leaves stored as deltas against {delta.previous}, "
+        out.write(f"  {delta.rewritten} changed blocks stored as deltas against {delta.previous}, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
         out.write(f"  container {line}\n")

@@ -42,7 +42,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_train)
 
     p = actions.add_parser("optimize", help="compress blocks stored before compression was on; move small blocks to the newest "
-                                            "dictionary; store changed leaves as deltas; compact half-empty packs",
+                                            "dictionary; store changed blocks as deltas; compact half-empty packs",
                            description="Rows are rewritten only when they shrink; the file itself shrinks "
                                        "only with --vacuum (which needs the store to itself and twice its size).")
     add_store_option(p)
@@ -133,7 +133,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         if args.vacuum:
             store.vacuum()
         stats = store.stats()
-    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed leaves as deltas "
+    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed blocks as deltas "
           f"against the previous archive of their project, {deltas.saved} bytes smaller; compacted {compacted} packs, "
           f"{freed} bytes smaller; ratio now {stats.ratio:.3f}")
     return 0
