@@ -249,3 +249,19 @@ def test_pack_builder_places_each_block_where_its_locator_says() -> None:
         segment = data[p.offset:p.offset + p.length]
         got = zstandard.ZstdDecompressor().decompress(segment)[p.inner:p.inner + p.size] if p.frame_size else segment
         assert got == b
+
+
+def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_once(tmp_path: Path) -> None:
+    blocks = small_blocks(150) + [text_block(i, 200_000) for i in range(3)]
+    with BlockStore(tmp_path) as store:
+        store.put_many((cid(b), b) for b in blocks)
+        store.flush()
+        before = store.stats()
+        rewritten, freed = store.compact_packs(level=19)
+        after = store.stats()
+        assert rewritten == before.packs and freed == before.pack_bytes - after.pack_bytes > 0
+        assert store.compact_packs(level=19) == (0, 0)  # every pack is at 19 already
+        assert {level for (level,) in store._conn.execute("SELECT level FROM packs")} == {19}
+    with BlockStore(tmp_path) as store:
+        assert all(store.get(cid(b)) == b for b in blocks)
+        assert store.stats().dead_bytes == 0

@@ -47,6 +47,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                        "only with --vacuum (which needs the store to itself and twice its size).")
     add_store_option(p)
     p.add_argument("--vacuum", action="store_true", help="then rebuild the database file without free pages")
+    p.add_argument("--level", type=int, default=0, choices=range(1, 23), metavar="N",
+                   help="also recompress every pack at zstd level N (1-22; 19: about 8%% smaller than the "
+                        "default, written at ~1-2 MB/s, read as fast)")
     p.set_defaults(handler=cmd_optimize)
 
 
@@ -129,7 +132,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             return 1
         rewritten, saved = store.recompress()
         deltas = delta_store(store)
-        compacted, freed = store.compact_packs()
+        compacted, freed = store.compact_packs(level=args.level)
         if args.vacuum:
             store.vacuum()
         stats = store.stats()

@@ -210,14 +210,16 @@ _SCHEMA: Final = (
      " value BLOB NOT NULL)"),
     # Packs (importer.sinks.packs): segments of many blocks in one row. logical: bytes of the
     # blocks placed in it; live: bytes of those whose rows still point to it (deletes and
-    # rewrites lower it; a pack at 0 is deleted, one under half is rewritten by compact_packs).
+    # rewrites lower it; a pack at 0 is deleted, one under half is rewritten by compact_packs);
+    # level: the zstd level its frames were made at beyond the default (0), by compact_packs.
     # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
     # under (pack, offset) can never name other bytes.
     ("CREATE TABLE IF NOT EXISTS packs ("
      " id INTEGER PRIMARY KEY AUTOINCREMENT,"
      " data BLOB NOT NULL,"
      " logical INTEGER NOT NULL,"
-     " live INTEGER NOT NULL)"),
+     " live INTEGER NOT NULL,"
+     " level INTEGER NOT NULL DEFAULT 0)"),
 )
 
 
@@ -322,7 +324,7 @@ class BlockStore:
         #: Deltas decided before their block's first write: CID -> (payload, references, plain length).
         self._staged: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
         self._staged_done = (0, 0)
-        self._frame_compressor: tuple[int, zstandard.ZstdCompressor] | None = None
+        self._frame_compressor: tuple[int, int, zstandard.ZstdCompressor] | None = None
         if compression is None:
             compression = os.environ.get(COMPRESSION_ENV) or None
         if compression is not None and compression not in COMPRESSIONS:
@@ -473,11 +475,13 @@ class BlockStore:
             deltas, saved = self._insert_packs(empty, packs, self._pending, self._staged)
         self._staged_done = (self._staged_done[0] + deltas, self._staged_done[1] + saved)
 
-    def _lay_out(self, blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]]
-                 ) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
+    def _lay_out(self, blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
+                 level: int = 0) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
         """``blocks`` as packs (:class:`~importer.sinks.packs.PackBuilder`), ``deltas`` as their payloads;
-        empty blocks apart, as rows of their own (they take no pack space)."""
-        builder = PackBuilder(self._frame_compressor_now())
+        empty blocks apart, as rows of their own (they take no pack space). ``level``: a zstd
+        level for every frame instead of the defaults (:meth:`compact_packs`)."""
+        builder = PackBuilder(self._frame_compressor_now(level))
+        large = zstandard.ZstdCompressor(level=level, write_checksum=False) if level else None
         packs: list[tuple[bytes, list[Placed]]] = []
         empty: list[tuple[bytes, int, bytes, int]] = []
         for cid, block in blocks.items():
@@ -490,6 +494,8 @@ class BlockStore:
                 builder.add_small(cid, block)
             else:
                 encoding, payload = self._codec.encode(block)
+                if large is not None and encoding != ENCODING_IDENTITY:
+                    payload = min(payload, large.compress(block), key=len)
                 builder.add_frame(cid, len(block), payload, encoding != ENCODING_IDENTITY)
             if builder.full:
                 packs.append(builder.take())
@@ -499,15 +505,15 @@ class BlockStore:
 
     def _insert_packs(self, empty: Sequence[tuple[bytes, int, bytes, int]], packs: Sequence[tuple[bytes, list[Placed]]],
                       blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
-                      *, new: bool = True) -> tuple[int, int]:
+                      *, new: bool = True, level: int = 0) -> tuple[int, int]:
         """Inside a write transaction: insert the packs and their blocks' rows (a CID already stored
         is skipped); ``(deltas written, bytes they saved)``. ``new``: the blocks count towards the
         next dictionary (not when they are only moved)."""
         added_small = written = saved = 0
         self._conn.executemany(_INSERT, empty)
         for data, placed in packs:
-            pack = self._conn.execute("INSERT INTO packs (data, logical, live) VALUES (?, ?, 0)",
-                                      (data, sum(p.size for p in placed))).lastrowid
+            pack = self._conn.execute("INSERT INTO packs (data, logical, live, level) VALUES (?, ?, 0, ?)",
+                                      (data, sum(p.size for p in placed), level)).lastrowid
             assert pack is not None
             live = 0
             for p in placed:
@@ -557,19 +563,21 @@ class BlockStore:
         except UndecodablePayload:
             return False
 
-    def _frame_compressor_now(self) -> zstandard.ZstdCompressor:
-        """The compressor of grouped frames: :data:`~importer.sinks.packs.FRAME_LEVEL`, with the newest dictionary."""
+    def _frame_compressor_now(self, level: int = 0) -> zstandard.ZstdCompressor:
+        """The compressor of grouped frames: :data:`~importer.sinks.packs.FRAME_LEVEL` (or ``level``),
+        with the newest dictionary."""
         dict_id = self._codec.dictionary_id
-        if self._frame_compressor is None or self._frame_compressor[0] != dict_id:
+        level = level or FRAME_LEVEL
+        if self._frame_compressor is None or self._frame_compressor[:2] != (dict_id, level):
             data = self._load_dictionary(dict_id) if dict_id else None
             if data is None:
-                compressor = zstandard.ZstdCompressor(level=FRAME_LEVEL, write_checksum=False)
+                compressor = zstandard.ZstdCompressor(level=level, write_checksum=False)
             else:
                 d = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_FULLDICT)
-                d.precompute_compress(level=FRAME_LEVEL)
+                d.precompute_compress(level=level)
                 compressor = zstandard.ZstdCompressor(dict_data=d, write_checksum=False)
-            self._frame_compressor = (dict_id, compressor)
-        return self._frame_compressor[1]
+            self._frame_compressor = (dict_id, level, compressor)
+        return self._frame_compressor[2]
 
     def _encode(self, block: bytes) -> tuple[int, bytes]:
         """``(encoding, stored bytes)`` of a block."""
@@ -796,18 +804,22 @@ class BlockStore:
             self._staged[cid] = (payload, tuple(refs), plain)
         return True
 
-    def compact_packs(self, *, below: float = 0.5) -> tuple[int, int]:
+    def compact_packs(self, *, below: float = 0.5, level: int = 0) -> tuple[int, int]:
         """Rewrite the packs whose live blocks are less than ``below`` of what was placed in them;
         ``(packs rewritten, bytes freed)``. Each pack's live blocks are decoded, checked and laid
         out into new packs (delta payloads as they were), and the rows moved and the old pack
         deleted in one transaction. A pack with a damaged block is left for ``store verify``.
+
+        With ``level``, every pack made at a lower level is rewritten too, its frames compressed
+        at that zstd level (``store optimize --level 19``: blocks written once and read rarely
+        cost less, and read as fast, since zstd decodes at the same speed whatever the level).
         """
         self.flush()
         if not self._codec.compress:
             return 0, 0
         try:
             wanted = {int(pack): int(length) for pack, length in self._conn.execute(
-                "SELECT id, length(data) FROM packs WHERE live < logical * ?", (below,))}
+                "SELECT id, length(data) FROM packs WHERE live < logical * ? OR level < ?", (below, level))}
             rows: dict[int, list[tuple[bytes, int, bytes, int, Locator]]] = {pack: [] for pack in wanted}
             if wanted:
                 for cid, encoding, data, size in self._conn.execute(
@@ -822,13 +834,13 @@ class BlockStore:
             raise self._fail(f"cannot list packs: {e}") from None
         rewritten = freed = 0
         for pack, length in wanted.items():
-            written = self._move_pack(pack, rows[pack])
+            written = self._move_pack(pack, rows[pack], level)
             if written is not None:
                 rewritten += 1
                 freed += length - written
         return rewritten, freed
 
-    def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]]) -> int | None:
+    def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]], level: int) -> int | None:
         """Move ``rows`` (the live blocks of ``pack``) into new packs and delete it; the new packs' bytes."""
         blocks: dict[bytes, bytes] = {}
         deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
@@ -844,13 +856,13 @@ class BlockStore:
             return None
         except sqlite3.Error as e:
             raise self._fail(f"cannot read a pack: {e}") from None
-        empty, packs = self._lay_out(blocks, deltas)
+        empty, packs = self._lay_out(blocks, deltas, level)
         with self._transaction("compact a pack"):
             for cid, _, data, _, _ in rows:
                 if self._conn.execute("DELETE FROM blocks WHERE cid = ? AND data = ?", (cid, data)).rowcount != 1:
                     blocks.pop(cid)  # rewritten or deleted by another process meanwhile: not moved
             self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
-            self._insert_packs(empty, packs, blocks, deltas, new=False)
+            self._insert_packs(empty, packs, blocks, deltas, new=False, level=level)
         return sum(len(data) for data, _ in packs)
 
     def _delta_batch(self, batch: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, int]:
