@@ -265,3 +265,30 @@ def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_onc
     with BlockStore(tmp_path) as store:
         assert all(store.get(cid(b)) == b for b in blocks)
         assert store.stats().dead_bytes == 0
+
+
+def test_a_new_store_compresses_its_first_small_blocks_with_the_shipped_dictionary(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importer.sinks.store as store_module
+    from importer.sinks.atrest import SHIPPED_ID, shipped_dictionary
+
+    shipped = shipped_dictionary()
+    assert shipped is not None and len(shipped) == 64 * 1024
+    assert zstandard.ZstdCompressionDict(shipped).dict_id() == SHIPPED_ID
+    metadata = [(f"Metadata-Version: 2.4\nName: pkg{i}\nVersion: 1.{i}\nSummary: A package\n"
+                 f"Requires-Python: >=3.9\nLicense-Expression: MIT\n").encode() * 3 for i in range(40)]
+    with BlockStore(tmp_path / "shipped") as store:
+        store.put_many((cid(b), b) for b in metadata)
+        store.flush()
+        assert store.dictionaries() == []  # the store trained none of its own
+        with_shipped = store.stats().pack_bytes
+        frame = store._segment(parse_locator(rows(tmp_path / "shipped")[cid(metadata[0])][1], len(metadata[0])))
+        assert zstandard.get_frame_parameters(frame).dict_id == SHIPPED_ID
+    monkeypatch.setattr(store_module, "shipped_dictionary", lambda: None)
+    with BlockStore(tmp_path / "none") as store:
+        store.put_many((cid(b), b) for b in metadata)
+        store.flush()
+        assert store.stats().pack_bytes > with_shipped
+    monkeypatch.undo()
+    with BlockStore(tmp_path / "shipped") as store:
+        assert all(store.get(cid(b)) == b for b in metadata)

@@ -88,11 +88,13 @@ from .atrest import (
     ENCODING_DELTA,
     ENCODING_IDENTITY,
     ENCODING_NAMES,
+    SHIPPED_ID,
     SMALL_BLOCK,
     BlockCodec,
     Dictionary,
     UndecodablePayload,
     UnknownEncoding,
+    shipped_dictionary,
     train_dictionary,
     with_dict_id,
 )
@@ -605,16 +607,24 @@ class BlockStore:
         self._codec.compress = compression == "zstd"
 
     def _load_dictionary(self, dict_id: int) -> bytes | None:
+        if dict_id == SHIPPED_ID:
+            return shipped_dictionary()
         row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def _refresh_dictionary(self) -> None:
-        """Compress small blocks with the newest dictionary, whichever process trained it."""
+        """Compress small blocks with the newest dictionary, whichever process trained it; a store
+        writing packs that has trained none uses the one the package ships
+        (:data:`~importer.sinks.atrest.SHIPPED_DICTIONARY`)."""
         if not self._codec.compress:
             return
         row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
         if row is not None and int(row[0]) != self._codec.dictionary_id:
             self._codec.use_dictionary(int(row[0]), bytes(row[1]))
+        elif row is None and self.packs and self._codec.dictionary_id != SHIPPED_ID:
+            shipped = shipped_dictionary()
+            if shipped is not None:
+                self._codec.use_dictionary(SHIPPED_ID, shipped)
 
     def _due_for_training(self) -> bool:
         """Have :attr:`train_after` x 4^(dictionaries) small blocks come in since the newest one?"""
