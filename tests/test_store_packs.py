@@ -292,3 +292,22 @@ def test_a_new_store_compresses_its_first_small_blocks_with_the_shipped_dictiona
     monkeypatch.undo()
     with BlockStore(tmp_path / "shipped") as store:
         assert all(store.get(cid(b)) == b for b in metadata)
+
+
+def test_rows_swept_in_bulk_leave_packs_that_reconcile_recounts_and_compaction_reclaims(tmp_path: Path) -> None:
+    blocks = small_blocks(200, 3)
+    with BlockStore(tmp_path) as store:
+        store.put_many((cid(b), b) for b in blocks[:100])
+        store.flush()
+        store.put_many((cid(b), b) for b in blocks[100:])
+        store.flush()
+        assert store.stats().packs == 2
+    with db(tmp_path) as conn:  # a sweep that deletes rows without telling the packs
+        conn.executemany("DELETE FROM blocks WHERE cid = ?", [(cid(b),) for b in blocks[:100] + blocks[100:190]])
+    with BlockStore(tmp_path) as store:
+        assert store.reconcile_packs() == 1  # the first pack holds nothing any more
+        (live,) = store._conn.execute("SELECT live FROM packs").fetchone()
+        assert live == sum(map(len, blocks[190:]))
+        assert store.compact_packs()[0] == 1
+        assert all(store.get(cid(b)) == b for b in blocks[190:])
+        assert store.stats().dead_bytes == 0

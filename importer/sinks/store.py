@@ -850,6 +850,26 @@ class BlockStore:
                 freed += length - written
         return rewritten, freed
 
+    def reconcile_packs(self) -> int:
+        """Recount every pack's live bytes from the rows that point to it and delete the packs no
+        row points to; the packs deleted. For a sweep that deletes rows in bulk (``store gc``)
+        rather than through :meth:`delete`, which keeps the counts as it goes."""
+        self.flush()
+        with self._transaction("recount packs"):
+            live: dict[int, int] = {}
+            for encoding, data, size in self._conn.execute(
+                    "SELECT encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
+                try:
+                    pack = parse_locator(bytes(data), int(size)).pack
+                except UndecodablePayload:
+                    continue
+                live[pack] = live.get(pack, 0) + int(size)
+            packs = [int(pack) for (pack,) in self._conn.execute("SELECT id FROM packs")]
+            self._conn.executemany("UPDATE packs SET live = ? WHERE id = ?",
+                                   [(live.get(pack, 0), pack) for pack in packs])
+            gone = self._conn.execute("DELETE FROM packs WHERE live <= 0").rowcount
+        return int(gone)
+
     def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]], level: int) -> int | None:
         """Move ``rows`` (the live blocks of ``pack``) into new packs and delete it; the new packs' bytes."""
         blocks: dict[bytes, bytes] = {}
