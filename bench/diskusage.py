@@ -13,7 +13,11 @@ larger by what SQLite adds around them. This module reads the database's own acc
   ``delta_refs`` and the other small tables;
 * ``write-ahead log``: the ``-wal`` and ``-shm`` files beside the database.
 
-    python -m bench.diskusage STORE_DIR...
+With ``--roles``, the bytes at rest are also split by which archive first brought each block
+(the first sdist, the first wheel, later releases) and by what the block is (a leaf of a file, a
+file's root node, a directory node, the recipe and its pages, the skeleton, the archive root).
+
+    python -m bench.diskusage [--roles] STORE_DIR...
 """
 
 from __future__ import annotations
@@ -21,9 +25,17 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
+import dag_cbor
+from multiformats import CID
+
+from importer.archive.recipe import iter_links, read_root
+from importer.dag.cid import RAW, cid_codec
+from importer.dag.reader import Kind, file_leaves, iter_directory, stat
 from importer.sinks.store import DB_NAME, BlockStore
 
 
@@ -74,12 +86,71 @@ def format_usage(name: str, usage: DiskUsage) -> str:
             f"{usage.payload_bytes:,d} B; {shares}")
 
 
+#: What a block of an archive's DAG is, for :func:`bytes_by_role`.
+ROLES: Final = ("leaf", "file node", "directory", "recipe", "skeleton", "root")
+
+
+def _dag_roles(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, str]]:
+    """``(cid, role)`` of every block of the archive ``root``'s DAG (a block may come twice)."""
+    archive = read_root(store, root)
+    yield root, "root"
+    yield archive.recipe, "recipe"
+    recipe = dag_cbor.decode(store.get(archive.recipe))
+    if isinstance(recipe, dict) and isinstance(recipe.get("pages"), list):
+        yield from ((bytes(page), "recipe") for page in recipe["pages"] if isinstance(page, CID))  # type: ignore[union-attr]
+    links = list(iter_links(archive.recipe, store))
+    yield links[0], "skeleton"
+    trees = [archive.tree]
+    files = list(links[1:])
+    while trees:
+        tree = trees.pop()
+        yield tree, "directory"
+        for entry in iter_directory(store, tree):
+            if cid_codec(entry.cid) != RAW and stat(store, entry.cid).kind is Kind.DIRECTORY:
+                trees.append(entry.cid)
+            else:
+                files.append(entry.cid)
+    for file in files:
+        leaves = file_leaves(store, file)[1]
+        if len(leaves) != 1 or leaves[0].cid != file:
+            yield file, "file node"
+        yield from ((leaf.cid, "leaf") for leaf in leaves)
+
+
+def bytes_by_role(store_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """Bytes at rest by (which archive: ``first sdist``, ``first wheel``, ``later``; role), and how
+    many blocks: each block counted once, for the first archive (in import order) that has it."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    with BlockStore(store_dir, create=False) as store:
+        payloads = {cid: stored for cid, _, stored in store.iter_payloads()}
+        seen: set[bytes] = set()
+        kinds: set[str] = set()
+        for record in store.iter_archives():
+            kind = "wheel" if record.name.endswith(".whl") else "sdist"
+            which = "later" if kind in kinds else f"first {kind}"
+            kinds.add(kind)
+            for cid, role in _dag_roles(store, record.root):
+                if cid in seen or cid not in payloads:
+                    continue
+                seen.add(cid)
+                n, stored = out.get((which, role), (0, 0))
+                out[(which, role)] = (n + 1, stored + payloads[cid])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.diskusage", description=__doc__.split("\n\n")[0])
     parser.add_argument("stores", nargs="+", type=Path, metavar="STORE_DIR")
+    parser.add_argument("--roles", action="store_true",
+                        help="also split the bytes at rest by archive (first sdist, first wheel, later) and role")
     args = parser.parse_args(argv)
     for store_dir in args.stores:
         print(format_usage(str(store_dir), disk_usage(store_dir)))
+        if args.roles:
+            parts = bytes_by_role(store_dir)
+            total = sum(stored for _, stored in parts.values()) or 1
+            for (which, role), (n, stored) in sorted(parts.items(), key=lambda item: -item[1][1]):
+                print(f"  {which:<11} {role:<10} {n:>7,d} blocks {stored:>13,d} B ({stored / total:6.1%})")
     return 0
 
 

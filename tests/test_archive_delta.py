@@ -407,7 +407,7 @@ def test_new_release_is_stored_as_deltas_and_every_release_fetches_back(
     for previous, summary in pairwise(summaries):
         assert summary["delta_against"] == previous["file"]
         assert summary["delta_blocks"] == planned  # every planned leaf shrank, and most structure
-        assert summary["delta_saved_bytes"] > 40_000  # the 4 leaves: ~49 kB as plain zstd frames, ~500 bytes as deltas
+        assert summary["delta_saved_bytes"] > 25_000  # the 4 leaves: ~33 kB as zstd -9 frames, ~500 bytes as deltas
     # Version 3's blocks reference version 2's deltas: a chain of two.
     assert delta_depths(store) == [1] * planned + [2] * planned
     with BlockStore(store, create=False) as opened:
@@ -435,7 +435,7 @@ def test_import_says_how_many_leaves_became_deltas_against_which_archive(
     assert int(count) == len(WHEEL_PLAN) + len(SHRUNK["wheel"])
     name, saved = rest.split(", ")
     assert name == releases[0].wheel.name
-    assert saved.endswith(" bytes smaller at rest") and int(saved.split()[0].replace(",", "")) > 40_000
+    assert saved.endswith(" bytes smaller at rest") and int(saved.split()[0].replace(",", "")) > 25_000
 
 
 def test_previous_archive_missing_blocks_skips_deltas_with_one_warning_and_the_import_succeeds(
@@ -471,9 +471,9 @@ def test_no_delta_store_is_larger_by_the_saved_bytes_until_optimize(
         plain = import_json(cli, archive(release, kind), without, "--no-delta", kind=kind)
         assert "delta_against" not in plain and "delta_blocks" not in plain
     delta_stats, plain_stats = store_stats(with_delta), store_stats(without)
-    # "saved" is against each block's frame alone; in the plain store a block under 16 KiB shares
-    # a frame with its neighbours and costs less, so the store saves less: 90-95% of it here.
-    assert plain_stats["at_rest"] - saved <= delta_stats["at_rest"] <= plain_stats["at_rest"] - 0.85 * saved
+    # "saved" is against each block's own frame; in the plain store a block under 256 KiB shares
+    # a frame with its neighbours and costs less, so the store saves less: about two thirds here.
+    assert plain_stats["at_rest"] - saved <= delta_stats["at_rest"] <= plain_stats["at_rest"] - 0.5 * saved
     assert (delta_stats["blocks"], delta_stats["logical"]) == (plain_stats["blocks"], plain_stats["logical"])
     assert "zstd+delta blocks" not in plain_stats and "packed delta blocks" not in plain_stats
 
@@ -481,10 +481,9 @@ def test_no_delta_store_is_larger_by_the_saved_bytes_until_optimize(
     assert rc == 0
     # The same plan; a committed block in a shared frame is rewritten only if its delta beats its
     # share of the frame, which the small structure blocks' deltas do not always do.
-    leaves = 2 * len(PLANS[kind])
     count = int(out.split("stored ")[1].split(" changed blocks as deltas against the previous archive")[0])
-    assert leaves <= count < 2 * (len(PLANS[kind]) + len(SHRUNK[kind]))
     optimized = store_stats(without)  # the same plan, the same delta frames (in rows, not in packs)
+    assert 2 <= count < 2 * (len(PLANS[kind]) + len(SHRUNK[kind]))
     assert (optimized["blocks"], optimized["logical"]) == (delta_stats["blocks"], delta_stats["logical"])
     assert optimized["zstd+delta blocks"] == count
     assert abs(optimized["at_rest"] - delta_stats["at_rest"]) <= 0.02 * delta_stats["at_rest"]
@@ -492,10 +491,10 @@ def test_no_delta_store_is_larger_by_the_saved_bytes_until_optimize(
     rc, _, _ = cli("store", "verify", "--store", without)
     assert rc == 0
     rc, out, _ = cli("store", "optimize", "--store", without)
-    # Next to nothing left to do: compacting moved a few small blocks into new frames, where a
-    # delta may now beat their share by a few bytes.
+    # Little left to do: compacting moved blocks into new, smaller frames, where a delta may now
+    # beat a block's (larger) share of its frame.
     again = int(out.split("previous archive of their project, ")[1].split(" bytes smaller")[0])
-    assert rc == 0 and 0 <= again < 0.001 * optimized["at_rest"]
+    assert rc == 0 and 0 <= again < 0.02 * optimized["at_rest"]
 
 
 def test_import_into_an_uncompressed_store_writes_no_delta(releases: list[Release], tmp_path: Path, cli: RunCli) -> None:

@@ -212,7 +212,7 @@ def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
     with BlockStore(path) as store:
         assert {c: store.get(c) for c in expected} == expected
         stats = store.stats()
-        live = store._conn.execute("SELECT sum(live) FROM packs").fetchone()[0]
+        live = store._conn.execute("SELECT sum(live) FROM pack_usage").fetchone()[0]
     assert stats.blocks == 600 and live == stats.logical_bytes
 
 
@@ -222,6 +222,7 @@ def test_a_schema_4_store_reads_its_rows_and_writes_new_blocks_into_packs(tmp_pa
         store.put_many((cid(b), b) for b in old)
     with db(tmp_path) as conn:
         conn.execute("DROP TABLE packs")
+        conn.execute("DROP TABLE pack_usage")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     new = small_blocks(20, 2)
     with BlockStore(tmp_path) as store:
@@ -238,7 +239,7 @@ def test_pack_builder_places_each_block_where_its_locator_says() -> None:
     builder = PackBuilder(zstandard.ZstdCompressor(level=3))
     smalls = small_blocks(60)
     for b in smalls:
-        builder.add_small(cid(b), b)
+        builder.add_grouped(cid(b), b)
     big = text_block(3, 40_000)
     builder.add_frame(cid(big), len(big), big, False)
     data, placed = builder.take()
@@ -261,7 +262,7 @@ def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_onc
         after = store.stats()
         assert rewritten == before.packs and freed == before.pack_bytes - after.pack_bytes > 0
         assert store.compact_packs(level=19) == (0, 0)  # every pack is at 19 already
-        assert {level for (level,) in store._conn.execute("SELECT level FROM packs")} == {19}
+        assert {level for (level,) in store._conn.execute("SELECT level FROM pack_usage")} == {19}
     with BlockStore(tmp_path) as store:
         assert all(store.get(cid(b)) == b for b in blocks)
         assert store.stats().dead_bytes == 0
@@ -306,7 +307,7 @@ def test_rows_swept_in_bulk_leave_packs_that_reconcile_recounts_and_compaction_r
         conn.executemany("DELETE FROM blocks WHERE cid = ?", [(cid(b),) for b in blocks[:100] + blocks[100:190]])
     with BlockStore(tmp_path) as store:
         assert store.reconcile_packs() == 1  # the first pack holds nothing any more
-        (live,) = store._conn.execute("SELECT live FROM packs").fetchone()
+        (live,) = store._conn.execute("SELECT live FROM pack_usage").fetchone()
         assert live == sum(map(len, blocks[190:]))
         assert store.compact_packs()[0] == 1
         assert all(store.get(cid(b)) == b for b in blocks[190:])

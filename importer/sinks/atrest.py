@@ -208,8 +208,12 @@ class BlockCodec:
         d.precompute_compress(level=LEVEL)  # build the tables once, not per small block
         self._dict_c = (dict_id, zstandard.ZstdCompressor(dict_data=d, write_checksum=False))
 
-    def encode(self, block: bytes) -> tuple[int, bytes]:
-        """``(encoding, payload)``: compressed if that saves enough, else the block as is."""
+    def encode(self, block: bytes, compressor: zstandard.ZstdCompressor | None = None) -> tuple[int, bytes]:
+        """``(encoding, payload)``: compressed if that saves enough, else the block as is.
+
+        ``compressor``: what compresses a block that gets no dictionary, after the probe (the
+        store's packs use a stronger level for large blocks); level :data:`LEVEL` by default.
+        """
         if not self.compress or len(block) <= MIN_SAVING_BYTES:
             return ENCODING_IDENTITY, block
         if self._dict_c is not None and len(block) < SMALL_BLOCK:
@@ -217,7 +221,7 @@ class BlockCodec:
         else:
             if len(block) >= PROBE_MIN and not _saves_enough(PROBE, len(self._plain.compress(block[:PROBE]))):
                 return ENCODING_IDENTITY, block
-            encoding, payload = ENCODING_ZSTD, self._plain.compress(block)
+            encoding, payload = ENCODING_ZSTD, (compressor or self._plain).compress(block)
         if not _saves_enough(len(block), len(payload)):
             return ENCODING_IDENTITY, block
         return encoding, payload

@@ -17,10 +17,10 @@ finds its bytes. Its ``data`` is a *locator*, five unsigned LEB128 varints::
 ``pack[offset : offset + length]`` is the segment. For :data:`ENCODING_PACKED`, with
 ``frame-size`` 0 the segment is the block itself; otherwise it is one zstd frame (plain, or
 made with one of the store's dictionaries: its header names it) that decodes to ``frame-size``
-bytes, of which the block is ``[inner-offset : inner-offset + size]``. Small blocks written
-together share a frame (:data:`FRAME_BYTES`), so zstd sees the context a lone 300-byte
-directory node lacks, as git's packs compress objects against their neighbours; a large block is
-a frame of its own. For :data:`ENCODING_PACKED_DELTA` the segment is a delta payload
+bytes, of which the block is ``[inner-offset : inner-offset + size]``. Blocks under
+:data:`GROUP_BELOW` written together share a frame (:data:`FRAME_BYTES`), so zstd sees the
+context a lone 300-byte directory node or a lone header file lacks, as git's packs compress
+objects against their neighbours; a full 256 KiB leaf is a frame of its own. For :data:`ENCODING_PACKED_DELTA` the segment is a delta payload
 (:mod:`importer.sinks.delta`), exactly what an encoding-3 row holds. A CID never changes: the
 block row is still keyed by it and every read hashes the decoded block against it.
 
@@ -54,13 +54,27 @@ MiB: Final = 1024 * KiB
 ENCODING_PACKED: Final = 4
 #: A block row whose ``data`` is a locator into a pack, where its delta payload is.
 ENCODING_PACKED_DELTA: Final = 5
-#: Small blocks are grouped into frames of at least this many uncompressed bytes (the last frame
-#: of a write may be smaller): between 64 KiB and 256 KiB in the table above, where a frame
-#: still decodes in a tenth of a millisecond for a random read.
+#: Blocks smaller than this are grouped with their neighbours into frames: every block but a full
+#: 256 KiB leaf of a large file. On the first grpcio sdist (grpcio-1.84.1.tar.gz, 13.4 MB; the
+#: blocks of one import, MB at rest; zstd -19 --long=31 of the whole tar: 8.83)::
+#:
+#:     blocks       bytes   alone, level 3   frames of 128 KiB, level 9   512 KiB, 9   2 MiB, 19
+#:     < 16 KiB     20.93        7.18                3.99                     3.70         3.19
+#:     16-64 KiB    24.42        5.42                4.28                     3.98         3.40
+#:     64-256 KiB   19.04        2.95                2.50                     2.37         2.05
+#:     256 KiB      16.80        2.24                1.93 (each alone)        1.85         1.57
+#:
+#: Grouping the blocks of 16-256 KiB too (and level 9 for the leaves) takes that release from
+#: 14.6 to 12.7 MB at rest.
+GROUP_BELOW: Final = 256 * KiB
+#: Grouped blocks go into frames of at least this many uncompressed bytes (the last frame of a
+#: write may be smaller; a block larger than what is left makes a frame up to twice this size):
+#: a frame decodes in a few tenths of a millisecond for a random read (zstd at ~1 GB/s here).
 FRAME_BYTES: Final = 128 * KiB
-#: zstd level of grouped frames: level 9 stores 7% less than 3 at that size, and small blocks
-#: are about 5% of a chain's bytes (numpy: 14 of 272 MB), so its 3x slower compression costs
-#: the import little; level 19 would gain 6% more for 20x the time.
+#: zstd level of every frame of a pack: level 9 stores 7% less than 3 on numpy's small blocks,
+#: 15-21% less on grpcio's (table above) and 5% less on numpy's 256 KiB binary leaves; it
+#: compresses about 3x slower than level 3 (REPORT.md, "Deltas at rest": what that costs an
+#: import); level 19 would gain 6-15% more for 20x the time (``store optimize --level 19``).
 FRAME_LEVEL: Final = 9
 #: A pack is closed once it holds this many bytes. Reading a segment walks the pack's overflow
 #: chain from its start (SQLite keeps no index of it), 256 pages of 4 KiB at most; a pack's
@@ -149,8 +163,8 @@ class PackBuilder:
         self._bytes += len(segment)
         return offset
 
-    def add_small(self, cid: bytes, block: bytes) -> None:
-        """A small block, grouped with its neighbours into one frame."""
+    def add_grouped(self, cid: bytes, block: bytes) -> None:
+        """A block grouped with its neighbours into one frame (it closes once it holds FRAME_BYTES)."""
         self._group.append((cid, block))
         self._group_bytes += len(block)
         if self._group_bytes >= FRAME_BYTES:

@@ -65,6 +65,16 @@ who references whom, so :meth:`BlockStore.delete` first rewrites a deleted block
 without it.
 Decoded references are kept in a small cache (:data:`REFERENCE_CACHE_BYTES`), because the
 leaves of one file reference overlapping leaves of the old one.
+
+Packs (schema 5, encodings 4 and 5, :mod:`importer.sinks.packs`): a compressing store writes new
+blocks as segments of ``packs`` rows of about 1 MiB (blocks under 256 KiB grouped into zstd -9
+frames, with the store's dictionary or the one the package ships), so SQLite's pages hold
+payload and not slack; a block row keeps a locator. :meth:`delta_encode` decides the deltas of
+blocks still buffered before their first write, so none is written plainly and rewritten
+smaller. ``pack_usage`` counts each pack's live bytes: :meth:`delete` and rewrites lower it, a
+pack nothing points to is deleted, and :meth:`compact_packs` rewrites the ones left mostly dead
+(and, with a level, recompresses them). The one-row-per-block layout (encodings 0-3) is still
+read, and written by rewrites, by ``packs=False`` and by stores that do not compress.
 """
 
 from __future__ import annotations
@@ -103,6 +113,7 @@ from .packs import (
     ENCODING_PACKED,
     ENCODING_PACKED_DELTA,
     FRAME_LEVEL,
+    GROUP_BELOW,
     Locator,
     PackBuilder,
     Placed,
@@ -210,15 +221,19 @@ _SCHEMA: Final = (
     ("CREATE TABLE IF NOT EXISTS attempts ("
      " key BLOB NOT NULL PRIMARY KEY,"
      " value BLOB NOT NULL)"),
-    # Packs (importer.sinks.packs): segments of many blocks in one row. logical: bytes of the
-    # blocks placed in it; live: bytes of those whose rows still point to it (deletes and
-    # rewrites lower it; a pack at 0 is deleted, one under half is rewritten by compact_packs);
-    # level: the zstd level its frames were made at beyond the default (0), by compact_packs.
+    # Packs (importer.sinks.packs): segments of many blocks in one row, never updated (SQLite
+    # rewrites a whole row, megabyte of blob and all, to change one column of it).
     # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
     # under (pack, offset) can never name other bytes.
     ("CREATE TABLE IF NOT EXISTS packs ("
      " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-     " data BLOB NOT NULL,"
+     " data BLOB NOT NULL)"),
+    # What each pack holds. logical: bytes of the blocks placed in it; live: bytes of those whose
+    # rows still point to it (deletes and rewrites lower it; a pack at 0 is deleted, one under
+    # half is rewritten by compact_packs); level: the zstd level its frames were made at, beyond
+    # the default (0), by compact_packs.
+    ("CREATE TABLE IF NOT EXISTS pack_usage ("
+     " pack INTEGER PRIMARY KEY,"
      " logical INTEGER NOT NULL,"
      " live INTEGER NOT NULL,"
      " level INTEGER NOT NULL DEFAULT 0)"),
@@ -327,6 +342,7 @@ class BlockStore:
         self._staged: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
         self._staged_done = (0, 0)
         self._frame_compressor: tuple[int, int, zstandard.ZstdCompressor] | None = None
+        self._large: dict[int, zstandard.ZstdCompressor] = {}
         if compression is None:
             compression = os.environ.get(COMPRESSION_ENV) or None
         if compression is not None and compression not in COMPRESSIONS:
@@ -483,7 +499,7 @@ class BlockStore:
         empty blocks apart, as rows of their own (they take no pack space). ``level``: a zstd
         level for every frame instead of the defaults (:meth:`compact_packs`)."""
         builder = PackBuilder(self._frame_compressor_now(level))
-        large = zstandard.ZstdCompressor(level=level, write_checksum=False) if level else None
+        large = self._large_compressor(level)
         packs: list[tuple[bytes, list[Placed]]] = []
         empty: list[tuple[bytes, int, bytes, int]] = []
         for cid, block in blocks.items():
@@ -492,12 +508,10 @@ class BlockStore:
                 empty.append((cid, ENCODING_IDENTITY, b"", 0))
             elif staged is not None:
                 builder.add_delta(cid, len(block), staged[0], staged[1])
-            elif len(block) < SMALL_BLOCK:
-                builder.add_small(cid, block)
+            elif len(block) < GROUP_BELOW:
+                builder.add_grouped(cid, block)
             else:
-                encoding, payload = self._codec.encode(block)
-                if large is not None and encoding != ENCODING_IDENTITY:
-                    payload = min(payload, large.compress(block), key=len)
+                encoding, payload = self._codec.encode(block, large)
                 builder.add_frame(cid, len(block), payload, encoding != ENCODING_IDENTITY)
             if builder.full:
                 packs.append(builder.take())
@@ -514,8 +528,7 @@ class BlockStore:
         added_small = written = saved = 0
         self._conn.executemany(_INSERT, empty)
         for data, placed in packs:
-            pack = self._conn.execute("INSERT INTO packs (data, logical, live, level) VALUES (?, ?, 0, ?)",
-                                      (data, sum(p.size for p in placed), level)).lastrowid
+            pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
             assert pack is not None
             live = 0
             for p in placed:
@@ -540,7 +553,8 @@ class BlockStore:
                 elif p.size < SMALL_BLOCK:
                     added_small += 1
             if live:
-                self._conn.execute("UPDATE packs SET live = ? WHERE id = ?", (live, pack))
+                self._conn.execute("INSERT INTO pack_usage VALUES (?, ?, ?, ?)",
+                                   (pack, sum(p.size for p in placed), live, level))
             else:
                 self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
         if new:
@@ -564,6 +578,14 @@ class BlockStore:
             return depth == 1 + self._depth_of(refs)
         except UndecodablePayload:
             return False
+
+    def _large_compressor(self, level: int = 0) -> zstandard.ZstdCompressor:
+        """The compressor of a block that is a frame of its own in a pack (no dictionary)."""
+        level = level or FRAME_LEVEL
+        compressor = self._large.get(level)
+        if compressor is None:
+            compressor = self._large[level] = zstandard.ZstdCompressor(level=level, write_checksum=False)
+        return compressor
 
     def _frame_compressor_now(self, level: int = 0) -> zstandard.ZstdCompressor:
         """The compressor of grouped frames: :data:`~importer.sinks.packs.FRAME_LEVEL` (or ``level``),
@@ -748,8 +770,15 @@ class BlockStore:
             pack = parse_locator(bytes(row[1]), int(row[2])).pack
         except UndecodablePayload:
             return  # a damaged locator names no pack to account to; `store verify` reports the block
-        self._conn.execute("UPDATE packs SET live = live - ? WHERE id = ?", (int(row[2]), pack))
-        self._conn.execute("DELETE FROM packs WHERE id = ? AND live <= 0", (pack,))
+        self._conn.execute("UPDATE pack_usage SET live = live - ? WHERE pack = ?", (int(row[2]), pack))
+        self._delete_empty_packs()
+
+    def _delete_empty_packs(self) -> int:
+        """Inside a write transaction: delete the packs no row points to any more; how many."""
+        gone = [pack for (pack,) in self._conn.execute("SELECT pack FROM pack_usage WHERE live <= 0")]
+        self._conn.executemany("DELETE FROM packs WHERE id = ?", [(pack,) for pack in gone])
+        self._conn.executemany("DELETE FROM pack_usage WHERE pack = ?", [(pack,) for pack in gone])
+        return len(gone)
 
     # -- deltas --------------------------------------------------------------------------------
 
@@ -808,7 +837,9 @@ class BlockStore:
         except sqlite3.Error as e:
             raise self._fail(f"cannot read blocks: {e}") from None
         block = self._pending[cid]
-        plain = len(self._encode(block)[1])
+        # What the block would take in a pack: its own frame at the packs' level (a block that
+        # would share a frame takes a little less there).
+        plain = len(self._codec.encode(block, self._large_compressor())[1])
         payload = encode_payload(block, refs, ref_blocks, depth + 1)
         if len(payload) < plain:
             self._staged[cid] = (payload, tuple(refs), plain)
@@ -829,7 +860,8 @@ class BlockStore:
             return 0, 0
         try:
             wanted = {int(pack): int(length) for pack, length in self._conn.execute(
-                "SELECT id, length(data) FROM packs WHERE live < logical * ? OR level < ?", (below, level))}
+                "SELECT id, length(data) FROM packs JOIN pack_usage ON pack = id"
+                " WHERE live < logical * ? OR level < ?", (below, level))}
             rows: dict[int, list[tuple[bytes, int, bytes, int, Locator]]] = {pack: [] for pack in wanted}
             if wanted:
                 for cid, encoding, data, size in self._conn.execute(
@@ -864,11 +896,11 @@ class BlockStore:
                 except UndecodablePayload:
                     continue
                 live[pack] = live.get(pack, 0) + int(size)
-            packs = [int(pack) for (pack,) in self._conn.execute("SELECT id FROM packs")]
-            self._conn.executemany("UPDATE packs SET live = ? WHERE id = ?",
+            packs = [int(pack) for (pack,) in self._conn.execute("SELECT pack FROM pack_usage")]
+            self._conn.executemany("UPDATE pack_usage SET live = ? WHERE pack = ?",
                                    [(live.get(pack, 0), pack) for pack in packs])
-            gone = self._conn.execute("DELETE FROM packs WHERE live <= 0").rowcount
-        return int(gone)
+            gone = self._delete_empty_packs()
+        return gone
 
     def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]], level: int) -> int | None:
         """Move ``rows`` (the live blocks of ``pack``) into new packs and delete it; the new packs' bytes."""
@@ -892,6 +924,7 @@ class BlockStore:
                 if self._conn.execute("DELETE FROM blocks WHERE cid = ? AND data = ?", (cid, data)).rowcount != 1:
                     blocks.pop(cid)  # rewritten or deleted by another process meanwhile: not moved
             self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
+            self._conn.execute("DELETE FROM pack_usage WHERE pack = ?", (pack,))
             self._insert_packs(empty, packs, blocks, deltas, new=False, level=level)
         return sum(len(data) for data, _ in packs)
 
@@ -1142,6 +1175,16 @@ class BlockStore:
         except sqlite3.Error as e:
             raise self._fail(f"cannot read the index: {e}") from None
         return row is not None
+
+    def iter_payloads(self) -> Iterator[tuple[bytes, str, int]]:
+        """``(cid, encoding name, bytes at rest)`` of every committed block: its payload, or for a
+        packed block its segment (its share of a shared frame), as :meth:`stats` counts them."""
+        try:
+            for cid, encoding, data, size in self._conn.execute("SELECT cid, encoding, data, size FROM blocks"):
+                name = ENCODING_NAMES.get(int(encoding), str(encoding))
+                yield bytes(cid), name, self._payload_length(int(encoding), bytes(data), int(size))
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot list blocks: {e}") from None
 
     def iter_deltas(self) -> Iterator[tuple[bytes, int, tuple[bytes, ...]]]:
         """``(cid, depth, reference CIDs)`` of every block stored as a delta, in a row or in a pack."""
