@@ -14,7 +14,9 @@ then prints per project and summed over them:
 * the run's ``structural`` ledger with deltas, and the import's wall time.
 
 The split of each store's file (free pages, half-empty pages, index) goes to stderr
-(:mod:`bench.diskusage`).
+(:mod:`bench.diskusage`). With ``--optimize N`` each store is then put through ``store optimize
+--level N`` and measured again (the ``optimized`` columns): what a store that recompresses in the
+background takes.
 
     python -m bench realstore --run runs/unseen7-v5 --packages pandas grpcio virtualenv
 """
@@ -40,6 +42,7 @@ BOUND = "delta-zstd"
 BOUND_9 = "delta-zstd-9"
 HEADER = ["project", "archives", "archives MiB", "disk MiB", "payload MiB", "disk / payload", "bound MiB",
           "disk / bound", "payload / bound", "bound -9 MiB", "ledger MiB", "archives / disk", "import s"]
+OPTIMIZED = ["optimized disk MiB", "optimized disk / bound", "archives / optimized disk", "optimize s"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,11 +57,14 @@ class Measured:
     bound_9: int
     ledger: int
     seconds: float
+    optimized_disk: int = 0
+    optimize_seconds: float = 0.0
 
     def __add__(self, other: Measured) -> Measured:
         return Measured(self.archives + other.archives, self.archive_bytes + other.archive_bytes,
                         self.disk + other.disk, self.payload + other.payload, self.bound + other.bound,
-                        self.bound_9 + other.bound_9, self.ledger + other.ledger, self.seconds + other.seconds)
+                        self.bound_9 + other.bound_9, self.ledger + other.ledger, self.seconds + other.seconds,
+                        self.optimized_disk + other.optimized_disk, self.optimize_seconds + other.optimize_seconds)
 
 
 def _stored(events: object, strategy: str) -> int:
@@ -69,7 +75,7 @@ def _stored(events: object, strategy: str) -> int:
     return int(rows["new_bytes_zstd"].sum())
 
 
-def check_project(run_dir: Path, package: str, scratch: Path) -> Measured:
+def check_project(run_dir: Path, package: str, scratch: Path, optimize: int = 0) -> Measured:
     """Import the project's chain into a fresh store; its figures beside the run's."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
@@ -82,8 +88,17 @@ def check_project(run_dir: Path, package: str, scratch: Path) -> Measured:
     seconds = time.perf_counter() - start
     usage = disk_usage(store)
     print(format_usage(package, usage), file=sys.stderr, flush=True)
+    optimized, optimize_seconds = 0, 0.0
+    if optimize:
+        start = time.perf_counter()
+        run_cli(["store", "optimize", "--level", str(optimize), "--store", str(store)])
+        optimize_seconds = time.perf_counter() - start
+        after = disk_usage(store)
+        print(format_usage(f"{package} after store optimize --level {optimize}", after), file=sys.stderr, flush=True)
+        optimized = after.disk_bytes
     return Measured(len(files), int(chain["archive_bytes"].sum()), usage.disk_bytes, usage.payload_bytes,
-                    _stored(events, BOUND), _stored(events, BOUND_9), int(chain["new_bytes_delta"].sum()), seconds)
+                    _stored(events, BOUND), _stored(events, BOUND_9), int(chain["new_bytes_delta"].sum()), seconds,
+                    optimized, optimize_seconds)
 
 
 def _ratio(a: float, b: float) -> str:
@@ -91,10 +106,14 @@ def _ratio(a: float, b: float) -> str:
 
 
 def format_row(name: str, m: Measured) -> list[str]:
-    return [name, str(m.archives), f"{m.archive_bytes / MiB:,.2f}", f"{m.disk / MiB:,.2f}",
-            f"{m.payload / MiB:,.2f}", _ratio(m.disk, m.payload), f"{m.bound / MiB:,.2f}", _ratio(m.disk, m.bound),
-            _ratio(m.payload, m.bound), f"{m.bound_9 / MiB:,.2f}" if m.bound_9 else "-",
-            f"{m.ledger / MiB:,.2f}", _ratio(m.archive_bytes, m.disk), f"{m.seconds:,.0f}"]
+    row = [name, str(m.archives), f"{m.archive_bytes / MiB:,.2f}", f"{m.disk / MiB:,.2f}",
+           f"{m.payload / MiB:,.2f}", _ratio(m.disk, m.payload), f"{m.bound / MiB:,.2f}", _ratio(m.disk, m.bound),
+           _ratio(m.payload, m.bound), f"{m.bound_9 / MiB:,.2f}" if m.bound_9 else "-",
+           f"{m.ledger / MiB:,.2f}", _ratio(m.archive_bytes, m.disk), f"{m.seconds:,.0f}"]
+    if m.optimized_disk:
+        row += [f"{m.optimized_disk / MiB:,.2f}", _ratio(m.optimized_disk, m.bound),
+                _ratio(m.archive_bytes, m.optimized_disk), f"{m.optimize_seconds:,.0f}"]
+    return row
 
 
 def cmd_realstore(args: argparse.Namespace) -> int:
@@ -105,13 +124,13 @@ def cmd_realstore(args: argparse.Namespace) -> int:
     total = Measured(0, 0, 0, 0, 0, 0, 0, 0.0)
     with tempfile.TemporaryDirectory(prefix="dpip-realstore-", dir=args.dir) as scratch:
         for package in args.packages:
-            measured = check_project(run_dir, package, Path(scratch))
+            measured = check_project(run_dir, package, Path(scratch), args.optimize)
             total = total + measured
             rows.append(format_row(package, measured))
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     if len(rows) > 1:
         rows.append(format_row("all (sum)", total))
-    print(_table(HEADER, rows))
+    print(_table(HEADER + (OPTIMIZED if args.optimize else []), rows))
     return 0
 
 
@@ -120,4 +139,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
     p.add_argument("--packages", nargs="+", required=True, metavar="PROJECT")
     p.add_argument("--dir", help="scratch directory for the stores (default: a temporary one under /tmp)")
+    p.add_argument("--optimize", type=int, default=0, metavar="LEVEL",
+                   help="then run `store optimize --level LEVEL` on each store and measure it again")
     p.set_defaults(handler=cmd_realstore)

@@ -312,3 +312,55 @@ def test_rows_swept_in_bulk_leave_packs_that_reconcile_recounts_and_compaction_r
         assert store.compact_packs()[0] == 1
         assert all(store.get(cid(b)) == b for b in blocks[190:])
         assert store.stats().dead_bytes == 0
+
+
+def _chain(seed: int) -> list[bytes]:
+    """Five releases of one 100 KB module, each with one more line in the middle."""
+    releases = [base64.b64encode(random.Random(seed).randbytes(75_000))]
+    for step in range(1, 5):
+        previous = releases[-1]
+        releases.append(previous[:50_000] + f"# release {step}\n".encode() + previous[50_000:])
+    return releases
+
+
+def _delta_writer(path: str, seeds: list[int]) -> None:
+    chains = [_chain(seed) for seed in seeds]
+    with BlockStore(path) as store:
+        for step in range(5):
+            for chain in chains:
+                block = chain[step]
+                store.put(cid(block), block)
+                if step:
+                    store.delta_encode([(cid(block), [cid(chain[step - 1])])])
+                store.flush()
+
+
+def test_two_processes_staging_deltas_into_packs_at_once_stay_sound(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    BlockStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    # Overlapping chains: both writers write chain 2's releases and deltas.
+    procs = [ctx.Process(target=_delta_writer, args=(path, [1, 2])),
+             ctx.Process(target=_delta_writer, args=(path, [2, 3]))]
+    for p in procs:
+        p.start()
+    try:
+        for p in procs:
+            p.join(120)
+            assert p.exitcode == 0
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+    blocks = [block for seed in (1, 2, 3) for block in _chain(seed)]
+    with BlockStore(path) as store:
+        assert all(store.get(cid(b)) == b for b in blocks)
+        assert all(problem is None for _, problem in store.verify())
+        deltas = {c: (depth, refs) for c, depth, refs in store.iter_deltas()}
+        stats = store.stats()
+        live = store._conn.execute("SELECT sum(live) FROM pack_usage").fetchone()[0]
+    assert len(deltas) >= 12  # releases 2-5 of the three modules
+    for depth, refs in deltas.values():  # every reference is shallower than its referrer
+        assert all(deltas.get(ref, (0, ()))[0] < depth for ref in refs)
+    packed = sum(e.logical_bytes for e in stats.encodings if e.name in ("packed", "packed delta"))
+    assert live == packed
