@@ -21,6 +21,7 @@ SECTIONS = (
     ("bench.perf_archive", "archive import and fetch vs plain recompression on all cores"),
     ("bench.perf_nested", "wheel --open-nested vs plain import of five botocore wheels"),
     ("bench.perf_delta", "import with --delta vs --no-delta: time, bytes at rest, fetch, cold reads"),
+    ("bench.perf_gc", "store gc of 100,000 garbage blocks vs one delete transaction per block; free pages"),
 )
 
 

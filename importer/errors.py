@@ -123,3 +123,24 @@ class RecipeMismatch(ImporterError, ValueError):
         self.archive = archive
         self.reason = reason
         self.offset = offset
+
+
+# -- naming an archive of the store's index (importer.cli.lookup) -----------------------------
+
+class ArchiveNotFound(ImporterError, LookupError):
+    """An argument that names no archive: not a CID, and no file name or sha256 of the index matches."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r}: {reason}")
+        self.text = text
+        self.reason = reason
+
+
+class AmbiguousArchive(ImporterError, LookupError):
+    """An argument that matches several archives; ``candidates`` are ``(file name, root CID)`` pairs."""
+
+    def __init__(self, text: str, candidates: list[tuple[str, str]]) -> None:
+        listed = ", ".join(f"{name} ({root})" for name, root in candidates)
+        super().__init__(f"{text!r} matches {len(candidates)} archives: {listed}; name one by its root CID")
+        self.text = text
+        self.candidates = candidates

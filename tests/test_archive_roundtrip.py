@@ -97,8 +97,9 @@ def test_second_version_report_prints_new_blocks_and_bytes(
     assert rc == 0
     rc, out, _ = cli("wheel", "--store", store, built["hatchling", 2].wheel)
     assert rc == 0
-    line = out.splitlines()[1]
-    assert "new in this store:" in line and " blocks, " in line and " bytes" in line
+    new, at_rest = out.splitlines()[2:4]
+    assert new.startswith("  new in this store: ") and new.endswith(" logical bytes (uncompressed)")
+    assert at_rest.startswith("  at rest: ") and " payload bytes stored, store file " in at_rest
 
 
 def _maturin_files() -> dict[str, bytes]:

@@ -22,7 +22,7 @@ from importer.sinks.packs import (
     PackBuilder,
     parse_locator,
 )
-from importer.sinks.store import DB_NAME, BlockStore
+from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
 
 
 def text_block(seed: int, size: int) -> bytes:
@@ -223,6 +223,7 @@ def test_a_schema_4_store_reads_its_rows_and_writes_new_blocks_into_packs(tmp_pa
     with db(tmp_path) as conn:
         conn.execute("DROP TABLE packs")
         conn.execute("DROP TABLE pack_usage")
+        conn.execute("DROP TABLE pins")
         conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     new = small_blocks(20, 2)
     with BlockStore(tmp_path) as store:
@@ -232,7 +233,7 @@ def test_a_schema_4_store_reads_its_rows_and_writes_new_blocks_into_packs(tmp_pa
     with BlockStore(tmp_path) as store:
         assert all(store.get(cid(b)) == b for b in old + new)
     with db(tmp_path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("5",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
 
 
 def test_pack_builder_places_each_block_where_its_locator_says() -> None:
@@ -364,3 +365,43 @@ def test_two_processes_staging_deltas_into_packs_at_once_stay_sound(tmp_path: Pa
         assert all(deltas.get(ref, (0, ()))[0] < depth for ref in refs)
     packed = sum(e.logical_bytes for e in stats.encodings if e.name in ("packed", "packed delta"))
     assert live == packed
+
+
+def test_packs_survive_gc_of_a_deleted_archive_and_are_compacted(tmp_path: Path) -> None:
+    from importer.archive.delta import delta_against_previous
+    from importer.archive.importer import import_archive
+    from importer.profiles import resolve_settings
+    from importer.sinks.gc import collect_garbage
+    from importer.sinks.store import ArchiveRecord
+    from importer.archive.rebuild import iter_archive
+
+    from .bench_archives import make_wheel
+
+    wheels = []
+    for version in range(3):
+        # Every module changes a little in every release: each later wheel's modules are deltas
+        # against the wheel before, so removing the first rewrites the second's out of its packs.
+        files = {f"pkg/mod{i}.py": base64.b64encode(random.Random(i).randbytes(3000)) + f"# {version}\n".encode()
+                 for i in range(60)}
+        path = tmp_path / f"pkg-1.{version}-py3-none-any.whl"
+        path.write_bytes(make_wheel("pkg", f"1.{version}", files))
+        wheels.append(path)
+    with BlockStore(tmp_path / "s") as store:
+        records = []
+        for path in wheels:
+            report = import_archive(str(path), resolve_settings(), store)
+            delta_against_previous(store, report.file, report.root)
+            records.append(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256), report.size, 0.0))
+            store.record_archive(records[-1])
+        assert store.delete_archives([records[0]]) == 1
+    with BlockStore(tmp_path / "s") as store:  # a collector of its own, as `store gc` is
+        collect_garbage(store)
+        collect_garbage(store)  # nothing left to collect
+        usage = store._conn.execute("SELECT logical, live FROM pack_usage").fetchall()
+        deltas = {c for c, _, _ in store.iter_deltas()}
+    assert usage and all(2 * live >= logical for logical, live in usage)  # no pack left more than half dead
+    assert deltas  # the third wheel's modules are still deltas (against the second's)
+    with BlockStore(tmp_path / "s") as store:
+        assert all(problem is None for _, problem in store.verify())
+        for path, record in zip(wheels[1:], records[1:], strict=True):  # the kept releases rebuild exactly
+            assert b"".join(iter_archive(store, record.root)[1]) == path.read_bytes()

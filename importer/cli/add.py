@@ -15,7 +15,7 @@ from ..dag.directory import DirEntry
 from ..errors import InputError, InvalidOption
 from ..layout import DagNode
 from ..sinks.base import BlockSink, NullSink
-from .options import add_import_options, add_store_option, settings_from_args
+from .options import add_go_bool, add_import_options, add_store_option, settings_from_args
 
 #: Completes a sink once the roots are known (writes the CAR, flushes the store).
 Finisher = Callable[[list[bytes]], None]
@@ -24,7 +24,7 @@ Finisher = Callable[[list[bytes]], None]
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("add", help="add files or directories, as `ipfs add` would",
                        description="Add files and directories as UnixFS, byte for byte as Kubo's `ipfs add`.")
-    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories to add")
     p.add_argument("-r", "--recursive", action="store_true", help="add directories recursively")
     p.add_argument("-q", "--quiet", action="store_true", help="print only the CIDs")
     p.add_argument("-Q", "--quieter", action="store_true", help="print only the final root CID")
@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_import_options(p)
     add_store_option(p)
     p.add_argument("--car", metavar="FILE", help="write the blocks to this CARv1 file instead of the store")
+    add_go_bool(p, "--pin", "pin the roots printed so that `store gc` keeps them (default; --pin=false as Kubo)", True)
     p.set_defaults(handler=run_add)
 
 
@@ -109,6 +110,9 @@ def _open_sink(args: argparse.Namespace) -> Iterator[tuple[BlockSink, Finisher]]
     with BlockStore(default_store_path(args.store)) as store:
         def finish_store(roots: list[bytes]) -> None:
             store.flush()
+            if args.pin:  # as Kubo: the root of each path given (or the wrapping directory)
+                for root in roots:
+                    store.pin(root)
         yield store, finish_store
 
 

@@ -1,21 +1,28 @@
-"""``dpip-import wheel|sdist|auto|fetch|verify|inspect``: the structure-aware archive commands."""
+"""``dpip-import wheel|sdist|auto|fetch|verify|inspect``: the structure-aware archive commands.
+
+``fetch``, ``verify`` and ``inspect`` take an archive by root CID, file name or sha256
+(:mod:`importer.cli.lookup`). ``wheel`` takes wheels only and ``sdist`` anything else, told
+apart by content and name (:func:`check_kind`); ``auto`` takes both.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..dag.cid import format_cid, parse_cid
+from ..dag.cid import format_cid
 from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
-from .options import add_import_options, add_store_option, settings_from_args
+from .options import add_import_options, add_json_option, add_store_option, settings_from_args
 from .source import add_source_options, open_block_source
 
 # The archive machinery (compressor backends, zstd, the store) is imported by the handlers
@@ -39,8 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     for kind, help_text in _KINDS.items():
         p = sub.add_parser(kind, help=help_text, description=help_text + ": each file becomes a UnixFS tree of "
                            "its members plus a recipe that rebuilds it byte for byte.")
-        p.add_argument("files", nargs="+", metavar="FILE")
-        p.add_argument("--json", action="store_true", help="one JSON object per archive")
+        p.add_argument("files", nargs="+", metavar="FILE", help="archive files to import")
+        add_json_option(p, "one JSON object per archive")
         p.add_argument("--verbose", action="store_true", help="per-member detail")
         p.add_argument("-n", "--only-hash", action="store_true", help="compute CIDs only; store nothing")
         p.add_argument("--open-nested", action=argparse.BooleanOptionalAction, default=OPEN_NESTED_DEFAULT,
@@ -53,33 +60,63 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="refuse an archive whose contents add up beyond this (default 16 GiB)")
         add_import_options(p)
         add_store_option(p)
-        p.add_argument("--car", metavar="FILE", help="write every archive's blocks to this CARv1 file")
+        p.add_argument("--car", metavar="FILE", help="also write every archive's blocks to this CARv1 file (roots in "
+                                                     "the header); the store keeps them too unless --no-store")
+        p.add_argument("--no-store", action="store_true",
+                       help="with --car: write only the CAR; nothing goes into the store or its index")
         p.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
                        help="in a compressing store, keep the leaves of files changed since the project's "
                             "previous archive as zstd deltas against its leaves (default: on)")
         p.set_defaults(handler=run_import, kind=kind)
+    from .lookup import ARCHIVE_ARG_HELP
+
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
-    p.add_argument("root", metavar="ROOT")
+    p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
     p.add_argument("-o", "--output", metavar="OUT", help="file to write (default: the archive's own name)")
     add_source_options(p)
     p.set_defaults(handler=run_fetch)
     p = sub.add_parser("verify", help="rebuild an archive without writing it and check every block")
-    p.add_argument("root", metavar="ROOT")
+    p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
     add_source_options(p)
     p.set_defaults(handler=run_verify)
     p = sub.add_parser("inspect", help="show an archive's recipe in human terms")
-    p.add_argument("root", metavar="ROOT")
+    p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
     add_source_options(p)
     p.set_defaults(handler=run_inspect)
 
 
-def _check_kind(kind: str, path: str) -> None:
-    """``wheel`` takes zips only, ``sdist`` tars (any compression) or zips; ``auto`` anything."""
+#: PEP 427: ``{distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl``,
+#: where the build tag starts with a digit and no part contains ``-``.
+WHEEL_NAME = re.compile(r"[^-/]+-[^-/]+(-\d[^-/]*)?-[^-/]+-[^-/]+-[^-/]+\.whl")
+#: The one member every wheel has (PEP 427 "The .dist-info directory").
+WHEEL_METADATA = re.compile(r"[^/]+\.dist-info/WHEEL")
+
+
+def check_kind(kind: str, path: str, limits: Limits) -> None:
+    """Refuse a file the command does not take: ``wheel`` wants a wheel, ``sdist`` anything else.
+
+    A wheel is a zip with a ``NAME.dist-info/WHEEL`` member and a PEP 427 file name; a zip
+    sdist has neither. ``auto`` takes any archive. Unreadable content is left for the import to
+    report (with the member and offset).
+    """
+    if kind == "auto":
+        return
     with open(path, "rb") as f:
-        head = f.read(512)
-    found = detect_format(head)
-    if kind == "wheel" and found not in ("zip", None):
-        raise InvalidArchive(path, f"not a wheel: the content is {found}, not a zip", None, 0)
+        found = detect_format(f.read(512))
+        is_wheel = False
+        if found == "zip":
+            from ..sources.zip import parse_zip
+
+            named = WHEEL_NAME.fullmatch(os.path.basename(path)) is not None
+            is_wheel = named and any(m.name and WHEEL_METADATA.fullmatch(m.name)
+                                     for m in parse_zip(f, path, limits).members)
+    if kind == "wheel" and found is not None and not is_wheel:
+        why = (f"the content is {found}, not a zip" if found != "zip"
+               else "it needs a NAME.dist-info/WHEEL member and a NAME-VERSION-PY-ABI-PLATFORM.whl name (PEP 427)")
+        raise InvalidArchive(path, f"not a wheel: {why}; `dpip-import sdist` or `auto` imports it")
+    if kind == "sdist" and is_wheel:
+        raise InvalidArchive(path, "a wheel, not an sdist (a .dist-info/WHEEL member and a PEP 427 name); "
+                                   "`dpip-import wheel` or `auto` imports it")
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -96,14 +133,19 @@ def run_import(args: argparse.Namespace) -> int:
     limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
+    if args.no_store and not args.car:
+        raise InvalidOption("--no-store writes only the CAR: it needs --car (-n computes CIDs without writing)")
     for path in args.files:
         if not os.path.isfile(path):
             raise InvalidArchive(path, "no such file" if not os.path.exists(path) else "not a regular file")
+    for path in args.files:  # before anything is written: a refused file imports nothing
+        check_kind(args.kind, path, limits)
     store: BlockStore | None = None
     sink: BlockSink
+    staging = args.car and args.no_store
     if args.only_hash:
         sink = NullSink()
-    elif args.car:
+    elif staging:
         import tempfile
 
         staging_dir = tempfile.mkdtemp(prefix=".dpip-car-", dir=os.path.dirname(os.path.abspath(args.car)))
@@ -115,16 +157,17 @@ def run_import(args: argparse.Namespace) -> int:
     roots: list[bytes] = []
     # The embedded store keeps the GNU gzip attempt memo between processes; it is read and written
     # here, on the thread that opened the store (the search's threads only see the in-process memo).
-    memo_store = store if store is not None and not args.car else None
+    memo_store = store if store is not None and not staging else None
     if memo_store is not None:
         _load_attempts(memo_store)
     try:
         for path in args.files:
-            _check_kind(args.kind, path)
             counting = CountingSink(sink)
+            file_before = memo_store.page_stats().file_bytes if memo_store is not None else 0
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
             roots.append(report.root)
             delta = None
+            at_rest = None
             if memo_store is not None:
                 if args.delta:
                     # Before the archive is recorded (which commits its blocks): a changed leaf
@@ -133,9 +176,9 @@ def run_import(args: argparse.Namespace) -> int:
                 memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                         report.size, time.time()))
                 _record_attempts(memo_store)
-            _print_report(args, report, counting, delta)
-        if memo_store is not None and not args.json:
-            _print_store_size(memo_store)
+                at_rest = AtRest(memo_store.payload_bytes(counting.new_cids),
+                                 memo_store.page_stats().file_bytes - file_before)
+            _print_report(args, report, counting, delta, at_rest)
         if args.car and store is not None:
             from ..sinks.car import export_car
 
@@ -144,19 +187,11 @@ def run_import(args: argparse.Namespace) -> int:
     finally:
         if store is not None:
             store.close()
-            if args.car:
+            if staging:
                 import shutil
 
                 shutil.rmtree(os.path.dirname(store.path), ignore_errors=True)
     return 0
-
-
-def _print_store_size(store: BlockStore) -> None:
-    """The store after the imports: its files on disk next to the bytes its blocks take at rest."""
-    store.checkpoint()
-    stats = store.stats()
-    sys.stdout.write(f"store: {stats.disk_bytes:,d} bytes on disk for {stats.at_rest_bytes:,d} bytes at rest "
-                     f"({stats.disk_ratio:.3f}x) and {stats.logical_bytes:,d} logical\n")
 
 
 def _load_attempts(store: BlockStore) -> None:
@@ -191,15 +226,27 @@ def _record_attempts(store: BlockStore) -> None:
         print(f"dpip-import: warning: gzip attempts not kept for later imports: {e}", file=sys.stderr)
 
 
+@dataclass(frozen=True, slots=True)
+class AtRest:
+    """What an import cost the store on disk: its new blocks' payloads as stored (compressed, deltas
+    made), and how much the database grew (pages; other writers' commits meanwhile included)."""
+
+    payload_bytes: int
+    file_growth_bytes: int
+
+
 def _print_report(args: argparse.Namespace, report: ImportReport, counting: CountingSink,
-                  delta: DeltaReport | None) -> None:
+                  delta: DeltaReport | None, at_rest: AtRest | None) -> None:
     out = sys.stdout
     if delta is not None and delta.skipped is not None:
         sys.stderr.write(f"dpip-import: {report.file}: no deltas against {delta.previous}: {delta.skipped}\n")
     if args.json:
         data: dict[str, Any] = report.summary()
+        # new_bytes: logical (uncompressed) bytes of the new blocks; the *_payload/file_* keys: at rest.
         data.update(blocks=counting.blocks, bytes=counting.bytes, new_blocks=counting.new_blocks,
                     new_bytes=counting.new_bytes)
+        if at_rest is not None:
+            data.update(new_payload_bytes=at_rest.payload_bytes, store_file_growth_bytes=at_rest.file_growth_bytes)
         if delta is not None:
             data.update(delta_against=delta.previous, delta_blocks=delta.rewritten, delta_saved_bytes=delta.saved,
                         delta_skipped=delta.skipped)
@@ -214,9 +261,13 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
         return
     total = report.replayed_bytes + report.verbatim_bytes
     share = 100.0 * report.replayed_bytes / total if total else 100.0
-    out.write(f"  {report.members} members, {share:.2f}% of {total:,d} content bytes rebuilt from file leaves; "
-              f"new in this store: {counting.new_blocks} of {counting.blocks} blocks, "
-              f"{counting.new_bytes:,d} of {counting.bytes:,d} bytes\n")
+    out.write(f"  {report.members} members, {share:.2f}% of {total:,d} content bytes rebuilt from file leaves\n")
+    where = "the CAR" if at_rest is None else "this store"
+    out.write(f"  new in {where}: {counting.new_blocks} of {counting.blocks} blocks, "
+              f"{counting.new_bytes:,d} of {counting.bytes:,d} logical bytes (uncompressed)\n")
+    if at_rest is not None:
+        out.write(f"  at rest: {at_rest.payload_bytes:,d} payload bytes stored, store file "
+                  f"{at_rest.file_growth_bytes:+,d} bytes\n")
     if delta is not None and delta.previous is not None and delta.skipped is None:
         out.write(f"  {delta.rewritten} changed blocks stored as deltas against {delta.previous}, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
@@ -232,9 +283,10 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
 def run_fetch(args: argparse.Namespace) -> int:
     from ..archive.rebuild import fetch
     from ..archive.recipe import read_root
+    from .lookup import resolve_archive
 
-    root = parse_cid(args.root)
     with open_block_source(args) as store:
+        root = resolve_archive(store, args.root)
         out = args.output or read_root(store, root).name
         archive = fetch(store, root, out)
     print(f"fetched {archive.name}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) -> {out}")
@@ -244,9 +296,10 @@ def run_fetch(args: argparse.Namespace) -> int:
 def run_verify(args: argparse.Namespace) -> int:
     from ..archive.rebuild import fetch
     from ..sinks.car import iter_dag
+    from .lookup import resolve_archive
 
-    root = parse_cid(args.root)
     with open_block_source(args) as store:
+        root = resolve_archive(store, args.root)
         blocks = sum(1 for _ in iter_dag(store, root))
         archive = fetch(store, root, None)
     print(f"ok {archive.name}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
@@ -256,10 +309,10 @@ def run_verify(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     from ..archive.recipe import read_recipe, read_root
     from ..compress import CompressorParams
+    from .lookup import resolve_archive
 
-    root_cid = parse_cid(args.root)
     with open_block_source(args) as store:
-        root = read_root(store, root_cid)
+        root = read_root(store, resolve_archive(store, args.root))
         recipe = read_recipe(store, root.recipe)
     out = sys.stdout
     out.write(f"archive   {root.name}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")

@@ -16,12 +16,13 @@ import sys
 from pathlib import Path
 
 from ..dag.cid import DAG_PB, RAW, cid_codec, format_cid, parse_cid
-from ..dag.reader import Kind, Node, iter_directory, iter_file, resolve, stat
+from ..dag.path import resolve_path, unixfs_node
+from ..dag.reader import Kind, Node, PathError, iter_directory, iter_file, stat
 from ..dag.unixfs import Mtime
 from ..errors import InputError, InvalidBlock
 from ..sinks.base import BlockSource
 from ..sinks.store import BlockStore, default_store_path
-from .options import add_store_option
+from .options import add_go_bool, add_store_option
 from .source import add_source_options, open_block_source
 
 #: Permission bits ``get`` applies from a stored mode: rwx for all three classes and the sticky
@@ -29,32 +30,39 @@ from .source import add_source_options, open_block_source
 APPLIED_MODE_BITS = 0o1777
 
 
+#: Help of a ``CID[/PATH]`` argument (the path syntax of :mod:`importer.dag.path`).
+PATH_HELP = ("a CID, optionally followed by /names below it; below an archive root, ROOT/PATH is a file of its "
+             "tree (as ROOT/tree/PATH)")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("cat", help="write a file's bytes to stdout")
-    p.add_argument("path", metavar="CID[/PATH]")
+    p.add_argument("path", metavar="CID[/PATH]", help=PATH_HELP)
     add_source_options(p)
     p.set_defaults(handler=cmd_cat)
 
     p = sub.add_parser("get", help="write a file, directory or symlink out of the store")
-    p.add_argument("path", metavar="CID[/PATH]")
+    p.add_argument("path", metavar="CID[/PATH]", help=PATH_HELP)
     p.add_argument("-o", "--output", metavar="PATH",
                    help="where to write it (default: the last path name, else the CID)")
     add_source_options(p)
     p.set_defaults(handler=cmd_get)
 
-    p = sub.add_parser("ls", help="list a directory as `ipfs ls` does: CID, size, name")
-    p.add_argument("paths", nargs="+", metavar="CID[/PATH]")
+    p = sub.add_parser("ls", help="list a directory as `ipfs ls` does: CID, size, name (an archive root: its files)")
+    p.add_argument("paths", nargs="+", metavar="CID[/PATH]", help=PATH_HELP)
     add_source_options(p)
     p.set_defaults(handler=cmd_ls)
 
     p = sub.add_parser("export", help="write the DAG under a CID to a CARv1 file (ipfs dag export)")
-    p.add_argument("path", metavar="CID[/PATH]")
+    p.add_argument("path", metavar="CID[/PATH]", help=PATH_HELP)
     p.add_argument("-o", "--output", metavar="FILE.car", required=True)
     add_source_options(p)
     p.set_defaults(handler=cmd_export)
 
-    p = sub.add_parser("import-car", help="verify the blocks of CAR files and put them in the store")
-    p.add_argument("cars", nargs="+", metavar="FILE.car")
+    p = sub.add_parser("import-car", help="verify the blocks of CAR files and put them in the store (ipfs dag import)")
+    p.add_argument("cars", nargs="+", metavar="FILE.car", help="CARv1 or CARv2 files")
+    add_go_bool(p, "--pin-roots", "pin the roots of each CAR so that `store gc` keeps them (default; "
+                                  "--pin-roots=false to leave them unpinned)", True)
     add_store_option(p)
     p.set_defaults(handler=cmd_import_car)
 
@@ -69,7 +77,7 @@ def parse_target(text: str) -> tuple[bytes, str]:
 
 def _resolve(store: BlockSource, text: str) -> bytes:
     root, path = parse_target(text)
-    return resolve(store, root, path)
+    return resolve_path(store, root, path)
 
 
 # -- cat ---------------------------------------------------------------------------------------
@@ -78,6 +86,10 @@ def cmd_cat(args: argparse.Namespace) -> int:
     parse_target(args.path)  # a bad CID is the user's error, reported before the store is opened
     with open_block_source(args) as store:
         cid = _resolve(store, args.path)
+        cid, note = unixfs_node(store, cid, args.path)
+        if note is not None:
+            raise PathError(args.path, "is an archive root: `dpip-import fetch` rebuilds the archive, "
+                                       "`dpip-import cat ROOT/PATH` writes one of its files")
         out = sys.stdout.buffer
         for chunk in iter_file(store, cid):
             out.write(chunk)
@@ -117,7 +129,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     with open_block_source(args) as store:
         out: list[str] = []
         for i, text in enumerate(args.paths):
-            cid = _resolve(store, text)
+            cid, note = unixfs_node(store, _resolve(store, text), text)
+            if note is not None:
+                print(f"dpip-import ls: {note}", file=sys.stderr)
             node = stat(store, cid)
             if node.kind is Kind.DIRECTORY:
                 links = [(e.name, e.cid, e.tsize) for e in iter_directory(store, cid)]
@@ -138,7 +152,9 @@ def cmd_get(args: argparse.Namespace) -> int:
     default_name = next((p for p in reversed(path.split("/")) if p), None) or format_cid(root)
     output = Path(args.output or default_name)
     with open_block_source(args) as store:
-        cid = resolve(store, root, path)
+        cid, note = unixfs_node(store, resolve_path(store, root, path), args.path)
+        if note is not None:  # an archive root: its files
+            print(f"dpip-import get: {note}", file=sys.stderr)
         extract(store, cid, output)
     print(f"Saving file(s) to {output}", file=sys.stderr)
     return 0
@@ -254,6 +270,8 @@ def cmd_import_car(args: argparse.Namespace) -> int:
                     if not store.has(root):
                         print(f"dpip-import import-car: {car}: root {format_cid(root)} is not in the CAR "
                               "or the store", file=sys.stderr)
+                    elif args.pin_roots:
+                        store.pin(root)
                     print(format_cid(root))
     return 0
 

@@ -20,16 +20,21 @@ from ..errors import ImporterError
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("add", "blocks", "archives", "store")
+COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .options import STORE_HELP
+
     parser = argparse.ArgumentParser(
         prog="dpip-import",
         description="Put files, wheels and sdists into IPFS as Kubo would, and get them back.",
+        epilog="--store, --json and --debug may also follow the subcommand.",
     )
     parser.add_argument("--version", action="version", version=f"dpip-import {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--store", metavar="DIR", help=STORE_HELP)
+    parser.add_argument("--json", action="store_true", help="machine-readable output, for the commands that have it")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
 
@@ -41,7 +46,24 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # a command group not written yet
             raise
         module.register(sub)
+    _accept_global_options(parser)
     return parser
+
+
+def _accept_global_options(parser: argparse.ArgumentParser) -> None:
+    """Let every subcommand (and group) take the global options after its name, without changing defaults."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in {id(p): p for p in action.choices.values()}.values():
+            known = child._option_string_actions
+            if "--debug" not in known:
+                child.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            if "--store" not in known:
+                child.add_argument("--store", metavar="DIR", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            if "--json" not in known:
+                child.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            _accept_global_options(child)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,15 +73,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     handler = cast(Handler, args.handler)
+    # "store gc", "pin add": the group's action is part of the name errors are reported under.
+    command = " ".join([args.command, *(str(v) for k, v in sorted(vars(args).items()) if k.endswith("_command"))])
     try:
         return handler(args)
     except ImporterError as e:
         if args.debug:
             raise
-        print(f"dpip-import {args.command}: {e}", file=sys.stderr)
+        print(f"dpip-import {command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"dpip-import {args.command}: interrupted", file=sys.stderr)
+        print(f"dpip-import {command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): exit quietly, as cat would.
@@ -70,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         where = f"{e.filename}: " if e.filename else ""
-        print(f"dpip-import {args.command}: {where}{e.strerror or e}", file=sys.stderr)
+        print(f"dpip-import {command}: {where}{e.strerror or e}", file=sys.stderr)
         return 1
 
 

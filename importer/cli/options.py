@@ -1,4 +1,10 @@
-"""Options shared by several subcommands: the import settings flags and ``--store``."""
+"""Options shared by several subcommands: the import settings flags, ``--store`` and ``--json``.
+
+``--store``, ``--json`` and ``--debug`` are global: :mod:`importer.cli.main` gives them their
+defaults on the top-level parser, and every subcommand accepts them too with
+``default=SUPPRESS``, so ``dpip-import --store S ls X`` and ``dpip-import ls X --store S`` agree
+(a subparser's own default would otherwise overwrite the value given before the subcommand).
+"""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ def parse_bool(text: str) -> bool:
 #: Go's flag package accepts ``--flag`` and ``--flag=false`` for booleans but never takes the next
 #: word as the value; argparse cannot express that, so ``--flag=VALUE`` is rewritten to a hidden
 #: ``--flag-value-`` option by :func:`normalize_go_bool_flags` before parsing.
-GO_BOOL_FLAGS = ("--raw-leaves",)
+GO_BOOL_FLAGS = ("--raw-leaves", "--pin", "--pin-roots")
 GO_BOOL_SUFFIX = "-value-"
 
 
@@ -37,9 +43,23 @@ def normalize_go_bool_flags(argv: list[str]) -> list[str]:
     return out
 
 
+STORE_HELP = "embedded block store (default: $DPIP_STORE, else the user data directory)"
+
+
 def add_store_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", metavar="DIR",
-                        help="embedded block store (default: $DPIP_STORE, else the user data directory)")
+    parser.add_argument("--store", metavar="DIR", default=argparse.SUPPRESS, help=STORE_HELP)
+
+
+def add_json_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help=help_text)
+
+
+def add_go_bool(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str, help_text: str,
+                default: bool | None) -> None:
+    """A Go-style boolean flag: ``--flag`` or ``--flag=true|false`` (see :func:`normalize_go_bool_flags`)."""
+    dest = flag.removeprefix("--").replace("-", "_")
+    parser.add_argument(flag, dest=dest, action="store_const", const=True, default=default, help=help_text)
+    parser.add_argument(flag + GO_BOOL_SUFFIX, dest=dest, type=parse_bool, help=argparse.SUPPRESS)
 
 
 def add_import_options(parser: argparse.ArgumentParser) -> None:
@@ -47,9 +67,8 @@ def add_import_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("UnixFS import settings (Kubo's flags)")
     g.add_argument("--profile", choices=sorted(PROFILES), help="IPIP-499 profile; explicit flags win over it")
     g.add_argument("--cid-version", type=int, choices=(0, 1), help="CID version (default 0; 1 implies raw leaves)")
-    g.add_argument("--raw-leaves", action="store_const", const=True,
-                   help="store leaves as raw blocks; --raw-leaves=false to refuse (default: true for CIDv1)")
-    g.add_argument("--raw-leaves" + GO_BOOL_SUFFIX, dest="raw_leaves", type=parse_bool, help=argparse.SUPPRESS)
+    add_go_bool(g, "--raw-leaves", "store leaves as raw blocks; --raw-leaves=false to refuse (default: true for CIDv1)",
+                None)
     g.add_argument("-s", "--chunker", metavar="SPEC",
                    help="size-N (default size-262144), rabin, rabin-AVG, rabin-MIN-AVG-MAX, buzhash; "
                         "fastcdc-MIN-AVG-MAX is not a Kubo chunker (its CIDs exist only here)")

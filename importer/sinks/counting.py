@@ -23,6 +23,8 @@ class CountingSink:
         self.bytes = 0
         self.new_blocks = 0
         self.new_bytes = 0
+        #: CIDs of the new blocks, in put order (the import report sums their bytes at rest).
+        self.new_cids: list[bytes] = []
 
     def put(self, cid: bytes, block: bytes) -> None:
         if cid in self._seen:
@@ -33,6 +35,7 @@ class CountingSink:
         if self._has is None or not self._has(cid):
             self.new_blocks += 1
             self.new_bytes += len(block)
+            self.new_cids.append(cid)
         self.inner.put(cid, block)
 
     def put_many(self, blocks: Iterable[tuple[bytes, bytes]]) -> None:
