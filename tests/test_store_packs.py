@@ -370,10 +370,10 @@ def test_two_processes_staging_deltas_into_packs_at_once_stay_sound(tmp_path: Pa
 def test_packs_survive_gc_of_a_deleted_archive_and_are_compacted(tmp_path: Path) -> None:
     from importer.archive.delta import delta_against_previous
     from importer.archive.importer import import_archive
+    from importer.archive.rebuild import iter_archive
     from importer.profiles import resolve_settings
     from importer.sinks.gc import collect_garbage
     from importer.sinks.store import ArchiveRecord
-    from importer.archive.rebuild import iter_archive
 
     from .bench_archives import make_wheel
 
