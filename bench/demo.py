@@ -33,6 +33,8 @@ from typing import Any
 
 from importer.cli.main import main as dpip
 
+from .demo_pip import demo_pip
+
 #: Seed of the generated modules, so every demo run builds the same archives.
 SEED = 2026
 #: hatchling is a test dependency; any PEP 517 backend in the venv would do.
@@ -247,7 +249,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         identical = step_fetch(built, reports, store, tmp)
         step_browse(built, reports, store)
         gc = step_delete_and_collect(built, store, tmp)
+        pip = demo_pip(store, built.paths["wheel", 2], 7)
         step_summary(built, reports, stats, identical, gc, store)
+        for sentence in pip:
+            print(f"   {sentence}")
     return 0
 
 

@@ -20,7 +20,7 @@ from ..errors import ImporterError
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store")
+COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "mirror", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

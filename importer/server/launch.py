@@ -1,0 +1,86 @@
+"""Start a server for a store or an index root: what ``dpip-import serve`` and ``dpip`` share.
+
+Without an index root the store's own mirror is served: its index tree is (re)built first, which
+is incremental and cheap when nothing changed (:mod:`importer.mirror.tree`). Blocks come from
+the embedded store, one connection per server thread; ``source_factory`` is where a node or a
+gateway source plugs in instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, TextIO
+
+from ..sinks.base import BlockSource
+from ..sinks.store import BlockStore
+from .app import Server, ServerConfig, SourceFactory, make_server, serve_in_thread
+from .cache import DEFAULT_CACHE_BYTES, FileCache
+from .fallback import Fallback, PullThrough
+
+#: devpi's port: a local package index people already expect there.
+DEFAULT_PORT: Final = 3141
+#: The file cache lives in the store directory unless ``--cache-dir`` says otherwise.
+CACHE_DIR_NAME: Final = "serve-cache"
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    store_dir: Path
+    index_root: bytes | None = None
+    fallback: str | None = None
+    pull_through: bool = False
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    cache_dir: Path | None = None
+    cache_size: int = DEFAULT_CACHE_BYTES
+    plain: bool = False
+    source_factory: SourceFactory | None = None
+
+
+@dataclass(slots=True)
+class Running:
+    server: Server
+    thread: threading.Thread
+    config: ServerConfig
+    pull: PullThrough | None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}/simple/"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+        if self.pull is not None:
+            self.pull.close()
+
+
+def store_source(store_dir: Path) -> SourceFactory:
+    def open_store() -> BlockSource:
+        return BlockStore(store_dir, create=False)
+
+    return open_store
+
+
+def start(options: ServeOptions, access_log: TextIO | None = None) -> Running:
+    """Build (or take) the index root, bind the server and serve it on a thread."""
+    root = options.index_root
+    if root is None:
+        from ..mirror.tree import build_store_index
+
+        root = build_store_index(str(options.store_dir), options.plain).root
+    cache = FileCache(options.cache_dir or options.store_dir / CACHE_DIR_NAME, options.cache_size)
+    pull = PullThrough(options.store_dir, cache) if options.pull_through else None
+    fallback = Fallback(options.fallback, pull) if options.fallback else None
+    if pull is not None and fallback is None:
+        pull.close()
+        from ..errors import InvalidOption
+
+        raise InvalidOption("--pull-through needs --fallback URL")
+    config = ServerConfig(root, options.source_factory or store_source(options.store_dir), cache, fallback, access_log)
+    server = make_server(config, options.host, options.port)
+    return Running(server, serve_in_thread(server), config, pull)
