@@ -220,6 +220,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         deltas = delta_store(store)
         compacted, freed = store.compact_packs(level=args.level)
         converted = store.vacuum() if args.vacuum else False
+        if not args.vacuum:
+            store.reclaim_free_pages()  # what the rewrites freed (in a store with auto_vacuum=incremental)
         stats = store.stats()
     print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed blocks as deltas "
           f"against the previous archive of their project, {deltas.saved} bytes smaller; compacted {compacted} packs, "

@@ -997,6 +997,8 @@ class BlockStore(StoreRoots):
             if written is not None:
                 rewritten += 1
                 freed += length - written
+        if rewritten:
+            self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)  # the old packs' pages
         return rewritten, freed
 
     def reconcile_packs(self) -> int:
@@ -1490,7 +1492,7 @@ class BlockStore(StoreRoots):
             report += self._delete_batch(doomed[start:start + batch_rows], everything)
         if reclaim and report.blocks:
             self.compact_packs()  # the packs the removed blocks left more than half dead
-            self.reclaim_free_pages()
+            self.reclaim_free_pages()  # every free page, however few (compact_packs leaves a few)
         return report
 
     def _delete_batch(self, batch: Sequence[bytes], doomed: set[bytes]) -> DeleteReport:
