@@ -33,7 +33,7 @@ from typing import Final
 import dag_cbor
 from multiformats import CID
 
-from importer.archive.recipe import iter_links, read_root
+from importer.archive.recipe import read_recipe, read_root
 from importer.dag.cid import RAW, cid_codec
 from importer.dag.reader import Kind, file_leaves, iter_directory, stat
 from importer.sinks.store import DB_NAME, BlockStore
@@ -98,10 +98,10 @@ def _dag_roles(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, str]]:
     recipe = dag_cbor.decode(store.get(archive.recipe))
     if isinstance(recipe, dict) and isinstance(recipe.get("pages"), list):
         yield from ((bytes(page), "recipe") for page in recipe["pages"] if isinstance(page, CID))  # type: ignore[union-attr]
-    links = list(iter_links(archive.recipe, store))
-    yield links[0], "skeleton"
+    parsed = read_recipe(store, archive.recipe)
+    yield parsed.skeleton, "skeleton"
     trees = [archive.tree]
-    files = list(links[1:])
+    files = list(parsed.extra)
     while trees:
         tree = trees.pop()
         yield tree, "directory"

@@ -125,6 +125,46 @@ class RecipeMismatch(ImporterError, ValueError):
         self.offset = offset
 
 
+class OversizeBlock(ImporterError, ValueError):
+    """A block larger than the bound every IPFS transport accepts (``importer.sinks.guard``)."""
+
+    def __init__(self, cid: str, size: int, limit: int) -> None:
+        super().__init__(f"block {cid} is {size:,d} bytes, over the {limit:,d}-byte block limit")
+        self.cid = cid
+        self.size = size
+        self.limit = limit
+
+
+class OutputError(ImporterError, OSError):
+    """A place to write a result that is refused: a name from data that is no safe file name, an
+    existing file without ``--force``, a directory where a file must go."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class RebuildLimit(ImporterError, ValueError):
+    """A root whose rebuild would pass a bound: its declared sizes, nesting depth or total work,
+    or output beyond what it declared; ``root`` is the CID of the archive (or nested archive)."""
+
+    def __init__(self, root: str, reason: str) -> None:
+        super().__init__(f"archive {root}: {reason}")
+        self.root = root
+        self.reason = reason
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP, raised in the main thread by the CLI's handler so that every ``finally``
+    runs (part files removed) before the process exits; a BaseException, as KeyboardInterrupt
+    is, so that no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
 # -- naming an archive of the store's index (importer.cli.lookup) -----------------------------
 
 class ArchiveNotFound(ImporterError, LookupError):
@@ -144,3 +184,25 @@ class AmbiguousArchive(ImporterError, LookupError):
         super().__init__(f"{text!r} matches {len(candidates)} archives: {listed}; name one by its root CID")
         self.text = text
         self.candidates = candidates
+
+
+# -- IPFS nodes and gateways (importer.sinks.node, importer.sinks.gateway, importer.sinks.remote) --
+
+class RemoteError(ImporterError):
+    """A node or gateway failed us: unreachable, too slow, refused a call, or sent bad data.
+
+    ``source`` names it as the user gave it (``node /ip4/127.0.0.1/tcp/5001``, ``gateway
+    http://...``); ``cid`` is the block or DAG concerned, when there is one.
+    """
+
+    def __init__(self, source: str, reason: str, cid: str | None = None) -> None:
+        about = f"{cid}: " if cid else ""
+        super().__init__(f"{source}: {about}{reason}")
+        self.source = source
+        self.reason = reason
+        self.cid = cid
+
+
+class RemoteDataError(RemoteError, ValueError):
+    """A node or gateway sent data that fails verification: a block that does not hash to its CID,
+    a truncated CAR, a CAR with blocks outside the DAG asked for or without some of its blocks."""

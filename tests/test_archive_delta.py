@@ -415,7 +415,8 @@ def test_new_release_is_stored_as_deltas_and_every_release_fetches_back(
         second = _roots(opened, summaries[1]["file"])[0]
     assert {name for cid, name in structure_places(store, second).items() if cid in deltas} == SHRUNK[kind]
     for release in releases:  # also the older ones, whose leaves the later deltas reference
-        rc, _, err = cli("fetch", _root_of(store, archive(release, kind).name), "-o", tmp_path / "out", "--store", store)
+        rc, _, err = cli("fetch", _root_of(store, archive(release, kind).name), "-o", tmp_path / "out", "--store", store,
+                         "--force")  # each release replaces the previous one
         assert rc == 0, err
         assert sha256_file(tmp_path / "out") == sha256_file(archive(release, kind))
     rc, out, err = cli("store", "verify", "--store", store)

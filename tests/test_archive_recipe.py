@@ -53,18 +53,19 @@ def _with_recipe(sink: MemorySink, root: ArchiveRoot, recipe: Recipe) -> bytes:
     return write_root(dataclasses.replace(root, recipe=write_recipe(recipe, sink)), sink)
 
 
-@pytest.mark.parametrize("change", [
-    {"members": (MemberEntry(0, "a.py", 7),)},  # params index past the table
-    {"members": (MemberEntry(0, 5, -1),)},  # extra index past the list
-    {"members": (MemberEntry(-1, "a.py", -1),)},
-    {"tail": -3},
-    {"outer": (OuterStream(-1, 9, 0, 10),)},
+@pytest.mark.parametrize(("change", "message"), [
+    ({"members": (MemberEntry(0, "a.py", 7),)}, "recipe member entry is out of range"),  # params past the table
+    ({"members": (MemberEntry(0, 5, -1),)}, "recipe member source is out of range"),  # extra past the list
+    ({"members": (MemberEntry(-1, "a.py", -1),)}, "recipe member entry value -1 is outside 0..9223372036854775807"),
+    ({"tail": -3}, "recipe field 'tail' value -3 is outside 0..9223372036854775807"),
+    ({"outer": (OuterStream(-1, 9, 0, 10),)}, "recipe outer stream is out of range"),
 ])
-def test_hostile_recipe_indices_are_a_clear_error(change: dict[str, object], tmp_path: Path) -> None:
+def test_hostile_recipe_indices_are_a_clear_error(change: dict[str, object], message: str, tmp_path: Path) -> None:
     sink, root, recipe = _imported(tmp_path)
     bad = _with_recipe(sink, root, dataclasses.replace(recipe, **change))  # type: ignore[arg-type]
-    with pytest.raises(InvalidBlock, match="out of range"):
+    with pytest.raises(InvalidBlock) as e:
         fetch(sink, bad, None)
+    assert e.value.reason == message
 
 
 def test_recipe_naming_a_path_outside_the_tree_is_a_clear_error(tmp_path: Path) -> None:

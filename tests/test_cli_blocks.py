@@ -286,17 +286,21 @@ def test_get_refuses_duplicate_names(run: Run, tmp_path: Path) -> None:
 def test_get_will_not_replace_an_existing_directory(run: Run, tmp_path: Path) -> None:
     root = store_with_entries(tmp_path / "s", ["a"])
     (tmp_path / "out").mkdir()
-    rc, _, err = run("get", root, "-o", tmp_path / "out", "--store", tmp_path / "s")
-    assert rc == 1 and err == f"dpip-import get: {tmp_path / 'out'}: already exists\n"
+    for force in ((), ("--force",)):
+        rc, _, err = run("get", root, "-o", tmp_path / "out", "--store", tmp_path / "s", *force)
+        assert rc == 1 and err == f"dpip-import get: {tmp_path / 'out'}: is a directory\n"
 
 
-def test_get_of_a_file_replaces_an_existing_file(run: Run, tmp_path: Path) -> None:
+def test_get_of_a_file_replaces_an_existing_file_only_with_force(run: Run, tmp_path: Path) -> None:
     dag = DagBuilder()
     cid = dag.put(1, RAW, b"new")
     assert cid == cid_of_block(1, RAW, b"new")
     with BlockStore(tmp_path / "s") as store:
         store.put_many(dag.sink)
     (tmp_path / "out").write_bytes(b"old")
-    rc, _, _ = run("get", format_cid(cid), "-o", tmp_path / "out", "--store", tmp_path / "s")
+    rc, _, err = run("get", format_cid(cid), "-o", tmp_path / "out", "--store", tmp_path / "s")
+    assert (rc, err) == (1, f"dpip-import get: {tmp_path / 'out'}: already exists (pass --force to replace it)\n")
+    assert (tmp_path / "out").read_bytes() == b"old"
+    rc, _, _ = run("get", format_cid(cid), "-o", tmp_path / "out", "--store", tmp_path / "s", "--force")
     assert rc == 0
     assert (tmp_path / "out").read_bytes() == b"new"

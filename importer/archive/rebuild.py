@@ -5,6 +5,10 @@ bytes: a file from the tree or an extra file, copied or recompressed with its re
 Members are recompressed on a thread pool (zlib, bz2, lzma and the ctypes backends release the
 GIL) with a bounded window, so both cores work while output stays in order and memory stays
 bounded. An outer gzip/bzip2/xz layer is then reapplied around the body, stream by stream.
+
+Roots and recipes may come from strangers: :mod:`importer.archive.plan` checks every root a
+rebuild reaches before the first byte, and bounds the output, the bodies and the contents read
+while it runs.
 """
 
 from __future__ import annotations
@@ -12,24 +16,22 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import queue
-import tempfile
-import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Final
+from typing import BinaryIO, Final
 
 import zstandard
 
-from ..compress import CompressorParams, recompress
+from ..compress import CompressorParams
 from ..dag.cid import format_cid
 from ..dag.reader import iter_directory, iter_file
-from ..errors import InvalidBlock, RecipeMismatch
+from ..errors import InvalidBlock, RebuildLimit, RecipeMismatch
 from ..sinks.base import BlockSource
-from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe, read_recipe, read_root
+from .plan import DEFAULT_REBUILD_LIMITS, ContentBudget, Planned, RebuildLimits, RebuildPlan, bounded
+from .pump import compress_whole, pumped
+from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe
 from .streams import PieceReader
 
 #: Members larger than this are recompressed in the calling thread, streaming; smaller ones are
@@ -42,17 +44,12 @@ PIECE: Final = 1024 * 1024
 NO_SOURCE: Final = -1
 
 
-@dataclass(frozen=True, slots=True)
-class Rebuilt:
-    root: ArchiveRoot
-    recipe: Recipe
-
-
 class TreePaths:
     """Resolves tree paths to CIDs, listing only the directories on the way, each once.
 
     No node below a directory is loaded just to learn its kind (a 100,000-file tree would cost
     100,000 block reads); a path that names a directory fails later, when it is read as a file.
+    The walk is a loop over the path's parts, however deep the path.
     """
 
     def __init__(self, source: BlockSource, tree: bytes) -> None:
@@ -80,14 +77,15 @@ class TreePaths:
 class _Body:
     """Generates the body bytes of a recipe, recompressing members in parallel."""
 
-    def __init__(self, source: BlockSource, recipe: Recipe, skeleton: _SkeletonReader, files: TreePaths,
-                 pool: ThreadPoolExecutor) -> None:
-        self.source = source
-        self.recipe = recipe
+    def __init__(self, run: _Run, planned: Planned, skeleton: _SkeletonReader, pool: ThreadPoolExecutor) -> None:
+        self.run = run
+        self.source = run.source
+        self.recipe = planned.recipe
+        self.where = format_cid(planned.root.recipe)
         self.skeleton = skeleton
-        self.files = files
+        self.files = TreePaths(run.source, planned.root.tree)
         self.pool = pool
-        self.params = [CompressorParams.from_dict(p) for p in recipe.params]
+        self.params = [CompressorParams.from_dict(p) for p in planned.recipe.params]
 
     def _content_cid(self, source: str | int) -> bytes:
         if isinstance(source, str):
@@ -100,8 +98,8 @@ class _Body:
     def _pieces(self, source: str | int | bytes) -> Iterator[bytes]:
         """A member's content: a file of the tree or of ``extra``, or a nested archive rebuilt."""
         if isinstance(source, bytes):
-            return iter_archive(self.source, source, workers=1)[1]
-        return iter_file(self.source, self._content_cid(source))
+            return self.run.archive(source, workers=1)
+        return self.run.budget.count(iter_file(self.source, self._content_cid(source)))
 
     def __iter__(self) -> Iterator[bytes]:
         pending: deque[_Job] = deque()
@@ -125,12 +123,12 @@ class _Body:
                         if got > PARALLEL_LIMIT:
                             break
                     if got > PARALLEL_LIMIT:
-                        job = pumped(params, itertools.chain(head, pieces))
+                        job = pumped(params, itertools.chain(head, pieces), self.where)
                     else:
                         content = b"".join(head)
                         size = len(content)
                         in_flight += size
-                        job = self.pool.submit(_compress, params, content)
+                        job = self.pool.submit(compress_whole, params, content, self.where)
             pending.append(_Job(self.skeleton, entry.skeleton_before, job, size))
             # Drain in order while the window is full, or when a streaming job must run now.
             while pending and (in_flight > WINDOW_BYTES or not isinstance(pending[-1].job, Future)):
@@ -198,10 +196,6 @@ class _Job:
             yield from self.job
 
 
-def _compress(params: CompressorParams, content: bytes) -> bytes:
-    return b"".join(recompress(params, [content]))
-
-
 def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
     while size > 0:
         piece = reader.read(min(PIECE, size))
@@ -211,26 +205,52 @@ def _take(reader: PieceReader, size: int, where: str) -> Iterator[bytes]:
         yield piece
 
 
-def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None) -> tuple[ArchiveRoot, Iterator[bytes]]:
-    """Read the root and recipe now; return them and a lazy iterator of the archive's bytes."""
-    root = read_root(source, root_cid)
-    recipe = read_recipe(source, root.recipe)
-    outer_len = sum(item for item in recipe.outer if isinstance(item, int))
-    if outer_len > recipe.skeleton_size:
-        raise InvalidBlock(format_cid(root.recipe), f"outer skeleton runs ({outer_len} bytes) exceed the skeleton "
-                                                    f"({recipe.skeleton_size})")
-    return root, _generate(source, root, recipe, outer_len, workers or os.cpu_count() or 1)
+class _Run:
+    """One rebuild: the plan, the content budget and the worker count, shared by every level."""
+
+    def __init__(self, source: BlockSource, plan: RebuildPlan, workers: int) -> None:
+        self.source = source
+        self.plan = plan
+        self.workers = workers
+        self.budget = ContentBudget(format_cid(plan.top.cid), plan.limits.max_total_size)
+
+    def archive(self, cid: bytes, workers: int | None = None) -> Iterator[bytes]:
+        """The rebuilt bytes of the planned archive ``cid``, never more than its declared size."""
+        planned = self.plan.archives[cid]
+
+        def overflow(limit: int) -> RebuildLimit:
+            return RebuildLimit(format_cid(cid), f"rebuilds more than the {limit:,d} bytes its root declares")
+
+        return bounded(_generate(self, planned, workers or self.workers), planned.root.size, overflow)
 
 
-def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len: int,
-              workers: int) -> Iterator[bytes]:
-    files = TreePaths(source, root.tree)
+def iter_archive(source: BlockSource, root_cid: bytes, *, workers: int | None = None,
+                 limits: RebuildLimits = DEFAULT_REBUILD_LIMITS,
+                 plan: RebuildPlan | None = None) -> tuple[ArchiveRoot, Iterator[bytes]]:
+    """Read and check the root, its recipe and every nested root now (unless ``plan`` did); return
+    the root and a lazy iterator of the archive's bytes (never more than the root declares)."""
+    if plan is None:
+        plan = RebuildPlan(source, root_cid, limits)
+    run = _Run(source, plan, workers or os.cpu_count() or 1)
+    return plan.top.root, run.archive(root_cid)
+
+
+def _generate(run: _Run, planned: Planned, workers: int) -> Iterator[bytes]:
+    recipe = planned.recipe
     # Two readers over the one frame: the container's runs come first, the body's after them.
-    outer_skeleton = _SkeletonReader(source, recipe, 0)
-    body_skeleton = _SkeletonReader(source, recipe, outer_len)
+    outer_skeleton = _SkeletonReader(run.source, recipe, 0)
+    body_skeleton = _SkeletonReader(run.source, recipe, planned.outer_skeleton)
+    where = format_cid(planned.root.recipe)
+
+    declared_by = "root declares" if planned.recipe.body_size is None else "outer streams declare"
+
+    def overflow(limit: int) -> RebuildLimit:
+        return RebuildLimit(format_cid(planned.cid), f"rebuilds a body of more than the {limit:,d} bytes "
+                                                     f"its {declared_by}")
+
     with ThreadPoolExecutor(workers) as pool:
-        body = _Body(source, recipe, body_skeleton, files, pool)
-        reader = PieceReader(iter(body))
+        body = _Body(run, planned, body_skeleton, pool)
+        reader = PieceReader(bounded(body, planned.body_limit, overflow))
         for item in recipe.outer:
             if item is None:
                 while piece := reader.read(PIECE):
@@ -238,127 +258,59 @@ def _generate(source: BlockSource, root: ArchiveRoot, recipe: Recipe, outer_len:
             elif isinstance(item, int):
                 yield from outer_skeleton.pieces(item)
             else:
-                yield from _outer_stream(source, recipe, item, reader)
+                yield from _outer_stream(run, recipe, item, reader, where)
 
 
-def _outer_stream(source: BlockSource, recipe: Recipe, item: OuterStream, reader: PieceReader) -> Iterator[bytes]:
+def _outer_stream(run: _Run, recipe: Recipe, item: OuterStream, reader: PieceReader, where: str) -> Iterator[bytes]:
     content = _take(reader, item.content_size, format_cid(recipe.skeleton))
     if item.params == VERBATIM:
         for _ in content:  # the original stream is kept whole: skip its content
             pass
-        yield from iter_file(source, recipe.extra[item.source])
+        yield from run.budget.count(iter_file(run.source, recipe.extra[item.source]))
     else:
-        yield from pumped(CompressorParams.from_dict(recipe.params[item.params]), content)
+        params = CompressorParams.from_dict(recipe.params[item.params])
+        if item.content_size <= PARALLEL_LIMIT:
+            # A small stream (an sdist of thousands of gzip members has thousands): compressed here,
+            # without the thread a streaming compressor needs.
+            yield compress_whole(params, b"".join(content), where)
+        else:
+            yield from pumped(params, content, where)
 
 
-#: Content pieces queued ahead of a streaming compressor: 4 pieces of at most 1 MiB.
-PUMP_DEPTH: Final = 4
-_END: Final = object()
+def rebuild(source: BlockSource, root_cid: bytes, write: Callable[[bytes], object] | None = None, *,
+            limits: RebuildLimits = DEFAULT_REBUILD_LIMITS, plan: RebuildPlan | None = None) -> ArchiveRoot:
+    """Rebuild the archive, handing each piece to ``write`` (None: only check it).
 
-
-def pumped(params: CompressorParams, pieces: Iterable[bytes]) -> Iterator[bytes]:
-    """``recompress(params, pieces)`` with ``pieces`` iterated in the calling thread only.
-
-    The content comes from the block source (SQLite connections belong to the thread that opened
-    them), while some backends read their input in a thread of their own (GNU gzip's stdin
-    feeder). So the compressor runs in a worker thread fed through a bounded queue, and this
-    thread reads the source: memory stays bounded by PUMP_DEPTH pieces, and reading the store
-    overlaps with compressing.
+    Output stops before the first byte past the root's declared size; the final size and sha256
+    are compared with the root's, so a caller keeps the bytes only when this returns.
     """
-    inbox: queue.Queue[object] = queue.Queue(PUMP_DEPTH)
-    outbox: queue.SimpleQueue[object] = queue.SimpleQueue()  # unbounded: the worker never blocks on it
-    stop = threading.Event()
-
-    def feed() -> Iterator[bytes]:
-        while (piece := inbox.get()) is not _END:
-            yield piece  # type: ignore[misc]
-
-    def work() -> None:
-        try:
-            for out in recompress(params, feed()):
-                if stop.is_set():
-                    return
-                outbox.put(out)
-            outbox.put(_END)
-        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
-            outbox.put(exc)
-
-    worker = threading.Thread(target=work, name="recompress", daemon=True)
-    worker.start()
-    done = False
-
-    def drain(block: bool) -> Iterator[bytes]:
-        nonlocal done
-        while not done:
-            try:
-                item = outbox.get(block=block)
-            except queue.Empty:
-                return
-            if item is _END:
-                done = True
-            elif isinstance(item, BaseException):
-                done = True
-                raise item
-            else:
-                yield item  # type: ignore[misc]
-
-    try:
-        for piece in pieces:
-            while True:
-                try:
-                    inbox.put(piece, timeout=0.05)
-                    break
-                except queue.Full:
-                    yield from drain(False)
-                    if done:  # the worker failed or finished early: stop feeding it
-                        break
-            yield from drain(False)
-            if done:
-                break
-        if not done:
-            inbox.put(_END)
-        yield from drain(True)
-    finally:
-        stop.set()
-        while worker.is_alive():  # unblock a worker waiting for input, then let it end
-            try:
-                inbox.put_nowait(_END)
-            except queue.Full:
-                try:
-                    inbox.get_nowait()
-                except queue.Empty:
-                    pass
-            worker.join(0.05)
-
-
-def fetch(source: BlockSource, root_cid: bytes, out: str | os.PathLike[str] | None) -> ArchiveRoot:
-    """Rebuild the archive; write it to ``out`` (None: only check) only if its sha256 matches."""
-    root, pieces = iter_archive(source, root_cid)
+    root, pieces = iter_archive(source, root_cid, limits=limits, plan=plan)
     digest = hashlib.sha256()
     size = 0
-    target = Path(out) if out is not None else None
-    tmp_name: str | None = None
-    try:
-        if target is not None:
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent or ".")
-            with os.fdopen(fd, "wb") as f:
-                for piece in pieces:
-                    digest.update(piece)
-                    size += len(piece)
-                    f.write(piece)
-                f.flush()
-                os.fsync(f.fileno())
-        else:
-            for piece in pieces:
-                digest.update(piece)
-                size += len(piece)
-        if size != root.size or digest.digest() != root.sha256:
-            raise RecipeMismatch(root.name, f"rebuilt {size} bytes with sha256 {digest.hexdigest()}, expected "
-                                            f"{root.size} bytes with sha256 {root.sha256.hex()}")
-        if target is not None and tmp_name is not None:
-            os.replace(tmp_name, target)
-            tmp_name = None
-        return root
-    finally:
-        if tmp_name is not None:
-            os.unlink(tmp_name)
+    for piece in pieces:
+        digest.update(piece)
+        size += len(piece)
+        if write is not None:
+            write(piece)
+    if size != root.size or digest.digest() != root.sha256:
+        raise RecipeMismatch(root.name, f"rebuilt {size} bytes with sha256 {digest.hexdigest()}, expected "
+                                        f"{root.size} bytes with sha256 {root.sha256.hex()}")
+    return root
+
+
+def fetch(source: BlockSource, root_cid: bytes, out: str | os.PathLike[str] | BinaryIO | None, *,
+          force: bool = False, limits: RebuildLimits = DEFAULT_REBUILD_LIMITS) -> ArchiveRoot:
+    """Rebuild the archive into ``out``: a path (written under a ``.part`` name and renamed into
+    place only if the sha256 matches; an existing file is replaced only with ``force``), a binary
+    stream (written as it is rebuilt; the caller learns of a mismatch from the exception), or
+    None (only check)."""
+    from ..sinks.partfile import PartFile
+
+    if out is None:
+        return rebuild(source, root_cid, None, limits=limits)
+    if not isinstance(out, str | os.PathLike):
+        return rebuild(source, root_cid, out.write, limits=limits)
+    with PartFile(out, force=force) as part:
+        root = rebuild(source, root_cid, part.write, limits=limits)
+        part.commit()
+    return root

@@ -8,6 +8,7 @@ the archive never lists are created implicitly, as an extractor would.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..dag.directory import DirectorySettings, DirEntry, build_directory
@@ -77,11 +78,22 @@ class TreeBuilder:
         return out
 
     def build(self, settings: DirectorySettings, sink: BlockSink) -> DagNode:
-        return self._build(self.root, settings, sink)
-
-    def _build(self, node: _Dir, settings: DirectorySettings, sink: BlockSink) -> DagNode:
-        entries = []
-        for name, child in node.children.items():
-            built = self._build(child, settings, sink) if isinstance(child, _Dir) else child
-            entries.append(DirEntry(name.encode("utf-8"), built))
-        return build_directory(entries, settings, sink)
+        """Build every directory bottom-up, children in insertion order, with a stack instead of
+        recursion (an archive may nest directories thousands deep)."""
+        stack: list[tuple[str, Iterator[tuple[str, _Dir | DagNode]], list[DirEntry]]] = [
+            ("", iter(self.root.children.items()), [])]
+        while True:
+            name, children, entries = stack[-1]
+            item = next(children, None)
+            if item is None:
+                stack.pop()
+                built = build_directory(entries, settings, sink)
+                if not stack:
+                    return built
+                stack[-1][2].append(DirEntry(name.encode("utf-8"), built))
+                continue
+            child_name, child = item
+            if isinstance(child, _Dir):
+                stack.append((child_name, iter(child.children.items()), []))
+            else:
+                entries.append(DirEntry(child_name.encode("utf-8"), child))

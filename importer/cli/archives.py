@@ -21,15 +21,19 @@ from ..dag.cid import format_cid
 from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
+from ..sinks.guard import BlockSizeGuard
 from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
+from .blocks import FORCE_HELP
+from .node import add_push_options, push_roots
 from .options import add_import_options, add_json_option, add_store_option, settings_from_args
-from .source import add_source_options, open_block_source
+from .source import add_source_options, archive_index, open_block_source
 
 # The archive machinery (compressor backends, zstd, the store) is imported by the handlers
 # that use it, so that `dpip-import add` does not pay ~60 ms of start-up for it.
 if TYPE_CHECKING:
     from ..archive.delta import DeltaReport
     from ..archive.importer import ImportReport
+    from ..archive.plan import RebuildLimits
     from ..sinks.store import BlockStore
 
 #: ``--open-nested`` default, chosen from the benchmark (REPORT.md, "Nested members").
@@ -67,22 +71,40 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
                        help="in a compressing store, keep the leaves of files changed since the project's "
                             "previous archive as zstd deltas against its leaves (default: on)")
+        add_push_options(p, after_import=True)
         p.set_defaults(handler=run_import, kind=kind)
     from .lookup import ARCHIVE_ARG_HELP
 
     p = sub.add_parser("fetch", help="rebuild an archive from its root, checked against its sha256")
     p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
-    p.add_argument("-o", "--output", metavar="OUT", help="file to write (default: the archive's own name)")
+    p.add_argument("-o", "--output", metavar="OUT",
+                   help="FILE to write, DIR to write DIR/<name>, or - for stdout (default: <name> in the current "
+                        "directory, when the root's name is a plain wheel or sdist file name)")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    _add_rebuild_limit(p)
     add_source_options(p)
     p.set_defaults(handler=run_fetch)
     p = sub.add_parser("verify", help="rebuild an archive without writing it and check every block")
     p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
+    _add_rebuild_limit(p)
     add_source_options(p)
     p.set_defaults(handler=run_verify)
     p = sub.add_parser("inspect", help="show an archive's recipe in human terms")
     p.add_argument("root", metavar="ARCHIVE", help=ARCHIVE_ARG_HELP)
     add_source_options(p)
     p.set_defaults(handler=run_inspect)
+
+
+def _add_rebuild_limit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-total-size", type=int, metavar="BYTES", default=DEFAULT_LIMITS.max_total_size,
+                   help="refuse a rebuild that reads more file contents than this across nested archives, or whose "
+                        "roots declare more than 4 times this (default 16 GiB, the import's own limit)")
+
+
+def _rebuild_limits(args: argparse.Namespace) -> RebuildLimits:
+    from ..archive.plan import RebuildLimits
+
+    return RebuildLimits(max_total_size=args.max_total_size, max_work=4 * args.max_total_size)
 
 
 #: PEP 427: ``{distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl``,
@@ -133,6 +155,8 @@ def run_import(args: argparse.Namespace) -> int:
     limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
+    if args.push and (args.only_hash or args.car):
+        raise InvalidOption("--push sends archives from the embedded store: not with --only-hash or --car")
     if args.no_store and not args.car:
         raise InvalidOption("--no-store writes only the CAR: it needs --car (-n computes CIDs without writing)")
     for path in args.files:
@@ -162,7 +186,7 @@ def run_import(args: argparse.Namespace) -> int:
         _load_attempts(memo_store)
     try:
         for path in args.files:
-            counting = CountingSink(sink)
+            counting = CountingSink(BlockSizeGuard(sink))  # no block over 1 MiB (sinks/guard.py)
             file_before = memo_store.page_stats().file_bytes if memo_store is not None else 0
             report = ArchiveImporter(settings, counting, limits=limits, open_nested=args.open_nested).import_file(path)
             roots.append(report.root)
@@ -184,6 +208,9 @@ def run_import(args: argparse.Namespace) -> int:
 
             store.flush()
             export_car(store, roots, args.car)
+        if args.push and store is not None:
+            store.flush()
+            push_roots(args, store, roots)
     finally:
         if store is not None:
             store.close()
@@ -284,25 +311,35 @@ def run_fetch(args: argparse.Namespace) -> int:
     from ..archive.rebuild import fetch
     from ..archive.recipe import read_root
     from .lookup import resolve_archive
+    from .output import fetch_target, printable
 
-    with open_block_source(args) as store:
-        root = resolve_archive(store, args.root)
-        out = args.output or read_root(store, root).name
-        archive = fetch(store, root, out)
-    print(f"fetched {archive.name}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) -> {out}")
+    with open_block_source(args, whole_dags=True) as store:
+        root = resolve_archive(archive_index(store), args.root)
+        target = fetch_target(args.output, read_root(store, root).name, format_cid(root), force=args.force)
+        if target is None:
+            archive = fetch(store, root, sys.stdout.buffer, limits=_rebuild_limits(args))
+            sys.stdout.buffer.flush()
+        else:
+            archive = fetch(store, root, target, force=args.force, limits=_rebuild_limits(args))
+    where = "stdout" if target is None else printable(str(target))
+    print(f"fetched {printable(archive.name)}: {archive.size:,d} bytes, sha256 {archive.sha256.hex()} (verified) "
+          f"-> {where}", file=sys.stderr if target is None else sys.stdout)
     return 0
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..archive.rebuild import fetch
+    from ..archive.plan import RebuildPlan
+    from ..archive.rebuild import rebuild
     from ..sinks.car import iter_dag
     from .lookup import resolve_archive
+    from .output import printable
 
-    with open_block_source(args) as store:
-        root = resolve_archive(store, args.root)
+    with open_block_source(args, whole_dags=True) as store:
+        root = resolve_archive(archive_index(store), args.root)
+        plan = RebuildPlan(store, root, _rebuild_limits(args))  # a hostile root is refused before the DAG walk
         blocks = sum(1 for _ in iter_dag(store, root))
-        archive = fetch(store, root, None)
-    print(f"ok {archive.name}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
+        archive = rebuild(store, root, None, limits=plan.limits, plan=plan)
+    print(f"ok {printable(archive.name)}: {blocks} blocks checked, rebuild matches sha256 {archive.sha256.hex()}")
     return 0
 
 
@@ -310,12 +347,13 @@ def run_inspect(args: argparse.Namespace) -> int:
     from ..archive.recipe import read_recipe, read_root
     from ..compress import CompressorParams
     from .lookup import resolve_archive
+    from .output import printable
 
     with open_block_source(args) as store:
-        root = read_root(store, resolve_archive(store, args.root))
+        root = read_root(store, resolve_archive(archive_index(store), args.root))
         recipe = read_recipe(store, root.recipe)
     out = sys.stdout
-    out.write(f"archive   {root.name}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")
+    out.write(f"archive   {printable(root.name)}\n  size    {root.size:,d} bytes\n  sha256  {root.sha256.hex()}\n")
     out.write(f"  tree    {format_cid(root.tree)}\n  recipe  {format_cid(root.recipe)}\n")
     out.write(f"body      {recipe.body}, {len(recipe.members)} members, skeleton {recipe.skeleton_size:,d} bytes "
               f"(stored as zstd in {format_cid(recipe.skeleton)})\n")

@@ -3,24 +3,28 @@
 Each command module exposes ``register(subparsers)``, which adds its subcommands with
 ``set_defaults(handler=fn)``; a handler takes the parsed namespace and returns the exit code.
 Every :class:`ImporterError` becomes one line on stderr and exit code 1 (traceback only with
-``--debug``); a broken pipe or Ctrl-C exits quietly.
+``--debug``); a broken pipe or Ctrl-C exits quietly. SIGTERM and SIGHUP are turned into an
+exception for the command's duration, as Ctrl-C is, so a killed ``fetch``, ``get`` or
+``export`` removes its part file on the way out.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import cast
 
 from .. import __version__
-from ..errors import ImporterError
+from ..errors import ImporterError, Terminated
 
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them.
-COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "mirror", "serve")
+COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "node", "mirror", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,8 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = cast(Handler, args.handler)
     # "store gc", "pin add": the group's action is part of the name errors are reported under.
     command = " ".join([args.command, *(str(v) for k, v in sorted(vars(args).items()) if k.endswith("_command"))])
+    restore = _raise_on_termination()
     try:
         return handler(args)
+    except Terminated as e:
+        print(f"dpip-import {command}: terminated", file=sys.stderr)
+        return 128 + e.signum
     except ImporterError as e:
         if args.debug:
             raise
@@ -96,6 +104,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename else ""
         print(f"dpip-import {command}: {where}{e.strerror or e}", file=sys.stderr)
         return 1
+    finally:
+        restore()
+
+
+#: Signals that end a command through an exception (cleanup runs) rather than at once.
+TERMINATING_SIGNALS = ("SIGTERM", "SIGHUP")
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+def _raise_on_termination() -> Callable[[], None]:
+    """Install :func:`_terminate` for SIGTERM and SIGHUP where they have their default action
+    (a signal the caller ignores, as ``nohup`` ignores SIGHUP, stays ignored); return the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None  # signal handlers can only be set from the main thread
+    previous: list[tuple[int, object]] = []
+    for name in TERMINATING_SIGNALS:
+        signum = getattr(signal, name, None)
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            previous.append((signum, signal.signal(signum, _terminate)))
+
+    def restore() -> None:
+        for signum, handler in previous:
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    return restore
 
 
 def run() -> None:

@@ -8,8 +8,10 @@ A CID here is the exact byte string that goes into a dag-pb link or a CAR sectio
 
 Building these by concatenation costs well under a microsecond, while a hashberg
 ``multiformats.CID`` object costs about 100 microseconds to make or print, so the library
-builds and compares bytes and uses ``multiformats`` only at the edges: parsing what a user typed
-(:func:`parse_cid`) and printing (:func:`format_cid`).
+builds, compares, parses (:func:`parse_cid`) and prints (:func:`format_cid`) bytes itself, with
+:mod:`importer.dag.multibase`; ``multiformats`` only names an unknown codec in an error. Any
+bytes print (as ``0x<hex>`` when they are not a CID), so an error about a hostile CID never
+fails while it is being written.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import hashlib
 from functools import lru_cache
 from typing import Final
 
-from multiformats import CID, multibase
+from multiformats import multicodec
 
 from ..errors import InvalidCid
+from .multibase import MultibaseError, decode_base58, decode_multibase, encode_base32, encode_base58
 from .varint import decode_uvarint, encode_uvarint
 
 # multicodec table entries (https://github.com/multiformats/multicodec/blob/master/table.csv)
@@ -29,8 +32,6 @@ DAG_PB: Final = 0x70
 DAG_CBOR: Final = 0x71
 SHA2_256: Final = 0x12
 IDENTITY: Final = 0x00
-
-_BASE32: Final = multibase.get("base32")
 
 CODEC_NAMES: Final = {RAW: "raw", DAG_PB: "dag-pb", DAG_CBOR: "dag-cbor"}
 
@@ -99,35 +100,105 @@ def block_matches(cid: bytes, block: bytes) -> bool:
     raise InvalidCid(format_cid(cid), f"unsupported multihash code 0x{code:x}")
 
 
+#: boxo ``verifcid`` maximum identity digest: an inline "hash" longer than 128 bytes is refused,
+#: so a CID can never smuggle a large block in its own bytes.
+MAX_IDENTITY_DIGEST: Final = 128
+
+
+#: Longest CID text read: the largest CID accepted (an identity digest of 128 bytes plus four
+#: varints, ~140 bytes) is 281 characters in base16, the widest encoding read; base58 decoding
+#: is quadratic in the length, so a huge argument is refused before it is decoded.
+MAX_CID_TEXT: Final = 512
+
+
+def _codec_name(code: int) -> str:
+    known = CODEC_NAMES.get(code)
+    if known:
+        return known
+    try:
+        return f"{multicodec.get(code=code).name} (0x{code:x})"
+    except Exception:  # noqa: BLE001  (an unknown code: only its number can be shown)
+        return f"0x{code:x}"
+
+
 @lru_cache(maxsize=4096)
 def format_cid(cid: bytes) -> str:
-    """Print a binary CID as Kubo does: base58btc for v0, base32 lower for v1."""
-    decoded = CID.decode(cid)
-    if decoded.version == 1:
-        decoded = decoded.set(base=_BASE32)
-    return str(decoded)
+    """Print a binary CID as Kubo does: base58btc for v0, base32 lower for v1.
+
+    Never raises: bytes that are not a CID (shown in an error about them) print as ``0x<hex>``.
+    """
+    try:
+        version = split_cid(cid)[0]
+    except InvalidCid:
+        return "0x" + cid.hex()
+    return encode_base58(cid) if version == 0 else "b" + encode_base32(cid)
 
 
 def format_cid_v1(cid: bytes) -> str:
     """Print any CID in its v1 form, base32 (as ``ipfs cid base32`` does)."""
-    return str(CID.decode(cid).set(version=1, base=_BASE32))
+    if split_cid(cid)[0] == 0:
+        cid = b"\x01" + encode_uvarint(DAG_PB) + cid
+    return "b" + encode_base32(cid)
 
 
 def parse_cid(text: str) -> bytes:
-    """Parse a CID typed by a user (any multibase, v0 or v1) into its binary form.
+    """Parse a CID typed by a user (v0 ``Qm...``, or v1 in base32, base58btc, base16, base36).
 
     Only sha2-256 and identity multihashes and the codecs raw, dag-pb and dag-cbor are
-    accepted: anything else could not be verified or decoded by this importer.
+    accepted: anything else could not be verified or decoded by this importer. Every refusal
+    says what is wrong in a user's terms (a character outside the alphabet, a wrong length...).
     """
     stripped = text.strip()
     if stripped.startswith("/ipfs/"):
         stripped = stripped[len("/ipfs/"):].split("/", 1)[0]
+    if not stripped:
+        raise InvalidCid(text, "empty (expected a CID such as bafy... or Qm...)")
+    if len(stripped) > MAX_CID_TEXT:
+        raise InvalidCid(text[:60] + "...", f"{len(stripped)} characters is too long for a CID")
     try:
-        cid = CID.decode(stripped)
-    except Exception as e:  # noqa: BLE001  (multiformats raises several unrelated types)
-        raise InvalidCid(text, str(e).splitlines()[0] or type(e).__name__) from None
-    if cid.codec.code not in CODEC_NAMES:
-        raise InvalidCid(text, f"codec {cid.codec.name} is not supported (raw, dag-pb, dag-cbor)")
-    if cid.hashfun.code not in (SHA2_256, IDENTITY):
-        raise InvalidCid(text, f"multihash {cid.hashfun.name} is not supported (sha2-256, identity)")
-    return bytes(cid)
+        if stripped.startswith("Qm"):
+            # go-cid: a CIDv0 is exactly 46 base58btc characters, "Qm" for 0x12 0x20.
+            if len(stripped) != 46:
+                raise MultibaseError(f"a CIDv0 (Qm...) has 46 characters, this one has {len(stripped)} "
+                                     "(a character is missing or extra)")
+            cid = decode_base58(stripped)
+        else:
+            cid = decode_multibase(stripped)
+    except MultibaseError as e:
+        raise InvalidCid(text, e.reason) from None
+    _, codec, code, digest = _split_typed(text, cid)
+    if codec not in CODEC_NAMES:
+        raise InvalidCid(text, f"codec {_codec_name(codec)} is not supported (raw, dag-pb, dag-cbor)")
+    if code == SHA2_256:
+        if len(digest) != 32:
+            raise InvalidCid(text, f"a sha2-256 digest has 32 bytes, this one {len(digest)}")
+    elif code == IDENTITY:
+        if len(digest) > MAX_IDENTITY_DIGEST:
+            raise InvalidCid(text, f"an identity digest of {len(digest)} bytes is over the "
+                                   f"{MAX_IDENTITY_DIGEST}-byte limit")
+    else:
+        raise InvalidCid(text, f"multihash {_codec_name(code)} is not supported (sha2-256, identity)")
+    return cid
+
+
+def _split_typed(text: str, cid: bytes) -> tuple[int, int, int, bytes]:
+    """:func:`split_cid` of decoded text, with errors that speak of the text, not of bytes."""
+    if len(cid) == 34 and cid[0] == SHA2_256 and cid[1] == 0x20:
+        return 0, DAG_PB, SHA2_256, cid[2:]
+    fields = []
+    pos = 0
+    for what in ("CID version", "codec", "multihash code", "digest length"):
+        try:
+            value, pos = decode_uvarint(cid, pos)
+        except ValueError:
+            raise InvalidCid(text, f"the {what} is missing or malformed (the CID is cut short or mistyped)") from None
+        if what == "CID version" and value != 1:
+            raise InvalidCid(text, f"CID version {value} is not supported: this is not a CID "
+                                   "(a CIDv1 starts with 'bafy' or 'bafk', a CIDv0 with 'Qm')")
+        fields.append(value)
+    digest = cid[pos:]
+    if len(digest) != fields[3]:
+        how = "cut short" if len(digest) < fields[3] else "longer than it should be"
+        raise InvalidCid(text, f"the multihash says {fields[3]} digest bytes but {len(digest)} follow "
+                               f"(the CID is {how})")
+    return 1, fields[1], fields[2], digest

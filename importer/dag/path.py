@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from ..errors import InvalidBlock
 from ..sinks.base import BlockSource
+from .cbor import Link, decode_dag_cbor
 from .cid import DAG_CBOR, cid_codec, format_cid
 from .reader import PathError, resolve
 
@@ -27,13 +27,7 @@ ARCHIVE_LINKS: Final = ("tree", "recipe")
 
 
 def _decode_cbor(source: BlockSource, cid: bytes) -> Any:
-    import dag_cbor
-
-    block = source.get(cid)
-    try:
-        return dag_cbor.decode(block)
-    except Exception as e:  # noqa: BLE001  (dag_cbor raises several unrelated types)
-        raise InvalidBlock(format_cid(cid), f"dag-cbor: {str(e).splitlines()[0]}") from None
+    return decode_dag_cbor(source.get(cid), format_cid(cid))
 
 
 def is_archive_root(node: Any) -> bool:
@@ -42,8 +36,6 @@ def is_archive_root(node: Any) -> bool:
 
 def resolve_path(source: BlockSource, root: bytes, path: str) -> bytes:
     """The CID that ``path`` leads to from ``root`` (module docstring); PathError if it leads nowhere."""
-    from multiformats import CID
-
     segments = [part for part in path.split("/") if part]
     cid, walked = root, format_cid(root)
     while segments and cid_codec(cid) == DAG_CBOR:
@@ -60,9 +52,9 @@ def resolve_path(source: BlockSource, root: bytes, path: str) -> bytes:
             else:
                 raise PathError(walked, f"no field or link named {name!r}")
             walked += "/" + name
-            if isinstance(value, CID):
+            if isinstance(value, Link):
                 break
-        if not isinstance(value, CID):
+        if not isinstance(value, Link):
             raise PathError(walked, "is a field inside a DAG-CBOR node, not a block")
         cid = bytes(value)
     try:
@@ -76,14 +68,14 @@ def unixfs_node(source: BlockSource, cid: bytes, text: str) -> tuple[bytes, str 
 
     Any other DAG-CBOR node is refused with what it is and which command reads it.
     """
-    from multiformats import CID
-
     if cid_codec(cid) != DAG_CBOR:
         return cid, None
     node = _decode_cbor(source, cid)
-    if is_archive_root(node) and isinstance(node["tree"], CID):
+    if is_archive_root(node) and isinstance(node["tree"], Link):
         tree = bytes(node["tree"])
-        return tree, f"{text} is the archive root of {node.get('name')}; its files are the tree {format_cid(tree)}"
+        name = node.get("name")
+        shown = name if isinstance(name, str) and name.isprintable() else repr(name)  # no terminal escapes from data
+        return tree, f"{text} is the archive root of {shown}; its files are the tree {format_cid(tree)}"
     if isinstance(node, dict) and {"v", "body", "outer"} <= node.keys():
         raise PathError(text, "is an archive recipe (DAG-CBOR), not UnixFS: `dpip-import inspect ROOT` describes it")
     raise PathError(text, "is a DAG-CBOR node, not a UnixFS file or directory: `dpip-import export` writes its "

@@ -339,15 +339,22 @@ def resolve(source: BlockSource, root: bytes, path: str) -> bytes:
 def iter_tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
     """``(path, file CID)`` of every file under the directory ``tree``, depth first in entry order.
 
-    Symlinks are skipped; a raw-leaf entry is a file without reading it.
+    Symlinks are skipped; a raw-leaf entry is a file without reading it. The walk keeps a stack
+    of directory listings instead of recursing, so a tree of any depth is listed.
     """
-    for entry in iter_directory(source, tree):
-        path = f"{prefix}{entry.name}"
+    stack: list[tuple[str, Iterator[Entry]]] = [(prefix, iter_directory(source, tree))]
+    while stack:
+        here, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = f"{here}{entry.name}"
         if cid_codec(entry.cid) == RAW:
             yield path, entry.cid
             continue
         node = stat(source, entry.cid)
         if node.kind is Kind.DIRECTORY:
-            yield from iter_tree_files(source, entry.cid, path + "/")
+            stack.append((path + "/", iter_directory(source, entry.cid)))
         elif node.kind is Kind.FILE:
             yield path, entry.cid

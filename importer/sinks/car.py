@@ -20,13 +20,12 @@ hands them to the traversal (not checked against Kubo: no vector has one).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Final, Self
 
+from ..dag.cbor import Link, decode_dag_cbor
 from ..dag.cid import CODEC_NAMES, DAG_CBOR, DAG_PB, RAW, block_matches, cid_codec, format_cid
 from ..dag.dagpb import decode_node
 from ..dag.varint import VarintError, decode_uvarint, encode_uvarint
@@ -122,19 +121,12 @@ def iter_links(cid: bytes, block: bytes) -> list[bytes]:
         except InvalidBlock as e:  # name the CID only now: formatting one costs ~100 us
             raise InvalidBlock(format_cid(cid), e.reason, e.offset) from None
     if codec == DAG_CBOR:
-        import dag_cbor
-        from dag_cbor.decoding import CBORDecodingError
-        from multiformats import CID
-
-        try:
-            value = dag_cbor.decode(block)
-        except (CBORDecodingError, ValueError) as e:  # ValueError: a malformed CID inside
-            raise InvalidBlock(format_cid(cid), f"dag-cbor: {str(e).splitlines()[0]}") from None
+        value = decode_dag_cbor(block, format_cid(cid))
         found: list[bytes] = []
         stack: list[object] = [value]
         while stack:  # depth-first, in encounter order: push children reversed
             item = stack.pop()
-            if isinstance(item, CID):
+            if isinstance(item, Link):
                 found.append(bytes(item))
             elif isinstance(item, dict):
                 stack.extend(reversed(list(item.values())))
@@ -182,33 +174,25 @@ class CarSummary:
 
 
 def export_car(source: BlockSource, roots: bytes | Sequence[bytes],
-               path: str | os.PathLike[str]) -> CarSummary:
+               path: str | os.PathLike[str], *, force: bool = True) -> CarSummary:
     """Write the DAG under ``roots`` (one CID or several) to ``path`` as ``ipfs dag export`` would.
 
     With several roots the header lists them all and their DAGs follow one after the other,
     blocks shared between them written once, at their first occurrence.
 
-    The CAR is written to a temporary file beside ``path`` and renamed into place only when
-    complete, so an error (a missing or corrupt block) leaves no partial CAR behind.
+    The CAR is written to a part file beside ``path`` (:class:`PartFile`: the usual permissions)
+    and moved into place only when complete, so an error (a missing or corrupt block) or a
+    signal leaves no partial CAR behind; an existing file is replaced only with ``force``.
     """
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            root_list = [roots] if isinstance(roots, bytes) else list(roots)
-            writer = CarWriter(out, root_list)
-            seen: set[bytes] = set()
-            for root in root_list:
-                writer.put_many(iter_dag(source, root, seen))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    from .partfile import PartFile
+
+    root_list = [roots] if isinstance(roots, bytes) else list(roots)
+    with PartFile(path, force=force) as part:
+        writer = CarWriter(part.stream, root_list)
+        seen: set[bytes] = set()
+        for root in root_list:
+            writer.put_many(iter_dag(source, root, seen))
+        part.commit()
     return CarSummary(writer.blocks, writer.bytes_written)
 
 
@@ -280,20 +264,16 @@ def _cid_length(section: bytes) -> int:
 
 
 def _decode_header(body: bytes, src: _Input, start: int) -> tuple[int, tuple[bytes, ...]]:
-    import dag_cbor
-    from dag_cbor.decoding import CBORDecodingError
-    from multiformats import CID
-
     try:
-        value = dag_cbor.decode(body)
-    except (CBORDecodingError, ValueError) as e:  # ValueError: a malformed CID inside
-        raise src.fail(f"header is not DAG-CBOR: {str(e).splitlines()[0]}", start) from None
+        value = decode_dag_cbor(body, "CAR header")
+    except InvalidBlock as e:
+        raise src.fail(f"header is not DAG-CBOR: {e.reason}", start + (e.offset or 0)) from None
     if not isinstance(value, dict):
         raise src.fail("header is not a map", start)
     version = value.get("version")
-    if version == 2 and set(value) == {"version"}:
+    if version == 2 and set(value) == {"version"} and not isinstance(version, bool):
         return 2, ()
-    if version != 1:
+    if version != 1 or isinstance(version, bool):
         raise src.fail(f"unsupported CAR version {version!r}", start)
     if set(value) != {"roots", "version"}:
         raise src.fail(f"header keys {sorted(value)} are not exactly ['roots', 'version']", start)
@@ -302,8 +282,8 @@ def _decode_header(body: bytes, src: _Input, start: int) -> tuple[int, tuple[byt
         raise src.fail("header roots is not a list", start)
     cids: list[bytes] = []
     for root in roots:
-        if not isinstance(root, CID):
-            raise src.fail(f"header root {root!r} is not a CID", start)
+        if not isinstance(root, Link):
+            raise src.fail(f"header root {root!r:.80} is not a CID", start)
         cids.append(bytes(root))
     return 1, tuple(cids)
 
@@ -315,8 +295,10 @@ class CarReader:
     checked against its CID. Any defect raises :class:`InvalidCar` naming the byte offset.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_section: int = MAX_SECTION) -> None:
         self.path = str(path)
+        self.max_section = max_section
+        self._owns_file = True
         try:
             self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 (closed by close())
         except OSError as e:
@@ -328,11 +310,27 @@ class CarReader:
             self._file.close()
             raise
 
+    @classmethod
+    def from_stream(cls, stream: BinaryIO, name: str, *, max_section: int = MAX_SECTION) -> CarReader:
+        """Read a CAR from an open stream (a network answer); ``name`` stands for the path in errors.
+
+        The stream must offer ``peek`` (wrap a raw one in :class:`io.BufferedReader`) and stays the
+        caller's to close. ``max_section`` lowers the largest section (and header) accepted.
+        """
+        reader = cls.__new__(cls)
+        reader.path = name
+        reader.max_section = max_section
+        reader._owns_file = False
+        reader._file = stream
+        reader._src = _Input(stream, name)
+        reader.version, reader.roots = reader._read_header()
+        return reader
+
     def _read_header(self) -> tuple[int, tuple[bytes, ...]]:
         src = self._src
         length = src.varint("header")
-        if length == 0 or length > MAX_SECTION:
-            raise src.fail(f"header length {length} is outside 1..{MAX_SECTION}", 0)
+        if length == 0 or length > self.max_section:
+            raise src.fail(f"header length {length} is outside 1..{self.max_section}", 0)
         start = src.offset
         version, roots = _decode_header(src.read(length, "header"), src, start)
         if version == 1:
@@ -343,7 +341,12 @@ class CarReader:
         data_size = int.from_bytes(fixed[24:32], "little")
         if data_offset < src.offset:
             raise src.fail(f"CARv2 data offset {data_offset} points into its header", len(CARV2_PRAGMA))
-        src.read(data_offset - src.offset, "CARv2 padding")
+        file_size = os.fstat(self._file.fileno()).st_size
+        if data_offset > file_size or data_size > file_size - data_offset:
+            raise src.fail(f"CARv2 payload at {data_offset}+{data_size} lies past the end of the "
+                           f"{file_size}-byte file", len(CARV2_PRAGMA))
+        self._file.seek(data_offset)  # skip the padding without reading it
+        src.offset = data_offset
         inner_length = src.varint("inner header")
         if inner_length == 0 or inner_length > MAX_SECTION:
             raise src.fail(f"inner header length {inner_length} is outside 1..{MAX_SECTION}")
@@ -361,8 +364,8 @@ class CarReader:
             length = src.varint("section")
             if length == 0:
                 raise src.fail("empty section", start)
-            if length > MAX_SECTION:
-                raise src.fail(f"section of {length} bytes exceeds the {MAX_SECTION}-byte limit", start)
+            if length > self.max_section:
+                raise src.fail(f"section of {length} bytes exceeds the {self.max_section}-byte limit", start)
             if src.limit is not None and src.offset + length > src.limit:
                 raise src.fail("section runs past the CARv2 data size", start)
             section = src.read(length, "section")
@@ -380,7 +383,8 @@ class CarReader:
             yield cid, block
 
     def close(self) -> None:
-        self._file.close()
+        if self._owns_file:
+            self._file.close()
 
     def __enter__(self) -> Self:
         return self

@@ -45,7 +45,7 @@ dictionary instead of adding a duplicate, and IDs stay unique.
 
 Forward compatibility: a reader that meets an encoding it does not know refuses that block with
 a clear error, and a store whose ``meta.schema_version`` is newer than :data:`SCHEMA_VERSION` is
-refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 3 are
+refused at open, so an old binary never misreads a newer store. Stores of schema 1 to 5 are
 migrated at open by adding the new tables.
 
 Attempts (``attempts`` table): rows of the compressor search's memo of process-starting attempts
@@ -79,7 +79,7 @@ are given back to the file system by :meth:`BlockStore.reclaim_free_pages` (SQLi
 last pages into the holes and truncates the file) instead of waiting for a full ``VACUUM``.
 Older stores keep ``auto_vacuum = NONE`` until :meth:`BlockStore.vacuum` rebuilds them with it.
 
-Packs (schema 6, encodings 4 and 5, :mod:`importer.sinks.packs`): a compressing store writes new
+Packs (schema 7, encodings 4 and 5, :mod:`importer.sinks.packs`): a compressing store writes new
 blocks as segments of ``packs`` rows of about 1 MiB (blocks under 256 KiB grouped into zstd -9
 frames, with the store's dictionary or the one the package ships), so SQLite's pages hold
 payload and not slack; a block row keeps a locator. :meth:`delta_encode` decides the deltas of
@@ -133,6 +133,7 @@ from .packs import (
     Placed,
     parse_locator,
 )
+from .pushed import PushedRoot, PushedRoots
 from .roots import ArchiveRecord, Pin, StoreRoots, hold_writer_lock
 
 # The public names; the index's records are defined with it (importer.sinks.roots) and re-exported.
@@ -166,6 +167,7 @@ __all__ = [
     "EncodingStats",
     "PageStats",
     "Pin",
+    "PushedRoot",
     "StoreStats",
     "default_store_path",
 ]
@@ -178,9 +180,10 @@ MiB: Final = 1024 * 1024
 #: and later ``attempts`` (a cache that older schema-4 code ignores, so the version stays 4).
 #: 5: adds ``pins`` (roots that ``store gc`` keeps besides the archive index): schema-4 code would
 #: collect pinned blocks, so an older binary must refuse the store.
-#: 6: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
-#: schema-5 code could not read: it refuses the store at open.
-SCHEMA_VERSION: Final = 6
+#: 6: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``; importer.sinks.pushed).
+#: 7: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
+#: schema-6 code could not read: it refuses the store at open.
+SCHEMA_VERSION: Final = 7
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -293,6 +296,13 @@ _SCHEMA: Final = (
     ("CREATE TABLE IF NOT EXISTS attempts ("
      " key BLOB NOT NULL PRIMARY KEY,"
      " value BLOB NOT NULL)"),
+    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
+    # written only after the node pinned the root, so it holds the root's whole DAG.
+    ("CREATE TABLE IF NOT EXISTS pushed ("
+     " peer TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " pushed_at REAL NOT NULL,"
+     " PRIMARY KEY (peer, root))"),
     # Packs (importer.sinks.packs): segments of many blocks in one row, never updated (SQLite
     # rewrites a whole row, megabyte of blob and all, to change one column of it).
     # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
@@ -425,7 +435,7 @@ def default_store_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     return Path(user_data_dir("dpip-importer")) / "store"
 
 
-class BlockStore(StoreRoots):
+class BlockStore(StoreRoots, PushedRoots):
     """A durable block store in one SQLite file; a :class:`BlockSink` and a :class:`BlockSource`.
 
     Puts are buffered in memory and committed in one transaction per :data:`BATCH_BYTES`, at
