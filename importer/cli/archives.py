@@ -228,11 +228,13 @@ def run_import(args: argparse.Namespace) -> int:
             delta = None
             at_rest = None
             if memo_store is not None:
+                if args.delta:
+                    # Before the archive is recorded (which commits its blocks): a changed leaf
+                    # still buffered is written once, as its delta (BlockStore.delta_encode).
+                    delta = delta_against_previous(memo_store, report.file, report.root)
                 memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                         report.size, time.time()))
                 _record_attempts(memo_store)
-                if args.delta:
-                    delta = delta_against_previous(memo_store, report.file, report.root)
                 at_rest = AtRest(memo_store.payload_bytes(counting.new_cids),
                                  memo_store.page_stats().file_bytes - file_before)
             _print_report(args, report, counting, delta, at_rest)
@@ -329,7 +331,7 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
         out.write(f"  at rest: {at_rest.payload_bytes:,d} payload bytes stored, store file "
                   f"{at_rest.file_growth_bytes:+,d} bytes\n")
     if delta is not None and delta.previous is not None and delta.skipped is None:
-        out.write(f"  {delta.rewritten} changed leaves stored as deltas against {delta.previous}, "
+        out.write(f"  {delta.rewritten} changed blocks stored as deltas against {delta.previous}, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
         out.write(f"  container {line}\n")
