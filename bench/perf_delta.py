@@ -28,8 +28,6 @@ import time
 from pathlib import Path
 
 from importer.dag.cid import format_cid
-from importer.sinks.atrest import ENCODING_DELTA
-from importer.sinks.delta import read_header
 from importer.sinks.store import BlockStore
 
 from .child_cli import run_cli
@@ -55,12 +53,12 @@ def default_files(project: str, kind: str, versions: int) -> list[Path]:
 
 def cold_reads(store_dir: Path, rng: random.Random) -> tuple[list[float], int]:
     with BlockStore(store_dir, create=False) as store:
-        rows = store._conn.execute("SELECT cid, data FROM blocks WHERE encoding = ?", (ENCODING_DELTA,)).fetchall()
-    if not rows:
+        deltas = sorted((cid, depth) for cid, depth, _ in store.iter_deltas())  # in rows or in packs
+    if not deltas:
         return [], 0
-    depth = max(read_header(bytes(data)).depth for _, data in rows)
+    depth = max(d for _, d in deltas)
     times = []
-    for cid, _ in rng.sample(rows, min(COLD_READS, len(rows))):
+    for cid, _ in rng.sample(deltas, min(COLD_READS, len(deltas))):
         with BlockStore(store_dir, create=False) as store:
             start = time.perf_counter()
             store.get(bytes(cid))

@@ -261,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import datasets
 
     strategies = tuple(s.name for s in get_strategies(args.strategies))
-    if "delta-zstd" in strategies:
+    if any(STRATEGIES[name].family == "delta" for name in strategies):
         try:
             zstd_cli()
         except RuntimeError as e:

@@ -114,6 +114,16 @@ class InvalidArchive(ImporterError, ValueError):
         self.offset = offset
 
 
+class LimitExceeded(InvalidArchive):
+    """An archive refused because it passes an import limit; ``limit`` names the flag and its value
+    (``--max-ratio 100``...), so a caller can tell a bomb from a broken archive."""
+
+    def __init__(self, archive: str, reason: str, member: str | None = None, offset: int | None = None, *,
+                 limit: str) -> None:
+        super().__init__(archive, reason, member, offset)
+        self.limit = limit
+
+
 class RecipeMismatch(ImporterError, ValueError):
     """A rebuilt archive differs from the one recorded; names the first differing offset."""
 

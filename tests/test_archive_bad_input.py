@@ -23,6 +23,7 @@ from .archive_builders import (
     ZipEntry,
     build_zip,
     bz2_python,
+    deflate,
     gzip_python,
     gzip_wrap,
     python_source,
@@ -34,6 +35,7 @@ from .archive_builders import (
 from .archive_checks import assert_roundtrip, sha256_file
 from .conftest import RunCli
 from .oracle_support import dpip_import_executable
+from .peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 
 TEXT = python_source(11, 400)
 GiB = 1 << 30
@@ -122,8 +124,8 @@ def test_zip_bomb_declaring_10_gib_stops_at_the_member_limit(tmp_path: Path, cli
     path = tmp_path / "bomb.zip"
     path.write_bytes(_bomb_zip(10 * GiB))
     assert path.stat().st_size < 16 * MiB
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "over the limit of 4294967296")
-    assert_clear_error(cli, path, tmp_path / "store", "over the limit of 100000000",
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "past --max-member-size 4294967296")
+    assert_clear_error(cli, path, tmp_path / "store", "past --max-member-size 100000000",
                        flags=("--max-member-size", "100000000"))
 
 
@@ -148,24 +150,18 @@ def test_tar_gz_bomb_member_stops_at_the_member_and_total_limits(tmp_path: Path,
     path = tmp_path / "bomb-1.0.tar.gz"
     path.write_bytes(_tar_gz_bomb())
     assert path.stat().st_size < 16 * MiB
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "over the limit of 4294967296")
-    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "more than 100000000 bytes in total",
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "past --max-member-size 4294967296")
+    assert_clear_error(cli, path, tmp_path / "store", "bomb.bin", "members declare more than --max-total-size 100000000",
                        flags=("--max-member-size", str(20 * GiB), "--max-total-size", "100000000"))
 
 
-def test_tar_gz_zero_padding_bomb_stops_at_the_total_limit(tmp_path: Path, cli: RunCli) -> None:
+def test_tar_gz_zero_padding_bomb_stops_at_the_trailing_and_total_limits(tmp_path: Path, cli: RunCli) -> None:
     path = tmp_path / "padding-1.0.tar.gz"
     path.write_bytes(_tar_gz_zero_tail_bomb())
-    assert_clear_error(cli, path, tmp_path / "store", "decompresses past the limit of 100000000",
-                       flags=("--max-total-size", "100000000"))
-
-
-_MEASURE = """
-import resource, sys
-from importer.cli.main import main
-rc = main(sys.argv[1:])
-print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
+    assert_clear_error(cli, path, tmp_path / "store", "offset 1536: more than 1048576 bytes after the tar's "
+                       "end-of-archive block, past --max-trailing-size 1048576")
+    assert_clear_error(cli, path, tmp_path / "store", "inflates past --max-total-size 100000000",
+                       flags=("--max-total-size", "100000000", "--max-trailing-size", str(20 * GiB)))
 
 
 @pytest.mark.parametrize("limit", ["600000000"])
@@ -174,11 +170,12 @@ def test_bomb_is_inflated_in_bounded_memory_until_the_limit(limit: str, tmp_path
     skeleton, spooled to a temporary file, so peak RSS stays far below the bytes inflated."""
     path = tmp_path / "padding-1.0.tar.gz"
     path.write_bytes(_tar_gz_zero_tail_bomb())
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, "sdist", "-n", "--max-total-size", limit, str(path)],
-                          capture_output=True, text=True, check=False)
-    rc, peak_kib = map(int, proc.stdout.split())
-    assert rc == 1 and f"past the limit of {limit}" in proc.stderr, proc.stderr
-    assert peak_kib * 1024 < 300 * MiB, f"peak RSS {peak_kib} KiB"
+    peak_file = tmp_path / "peak-rss"
+    proc = subprocess.run([sys.executable, "-c", CHILD_MAIN, "sdist", "-n", "--max-total-size", limit,
+                           "--max-trailing-size", str(20 * GiB), str(path)], capture_output=True, text=True,
+                          check=False, env={**os.environ, PEAK_FILE_ENV: str(peak_file)})
+    assert proc.returncode == 1 and f"inflates past --max-total-size {limit}" in proc.stderr, proc.stderr
+    assert read_peak(peak_file) < 300 * MiB, f"peak RSS {read_peak(peak_file) / MiB:.0f} MiB"
 
 
 def test_escaping_names_and_links_import_and_write_nothing_outside(tmp_path: Path) -> None:
@@ -239,29 +236,61 @@ def _store_blocks(store: Path) -> int:
         return 0
 
 
-def test_import_killed_halfway_leaves_the_store_consistent_and_importable(tmp_path: Path, cli: RunCli) -> None:
-    # ~200 MB of distinct incompressible members: several 64 MiB store batches, so the kill lands
-    # after a commit and before the end.
-    members = [TarMember(f"pkg-1.0/blob{i}.bin", os.urandom(8 * MiB)) for i in range(24)]
-    path = tmp_path / "big-1.0.tar"
-    path.write_bytes(tar_bytes(members))
+def _big_archive(kind: str, folder: Path) -> Path:
+    """~200 MB of distinct incompressible members: several 64 MiB store batches, so a kill lands
+    after a commit and before the end. The wheel's members are deflated (level 1), so its import
+    also runs the compressor search when it is killed."""
+    blobs = [(f"pkg-1.0/blob{i}.bin", os.urandom(8 * MiB)) for i in range(24)]
+    if kind == "tar":
+        path = folder / "big-1.0.tar"
+        path.write_bytes(tar_bytes([TarMember(name, data) for name, data in blobs]))
+    else:
+        path = folder / "big-1.0-py3-none-any.whl"
+        path.write_bytes(build_zip([ZipEntry(name.encode(), data, stored=deflate(data, 1)) for name, data in blobs]))
+    return path
+
+
+def _gc(cli: RunCli, store: Path) -> int:
+    rc, out, err = cli("store", "gc", "--json", "--store", store)
+    assert rc == 0, err
+    removed = json.loads(out)["removed_blocks"]
+    assert isinstance(removed, int)
+    return removed
+
+
+@pytest.mark.parametrize("kind, gc_first", [("tar", False), ("wheel", True)])
+def test_import_killed_halfway_leaves_the_store_consistent_and_importable(kind: str, gc_first: bool, tmp_path: Path,
+                                                                          cli: RunCli) -> None:
+    """kill -9 mid-import: `store verify` is clean; `store gc` removes what the killed run left (or,
+    after a re-import that reuses those blocks, nothing); the re-import fetches byte for byte."""
+    path = _big_archive(kind, tmp_path)
     store = tmp_path / "store"
     proc = subprocess.Popen([str(dpip_import_executable()), "auto", "--store", str(store), str(path)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline:
-        if (store / "blocks.sqlite3").exists() and _store_blocks(store) > 0:  # a batch is committed
-            break
-        time.sleep(0.02)
-    killed = proc.poll() is None
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < deadline:
+            if (store / "blocks.sqlite3").exists() and _store_blocks(store) > 0:  # a batch is committed
+                break
+            time.sleep(0.02)
+        killed = proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
     assert killed, "the import finished before it could be killed; make the archive bigger"
     rc, _, err = cli("store", "verify", "--store", store)
     assert rc == 0, err
+    left = _store_blocks(store)
+    if gc_first:
+        assert _gc(cli, store) == left > 0  # no archive of the index reaches them
+        assert _store_blocks(store) == 0
     summary = assert_roundtrip(cli, path, store)
-    assert summary["new_blocks"] < summary["blocks"]  # what the killed run committed is reused
+    if not gc_first:
+        assert summary["new_blocks"] < summary["blocks"]  # what the killed run committed is reused
+        assert _gc(cli, store) == 0
     assert _store_blocks(store) >= summary["blocks"]
+    rc, _, err = cli("store", "verify", "--store", store)
+    assert rc == 0, err
 
 
 def test_overlapping_entries_bomb_is_a_clear_error(tmp_path: Path, cli: RunCli) -> None:

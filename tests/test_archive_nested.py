@@ -17,7 +17,7 @@ import pytest
 from importer.archive.importer import ArchiveImporter, ImportReport
 from importer.archive.rebuild import fetch
 from importer.dag.reader import Kind, iter_directory, iter_file, resolve, stat
-from importer.errors import InvalidArchive
+from importer.errors import LimitExceeded
 from importer.profiles import resolve_settings
 from importer.sinks import MemorySink
 from importer.sources.base import Limits
@@ -138,10 +138,11 @@ def test_nested_bomb_is_an_error_not_an_outage(tmp_path: Path) -> None:
     bomb = gz(bytes(64 * 1024 * 1024), fname=b"zeros")  # 64 MiB of zeros in ~64 KiB
     archive = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/zeros.gz": bomb})
     limits = Limits(max_member_size=1 << 30, max_total_size=8 * 1024 * 1024)
-    with pytest.raises(InvalidArchive) as e:
+    with pytest.raises(LimitExceeded) as e:
         ArchiveImporter(resolve_settings(), MemorySink(), open_nested=True, limits=limits).import_file(str(archive))
-    assert e.value.member == "pkg/zeros.gz"
-    assert "nested archive" in e.value.reason and "limit" in e.value.reason
+    assert e.value.member == "pkg/zeros.gz" and e.value.limit == "--max-total-size 8388608"
+    assert e.value.reason.startswith("nested archive zeros.gz: ")
+    assert e.value.reason.endswith("inflates past --max-total-size 8388608")
 
 
 def test_without_open_nested_gz_members_stay_files(tmp_path: Path) -> None:

@@ -236,19 +236,26 @@ def test_ledger_delta_savings_equal_a_real_store_importing_the_same_chain(tmp_pa
 
     task = _chain(tmp_path, "demo", DELTA_RELEASES)
     events, _ = _events(task)
-    # A store with no trained dictionary (plain zstd -3 frames, as the ledger counts them).
+    # A store with no trained dictionary and one row per block (each block its own zstd -3 frame,
+    # as the ledger counts them; packs, which group small blocks, are not modelled by the ledger).
     saved: dict[str, int] = {}
-    with BlockStore(tmp_path / "store", train_after=10**9) as store:
+    with BlockStore(tmp_path / "store", train_after=10**9, packs=False) as store:
         for archive in task.archives:
             report = import_archive(archive.path, resolve_settings(), store)
             store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256), report.size, 0.0))
             saved[archive.filename] = delta_against_previous(store, report.file, report.root).saved
     ledger = {a.filename: int(_row(events, a.filename, "structural")["new_bytes_zstd"]
                               - _row(events, a.filename, "structural")["new_bytes_delta"]) for a in task.archives}
-    assert ledger == saved
-    # The sdists of releases 2 and 3 shrank; the first has nothing to pair with, and each wheel's
-    # changed module is its own sdist's, whose leaves are deltas already.
-    assert [name for name, n in saved.items() if n > 0] == ["demo-1.1.tar.gz", "demo-1.2.tar.gz"]
+    # Equal to the byte but for the recipe and its page: the benchmark builds them with one typical
+    # compressor parameter set (REPORT, Method), so their deltas differ by a few bytes each.
+    assert set(ledger) == set(saved)
+    assert all(abs(ledger[name] - saved[name]) <= 16 for name in saved), (ledger, saved)
+    # The sdists of releases 2 and 3 shrank by the module's leaves; the first archives have nothing
+    # to pair with, and each later wheel's changed module is its own sdist's, whose leaves are
+    # deltas already: the wheels shrink only by their structure (directories, recipe).
+    assert [name for name, n in saved.items() if n > 10_000] == ["demo-1.1.tar.gz", "demo-1.2.tar.gz"]
+    assert saved["demo-1.0.tar.gz"] == saved["demo-1.0-py3-none-any.whl"] == 0
+    assert 0 < saved["demo-1.1-py3-none-any.whl"] < 1000
 
 
 @needs_zstd

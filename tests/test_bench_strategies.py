@@ -108,7 +108,7 @@ def _reassembled(name: str, archive: DecodedArchive, previous: DecodedArchive | 
 
 
 @pytest.mark.parametrize("kind", ["wheel", "sdist"])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_zstd) if n == "delta-zstd" else n
+@pytest.mark.parametrize("name", [pytest.param(n, marks=needs_zstd) if STRATEGIES[n].family == "delta" else n
                                   for n in sorted(STRATEGIES)])
 def test_every_strategy_reassembles_its_input(name: str, kind: str) -> None:
     previous = _decoded(kind, "0.9", {**FILES, "core.py": b"def run():\n    return 41\n" * 4000})
@@ -137,6 +137,19 @@ def test_delta_patch_of_a_small_change_is_small() -> None:
     root = STRATEGIES["delta-zstd"].store(archive, previous, sink)
     assert split_cid(root)[1] == RAW
     assert len(sink.get(root)) < 200
+
+
+@needs_zstd
+def test_the_bound_at_level_19_is_no_larger_than_at_level_9_and_restores() -> None:
+    previous = _decoded("sdist", "1.0")
+    archive = _decoded("sdist", "1.0", {**FILES, "core.py": FILES["core.py"] + b"# one more line\n" * 50})
+    patches = {}
+    for name in ("delta-zstd", "delta-zstd-9"):
+        sink = MemorySink()
+        patches[name] = sink.get(STRATEGIES[name].store(archive, previous, sink))
+        assert delta_restore(previous, patches[name]) == archive.body
+    assert len(patches["delta-zstd"]) <= len(patches["delta-zstd-9"])
+    assert "-19 --long=31" in STRATEGIES["delta-zstd"].summary
 
 
 def _body_only(body: bytes) -> DecodedArchive:

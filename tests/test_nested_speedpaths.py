@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import importer.archive.importer as archive_importer
+import importer.archive.outer as archive_outer
 from importer.archive.importer import ArchiveImporter
 from importer.archive.rebuild import fetch
 from importer.compress import CompressorParams, ProducerHints, SearchResult, search_params
@@ -98,14 +99,14 @@ def test_nested_gz_is_imported_without_a_temporary_directory(tmp_path: Path,
 
 def test_nested_gz_search_reads_the_kept_content_not_the_file_again(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive_importer, "_decompress_pieces", _refuse("the container was decompressed twice"))
+    monkeypatch.setattr(archive_outer, "decompress_pieces", _refuse("the container was decompressed twice"))
     path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/data/a.json.gz": gz(doc(6))})
     assert _import_and_fetch(path, tmp_path) == 1
 
 
 def test_nested_gz_of_two_members_rebuilds_each_stream_from_its_slice(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive_importer, "_decompress_pieces", _refuse("the container was decompressed twice"))
+    monkeypatch.setattr(archive_outer, "decompress_pieces", _refuse("the container was decompressed twice"))
     two = gz(doc(7), level=9) + gz(doc(8), level=1)
     path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl", {"pkg/data/two.json.gz": two})
     assert _import_and_fetch(path, tmp_path) == 1

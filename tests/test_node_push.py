@@ -136,9 +136,10 @@ def test_node_refs_and_dag_export_equal_our_dag_and_car(
                                                        unique="true").splitlines()]
         assert all(not r.get("Err") for r in refs)
         assert {parse_cid(r["Ref"]) for r in refs} | {root} == set(dag_blocks(path, [root]))
-        rc, _, err = run("export", "--store", path, format_cid(root), "-o", tmp_path / "ours.car", "--force")
+        ours = tmp_path / f"{archive.name}.car"
+        rc, _, err = run("export", "--store", path, format_cid(root), "-o", ours)
         assert rc == 0, err
-        assert node.rpc("dag/export", format_cid(root)) == (tmp_path / "ours.car").read_bytes()
+        assert node.rpc("dag/export", format_cid(root)) == ours.read_bytes()
 
 
 def test_next_release_push_sends_only_its_new_blocks(

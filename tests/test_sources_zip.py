@@ -337,7 +337,7 @@ def test_bomb_with_honest_size_is_refused_before_inflating() -> None:
     data = build_zip([Entry(b"bomb", b"", stored_bytes=stream, declared_size=1024 * MiB, crc=0)])
     with pytest.raises(InvalidArchive) as e:
         parse(data, Limits(max_member_size=64 * MiB))
-    assert e.value.member == "bomb" and "over the limit" in e.value.reason
+    assert e.value.member == "bomb" and e.value.reason == f"declares {1024 * MiB} bytes, past --max-member-size {64 * MiB}"
 
 
 def test_bomb_that_lies_about_its_size_stops_at_the_declared_size_in_bounded_memory() -> None:
@@ -402,7 +402,7 @@ def test_ten_gib_bomb_is_refused_by_the_default_limits() -> None:
     with pytest.raises(InvalidArchive) as e:
         ZipSource(io.BytesIO(data), "t.zip")
     assert e.value.member == "bomb10" and e.value.reason == (
-        f"member inflates to {10 * 1024 * MiB} bytes, over the limit of {4 * 1024 * MiB}")
+        f"declares {10 * 1024 * MiB} bytes, past --max-member-size {4 * 1024 * MiB}")
 
 
 def test_inflation_survives_the_caller_reading_the_same_file_between_pieces() -> None:

@@ -26,6 +26,14 @@ from importer.sinks.atrest import (
 )
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
 
+
+@pytest.fixture(autouse=True)
+def one_row_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read and forge the rows of the one-row-per-block layout (encodings 0-2 and dictionaries), which
+    the store still reads, and writes when it rewrites a committed block; packs, the layout new
+    blocks are written in, are covered by tests/test_store_packs.py."""
+    monkeypatch.setattr(BlockStore, "default_packs", False)
+
 WORDS = ("import", "return", "self", "def", "class", "value", "name", "path", "None", "raise",
          "for", "in", "if", "else", "data", "result", "options", "wheel", "metadata", "version")
 

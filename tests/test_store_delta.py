@@ -15,6 +15,14 @@ from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZS
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, EncodingStats
 
+
+@pytest.fixture(autouse=True)
+def one_row_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests read and forge the rows of the one-row-per-block layout (encoding-3 delta rows), which
+    the store still reads, and writes when it rewrites a committed block; packs, the layout new
+    blocks are written in, are covered by tests/test_store_packs.py."""
+    monkeypatch.setattr(BlockStore, "default_packs", False)
+
 #: Functions in a generated module: about 45 bytes each, so 2500 make ~110 KB, well above the
 #: 16 KiB small-block limit (no dictionary gets involved) and below one 256 KiB leaf.
 FUNCTIONS = 2500

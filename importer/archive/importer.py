@@ -19,23 +19,19 @@ Members that cannot live in the tree (see :mod:`importer.sources.names`) keep th
 
 from __future__ import annotations
 
-import bz2
 import contextlib
 import functools
 import hashlib
 import io
 import itertools
-import lzma
 import os
 import tempfile
-import threading
 import time
 import zipfile
-import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Final, cast
 
 import zstandard
@@ -44,28 +40,28 @@ from ..adder import Adder
 from ..compress import CompressorParams, ProducerHints, SearchResult, search_params
 from ..dag.cid import format_cid
 from ..dag.directory import build_symlink
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 from ..layout import DagNode
 from ..profiles import ImportSettings
-from ..sinks.base import BlockSink, MemorySink
+from ..sinks.base import BlockSink
 from ..sources.auto import OpenedArchive, open_archive
-from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Gap, Limits, Member, Skeleton
-from ..sources.compressed import CompressedStream
+from ..sources.base import DEFAULT_LIMITS, METHOD_DEFLATED, Limits, Member, Skeleton, WorkBudget
 from ..sources.inflate import iter_content
 from ..sources.names import classify_members
 from ..sources.zip import ZipSource
+from .outer import OuterStreams, search_inline, search_on
 from .recipe import (
     VERBATIM,
     ArchiveRoot,
     MemberEntry,
     OuterItem,
-    OuterStream,
     Recipe,
     params_index,
     write_recipe,
     write_root,
 )
-from .streams import PieceReader
+from .staging import StagingSink
+from .streams import PIECE, PieceReader, ReadAt, bounded_decompress, pread_pieces
 from .tree import TreeBuilder
 
 #: Members up to this size are kept in memory between hashing and the compressor search; larger
@@ -84,9 +80,22 @@ SKELETON_SPOOL: Final = 8 * 1024 * 1024
 #: and not yet searched: reading runs ahead of searching by at most this much, so a 1 GB wheel
 #: of large members costs ~64 MiB, not the whole archive, while both cores stay busy.
 SEARCH_WINDOW: Final = 64 * 1024 * 1024
-PIECE: Final = 1024 * 1024
+#: Searches submitted and not yet done, whatever their size: enough to keep the pool's threads
+#: fed (a tiny member's search takes ~0.1 ms), few enough that 100,000 tiny members do not
+#: queue 100,000 work items with their inputs.
+SEARCH_QUEUE: Final = 256
+#: The same window for a nested archive's own searches: up to two workers each run up to three
+#: levels at once, so each level gets an eighth, and all of them together stay near one window.
+NESTED_SEARCH_WINDOW: Final = SEARCH_WINDOW // 8
 #: A WHEEL file is a few lines; a bigger one is not read for its Generator hint.
 WHEEL_FILE_LIMIT: Final = 64 * 1024
+#: The bytes of content one compressor search may feed its attempts in total: twice the stream's
+#: content plus 256 MiB. A search usually ends at its first attempt (1x), and a wrong candidate
+#: on real data fails within its first block; only a stream that candidates follow far without a
+#: visible difference (a run of zeros: GNU gzip shows no output for ~258 MiB of them) reaches it,
+#: and is then kept as it was, its search bounded.
+SEARCH_WORK_FACTOR: Final = 2
+SEARCH_WORK_FLOOR: Final = 256 * 1024 * 1024
 #: ``--open-nested``: how deep archives inside archives are opened. Three levels cover a wheel
 #: vendored in an sdist that itself ships ``.json.gz`` data; a deeper chain is more likely hostile.
 MAX_NESTING_DEPTH: Final = 3
@@ -100,9 +109,6 @@ NESTED_SPOOL: Final = 8 * 1024 * 1024
 NESTED_WINDOW: Final = 64 * 1024 * 1024
 #: Member names worth trying as nested archives (the content is then sniffed, never trusted).
 NESTED_SUFFIXES: Final = (".gz", ".tgz", ".whl", ".zip", ".tar", ".bz2", ".xz", ".egg", ".jar")
-#: ``read_at(length, offset)``: an archive's bytes at an offset, from any thread (pread or a slice).
-ReadAt = Callable[[int, int], bytes]
-_STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
 #: Formats whose one member is the whole content of the compressed file (see sources/raw.py).
 _RAW_FORMATS: Final = ("gz", "bz2", "xz")
 
@@ -151,43 +157,14 @@ class ImportReport:
         }
 
 
-def _pread_pieces(read_at: ReadAt, offset: int, length: int) -> Iterator[bytes]:
-    end = offset + length
-    while offset < end:
-        piece = read_at(min(PIECE, end - offset), offset)
-        if not piece:
-            raise EOFError(f"archive shrank while importing (at byte {offset})")
-        offset += len(piece)
-        yield piece
-
-
-def _decompress_pieces(read_at: ReadAt, stream: CompressedStream) -> Iterator[bytes]:
-    """The content of one compressed stream of the file, decompressed again (for the search)."""
-    if stream.method == "deflate":
-        engine: Any = zlib.decompressobj(-15)
-    elif stream.method == "bzip2":
-        engine = bz2.BZ2Decompressor()
-    else:
-        engine = lzma.LZMADecompressor()
-    produced = 0
-    for piece in _pread_pieces(read_at, stream.offset, stream.length):
-        out = engine.decompress(piece)
-        produced += len(out)
-        yield out
-        if stream.method == "deflate":
-            while engine.unconsumed_tail:
-                out = engine.decompress(engine.unconsumed_tail)
-                produced += len(out)
-                yield out
-    if produced != stream.size:
-        raise EOFError(f"stream {stream.index} decompressed to {produced} bytes, expected {stream.size}")
-
-
 def _inflate_pieces(read_at: ReadAt, member: Member) -> Iterator[bytes]:
-    engine = zlib.decompressobj(-15)
-    for piece in _pread_pieces(read_at, member.data_offset, member.data_length):
-        yield engine.decompress(piece)
-    yield engine.flush()
+    """A deflated member's content, inflated again (for the search), in pieces of at most PIECE."""
+    yield from bounded_decompress("deflate", pread_pieces(read_at, member.data_offset, member.data_length))
+
+
+def _search_work(size: int) -> int:
+    """The input bytes a search over a stream of ``size`` content bytes may read (SEARCH_WORK_FACTOR)."""
+    return SEARCH_WORK_FACTOR * size + SEARCH_WORK_FLOOR
 
 
 def wheel_generator(path: str) -> str | None:
@@ -350,7 +327,7 @@ class ArchiveImporter:
 
     def __init__(self, settings: ImportSettings, sink: BlockSink, *, limits: Limits = DEFAULT_LIMITS,
                  workers: int | None = None, open_nested: bool = False, depth: int = 0,
-                 budget: _Budget | None = None, pool: ThreadPoolExecutor | None = None) -> None:
+                 shared: _Shared | None = None, pool: ThreadPoolExecutor | None = None) -> None:
         self.settings = settings
         self.sink = sink
         self.limits = limits
@@ -358,18 +335,15 @@ class ArchiveImporter:
         self.workers = workers or os.cpu_count() or 1
         self.open_nested = open_nested
         self.depth = depth
-        #: Bytes nested archives may still expand to, shared by every level of one import.
-        self.budget = budget or _Budget(limits.max_total_size)
+        #: State shared by every nesting level of one import (its decompression budget above all).
+        self.shared = shared or _Shared()
         #: A search pool to share (nested imports use their parent's instead of starting threads).
         self.pool = pool
 
     def nested_importer(self, pool: ThreadPoolExecutor, sink: BlockSink) -> ArchiveImporter:
-        """An importer for an archive inside this one: same sink and settings, one level deeper."""
-        remaining = max(self.budget.remaining, 0)
-        limits = Limits(max_member_size=min(self.limits.max_member_size, remaining), max_total_size=remaining,
-                        max_members=self.limits.max_members)
-        return ArchiveImporter(self.settings, sink, limits=limits, workers=1, open_nested=True,
-                               depth=self.depth + 1, budget=self.budget, pool=pool)
+        """An importer for an archive inside this one: same sink, settings, limits and budget, one level deeper."""
+        return ArchiveImporter(self.settings, sink, limits=self.limits, workers=1, open_nested=True,
+                               depth=self.depth + 1, shared=self.shared, pool=pool)
 
     def import_file(self, path: str, display_name: str | None = None) -> ImportReport:
         with open(path, "rb") as f:
@@ -380,6 +354,8 @@ class ArchiveImporter:
 
         ``read_at(length, offset)`` reads its bytes at an offset from any thread; by default
         ``pread`` on ``f``'s descriptor (an in-memory archive passes a slice of its bytes).
+        A top-level import sets the decompression budget (``Limits.budget`` of its size) that
+        its nested archives then share.
         """
         start = time.perf_counter()
         digest = hashlib.sha256()
@@ -392,7 +368,9 @@ class ArchiveImporter:
         with shared as pool:
             if read_at is None:
                 read_at = functools.partial(os.pread, f.fileno())
-            opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0)
+            if self.depth == 0 or self.shared.work is None:
+                self.shared.work = self.limits.budget(size)
+            opened = open_archive(f, name, self.limits, allow_raw=self.depth > 0, budget=self.shared.work)
             generator = _layout_generator(f, opened.source) if isinstance(opened.source, ZipSource) else None
             run = _Run(self, opened, read_at, pool, generator, name)
             try:
@@ -411,19 +389,15 @@ class ArchiveImporter:
 
 
 @dataclass(slots=True)
-class _Budget:
+class _Shared:
     """State shared by every nesting level of one import."""
 
-    #: Bytes nested archives may still expand to.
-    remaining: int
+    #: Bytes every decompressor of the import, at every level, may still produce (set by the
+    #: top-level import from its file's size: ``--max-total-size`` and ``--max-ratio``).
+    work: WorkBudget | None = None
     #: The settings that reproduced the last nested container stream: producers are consistent
     #: within a package (botocore's thousands of .json.gz), so this is tried first.
     previous: CompressorParams | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def spend(self, amount: int) -> None:
-        with self.lock:
-            self.remaining -= amount
 
 
 @dataclass(slots=True)
@@ -431,7 +405,9 @@ class _Pending:
     member: Member
     skeleton_before: int
     content: DagNode | None
-    search: Future[SearchResult] | None
+    #: The compressor search: its future while it runs, its result once done (a future holds a
+    #: condition and locks, ~1 KiB: 100,000 members would keep 100 MB of them).
+    search: Future[SearchResult] | SearchResult | None
     #: With --open-nested: the member's own archive root and its tree (a directory node).
     nested_root: bytes | None = None
     nested_tree: DagNode | None = None
@@ -444,7 +420,7 @@ class _NestedResult:
     """A nested import: its report and staged blocks, or (None, None) to keep the member plain."""
 
     report: ImportReport | None
-    staging: MemorySink | None
+    staging: StagingSink | None
 
 
 class _Run:
@@ -461,7 +437,7 @@ class _Run:
         self.name = name
         self.body_skeleton = _Spool()
         self.outer_skeleton = _Spool()
-        self._searching: deque[tuple[Future[SearchResult], int]] = deque()
+        self._searching: deque[tuple[_Pending, int]] = deque()
         self._searching_bytes = 0
         self.outer: list[OuterItem | None] = []
         self.outer_labels: list[str] = []
@@ -483,6 +459,8 @@ class _Run:
         self._jobs_bytes = 0
         #: The content of a plain compressed file (format gz/bz2/xz) when it fit in BUFFER_LIMIT.
         self._container_content: list[bytes] | None = None
+        self._params_by_value: dict[CompressorParams, int] = {}
+        self.outer_streams = self._outer_streams()
 
     # -- body --------------------------------------------------------------------------------
 
@@ -494,9 +472,21 @@ class _Run:
                 self.body_skeleton.append(event.data)
                 before += len(event.data)
                 continue
-            self.members.append(self._read_member(event, before, events.content()))
+            self.members.append(self._read_member(event, before, self._tap(events.content())))
             before = 0
+            if self.outer_streams is not None and self.opened.format not in _RAW_FORMATS:
+                self.outer_streams.drain()
         self.tail = before
+
+    def _tap(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+        """A member's content pieces, draining the container's runs when many pile up inside it."""
+        outer = self.outer_streams
+        if outer is None or self.opened.format in _RAW_FORMATS:
+            yield from pieces
+            return
+        for piece in pieces:
+            yield piece
+            outer.maybe_drain()
 
     def _read_member(self, member: Member, before: int, pieces: Iterator[bytes]) -> _Pending:
         needs_search = self.opened.format == "zip" and member.method == METHOD_DEFLATED and not member.verbatim
@@ -537,14 +527,17 @@ class _Run:
                 compressed = self.read_at(member.data_length, member.data_offset)
             else:
                 read_at = self.read_at
-                compressed = lambda m=member: _pread_pieces(read_at, m.data_offset, m.data_length)
+                compressed = lambda m=member: pread_pieces(read_at, m.data_offset, m.data_length)
             hints = ProducerHints(generator=self.generator, member_name=member.name, previous=self._previous)
-            search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints)
+            search = self.pool.submit(search_params, compressed, uncompressed, "deflate", hints,
+                                      content_cid=content.cid if nested_job is None else None,
+                                      max_work=_search_work(member.size))
             search.add_done_callback(self._remember_winner)
             held = (len(compressed) if isinstance(compressed, bytes) else 0) + \
                 (len(uncompressed) if isinstance(uncompressed, bytes) else 0)
-            self._window(search, held)
         pending = _Pending(member, before, content_node, search, nested_job=nested_job)
+        if search is not None:
+            self._window(pending, held)
         if nested_job is not None:
             pending.spill = spill
             self._track_nested(pending, total)
@@ -591,7 +584,7 @@ class _Run:
 
     def _nested_job(self, member: Member, spill: _Spill) -> _NestedResult:
         """Import the spilled member as an archive into a staging sink (any thread)."""
-        staging = MemorySink()
+        staging = StagingSink()
         child = self.owner.nested_importer(self.pool, staging)
         name = os.path.basename(member.name or "member")
         data = spill.data()
@@ -600,12 +593,17 @@ class _Run:
                 report = child.import_open(io.BytesIO(data), name, lambda length, offset: data[offset:offset + length])
             else:
                 report = child.import_open(spill.open(), name)
-        except InvalidArchive as e:
-            if "limit" in e.reason:
-                raise InvalidArchive(self.name, f"nested archive: {e.reason}", member.label) from None
-            return _NestedResult(None, None)
-        self.owner.budget.spend(report.replayed_bytes + report.verbatim_bytes)
+        except LimitExceeded as e:
+            staging.close()
+            # The budget is shared by every level: a nested bomb is the archive's bomb.
+            raise LimitExceeded(self.name, f"nested archive {e}", member.label, limit=e.limit) from None
+        except BaseException as e:
+            staging.close()
+            if isinstance(e, InvalidArchive):
+                return _NestedResult(None, None)
+            raise
         if report.verbatim_bytes:
+            staging.close()
             return _NestedResult(None, None)
         return _NestedResult(report, staging)
 
@@ -618,7 +616,8 @@ class _Run:
         spill = pending.spill
         result = job.result()
         if result.report is not None and result.staging is not None:
-            self.owner.sink.put_many(result.staging.blocks.items())
+            self.owner.sink.put_many(result.staging.items())
+            result.staging.close()
             report = result.report
             self.nested_count += 1 + report.nested
             pending.nested_root = report.root
@@ -629,14 +628,19 @@ class _Run:
             spill.close()
             pending.spill = None
 
-    def _window(self, search: Future[SearchResult], held: int) -> None:
-        """Track a submitted search; wait for the oldest ones while too many bytes are held."""
-        self._searching.append((search, held))
+    def _window(self, pending: _Pending, held: int) -> None:
+        """Track a submitted search; wait for the oldest ones while too many bytes or searches are
+        in flight, and keep each finished one's result in place of its future."""
+        self._searching.append((pending, held))
         self._searching_bytes += held
-        while self._searching and (self._searching_bytes > SEARCH_WINDOW or self._searching[0][0].done()):
+        window = SEARCH_WINDOW if self.owner.depth == 0 else NESTED_SEARCH_WINDOW
+        while self._searching and (self._searching_bytes > window or len(self._searching) > SEARCH_QUEUE
+                                   or _done(self._searching[0][0].search)):
             oldest, size = self._searching.popleft()
             self._searching_bytes -= size
-            oldest.exception()  # waits; errors surface later, in member order
+            future = oldest.search
+            if isinstance(future, Future) and future.exception() is None:  # waits; errors surface in finish
+                oldest.search = future.result()
 
     def close(self) -> None:
         if self._nested_pool is not None:
@@ -644,6 +648,10 @@ class _Run:
         for pending in self.members:
             if pending.spill is not None:
                 pending.spill.close()
+            job = pending.nested_job  # an import that failed before resolving it: drop its staged blocks
+            if job is not None and job.done() and not job.cancelled() and job.exception() is None \
+                    and job.result().staging is not None:
+                job.result().staging.close()  # type: ignore[union-attr]
         self.body_skeleton.close()
         self.outer_skeleton.close()
 
@@ -653,66 +661,48 @@ class _Run:
 
     # -- container (gzip/bzip2/xz around a tar) ---------------------------------------------
 
-    def read_container(self) -> None:
+    def _outer_streams(self) -> OuterStreams | None:
+        """The container's framing and streams, drained as the tar inside is read (outer.py)."""
         container = self.opened.container
         if container is None:
+            return None
+        work = _search_work
+        # A nested archive's job already runs on a worker thread: it searches right there, not
+        # behind the parent's member searches queued in the shared pool.
+        searcher = search_inline(NESTED_MAX_ATTEMPTS, work) if self.owner.depth else search_on(self.pool, work)
+        previous = self.owner.shared.previous if self.owner.depth else None
+        return OuterStreams(container, self.read_at, self.adder, searcher, self._add_params, self._add_extra,
+                            self.outer_skeleton.append, previous)
+
+    def _add_params(self, params: CompressorParams) -> int:
+        index = self._params_by_value.get(params)
+        if index is None:
+            index = self._params_by_value[params] = params_index(self.params, self._params_index, params.to_dict())
+        return index
+
+    def _add_extra(self, cid: bytes) -> int:
+        self.extra.append(cid)
+        return len(self.extra) - 1
+
+    def read_container(self) -> None:
+        outer = self.outer_streams
+        if outer is None:
             self.outer.append(None)
             return
-        searches: list[tuple[CompressedStream, Future[SearchResult]]] = []
-        items = container.finish()
-        content = b"".join(self._container_content) if self._container_content is not None else None
-        # A plain .gz's one member is its content: its CID names it for the search's memo.
-        first = self.members[0] if len(self.members) == 1 and content is not None else None
-        content_cid = first.content.cid if first is not None and first.content is not None \
-            and first.nested_job is None and first.content.size == len(content or b"") else None
-        for item in items:
-            if isinstance(item, CompressedStream):
-                previous = self.owner.budget.previous if self.owner.depth else None
-                hints = ProducerHints(previous=previous)
-                if item.gzip is not None:
-                    hints = ProducerHints(gzip_xfl=item.gzip.xfl, gzip_os=item.gzip.os, previous=previous)
-                    self.gzip_producer = f"gzip header: XFL={item.gzip.xfl} OS={item.gzip.os}"
-                read_at = self.read_at
-                compressed: Any = (lambda s=item, r=read_at: _pread_pieces(r, s.offset, s.length)) \
-                    if item.length > BUFFER_LIMIT else read_at(item.length, item.offset)
-                uncompressed: Any = lambda s=item, r=read_at: _decompress_pieces(r, s)
-                whole = content is not None and item.content_offset == 0 and item.size == len(content)
-                if content is not None:
-                    uncompressed = memoryview(content)[item.content_offset:item.content_offset + item.size]
-                args = (compressed, uncompressed, _STREAM_KIND[item.method], hints)
-                if self.owner.depth:
-                    # A nested archive's job already runs on a worker thread: search right here,
-                    # not behind the parent's member searches queued in the shared pool.
-                    done: Future[SearchResult] = Future()
-                    done.set_result(search_params(*args, max_attempts=NESTED_MAX_ATTEMPTS,
-                                                  content_cid=content_cid if whole else None))
-                    searches.append((item, done))
-                else:
-                    searches.append((item, self.pool.submit(search_params, *args)))
-        results = {stream.index: future.result() for stream, future in searches}
-        for item in items:
-            if isinstance(item, Skeleton):
-                self.outer_skeleton.append(item.data)
-                self.outer.append(len(item.data))
-                continue
-            if isinstance(item, Gap):
-                for piece in _pread_pieces(self.read_at, item.offset, item.length):
-                    self.outer_skeleton.append(piece)
-                self.outer.append(item.length)
-                continue
-            result = results[item.index]
-            if result.params is not None:
-                if self.owner.depth:
-                    self.owner.budget.previous = result.params
-                index = params_index(self.params, self._params_index, result.params.to_dict())
-                self.outer.append(OuterStream(index, VERBATIM, item.content_offset, item.size))
-                self.outer_labels.append(f"{item.method}: {result.params.label}")
-            else:
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, item.offset, item.length)))  # type: ignore[arg-type]
-                self.extra.append(raw.cid)
-                self.outer.append(OuterStream(VERBATIM, len(self.extra) - 1, item.content_offset, item.size))
-                self.outer_labels.append(f"{item.method}: kept verbatim ({result.reason})")
-                self._outer_verbatim = True
+        if self._container_content is not None:
+            # A plain .gz's one member is its content: searched from memory, its CID names it.
+            content = b"".join(self._container_content)
+            first = self.members[0] if len(self.members) == 1 else None
+            cid = first.content.cid if first is not None and first.content is not None \
+                and first.nested_job is None and first.content.size == len(content) else None
+            outer.set_content(content, cid)
+        outer.drain(final=True)
+        self.outer = outer.items
+        if self.owner.depth and outer.previous is not None:
+            self.owner.shared.previous = outer.previous
+        self.outer_labels = list(outer.label_lines())
+        self.gzip_producer = outer.gzip_producer
+        self._outer_verbatim = outer.verbatim
 
     # -- tree, skeleton, recipe ------------------------------------------------------------
 
@@ -780,15 +770,15 @@ class _Run:
             self.reports.append(MemberReport(member.index, label, size, member.data_length, how, None, path,
                                              member.verbatim_reason or reason))
             return MemberEntry(pending.skeleton_before, source, VERBATIM)
-        result = pending.search.result()
+        result = _search_result(pending.search)
         if result.params is not None:
             self.replayed_bytes += size
-            index = params_index(self.params, self._params_index, result.params.to_dict())
+            index = self._add_params(result.params)
             self.reports.append(MemberReport(member.index, label, size, member.data_length, "replayed",
                                              result.params.label, path, reason))
             return MemberEntry(pending.skeleton_before, content_source(), index)
         # Nothing reproduces the stream: keep the original compressed bytes as their own leaf.
-        raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset, member.data_length)))  # type: ignore[arg-type]
+        raw = self.adder.add_stream(PieceReader(pread_pieces(self.read_at, member.data_offset, member.data_length)))  # type: ignore[arg-type]
         self.verbatim_bytes += size
         self.reports.append(MemberReport(member.index, label, size, member.data_length, "verbatim", None,
                                          path, result.reason))
@@ -804,16 +794,16 @@ class _Run:
         params = VERBATIM
         label = None
         if pending.search is not None:
-            result = pending.search.result()
+            result = _search_result(pending.search)
             if result.params is None:
                 # The member's own stream is not reproducible: keep it whole, as without nesting.
-                raw = self.adder.add_stream(PieceReader(_pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
+                raw = self.adder.add_stream(PieceReader(pread_pieces(self.read_at, member.data_offset,  # type: ignore[arg-type]
                                                                       member.data_length)))
                 self.verbatim_bytes += member.size
                 self.reports.append(MemberReport(member.index, member.label, member.size, member.data_length,
                                                  "verbatim", None, path, result.reason))
                 return MemberEntry(pending.skeleton_before, self._extra_file(raw), VERBATIM)
-            params = params_index(self.params, self._params_index, result.params.to_dict())
+            params = self._add_params(result.params)
             label = result.params.label
         size = pending.content.size if pending.content is not None else member.size
         self.replayed_bytes += size
@@ -822,8 +812,16 @@ class _Run:
         return MemberEntry(pending.skeleton_before, pending.nested_root, params)
 
     def _extra_file(self, node: DagNode) -> int:
-        self.extra.append(node.cid)
-        return len(self.extra) - 1
+        return self._add_extra(node.cid)
+
+
+def _done(search: Future[SearchResult] | SearchResult | None) -> bool:
+    return not isinstance(search, Future) or search.done()
+
+
+def _search_result(search: Future[SearchResult] | SearchResult) -> SearchResult:
+    """The search's result, waiting for it if it still runs (raises what the search raised)."""
+    return search.result() if isinstance(search, Future) else search
 
 
 #: Member table source of a member with no stored bytes (directories, links, empty entries).

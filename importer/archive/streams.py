@@ -1,9 +1,58 @@
-"""Adapters between piece iterators and file objects, so chunkers can read member contents."""
+"""Adapters between piece iterators and file objects, so chunkers can read member contents; an
+archive's bytes read back, and decompressed again, in bounded pieces."""
 
 from __future__ import annotations
 
+import bz2
 import io
-from collections.abc import Iterable, Iterator
+import lzma
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from typing import Final
+
+#: Largest piece read back or decompressed at once: one compressed megabyte of a bomb may stand for
+#: a gigabyte, so output is capped per call, never per input piece.
+PIECE: Final = 1024 * 1024
+#: ``read_at(length, offset)``: an archive's bytes at an offset, from any thread (pread or a slice).
+ReadAt = Callable[[int, int], bytes]
+
+
+def pread_pieces(read_at: ReadAt, offset: int, length: int) -> Iterator[bytes]:
+    """The archive's bytes ``[offset, offset + length)`` in pieces of at most PIECE."""
+    end = offset + length
+    while offset < end:
+        piece = read_at(min(PIECE, end - offset), offset)
+        if not piece:
+            raise EOFError(f"archive shrank while importing (at byte {offset})")
+        offset += len(piece)
+        yield piece
+
+
+def bounded_decompress(method: str, pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """Decompress raw ``deflate``, ``bzip2`` or ``xz`` pieces, never more than PIECE bytes per call."""
+    if method == "deflate":
+        inflater = zlib.decompressobj(-15)
+        for piece in pieces:
+            data = piece
+            while not inflater.eof:
+                out = inflater.decompress(data, PIECE)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+                if not data and len(out) < PIECE:  # a full piece may leave output inside zlib: ask again
+                    break
+        return
+    engine: bz2.BZ2Decompressor | lzma.LZMADecompressor = \
+        bz2.BZ2Decompressor() if method == "bzip2" else lzma.LZMADecompressor()
+    for piece in pieces:
+        data = piece
+        while not engine.eof:
+            out = engine.decompress(data, PIECE)
+            data = b""
+            if out:
+                yield out
+            if engine.needs_input:
+                break
 
 
 class PieceReader(io.RawIOBase):

@@ -22,7 +22,7 @@ from ..errors import InvalidArchive, InvalidOption
 from ..sinks.base import BlockSink, NullSink
 from ..sinks.counting import CountingSink
 from ..sinks.guard import BlockSizeGuard
-from ..sources.base import DEFAULT_LIMITS, Limits, detect_format
+from ..sources.base import DEFAULT_LIMITS, RATIO_FLOOR, Limits, detect_format
 from .blocks import FORCE_HELP
 from .node import add_push_options, push_roots
 from .options import add_import_options, add_json_option, add_store_option, settings_from_args
@@ -58,10 +58,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        help="import members that are themselves archives or .gz files recursively: in the tree "
                             "such a member is a directory of its contents (docs/recipe.md); default: "
                             f"{'on' if OPEN_NESTED_DEFAULT else 'off'}")
-        p.add_argument("--max-member-size", type=int, metavar="BYTES", default=DEFAULT_LIMITS.max_member_size,
-                       help="refuse a member that inflates beyond this (default 4 GiB)")
-        p.add_argument("--max-total-size", type=int, metavar="BYTES", default=DEFAULT_LIMITS.max_total_size,
-                       help="refuse an archive whose contents add up beyond this (default 16 GiB)")
+        _add_limit_options(p)
         add_import_options(p)
         add_store_option(p)
         p.add_argument("--car", metavar="FILE", help="also write every archive's blocks to this CARv1 file (roots in "
@@ -105,6 +102,44 @@ def _rebuild_limits(args: argparse.Namespace) -> RebuildLimits:
     from ..archive.plan import RebuildLimits
 
     return RebuildLimits(max_total_size=args.max_total_size, max_work=4 * args.max_total_size)
+
+
+# --- import limits (README "Import limits") ----------------------------------------------------
+
+
+def _add_limit_options(p: argparse.ArgumentParser) -> None:
+    """The caps that bound the work of one import, however hostile the archive (sources/base.py)."""
+    d = DEFAULT_LIMITS
+    p.add_argument("--max-member-size", type=_count, metavar="BYTES", default=d.max_member_size,
+                   help=f"refuse a member whose content is larger (default {d.max_member_size}: 4 GiB)")
+    p.add_argument("--max-total-size", type=_count, metavar="BYTES", default=d.max_total_size,
+                   help="refuse an import that decompresses more, every member, container stream and nesting "
+                        f"level counted (default {d.max_total_size}: 16 GiB)")
+    p.add_argument("--max-ratio", type=_count, metavar="N", default=d.max_ratio,
+                   help="refuse an import that decompresses more than N bytes per byte of the archive, nesting "
+                        f"levels included (any archive may reach {RATIO_FLOOR} bytes; default {d.max_ratio})")
+    p.add_argument("--max-members", type=_count, metavar="N", default=d.max_members,
+                   help=f"refuse an archive with more members (default {d.max_members})")
+    p.add_argument("--max-trailing-size", type=_count, metavar="BYTES", default=d.max_trailing_size,
+                   help="refuse an archive with more bytes after its end (tar end blocks, last gzip/bzip2/xz "
+                        f"stream, zip end record; default {d.max_trailing_size}: 1 MiB)")
+
+
+def _count(text: str) -> int:
+    """A non-negative integer option value."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative")
+    return value
+
+
+def _limits_from_args(args: argparse.Namespace) -> Limits:
+    return Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size,
+                  max_members=args.max_members, max_ratio=args.max_ratio,
+                  max_trailing_size=args.max_trailing_size)
 
 
 #: PEP 427: ``{distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl``,
@@ -152,7 +187,7 @@ def run_import(args: argparse.Namespace) -> int:
         # skeleton (they are rebuilt exactly), so these flags would silently do nothing.
         raise InvalidOption("--preserve-mode and --preserve-mtime apply to add only: an archive's member "
                             "modes and times are kept in its recipe, not in the tree")
-    limits = Limits(max_member_size=args.max_member_size, max_total_size=args.max_total_size)
+    limits = _limits_from_args(args)
     if args.only_hash and args.car:
         raise InvalidOption("--only-hash stores nothing; it cannot be combined with --car")
     if args.push and (args.only_hash or args.car):
@@ -193,11 +228,13 @@ def run_import(args: argparse.Namespace) -> int:
             delta = None
             at_rest = None
             if memo_store is not None:
+                if args.delta:
+                    # Before the archive is recorded (which commits its blocks): a changed leaf
+                    # still buffered is written once, as its delta (BlockStore.delta_encode).
+                    delta = delta_against_previous(memo_store, report.file, report.root)
                 memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                         report.size, time.time()))
                 _record_attempts(memo_store)
-                if args.delta:
-                    delta = delta_against_previous(memo_store, report.file, report.root)
                 at_rest = AtRest(memo_store.payload_bytes(counting.new_cids),
                                  memo_store.page_stats().file_bytes - file_before)
             _print_report(args, report, counting, delta, at_rest)
@@ -294,7 +331,7 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
         out.write(f"  at rest: {at_rest.payload_bytes:,d} payload bytes stored, store file "
                   f"{at_rest.file_growth_bytes:+,d} bytes\n")
     if delta is not None and delta.previous is not None and delta.skipped is None:
-        out.write(f"  {delta.rewritten} changed leaves stored as deltas against {delta.previous}, "
+        out.write(f"  {delta.rewritten} changed blocks stored as deltas against {delta.previous}, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
         out.write(f"  container {line}\n")

@@ -65,12 +65,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_train)
 
     p = actions.add_parser("optimize", help="compress blocks stored before compression was on; move small blocks to the newest "
-                                            "dictionary; store changed leaves as deltas",
+                                            "dictionary; store changed blocks as deltas; compact half-empty packs",
                            description="Rows are rewritten only when they shrink; the file itself shrinks "
                                        "only with --vacuum (which needs the store to itself and twice its size).")
     add_store_option(p)
     p.add_argument("--vacuum", action="store_true", help="then rebuild the database file without free pages "
                                                           "(as `store vacuum`)")
+    p.add_argument("--level", type=int, default=0, choices=range(1, 23), metavar="N",
+                   help="also recompress every pack at zstd level N (1-22; 19: about 8%% smaller than the "
+                        "default, written at ~1-2 MB/s, read as fast)")
     p.set_defaults(handler=cmd_optimize)
 
 
@@ -84,6 +87,10 @@ def stats_json(stats: StoreStats) -> dict[str, object]:
         "dictionaries": stats.dictionaries,
         "ratio": round(stats.ratio, 4),
         "file_bytes": stats.disk_bytes,
+        "file_per_stored": round(stats.disk_ratio, 4),
+        "packs": stats.packs,
+        "pack_bytes": stats.pack_bytes,
+        "dead_pack_bytes": stats.dead_bytes,
         "compression": stats.compression,
         "encodings": {e.name: {"blocks": e.blocks, "logical_bytes": e.logical_bytes, "stored_bytes": e.stored_bytes}
                       for e in stats.encodings},
@@ -120,7 +127,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
     for e in stats.encodings:
         print(f"  {e.name + ':':<11} {e.blocks} blocks, {e.logical_bytes} logical, {e.stored_bytes} stored")
     print(f"  dictionaries: {stats.dictionaries} ({stats.dictionary_bytes} bytes)")
-    print(f"file bytes:    {stats.disk_bytes}")
+    print(f"  packs:      {stats.packs} ({stats.pack_bytes} bytes, {stats.dead_bytes} of them no block's)")
+    # What the database files take on disk, against the bytes at rest: SQLite's pages around them.
+    print(f"file bytes:    {stats.disk_bytes} ({stats.disk_ratio:.3f}x the stored bytes)")
     share = 100.0 * pages.free_pages / pages.pages if pages.pages else 0.0
     print(f"free pages:    {pages.free_pages} of {pages.pages} ({pages.free_bytes} bytes, {share:.1f}% of the file): "
           f"{reclaim_hint(pages)}")
@@ -209,10 +218,14 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             return 1
         rewritten, saved = store.recompress()
         deltas = delta_store(store)
+        compacted, freed = store.compact_packs(level=args.level)
         converted = store.vacuum() if args.vacuum else False
+        if not args.vacuum:
+            store.reclaim_free_pages()  # what the rewrites freed (in a store with auto_vacuum=incremental)
         stats = store.stats()
-    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed leaves as deltas "
-          f"against the previous archive of their project, {deltas.saved} bytes smaller; ratio now {stats.ratio:.3f}")
+    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed blocks as deltas "
+          f"against the previous archive of their project, {deltas.saved} bytes smaller; compacted {compacted} packs, "
+          f"{freed} bytes smaller; ratio now {stats.ratio:.3f}")
     if converted:
         print("converted to auto_vacuum=incremental: gc and delta rewrites now give free pages back by "
               "themselves")

@@ -6,6 +6,11 @@ wrong guess usually costs one deflate block (tens of KiB), and memory stays boun
 member size. Candidates come from backends that passed their golden check, in the order
 ``hints.order_candidates`` gives, so the usual case (same settings as the previous member, or the
 producer's default) costs one attempt.
+
+A compressor shows nothing before its first output, and on a run of zeros that can take hundreds
+of megabytes (GNU gzip buffers 64 KiB of output, ~258 MiB of zeros): ``max_work`` bounds the
+bytes all attempts of one search may read together, so a hostile stream that every candidate
+follows far costs a bounded search and ends kept as it was, never an endless one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from ..errors import ImporterError
 from .backends import BACKENDS, Backend
 from .golden import backend_status, feed_for, verify_setting
 from .hints import ProducerHints, order_candidates
@@ -27,6 +33,35 @@ SPAWNED_ATTEMPTS: AttemptMemo[Attempt] = AttemptMemo()
 #: Bytes of the stream's start handed to backends to narrow their candidates (bz2 "BZh9", xz
 #: magic + stream flags = 8 bytes); 16 leaves room.
 _HEAD_SIZE = 16
+
+
+class SearchWorkSpent(ImporterError):
+    """The attempts of one search have read ``limit`` bytes of input: the search stops here."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the search's attempts read {limit} bytes of input, its work limit")
+        self.limit = limit
+
+
+class WorkMeter:
+    """Counts the input bytes every attempt of one search reads; past ``limit`` the attempt stops."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.limit is not None and self.used > self.limit
+
+    def count(self, pieces: Iterable[bytes]) -> Iterator[bytes]:
+        for piece in pieces:
+            self.used += len(piece)
+            if self.limit is not None and self.used > self.limit:
+                raise SearchWorkSpent(self.limit)
+            yield piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +107,13 @@ def _common_prefix(a: bytes | memoryview, b: bytes | memoryview) -> int:
 
 
 def try_params(backend: Backend, params: CompressorParams, expected: Replayable,
-               data: Replayable) -> Attempt:
-    """Compress ``data`` with ``params`` and compare with ``expected``, stopping at the first difference."""
+               data: Replayable, meter: WorkMeter | None = None) -> Attempt:
+    """Compress ``data`` with ``params`` and compare with ``expected``, stopping at the first difference
+    (or when ``meter`` says the search has read enough)."""
     reader = expected.reader()
     matched = 0
-    output = backend.encode(params, feed_for(backend, params, data.pieces()))
+    pieces = data.pieces() if meter is None else meter.count(data.pieces())
+    output = backend.encode(params, feed_for(backend, params, pieces))
     try:
         for piece in output:
             if not piece:
@@ -91,7 +128,7 @@ def try_params(backend: Backend, params: CompressorParams, expected: Replayable,
         if reader.read(1):
             return Attempt(params, matched, f"output ends at byte {matched}, the stream goes on")
         return Attempt(params, matched, "")
-    except FeedTooLarge as exc:
+    except (FeedTooLarge, SearchWorkSpent) as exc:
         return Attempt(params, matched, str(exc))
     finally:
         output.close()  # type: ignore[attr-defined]
@@ -99,7 +136,8 @@ def try_params(backend: Backend, params: CompressorParams, expected: Replayable,
 
 def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "deflate",
                   hints: ProducerHints | None = None, *, max_attempts: int | None = None,
-                  names: Iterable[str] | None = None, content_cid: bytes | None = None) -> SearchResult:
+                  names: Iterable[str] | None = None, content_cid: bytes | None = None,
+                  max_work: int | None = None) -> SearchResult:
     """Try candidates in hint order until one reproduces ``compressed`` from ``uncompressed`` exactly.
 
     ``compressed`` is the raw stream (a raw deflate body for zip members and gzip), ``uncompressed``
@@ -107,6 +145,7 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
     of pieces (each attempt reads them again from the start). ``names`` limits the backends.
     ``content_cid``, the CID of ``uncompressed`` when the caller already has it, names the content
     in the memo of process-starting backends instead of a second SHA-256 pass over it.
+    ``max_work`` bounds the bytes of ``uncompressed`` all attempts together read (None: no bound).
     """
     if kind not in KINDS:
         raise ValueError(f"unknown stream kind {kind!r}; expected one of {KINDS}")
@@ -115,33 +154,39 @@ def search_params(compressed: ByteInput, uncompressed: ByteInput, kind: str = "d
     allowed = set(names) if names is not None else None
     attempts: list[Attempt] = []
     streams: list[tuple[StreamId, StreamId]] = []  # both streams' ids, once a memoized backend needs them
+    meter = WorkMeter(max_work)
     for params in _ordered_candidates(kind, head, hints, allowed):
         if max_attempts is not None and len(attempts) >= max_attempts:
             break
         if not verify_setting(params).usable:
             continue  # this setting (so its whole backend) failed its golden check
-        attempt = _attempt(BACKENDS[params.name], params, expected, data, streams, content_cid)
+        attempt = _attempt(BACKENDS[params.name], params, expected, data, streams, content_cid, meter)
         attempts.append(attempt)
         if not attempt.reason:
             return SearchResult(params, tuple(attempts), "")
+        if meter.spent:
+            return SearchResult(None, tuple(attempts), f"search stopped after {len(attempts)} attempts: "
+                                f"{SearchWorkSpent(meter.limit or 0)}")
     unusable = sorted(f"{name} ({backend_status(name).reason})" for name, backend in BACKENDS.items()
                       if backend.kind == kind and not backend_status(name).usable)
     return SearchResult(None, tuple(attempts), _explain(kind, attempts, unusable))
 
 
 def _attempt(backend: Backend, params: CompressorParams, expected: Replayable, data: Replayable,
-             streams: list[tuple[StreamId, StreamId]], content_cid: bytes | None) -> Attempt:
+             streams: list[tuple[StreamId, StreamId]], content_cid: bytes | None, meter: WorkMeter) -> Attempt:
     """:func:`try_params`, answered from :data:`SPAWNED_ATTEMPTS` when the backend starts a process
-    and these very streams were tried with these params before."""
+    and these very streams were tried with these params before (an attempt cut short by the
+    search's work limit is not remembered: it says nothing about the params)."""
     if not backend.spawns_process:
-        return try_params(backend, params, expected, data)
+        return try_params(backend, params, expected, data, meter)
     if not streams:
         streams.append((stream_id(expected), cid_stream_id(content_cid) if content_cid else stream_id(data)))
     key = (params, *streams[0])
     attempt = SPAWNED_ATTEMPTS.get(key)
     if attempt is None:
-        attempt = try_params(backend, params, expected, data)
-        SPAWNED_ATTEMPTS.put(key, attempt)
+        attempt = try_params(backend, params, expected, data, meter)
+        if not meter.spent:
+            SPAWNED_ATTEMPTS.put(key, attempt)
     return attempt
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 from typing import Final
 
 import zstandard
@@ -54,8 +55,9 @@ ENCODING_ZSTD_DICT: Final = 2
 #: A zstd frame made against other blocks of the store; decoded by the store, which holds them
 #: (payload format in :mod:`importer.sinks.delta`).
 ENCODING_DELTA: Final = 3
+#: Names in ``store stats``; 4 and 5 are packed blocks and packed deltas (:mod:`importer.sinks.packs`).
 ENCODING_NAMES: Final = {ENCODING_IDENTITY: "identity", ENCODING_ZSTD: "zstd", ENCODING_ZSTD_DICT: "zstd+dict",
-                         ENCODING_DELTA: "zstd+delta"}
+                         ENCODING_DELTA: "zstd+delta", 4: "packed", 5: "packed delta"}
 
 #: zstd level for every frame; derived in the module docstring.
 LEVEL: Final = 3
@@ -85,6 +87,15 @@ MIN_SAVING_BYTES: Final = 8
 PROBE: Final = 16 * KiB
 PROBE_MIN: Final = 4 * PROBE
 
+#: The dictionary the package ships, trained on Python packages by ``python -m bench.train_dictionary``
+#: (source files, metadata, RECORD files, directory nodes and recipes of 129 archives of 81 top100
+#: projects): a store that has trained none of its own compresses small blocks with it, so the
+#: first archives of a new store benefit. A frame made with it names :data:`SHIPPED_ID`, and
+#: every later version of the package must ship that dictionary under that ID to read them.
+SHIPPED_DICTIONARY: Final = files("importer.sinks").joinpath("data", "python.zdict")
+#: Its ID: far above the store's own, which count from 1 (zstd reserves IDs from 2**31).
+SHIPPED_ID: Final = 1 << 30
+
 #: Magic number that opens a zstd dictionary; the 4 bytes after it are its ID, little-endian.
 _DICT_MAGIC: Final = b"\x37\xa4\x30\xec"
 
@@ -105,6 +116,20 @@ class Dictionary:
     data: bytes
     trained_at: float
     samples: int
+
+
+def shipped_dictionary() -> bytes | None:
+    """The bytes of :data:`SHIPPED_DICTIONARY` (None if this installation lacks it)."""
+    global _shipped
+    if _shipped is None:
+        try:
+            _shipped = SHIPPED_DICTIONARY.read_bytes()
+        except OSError:
+            _shipped = b""
+    return _shipped or None
+
+
+_shipped: bytes | None = None
 
 
 def train_dictionary(samples: Sequence[bytes], dict_id: int) -> bytes | None:
@@ -183,8 +208,12 @@ class BlockCodec:
         d.precompute_compress(level=LEVEL)  # build the tables once, not per small block
         self._dict_c = (dict_id, zstandard.ZstdCompressor(dict_data=d, write_checksum=False))
 
-    def encode(self, block: bytes) -> tuple[int, bytes]:
-        """``(encoding, payload)``: compressed if that saves enough, else the block as is."""
+    def encode(self, block: bytes, compressor: zstandard.ZstdCompressor | None = None) -> tuple[int, bytes]:
+        """``(encoding, payload)``: compressed if that saves enough, else the block as is.
+
+        ``compressor``: what compresses a block that gets no dictionary, after the probe (the
+        store's packs use a stronger level for large blocks); level :data:`LEVEL` by default.
+        """
         if not self.compress or len(block) <= MIN_SAVING_BYTES:
             return ENCODING_IDENTITY, block
         if self._dict_c is not None and len(block) < SMALL_BLOCK:
@@ -192,7 +221,7 @@ class BlockCodec:
         else:
             if len(block) >= PROBE_MIN and not _saves_enough(PROBE, len(self._plain.compress(block[:PROBE]))):
                 return ENCODING_IDENTITY, block
-            encoding, payload = ENCODING_ZSTD, self._plain.compress(block)
+            encoding, payload = ENCODING_ZSTD, (compressor or self._plain).compress(block)
         if not _saves_enough(len(block), len(payload)):
             return ENCODING_IDENTITY, block
         return encoding, payload
@@ -213,6 +242,12 @@ class BlockCodec:
         else:
             decompressor = self._plain_d
         return decompress_frame(decompressor, payload, size)
+
+    def decode_frame(self, frame: bytes, size: int) -> bytes:
+        """A zstd frame of ``size`` bytes, plain or made with one of the store's dictionaries (its header says which)."""
+        params = frame_parameters(frame, size)
+        decompressor = self._decompressor(params.dict_id) if params.dict_id else self._plain_d
+        return decompress_frame(decompressor, frame, size)
 
     def _decompressor(self, dict_id: int) -> zstandard.ZstdDecompressor:
         decompressor = self._dict_d.get(dict_id)

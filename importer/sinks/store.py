@@ -78,6 +78,16 @@ before the first table), so the pages that :meth:`BlockStore.delete_many` and de
 are given back to the file system by :meth:`BlockStore.reclaim_free_pages` (SQLite moves the
 last pages into the holes and truncates the file) instead of waiting for a full ``VACUUM``.
 Older stores keep ``auto_vacuum = NONE`` until :meth:`BlockStore.vacuum` rebuilds them with it.
+
+Packs (schema 7, encodings 4 and 5, :mod:`importer.sinks.packs`): a compressing store writes new
+blocks as segments of ``packs`` rows of about 1 MiB (blocks under 256 KiB grouped into zstd -9
+frames, with the store's dictionary or the one the package ships), so SQLite's pages hold
+payload and not slack; a block row keeps a locator. :meth:`delta_encode` decides the deltas of
+blocks still buffered before their first write, so none is written plainly and rewritten
+smaller. ``pack_usage`` counts each pack's live bytes: :meth:`delete` and rewrites lower it, a
+pack nothing points to is deleted, and :meth:`compact_packs` rewrites the ones left mostly dead
+(and, with a level, recompresses them). The one-row-per-block layout (encodings 0-3) is still
+read, and written by rewrites, by ``packs=False`` and by stores that do not compress.
 """
 
 from __future__ import annotations
@@ -93,31 +103,73 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
+import zstandard
+
 from ..dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ..errors import BlockCorrupt, BlockNotFound, StoreError
 from .atrest import (
     ENCODING_DELTA,
+    ENCODING_IDENTITY,
     ENCODING_NAMES,
+    SHIPPED_ID,
     SMALL_BLOCK,
     BlockCodec,
     Dictionary,
     UndecodablePayload,
     UnknownEncoding,
+    shipped_dictionary,
     train_dictionary,
     with_dict_id,
 )
-from .delta import MAX_DEPTH, MAX_REFS, decode_payload, encode_payload, read_header, with_depth
+from .delta import MAX_DEPTH, MAX_REFS, DeltaHeader, decode_payload, encode_payload, read_header, with_depth
 from .lock import CollectorLock
+from .packs import (
+    ENCODING_PACKED,
+    ENCODING_PACKED_DELTA,
+    FRAME_LEVEL,
+    GROUP_BELOW,
+    Locator,
+    PackBuilder,
+    Placed,
+    parse_locator,
+)
 from .pushed import PushedRoot, PushedRoots
 from .roots import ArchiveRecord, Pin, StoreRoots, hold_writer_lock
 
 # The public names; the index's records are defined with it (importer.sinks.roots) and re-exported.
 __all__ = [
-    "AUTO_VACUUM_MODES", "BATCH_BYTES", "BUSY_TIMEOUT_MS", "COMPRESSIONS", "COMPRESSION_ENV", "DB_NAME",
-    "DEFAULT_COMPRESSION", "DELETE_ROWS", "DELTA_ROWS", "RECLAIM_FRACTION", "RECOMPRESS_ROWS",
-    "REFERENCE_CACHE_BYTES", "SAMPLE_BLOCKS", "SAMPLE_BYTES", "SCHEMA_VERSION", "SQL_PARAMS", "STORE_ENV",
-    "TRAIN_AFTER", "TRAIN_GROWTH", "ArchiveRecord", "BlockRow", "BlockStore", "DeleteReport", "EncodingStats",
-    "PageStats", "Pin", "PushedRoot", "StoreStats", "default_store_path",
+    "AUTO_VACUUM_MODES",
+    "BATCH_BYTES",
+    "BUSY_TIMEOUT_MS",
+    "COMPRESSIONS",
+    "COMPRESSION_ENV",
+    "DB_NAME",
+    "DEFAULT_COMPRESSION",
+    "DELETE_ROWS",
+    "DELTA_ENCODINGS",
+    "DELTA_ROWS",
+    "FRAME_CACHE_BYTES",
+    "PACKED_ENCODINGS",
+    "RECLAIM_FRACTION",
+    "RECOMPRESS_ROWS",
+    "REFERENCE_CACHE_BYTES",
+    "SAMPLE_BLOCKS",
+    "SAMPLE_BYTES",
+    "SCHEMA_VERSION",
+    "SQL_PARAMS",
+    "STORE_ENV",
+    "TRAIN_AFTER",
+    "TRAIN_GROWTH",
+    "ArchiveRecord",
+    "BlockRow",
+    "BlockStore",
+    "DeleteReport",
+    "EncodingStats",
+    "PageStats",
+    "Pin",
+    "PushedRoot",
+    "StoreStats",
+    "default_store_path",
 ]
 
 MiB: Final = 1024 * 1024
@@ -129,7 +181,9 @@ MiB: Final = 1024 * 1024
 #: 5: adds ``pins`` (roots that ``store gc`` keeps besides the archive index): schema-4 code would
 #: collect pinned blocks, so an older binary must refuse the store.
 #: 6: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``; importer.sinks.pushed).
-SCHEMA_VERSION: Final = 6
+#: 7: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
+#: schema-6 code could not read: it refuses the store at open.
+SCHEMA_VERSION: Final = 7
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: Environment variable naming the store when ``--store`` is not given.
@@ -166,6 +220,10 @@ TRAIN_GROWTH: Final = 4
 SAMPLE_BLOCKS: Final = 4000
 SAMPLE_BYTES: Final = 8 * MiB
 _SMALL_COUNTER: Final = "small_blocks_since_dictionary"
+_INSERT: Final = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
+#: CIDs looked up per query when sorting out the buffered blocks the store already has (SQLite's
+#: default limit on bound parameters was 999 before 3.32).
+_LOOKUP_ROWS: Final = 900
 #: Rows read, re-encoded and rewritten per transaction by :meth:`BlockStore.recompress`: at most
 #: 1000 x 256 KiB = 256 MiB held at once, and another writer waits for one chunk at most.
 RECOMPRESS_ROWS: Final = 1000
@@ -190,6 +248,13 @@ SQL_PARAMS: Final = 400
 RECLAIM_FRACTION: Final = 0.10
 #: ``PRAGMA auto_vacuum`` values.
 AUTO_VACUUM_MODES: Final = {0: "none", 1: "full", 2: "incremental"}
+#: Decoded pack frames kept for the next reads: a fetch reads a frame's small blocks one after the
+#: other, so it decodes each frame once; 8 MiB holds 64 frames of 128 KiB.
+FRAME_CACHE_BYTES: Final = 8 * MiB
+#: Encodings whose payload is a delta (:mod:`importer.sinks.delta`): in a row, or in a pack.
+DELTA_ENCODINGS: Final = (ENCODING_DELTA, ENCODING_PACKED_DELTA)
+#: Encodings whose row holds a locator into a pack.
+PACKED_ENCODINGS: Final = (ENCODING_PACKED, ENCODING_PACKED_DELTA)
 
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -238,6 +303,22 @@ _SCHEMA: Final = (
      " root BLOB NOT NULL,"
      " pushed_at REAL NOT NULL,"
      " PRIMARY KEY (peer, root))"),
+    # Packs (importer.sinks.packs): segments of many blocks in one row, never updated (SQLite
+    # rewrites a whole row, megabyte of blob and all, to change one column of it).
+    # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
+    # under (pack, offset) can never name other bytes.
+    ("CREATE TABLE IF NOT EXISTS packs ("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     " data BLOB NOT NULL)"),
+    # What each pack holds. logical: bytes of the blocks placed in it; live: bytes of those whose
+    # rows still point to it (deletes and rewrites lower it; a pack at 0 is deleted, one under
+    # half is rewritten by compact_packs); level: the zstd level its frames were made at, beyond
+    # the default (0), by compact_packs.
+    ("CREATE TABLE IF NOT EXISTS pack_usage ("
+     " pack INTEGER PRIMARY KEY,"
+     " logical INTEGER NOT NULL,"
+     " live INTEGER NOT NULL,"
+     " level INTEGER NOT NULL DEFAULT 0)"),
 )
 
 
@@ -255,8 +336,11 @@ class EncodingStats:
 class StoreStats:
     """Totals of a store: blocks, logical bytes, payload bytes, the database files' size, and more.
 
-    ``stored_bytes`` sums the payloads as stored; :attr:`at_rest_bytes` adds the dictionaries,
-    which is what the blocks cost on disk (before SQLite's page overhead, in ``disk_bytes``).
+    ``stored_bytes`` sums the payloads as stored (rows' payloads and whole packs, dead parts
+    included: ``dead_bytes`` of the packs belong to no block any more); :attr:`at_rest_bytes`
+    adds the dictionaries, which is what the blocks cost before SQLite's pages; ``disk_bytes``
+    is the database files' size. A packed encoding's ``stored_bytes`` counts its segments, a
+    block sharing a frame with others for its share of the frame by size.
     """
 
     blocks: int
@@ -267,6 +351,9 @@ class StoreStats:
     dictionaries: int = 0
     dictionary_bytes: int = 0
     compression: str = DEFAULT_COMPRESSION
+    packs: int = 0
+    pack_bytes: int = 0
+    dead_bytes: int = 0
 
     @property
     def at_rest_bytes(self) -> int:
@@ -276,6 +363,11 @@ class StoreStats:
     def ratio(self) -> float:
         """Logical bytes per byte at rest (1.0 for an empty store)."""
         return self.logical_bytes / self.at_rest_bytes if self.at_rest_bytes else 1.0
+
+    @property
+    def disk_ratio(self) -> float:
+        """The files on disk per byte at rest: what SQLite's pages add (1.0 for an empty store)."""
+        return self.disk_bytes / self.at_rest_bytes if self.at_rest_bytes else 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,17 +446,29 @@ class BlockStore(StoreRoots, PushedRoots):
     """
 
     stores_blocks = True
+    #: Whether a compressing store writes new blocks into packs when ``packs`` is not given.
+    default_packs = True
 
     def __init__(self, path: str | os.PathLike[str], *, create: bool = True,
                  batch_bytes: int = BATCH_BYTES, compression: str | None = None,
-                 train_after: int = TRAIN_AFTER) -> None:
+                 train_after: int = TRAIN_AFTER, packs: bool | None = None) -> None:
         self.path = Path(path)
+        #: Whether a compressing store writes new blocks into packs (the default) or one row each
+        #: (the layout of schema 4, still read, and still written by rewrites and deletes).
+        self.packs = self.default_packs if packs is None else packs
         self.batch_bytes = batch_bytes
         self.train_after = train_after
         self._pending: dict[bytes, bytes] = {}
         self._pending_bytes = 0
         self._references: OrderedDict[bytes, bytes] = OrderedDict()
         self._references_bytes = 0
+        self._frames: OrderedDict[tuple[int, int, int], bytes] = OrderedDict()
+        self._frames_bytes = 0
+        #: Deltas decided before their block's first write: CID -> (payload, references, plain length).
+        self._staged: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
+        self._staged_done = (0, 0)
+        self._frame_compressor: tuple[int, int, zstandard.ZstdCompressor] | None = None
+        self._large: dict[int, zstandard.ZstdCompressor] = {}
         self._lock = CollectorLock(self.path)
         if compression is None:
             compression = os.environ.get(COMPRESSION_ENV) or None
@@ -468,30 +572,168 @@ class BlockStore(StoreRoots, PushedRoots):
             self.train(auto=True)
 
     def _write_pending(self) -> bool:
-        """Commit every buffered block in one transaction; False if there was none."""
+        """Commit every buffered block in one transaction; False if there was none.
+
+        A compressing store writes packs (:mod:`importer.sinks.packs`): small blocks grouped into
+        frames, large ones and staged deltas (:meth:`delta_encode`) a segment each; a store
+        that does not compress writes one row per block as it is.
+        """
         if not self._pending:
             return False
         try:
             self._refresh_dictionary()
-            # Compress before taking the write lock, so another writer waits only for the insert.
-            small = [(cid, *self._encode(block), len(block))
-                     for cid, block in self._pending.items() if len(block) < SMALL_BLOCK]
-            large = [(cid, *self._encode(block), len(block))
-                     for cid, block in self._pending.items() if len(block) >= SMALL_BLOCK]
         except sqlite3.Error as e:
             raise self._fail(f"cannot write blocks: {e}") from None
-        insert = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
-        with self._transaction("write blocks"):
-            added_small = self._conn.executemany(insert, small).rowcount if small else 0
-            if large:
-                self._conn.executemany(insert, large)
-            if added_small > 0:
-                self._conn.execute(
-                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
-                    " SET value = CAST(value AS INTEGER) + excluded.value", (_SMALL_COUNTER, added_small))
+        try:
+            if self._codec.compress and self.packs:
+                self._write_packs()
+            else:
+                self._write_rows()
+        finally:
+            self._staged.clear()
         self._pending.clear()
         self._pending_bytes = 0
         return True
+
+    def _write_rows(self) -> None:
+        small = [(cid, *self._encode(block), len(block)) for cid, block in self._pending.items()
+                 if len(block) < SMALL_BLOCK]
+        large = [(cid, *self._encode(block), len(block)) for cid, block in self._pending.items()
+                 if len(block) >= SMALL_BLOCK]
+        with self._transaction("write blocks"):
+            added_small = self._conn.executemany(_INSERT, small).rowcount if small else 0
+            if large:
+                self._conn.executemany(_INSERT, large)
+            self._count_small(added_small)
+
+    def _write_packs(self) -> None:
+        # Lay the packs out (compressing) before taking the write lock, so another writer waits
+        # only for the inserts; blocks the store has already stay out of them (a block committed
+        # by another process in between is skipped at insert and its segment left dead).
+        fresh = dict(self._pending)
+        cids = list(fresh)
+        for start in range(0, len(cids), _LOOKUP_ROWS):
+            chunk = cids[start:start + _LOOKUP_ROWS]
+            try:
+                for (cid,) in self._conn.execute(
+                        f"SELECT cid FROM blocks WHERE cid IN ({', '.join('?' * len(chunk))})", chunk):
+                    del fresh[bytes(cid)]
+            except sqlite3.Error as e:
+                raise self._fail(f"cannot read the index: {e}") from None
+        empty, packs = self._lay_out(fresh, self._staged)
+        with self._transaction("write blocks"):
+            deltas, saved = self._insert_packs(empty, packs, self._pending, self._staged)
+        self._staged_done = (self._staged_done[0] + deltas, self._staged_done[1] + saved)
+
+    def _lay_out(self, blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
+                 level: int = 0) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
+        """``blocks`` as packs (:class:`~importer.sinks.packs.PackBuilder`), ``deltas`` as their payloads;
+        empty blocks apart, as rows of their own (they take no pack space). ``level``: a zstd
+        level for every frame instead of the defaults (:meth:`compact_packs`)."""
+        builder = PackBuilder(self._frame_compressor_now(level))
+        large = self._large_compressor(level)
+        packs: list[tuple[bytes, list[Placed]]] = []
+        empty: list[tuple[bytes, int, bytes, int]] = []
+        for cid, block in blocks.items():
+            staged = deltas.get(cid)
+            if not block:
+                empty.append((cid, ENCODING_IDENTITY, b"", 0))
+            elif staged is not None:
+                builder.add_delta(cid, len(block), staged[0], staged[1])
+            elif len(block) < GROUP_BELOW:
+                builder.add_grouped(cid, block)
+            else:
+                encoding, payload = self._codec.encode(block, large)
+                builder.add_frame(cid, len(block), payload, encoding != ENCODING_IDENTITY)
+            if builder.full:
+                packs.append(builder.take())
+        if not builder.empty:
+            packs.append(builder.take())
+        return empty, packs
+
+    def _insert_packs(self, empty: Sequence[tuple[bytes, int, bytes, int]], packs: Sequence[tuple[bytes, list[Placed]]],
+                      blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
+                      *, new: bool = True, level: int = 0) -> tuple[int, int]:
+        """Inside a write transaction: insert the packs and their blocks' rows (a CID already stored
+        is skipped); ``(deltas written, bytes they saved)``. ``new``: the blocks count towards the
+        next dictionary (not when they are only moved)."""
+        added_small = written = saved = 0
+        self._conn.executemany(_INSERT, empty)
+        for data, placed in packs:
+            pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
+            assert pack is not None
+            live = 0
+            for p in placed:
+                if p.cid not in blocks:
+                    continue
+                if p.encoding == ENCODING_PACKED_DELTA and not self._still_sound(
+                        p.refs, read_header(data[p.offset:p.offset + p.length]).depth):
+                    # A reference deleted or deepened by another process since the delta was
+                    # made: the block is written on its own instead.
+                    cursor = self._conn.execute(_INSERT, (p.cid, *self._encode(blocks[p.cid]), p.size))
+                    self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (p.cid,))
+                    added_small += cursor.rowcount if p.size < SMALL_BLOCK else 0
+                    continue
+                if self._conn.execute(_INSERT, (p.cid, p.encoding, p.locator(pack), p.size)).rowcount != 1:
+                    continue  # stored already (by an earlier batch or another process)
+                live += p.size
+                if p.encoding == ENCODING_PACKED_DELTA:
+                    self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)",
+                                           [(ref, p.cid) for ref in p.refs])
+                    written += 1
+                    saved += deltas[p.cid][2] - p.length
+                elif p.size < SMALL_BLOCK:
+                    added_small += 1
+            if live:
+                self._conn.execute("INSERT INTO pack_usage VALUES (?, ?, ?, ?)",
+                                   (pack, sum(p.size for p in placed), live, level))
+            else:
+                self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
+        if new:
+            self._count_small(added_small)
+        return written, saved
+
+    def _count_small(self, added: int) -> None:
+        """Inside a write transaction: ``added`` more small blocks towards the next dictionary."""
+        if added > 0:
+            self._conn.execute(
+                "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE"
+                " SET value = CAST(value AS INTEGER) + excluded.value", (_SMALL_COUNTER, added))
+
+    def _still_sound(self, refs: Sequence[bytes], depth: int) -> bool:
+        """Under the write lock: every reference is committed and the delta's depth is still theirs + 1."""
+        present = self._conn.execute(
+            f"SELECT count(*) FROM blocks WHERE cid IN ({', '.join('?' * len(refs))})", tuple(refs)).fetchone()
+        if int(present[0]) != len(set(refs)):
+            return False
+        try:
+            return depth == 1 + self._depth_of(refs)
+        except UndecodablePayload:
+            return False
+
+    def _large_compressor(self, level: int = 0) -> zstandard.ZstdCompressor:
+        """The compressor of a block that is a frame of its own in a pack (no dictionary)."""
+        level = level or FRAME_LEVEL
+        compressor = self._large.get(level)
+        if compressor is None:
+            compressor = self._large[level] = zstandard.ZstdCompressor(level=level, write_checksum=False)
+        return compressor
+
+    def _frame_compressor_now(self, level: int = 0) -> zstandard.ZstdCompressor:
+        """The compressor of grouped frames: :data:`~importer.sinks.packs.FRAME_LEVEL` (or ``level``),
+        with the newest dictionary."""
+        dict_id = self._codec.dictionary_id
+        level = level or FRAME_LEVEL
+        if self._frame_compressor is None or self._frame_compressor[:2] != (dict_id, level):
+            data = self._load_dictionary(dict_id) if dict_id else None
+            if data is None:
+                compressor = zstandard.ZstdCompressor(level=level, write_checksum=False)
+            else:
+                d = zstandard.ZstdCompressionDict(data, dict_type=zstandard.DICT_TYPE_FULLDICT)
+                d.precompute_compress(level=level)
+                compressor = zstandard.ZstdCompressor(dict_data=d, write_checksum=False)
+            self._frame_compressor = (dict_id, level, compressor)
+        return self._frame_compressor[2]
 
     def _encode(self, block: bytes) -> tuple[int, bytes]:
         """``(encoding, stored bytes)`` of a block."""
@@ -519,16 +761,24 @@ class BlockStore(StoreRoots, PushedRoots):
         self._codec.compress = compression == "zstd"
 
     def _load_dictionary(self, dict_id: int) -> bytes | None:
+        if dict_id == SHIPPED_ID:
+            return shipped_dictionary()
         row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def _refresh_dictionary(self) -> None:
-        """Compress small blocks with the newest dictionary, whichever process trained it."""
+        """Compress small blocks with the newest dictionary, whichever process trained it; a store
+        writing packs that has trained none uses the one the package ships
+        (:data:`~importer.sinks.atrest.SHIPPED_DICTIONARY`)."""
         if not self._codec.compress:
             return
         row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
         if row is not None and int(row[0]) != self._codec.dictionary_id:
             self._codec.use_dictionary(int(row[0]), bytes(row[1]))
+        elif row is None and self.packs and self._codec.dictionary_id != SHIPPED_ID:
+            shipped = shipped_dictionary()
+            if shipped is not None:
+                self._codec.use_dictionary(SHIPPED_ID, shipped)
 
     def _due_for_training(self) -> bool:
         """Have :attr:`train_after` x 4^(dictionaries) small blocks come in since the newest one?"""
@@ -619,6 +869,42 @@ class BlockStore(StoreRoots, PushedRoots):
     def _commit(self) -> None:
         self._conn.execute("COMMIT")
 
+    def _release(self, cid: bytes) -> None:
+        """Inside a write transaction, before row ``cid`` is deleted or rewritten: its pack (if
+        packed) no longer holds it; a pack left holding nothing is deleted."""
+        row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        if row is None or int(row[0]) not in PACKED_ENCODINGS:
+            return
+        try:
+            pack = parse_locator(bytes(row[1]), int(row[2])).pack
+        except UndecodablePayload:
+            return  # a damaged locator names no pack to account to; `store verify` reports the block
+        self._conn.execute("UPDATE pack_usage SET live = live - ? WHERE pack = ?", (int(row[2]), pack))
+        self._delete_empty_packs()
+
+    def _release_many(self, cids: Sequence[bytes]) -> None:
+        """:meth:`_release` for many rows at once (at most :data:`SQL_PARAMS`)."""
+        freed: dict[int, int] = {}
+        for encoding, data, size in self._conn.execute(
+                f"SELECT encoding, data, size FROM blocks WHERE encoding IN {PACKED_ENCODINGS}"
+                f" AND cid IN ({', '.join('?' * len(cids))})", tuple(cids)):
+            try:
+                pack = parse_locator(bytes(data), int(size)).pack
+            except UndecodablePayload:
+                continue
+            freed[pack] = freed.get(pack, 0) + int(size)
+        self._conn.executemany("UPDATE pack_usage SET live = live - ? WHERE pack = ?",
+                               [(n, pack) for pack, n in freed.items()])
+        if freed:
+            self._delete_empty_packs()
+
+    def _delete_empty_packs(self) -> int:
+        """Inside a write transaction: delete the packs no row points to any more; how many."""
+        gone = [pack for (pack,) in self._conn.execute("SELECT pack FROM pack_usage WHERE live <= 0")]
+        self._conn.executemany("DELETE FROM packs WHERE id = ?", [(pack,) for pack in gone])
+        self._conn.executemany("DELETE FROM pack_usage WHERE pack = ?", [(pack,) for pack in gone])
+        return len(gone)
+
     # -- deltas --------------------------------------------------------------------------------
 
     def delta_encode(self, candidates: Iterable[tuple[bytes, Sequence[bytes]]], *,
@@ -630,24 +916,149 @@ class BlockStore(StoreRoots, PushedRoots):
         it, every reference is committed and shallower than :data:`~importer.sinks.delta.MAX_DEPTH`,
         the block and its references decode and match their CIDs, and the delta is smaller than
         the payload it replaces. Nothing happens in a store that does not compress.
+
+        A candidate still buffered (the archive just imported, before :meth:`flush`) is decided
+        before its first write: the delta is what the write stores (:meth:`_stage`), so no row
+        is written plainly and then rewritten smaller, which would leave its pages free. The
+        others (blocks committed by an earlier batch) are rewritten in place, and the packs
+        they leave half dead are compacted (:meth:`compact_packs`).
         """
-        self.flush()
         if not self._codec.compress:
+            self.flush()
             return 0, 0
-        rewritten = saved = 0
+        committed: list[tuple[bytes, Sequence[bytes]]] = []
+        for cid, refs in candidates:
+            if cid not in self._pending or not self._stage(cid, refs):
+                committed.append((cid, refs))
+        self._staged_done = (0, 0)
+        self.flush()
+        rewritten, saved = self._staged_done
         batch: list[tuple[bytes, Sequence[bytes]]] = []
-        for candidate in candidates:
+        for candidate in committed:
             batch.append(candidate)
             if len(batch) >= chunk_rows:
                 done = self._delta_batch(batch)
                 rewritten, saved, batch = rewritten + done[0], saved + done[1], []
         done = self._delta_batch(batch)
+        if committed:
+            self.compact_packs()
         if done[0] or rewritten:
             self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)
         return rewritten + done[0], saved + done[1]
 
+    def _stage(self, cid: bytes, refs: Sequence[bytes]) -> bool:
+        """Decide whether the buffered block ``cid`` is written as a delta; False if it is committed
+        already (an earlier batch or another process wrote it: :meth:`delta_encode` rewrites it)."""
+        if not refs or len(refs) > MAX_REFS or cid in refs:
+            return True
+        try:
+            if self._conn.execute("SELECT 1 FROM blocks WHERE cid = ?", (cid,)).fetchone() is not None:
+                return False
+            depth = self._depth_of(refs)
+            if depth + 1 > MAX_DEPTH:
+                return True
+            # A reference that is only buffered raises UndecodablePayload here (not in the store).
+            ref_blocks = [self._reference(ref, MAX_DEPTH + 1) for ref in refs]
+        except (BlockCorrupt, StoreError, UndecodablePayload):
+            return True  # damaged references are left for `store verify` to report
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read blocks: {e}") from None
+        block = self._pending[cid]
+        # What the block would take in a pack: its own frame at the packs' level (a block that
+        # would share a frame takes a little less there).
+        plain = len(self._codec.encode(block, self._large_compressor())[1])
+        payload = encode_payload(block, refs, ref_blocks, depth + 1)
+        if len(payload) < plain:
+            self._staged[cid] = (payload, tuple(refs), plain)
+        return True
+
+    def compact_packs(self, *, below: float = 0.5, level: int = 0) -> tuple[int, int]:
+        """Rewrite the packs whose live blocks are less than ``below`` of what was placed in them;
+        ``(packs rewritten, bytes freed)``. Each pack's live blocks are decoded, checked and laid
+        out into new packs (delta payloads as they were), and the rows moved and the old pack
+        deleted in one transaction. A pack with a damaged block is left for ``store verify``.
+
+        With ``level``, every pack made at a lower level is rewritten too, its frames compressed
+        at that zstd level (``store optimize --level 19``: blocks written once and read rarely
+        cost less, and read as fast, since zstd decodes at the same speed whatever the level).
+        """
+        self.flush()
+        if not self._codec.compress:
+            return 0, 0
+        try:
+            wanted = {int(pack): int(length) for pack, length in self._conn.execute(
+                "SELECT id, length(data) FROM packs JOIN pack_usage ON pack = id"
+                " WHERE live < logical * ? OR level < ?", (below, level))}
+            rows: dict[int, list[tuple[bytes, int, bytes, int, Locator]]] = {pack: [] for pack in wanted}
+            if wanted:
+                for cid, encoding, data, size in self._conn.execute(
+                        "SELECT cid, encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
+                    try:
+                        locator = parse_locator(bytes(data), int(size))
+                    except UndecodablePayload:
+                        continue
+                    if locator.pack in rows:
+                        rows[locator.pack].append((bytes(cid), int(encoding), bytes(data), int(size), locator))
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot list packs: {e}") from None
+        rewritten = freed = 0
+        for pack, length in wanted.items():
+            written = self._move_pack(pack, rows[pack], level)
+            if written is not None:
+                rewritten += 1
+                freed += length - written
+        if rewritten:
+            self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)  # the old packs' pages
+        return rewritten, freed
+
+    def reconcile_packs(self) -> int:
+        """Recount every pack's live bytes from the rows that point to it and delete the packs no
+        row points to; the packs deleted. For a sweep that deletes rows in bulk (``store gc``)
+        rather than through :meth:`delete`, which keeps the counts as it goes."""
+        self.flush()
+        with self._transaction("recount packs"):
+            live: dict[int, int] = {}
+            for encoding, data, size in self._conn.execute(
+                    "SELECT encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
+                try:
+                    pack = parse_locator(bytes(data), int(size)).pack
+                except UndecodablePayload:
+                    continue
+                live[pack] = live.get(pack, 0) + int(size)
+            packs = [int(pack) for (pack,) in self._conn.execute("SELECT pack FROM pack_usage")]
+            self._conn.executemany("UPDATE pack_usage SET live = ? WHERE pack = ?",
+                                   [(live.get(pack, 0), pack) for pack in packs])
+            gone = self._delete_empty_packs()
+        return gone
+
+    def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]], level: int) -> int | None:
+        """Move ``rows`` (the live blocks of ``pack``) into new packs and delete it; the new packs' bytes."""
+        blocks: dict[bytes, bytes] = {}
+        deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
+        try:
+            for cid, encoding, data, size, locator in rows:
+                block = self._decode(cid, encoding, data, size)
+                self._check(cid, block)
+                blocks[cid] = block
+                if encoding == ENCODING_PACKED_DELTA:
+                    payload = self._segment(locator)
+                    deltas[cid] = (payload, read_header(payload).refs, len(payload))
+        except (BlockCorrupt, StoreError, UndecodablePayload):
+            return None
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read a pack: {e}") from None
+        empty, packs = self._lay_out(blocks, deltas, level)
+        with self._transaction("compact a pack"):
+            for cid, _, data, _, _ in rows:
+                if self._conn.execute("DELETE FROM blocks WHERE cid = ? AND data = ?", (cid, data)).rowcount != 1:
+                    blocks.pop(cid)  # rewritten or deleted by another process meanwhile: not moved
+            self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
+            self._conn.execute("DELETE FROM pack_usage WHERE pack = ?", (pack,))
+            self._insert_packs(empty, packs, blocks, deltas, new=False, level=level)
+        return sum(len(data) for data, _ in packs)
+
     def _delta_batch(self, batch: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, int]:
-        updates: list[tuple[bytes, bytes, Sequence[bytes], int]] = []
+        updates: list[tuple[bytes, bytes, Sequence[bytes], bytes, int]] = []
         for cid, refs in batch:
             made = self._delta_of(cid, refs)
             if made is not None:
@@ -656,7 +1067,7 @@ class BlockStore(StoreRoots, PushedRoots):
             return 0, 0
         rewritten = saved = 0
         with self._transaction("store deltas"):
-            for cid, payload, refs, old_length in updates:
+            for cid, payload, refs, old_data, old_length in updates:
                 # Re-checked under the write lock: another process may have deleted a
                 # reference, made the block a delta or referenced it since it was read.
                 referenced = self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone()
@@ -673,23 +1084,25 @@ class BlockStore(StoreRoots, PushedRoots):
                     continue
                 if depth != read_header(payload).depth:
                     payload = with_depth(payload, depth)
-                cursor = self._conn.execute(
-                    "UPDATE blocks SET encoding = ?, data = ? WHERE cid = ? AND encoding != ? AND length(data) = ?",
-                    (ENCODING_DELTA, payload, cid, ENCODING_DELTA, old_length))
-                if cursor.rowcount != 1:
+                # Only if the row is as it was read (not rewritten by another process since).
+                if self._conn.execute("SELECT 1 FROM blocks WHERE cid = ? AND data = ?",
+                                      (cid, old_data)).fetchone() is None:
                     continue
+                self._release(cid)
+                self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?",
+                                   (ENCODING_DELTA, payload, cid))
                 self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(ref, cid) for ref in refs])
                 rewritten += 1
                 saved += old_length - len(payload)
         return rewritten, saved
 
-    def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, Sequence[bytes], int] | None:
-        """``(payload, refs, length of the payload it replaces)`` if a delta of ``cid`` pays, else None."""
+    def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, Sequence[bytes], bytes, int] | None:
+        """``(payload, refs, the row's data now, the payload length it replaces)`` if a delta of ``cid`` pays."""
         if not refs or len(refs) > MAX_REFS or cid in refs:
             return None
         try:
             row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
-            if row is None or int(row[0]) == ENCODING_DELTA:
+            if row is None or int(row[0]) in DELTA_ENCODINGS:
                 return None
             if self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone() is not None:
                 return None  # a delta's depth must stay above its references': never deepen one
@@ -706,16 +1119,40 @@ class BlockStore(StoreRoots, PushedRoots):
         except sqlite3.Error as e:
             raise self._fail(f"cannot read blocks: {e}") from None
         payload = encode_payload(block, refs, ref_blocks, depth + 1)
-        return (payload, tuple(refs), len(data)) if len(payload) < len(data) else None
+        replaced = self._payload_length(int(row[0]), data, int(row[2]))
+        return (payload, tuple(refs), data, replaced) if len(payload) < replaced else None
+
+    #: SQL for a row's payload length and, for a packed row only, its locator (so that a query
+    #: over many rows never loads a large payload just to measure it).
+    _STORED_COLUMNS: Final = f"encoding, size, length(data), CASE WHEN encoding IN {PACKED_ENCODINGS} THEN data END"
+
+    @classmethod
+    def _stored_of(cls, encoding: int, size: int, length: int, locator: bytes | None) -> int:
+        """A row's bytes at rest from :data:`_STORED_COLUMNS`."""
+        return length if locator is None else cls._payload_length(encoding, bytes(locator), size)
+
+    @staticmethod
+    def _payload_length(encoding: int, data: bytes, size: int) -> int:
+        """What a row's block takes at rest: its payload, or its segment (its share of a shared frame)."""
+        if encoding not in PACKED_ENCODINGS:
+            return len(data)
+        try:
+            locator = parse_locator(data, size)
+        except UndecodablePayload:
+            return len(data)
+        return locator.length * size // locator.frame_size if locator.frame_size else locator.length
 
     def _depth_of(self, refs: Sequence[bytes]) -> int:
         """The deepest delta depth among committed rows ``refs`` (0 when none is a delta)."""
         depth = 0
         for ref in refs:
-            row = self._conn.execute("SELECT data FROM blocks WHERE cid = ? AND encoding = ?",
-                                     (ref, ENCODING_DELTA)).fetchone()
+            row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ? AND encoding IN (?, ?)",
+                                     (ref, *DELTA_ENCODINGS)).fetchone()
             if row is not None:
-                depth = max(depth, read_header(bytes(row[0])).depth)
+                payload = bytes(row[1])
+                if int(row[0]) == ENCODING_PACKED_DELTA:
+                    payload = self._segment(parse_locator(payload, int(row[2])))
+                depth = max(depth, read_header(payload).depth)
         return depth
 
     def _reference(self, ref: bytes, below: int) -> bytes:
@@ -767,17 +1204,27 @@ class BlockStore(StoreRoots, PushedRoots):
         """The block named ``cid``, checked against it; BlockNotFound or BlockCorrupt otherwise."""
         block = self._pending.get(cid)
         if block is None:
+            # One read transaction for the row and the pack it points to: another process may
+            # rewrite a pack (compact_packs) between two separate reads.
+            own = not self._conn.in_transaction
             try:
-                row = self._conn.execute(
-                    "SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
+                if own:
+                    self._conn.execute("BEGIN")
+                try:
+                    row = self._conn.execute(
+                        "SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
+                    if row is not None:
+                        block = self._decode(cid, int(row[0]), bytes(row[1]), int(row[2]))
+                finally:
+                    if own:
+                        self._conn.execute("COMMIT")
             except sqlite3.Error as e:
                 raise self._fail(f"cannot read a block: {e}") from None
-            if row is None:
+            if block is None:
                 _, _, code, digest = split_cid(cid)
                 if code == IDENTITY:  # an inlined block: the CID carries the bytes themselves
                     return digest
                 raise BlockNotFound(format_cid(cid), str(self.path))
-            block = self._decode(cid, int(row[0]), bytes(row[1]), int(row[2]))
         self._check(cid, block)
         return block
 
@@ -788,11 +1235,14 @@ class BlockStore(StoreRoots, PushedRoots):
         what makes a cycle of references (only a damaged store could have one) an error, not a hang.
         """
         try:
-            if encoding == ENCODING_DELTA:
-                depth = read_header(data).depth
+            if encoding == ENCODING_PACKED:
+                return self._unpack(parse_locator(data, size), size)
+            if encoding in DELTA_ENCODINGS:
+                payload = self._segment(parse_locator(data, size)) if encoding == ENCODING_PACKED_DELTA else data
+                depth = read_header(payload).depth
                 if depth >= below:
                     raise UndecodablePayload(f"delta of depth {depth} referenced by one of depth {below}")
-                return decode_payload(data, size, lambda ref: self._reference(ref, depth))
+                return decode_payload(payload, size, lambda ref: self._reference(ref, depth))
             return self._codec.decode(encoding, data, size)
         except UnknownEncoding:
             raise self._fail(f"block {format_cid(cid)} is stored with encoding {encoding}, "
@@ -802,6 +1252,39 @@ class BlockStore(StoreRoots, PushedRoots):
             raise BlockCorrupt(format_cid(cid), str(self.path), f"nothing: its {name} payload is damaged: {e}") from None
         except sqlite3.Error as e:
             raise self._fail(f"cannot read a dictionary or a reference: {e}") from None
+
+    def _segment(self, locator: Locator) -> bytes:
+        """The bytes of one segment of a pack (reads only the pages that hold it)."""
+        end = locator.offset + locator.length
+        try:
+            blob = self._conn.blobopen("packs", "data", locator.pack, readonly=True)
+        except sqlite3.OperationalError:
+            raise UndecodablePayload(f"its pack {locator.pack} is not in the store") from None
+        with blob:
+            if end > len(blob):
+                raise UndecodablePayload(f"its pack {locator.pack} holds {len(blob)} bytes, the row reads to {end}")
+            blob.seek(locator.offset)
+            return blob.read(locator.length)
+
+    def _unpack(self, locator: Locator, size: int) -> bytes:
+        """A block of :data:`~importer.sinks.packs.ENCODING_PACKED`: its raw segment, or its slice of a frame."""
+        if not locator.frame_size:
+            block = self._segment(locator)
+            if len(block) != size:
+                raise UndecodablePayload(f"pack segment holds {len(block)} bytes, the row says {size}")
+            return block
+        key = (locator.pack, locator.offset, locator.length)
+        frame = self._frames.get(key)
+        if frame is None:
+            frame = self._codec.decode_frame(self._segment(locator), locator.frame_size)
+            self._frames[key] = frame
+            self._frames_bytes += len(frame)
+            while self._frames_bytes > FRAME_CACHE_BYTES:
+                _, evicted = self._frames.popitem(last=False)
+                self._frames_bytes -= len(evicted)
+        else:
+            self._frames.move_to_end(key)
+        return frame[locator.inner:locator.inner + size]
 
     def _check(self, cid: bytes, block: bytes) -> None:
         if not block_matches(cid, block):
@@ -818,6 +1301,32 @@ class BlockStore(StoreRoots, PushedRoots):
         except sqlite3.Error as e:
             raise self._fail(f"cannot read the index: {e}") from None
         return row is not None
+
+    def iter_payloads(self) -> Iterator[tuple[bytes, str, int]]:
+        """``(cid, encoding name, bytes at rest)`` of every committed block: its payload, or for a
+        packed block its segment (its share of a shared frame), as :meth:`stats` counts them."""
+        try:
+            for cid, encoding, data, size in self._conn.execute("SELECT cid, encoding, data, size FROM blocks"):
+                name = ENCODING_NAMES.get(int(encoding), str(encoding))
+                yield bytes(cid), name, self._payload_length(int(encoding), bytes(data), int(size))
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot list blocks: {e}") from None
+
+    def iter_deltas(self) -> Iterator[tuple[bytes, int, tuple[bytes, ...]]]:
+        """``(cid, depth, reference CIDs)`` of every block stored as a delta, in a row or in a pack."""
+        try:
+            rows = self._conn.execute("SELECT cid, encoding, data, size FROM blocks WHERE encoding IN (?, ?)",
+                                      DELTA_ENCODINGS).fetchall()
+            for cid, encoding, data, size in rows:
+                payload = bytes(data)
+                if int(encoding) == ENCODING_PACKED_DELTA:
+                    payload = self._segment(parse_locator(payload, int(size)))
+                header = read_header(payload)
+                yield bytes(cid), header.depth, header.refs
+        except UndecodablePayload as e:
+            raise self._fail(f"a delta does not parse: {e}") from None
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot list deltas: {e}") from None
 
     def iter_cids(self) -> Iterator[bytes]:
         """Every committed CID, in CID byte order (a snapshot: later commits are not seen)."""
@@ -859,8 +1368,8 @@ class BlockStore(StoreRoots, PushedRoots):
             last = int(rows[-1][0])
             updates = []
             for _, cid, encoding, data, size in rows:
-                if int(encoding) == ENCODING_DELTA:
-                    continue  # already stored against its references; plain would only be larger
+                if int(encoding) in DELTA_ENCODINGS or int(encoding) == ENCODING_PACKED:
+                    continue  # a delta or a packed block: alone in a row it would only be larger
                 cid, data = bytes(cid), bytes(data)
                 try:
                     block = self._decode(cid, int(encoding), data, int(size))
@@ -926,10 +1435,15 @@ class BlockStore(StoreRoots, PushedRoots):
             ).fetchall()
             dictionaries, dictionary_bytes = self._conn.execute(
                 "SELECT count(*), coalesce(sum(length(data)), 0) FROM dictionaries").fetchone()
+            packs, pack_bytes = self._conn.execute(
+                "SELECT count(*), coalesce(sum(length(data)), 0) FROM packs").fetchone()
+            shares = self._packed_shares()
         except sqlite3.Error as e:
             raise self._fail(f"cannot compute stats: {e}") from None
-        encodings = tuple(EncodingStats(ENCODING_NAMES.get(int(e), str(e)), int(n), int(logical), int(stored))
+        encodings = tuple(EncodingStats(ENCODING_NAMES.get(int(e), str(e)), int(n), int(logical),
+                                        shares.get(int(e), int(stored)))
                           for e, n, logical, stored in rows)
+        live = sum(shares.values())
         disk = 0
         for suffix in ("", "-wal", "-shm"):
             try:
@@ -937,14 +1451,34 @@ class BlockStore(StoreRoots, PushedRoots):
             except FileNotFoundError:
                 pass
         return StoreStats(sum(e.blocks for e in encodings), sum(e.logical_bytes for e in encodings),
-                          sum(e.stored_bytes for e in encodings), disk, encodings,
-                          int(dictionaries), int(dictionary_bytes), self.compression)
+                          sum(e.stored_bytes for e in encodings) - live + int(pack_bytes), disk, encodings,
+                          int(dictionaries), int(dictionary_bytes), self.compression, int(packs), int(pack_bytes),
+                          max(0, int(pack_bytes) - live))
+
+    def _packed_shares(self) -> dict[int, int]:
+        """Bytes of the packs' segments that live rows use, by encoding: a packed row's payload is
+        its segment, and blocks sharing a frame share it by size (a whole live frame counts whole)."""
+        segments: dict[tuple[int, int, int, int], list[int]] = {}
+        for encoding, data, size in self._conn.execute(
+                "SELECT encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
+            try:
+                locator = parse_locator(bytes(data), int(size))
+            except UndecodablePayload:
+                continue
+            key = (locator.pack, locator.offset, locator.length, locator.frame_size)
+            segments.setdefault(key, [int(encoding), 0])[1] += int(size)
+        shares: dict[int, int] = {}
+        for (_, _, length, frame_size), (encoding, live) in segments.items():
+            share = length * live // frame_size if frame_size and live < frame_size else length
+            shares[encoding] = shares.get(encoding, 0) + share
+        return shares
 
     # -- deleting blocks and giving free pages back --------------------------------------------
 
     def delete(self, cid: bytes) -> bool:
         """Remove one block; True if it was there (see :meth:`delete_many`)."""
         if self._pending.pop(cid, None) is not None:
+            self._staged.pop(cid, None)
             return True
         return self.delete_many([cid], reclaim=False).blocks > 0
 
@@ -957,8 +1491,8 @@ class BlockStore(StoreRoots, PushedRoots):
         of the removed block, if that is smaller than storing it plain (deleting the middle
         release of a chain then costs little), else plain. Pass deltas before the blocks they
         reference (``store gc`` does) so that no delta is rewritten only to be removed later.
-        With ``reclaim``, the pages freed go back to the file system at the end
-        (:meth:`reclaim_free_pages`).
+        With ``reclaim``, the packs left more than half dead are rewritten (:meth:`compact_packs`)
+        and the pages freed go back to the file system at the end (:meth:`reclaim_free_pages`).
         """
         self.flush()
         doomed = list(cids)
@@ -967,7 +1501,8 @@ class BlockStore(StoreRoots, PushedRoots):
         for start in range(0, len(doomed), batch_rows):
             report += self._delete_batch(doomed[start:start + batch_rows], everything)
         if reclaim and report.blocks:
-            self.reclaim_free_pages()
+            self.compact_packs()  # the packs the removed blocks left more than half dead
+            self.reclaim_free_pages()  # every free page, however few (compact_packs leaves a few)
         return report
 
     def _delete_batch(self, batch: Sequence[bytes], doomed: set[bytes]) -> DeleteReport:
@@ -983,6 +1518,7 @@ class BlockStore(StoreRoots, PushedRoots):
                     encoding, data, refs = self._without_references(dependent, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
+                self._release(dependent)
                 self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", (encoding, data, dependent))
                 self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (dependent,))
                 self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(r, dependent) for r in refs])
@@ -991,11 +1527,13 @@ class BlockStore(StoreRoots, PushedRoots):
                 marks = ", ".join("?" * len(chunk))
                 self._conn.execute(f"DELETE FROM delta_refs WHERE cid IN ({marks}) OR ref IN ({marks})",
                                    (*chunk, *chunk))
-                n, size, stored = self._conn.execute(
-                    f"SELECT count(*), coalesce(sum(size), 0), coalesce(sum(length(data)), 0) FROM blocks"
-                    f" WHERE cid IN ({marks})", chunk).fetchone()
+                rows = self._conn.execute(f"SELECT {self._STORED_COLUMNS} FROM blocks WHERE cid IN ({marks})",
+                                          chunk).fetchall()
+                self._release_many(chunk)
                 self._conn.execute(f"DELETE FROM blocks WHERE cid IN ({marks})", chunk)
-                blocks, logical, payload = blocks + int(n), logical + int(size), payload + int(stored)
+                blocks += len(rows)
+                logical += sum(int(row[1]) for row in rows)
+                payload += sum(self._stored_of(int(e), int(n), int(length), loc) for e, n, length, loc in rows)
         for cid in (*batch, *dependents):  # the cache must not serve a removed or rewritten block
             self._forget_reference(cid)
         return DeleteReport(blocks, logical, payload, rewritten)
@@ -1011,17 +1549,17 @@ class BlockStore(StoreRoots, PushedRoots):
         """
         block = self.get(cid)  # decoded while its references are all still there
         plain_encoding, plain = self._codec.encode(block)
-        row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (cid,)).fetchone()
-        if row is None or int(row[0]) != ENCODING_DELTA:
+        header = self._delta_header(cid)
+        if header is None:
             return plain_encoding, plain, ()
         spliced: list[bytes] = []
-        for ref in read_header(bytes(row[1])).refs:
+        for ref in header.refs:
             if ref not in doomed:
                 spliced.append(ref)
                 continue
-            ref_row = self._conn.execute("SELECT encoding, data FROM blocks WHERE cid = ?", (ref,)).fetchone()
-            if ref_row is not None and int(ref_row[0]) == ENCODING_DELTA:
-                spliced.extend(r for r in read_header(bytes(ref_row[1])).refs if r not in doomed)
+            ref_header = self._delta_header(ref)
+            if ref_header is not None:
+                spliced.extend(r for r in ref_header.refs if r not in doomed)
         refs = tuple(dict.fromkeys(spliced))[:MAX_REFS]
         if refs:
             try:
@@ -1034,6 +1572,19 @@ class BlockStore(StoreRoots, PushedRoots):
                 pass  # a reference damaged or gone: plain it is
         return plain_encoding, plain, ()
 
+    def _delta_header(self, cid: bytes) -> DeltaHeader | None:
+        """The delta header of the committed block ``cid`` (in a row or in a pack); None if it is no delta."""
+        row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        if row is None or int(row[0]) not in DELTA_ENCODINGS:
+            return None
+        try:
+            payload = bytes(row[1])
+            if int(row[0]) == ENCODING_PACKED_DELTA:
+                payload = self._segment(parse_locator(payload, int(row[2])))
+            return read_header(payload)
+        except UndecodablePayload:
+            raise BlockCorrupt(format_cid(cid), str(self.path), "nothing: its delta header is damaged") from None
+
     def iter_rows(self, *, chunk_rows: int = DELETE_ROWS) -> Iterator[BlockRow]:
         """Every committed block's CID, encoding, logical size and payload size, in the order stored.
 
@@ -1043,15 +1594,16 @@ class BlockStore(StoreRoots, PushedRoots):
         while True:
             try:
                 rows = self._conn.execute(
-                    "SELECT rowid, cid, encoding, size, length(data) FROM blocks WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                    f"SELECT rowid, cid, {self._STORED_COLUMNS} FROM blocks WHERE rowid > ? ORDER BY rowid LIMIT ?",
                     (last, chunk_rows)).fetchall()
             except sqlite3.Error as e:
                 raise self._fail(f"cannot list blocks: {e}") from None
             if not rows:
                 return
             last = int(rows[-1][0])
-            for _, cid, encoding, size, stored in rows:
-                yield BlockRow(bytes(cid), int(encoding), int(size), int(stored))
+            for _, cid, encoding, size, length, locator in rows:
+                yield BlockRow(bytes(cid), int(encoding), int(size),
+                               self._stored_of(int(encoding), int(size), int(length), locator))
 
     def page_stats(self) -> PageStats:
         """Pages of the database file in use and free, and its auto_vacuum mode."""
@@ -1094,10 +1646,8 @@ class BlockStore(StoreRoots, PushedRoots):
         total = 0
         try:
             for chunk in _chunks(list(cids), SQL_PARAMS):
-                (found,) = self._conn.execute(
-                    f"SELECT coalesce(sum(length(data)), 0) FROM blocks WHERE cid IN ({', '.join('?' * len(chunk))})",
-                    chunk).fetchone()
-                total += int(found)
+                total += sum(self._stored_of(int(e), int(n), int(length), loc) for e, n, length, loc in self._conn.execute(
+                    f"SELECT {self._STORED_COLUMNS} FROM blocks WHERE cid IN ({', '.join('?' * len(chunk))})", chunk))
         except sqlite3.Error as e:
             raise self._fail(f"cannot read blocks: {e}") from None
         return total

@@ -12,17 +12,17 @@ from dataclasses import dataclass
 from typing import BinaryIO, Final, Literal
 
 from ..errors import InvalidArchive
-from .base import DEFAULT_LIMITS, TAR_BLOCK, ArchiveSource, Limits, detect_format
+from .base import DEFAULT_LIMITS, TAR_BLOCK, ArchiveSource, Limits, WorkBudget, detect_format
 from .compressed import ContainerReader
 from .raw import RawSource
 from .tar import TarSource
-from .zip import EOCD, MAX_COMMENT, MAX_TRAILING, ZipSource
+from .zip import EOCD, MAX_COMMENT, ZipSource
 
 SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "gz", "bz2", "xz"]
 #: A zip with a prepended stub shows no magic at its start; its EOCD is within the last
-#: 22 + 65535 bytes (EOCD record plus the longest comment) plus the trailing bytes the zip
-#: reader tolerates.
-TAIL_SIZE: Final = EOCD.size + MAX_COMMENT + MAX_TRAILING
+#: 22 + 65535 bytes (EOCD record plus the longest comment) plus the trailing bytes the limits
+#: tolerate (``Limits.max_trailing_size``).
+TAIL_BASE: Final = EOCD.size + MAX_COMMENT
 _SUFFIX: Final[dict[str, SourceFormat]] = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz"}
 _RAW: Final[dict[str, SourceFormat]] = {"gzip": "gz", "bzip2": "bz2", "xz": "xz"}
 
@@ -38,28 +38,32 @@ class OpenedArchive:
 
 
 def open_archive(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS, *,
-                 allow_raw: bool = False) -> OpenedArchive:
+                 allow_raw: bool = False, budget: WorkBudget | None = None) -> OpenedArchive:
     """Detect the format of the seekable file ``f`` and return a source for it.
 
     Raises :class:`InvalidArchive` for anything that is not a zip, a tar or a compressed tar
     (a text file named ``.whl``, a gzip of something other than a tar...). With ``allow_raw``
     a gzip/bzip2/xz of anything else is a one-member archive (:mod:`.raw`, ``--open-nested``).
+    Decompression is charged to ``budget`` (default: ``limits.budget`` of this file's size).
     """
+    size = f.seek(0, 2)
+    if budget is None:
+        budget = limits.budget(size)
     f.seek(0)
     head = f.read(TAR_BLOCK)
     kind = detect_format(head)
     if kind is None:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - TAIL_SIZE))
-        kind = detect_format(head, f.read(TAIL_SIZE))
+        tail = TAIL_BASE + limits.max_trailing_size
+        f.seek(max(0, size - tail))
+        kind = detect_format(head, f.read(tail))
     f.seek(0)
     if kind is None:
         raise InvalidArchive(archive, "not a zip, tar, gzip, bzip2 or xz archive", None, 0)
     if kind == "zip":
-        return OpenedArchive("zip", ZipSource(f, archive, limits))
+        return OpenedArchive("zip", ZipSource(f, archive, limits, budget))
     if kind == "tar":
         return OpenedArchive("tar", TarSource(f, archive, limits))
-    container = ContainerReader(f, archive, limits)
+    container = ContainerReader(f, archive, limits, budget)
     if detect_format(container.peek(TAR_BLOCK)) != "tar":
         if allow_raw:
             return OpenedArchive(_RAW[kind], RawSource(container, archive), container)

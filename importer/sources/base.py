@@ -15,11 +15,12 @@ writes: it yields these records and the member contents, and the importer decide
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Literal, Protocol, runtime_checkable
 
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 
 KiB: Final = 1024
 MiB: Final = 1024 * KiB
@@ -37,17 +38,91 @@ METHOD_STORED: Final = 0
 METHOD_DEFLATED: Final = 8
 
 
+#: ``--max-ratio`` default: content bytes an archive may inflate to per byte of its own size. The
+#: 98 real wheels measured (2.5 KB to 555 MB: torch, nvidia, scipy, transformers...; README
+#: "Import limits") reach 7.2 (5.7 above 1 MB), and the most compressible project of the top100
+#: benchmark's table reaches 8.2 over all its files (REPORT.md, "Where structural import loses");
+#: deflate's own maximum is 1032 (a 258-byte match coded in about 2 bits). 100 leaves real packages an order of magnitude of room and refuses a deflate
+#: bomb that is not at least 10 times less dense than the densest one.
+DEFAULT_MAX_RATIO: Final = 100
+#: Content any archive may inflate to whatever its size (the ratio applies above it): a 50 KB
+#: sdist with a 20 MB zero-filled test image is legitimate, and 64 MiB inflates in a fraction of a
+#: second, so a tiny bomb costs no more than that.
+RATIO_FLOOR: Final = 64 * MiB
+#: ``--max-trailing-size`` default: bytes allowed after an archive's end (after a tar's first end
+#: block, the last gzip/bzip2/xz stream, a zip's end record and comment). Kept byte for byte in the
+#: skeleton; tarfile and GNU tar pad to 10 KiB records (9,728 bytes after the first end block),
+#: so 1 MiB is 100 times what real archives carry, and a bound on what a spool may hold.
+DEFAULT_MAX_TRAILING: Final = 1 * MiB
+#: ``--max-members`` default. Each member costs ~2 KiB until the recipe is written (its record,
+#: tree entry, content CID, report line): 100,000 tiny members peak at 275 MiB (zip) and 207 MiB
+#: (tar.gz), within the 300 MB target, and the largest real wheel measured has 15,586 (lm_eval
+#: 0.4.13; README "Import limits").
+DEFAULT_MAX_MEMBERS: Final = 100_000
+
+
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Expansion caps that stop zip bombs and tar bombs early with a clear error.
+    """Caps that stop zip bombs, tar bombs and trailing garbage early, each with a one-line error.
 
-    ``max_member_size`` bounds one member's content, ``max_total_size`` the sum of all contents
-    (and of a compressed container's decompressed stream), ``max_members`` the member count.
+    ``max_member_size`` bounds one member's content, ``max_total_size`` the bytes decompressed in
+    one import (every member, every container stream, every nesting level), ``max_ratio`` the
+    same bytes per byte of the archive (above :data:`RATIO_FLOOR`), ``max_members`` the member
+    count, ``max_trailing_size`` the bytes after the archive's end.
     """
 
     max_member_size: int = 4 * GiB
     max_total_size: int = 16 * GiB
-    max_members: int = 1_000_000
+    max_members: int = DEFAULT_MAX_MEMBERS
+    max_ratio: int = DEFAULT_MAX_RATIO
+    max_trailing_size: int = DEFAULT_MAX_TRAILING
+
+    def budget(self, archive_size: int | None) -> WorkBudget:
+        """The decompression budget of one import of an ``archive_size``-byte file (None: unknown,
+        only ``max_total_size`` applies): min(max_total_size, max(max_ratio x size, RATIO_FLOOR))."""
+        if archive_size is not None:
+            by_ratio = max(self.max_ratio * archive_size, RATIO_FLOOR)
+            if by_ratio < self.max_total_size:
+                floor = ", the floor for small archives" if by_ratio == RATIO_FLOOR else ""
+                return WorkBudget(by_ratio, f"--max-ratio {self.max_ratio}",
+                                  f" ({by_ratio} bytes for this {archive_size}-byte file{floor})")
+        return WorkBudget(self.max_total_size, f"--max-total-size {self.max_total_size}")
+
+
+class WorkBudget:
+    """Bytes the decompressors of one import may still produce, shared by every nesting level.
+
+    Every decompressor (zip member inflation, gzip/bzip2/xz containers) charges its output as it
+    goes, so a bomb stops after at most ``limit`` bytes of work in total, whatever its shape;
+    ``flag`` names the limit in the error, ``detail`` how it was derived. Thread-safe: nested
+    archives import on worker threads.
+    """
+
+    def __init__(self, limit: int, flag: str, detail: str = "") -> None:
+        self.limit = limit
+        self.flag = flag
+        self.detail = detail
+        self.spent = 0
+        self._lock = threading.Lock()
+
+    @property
+    def remaining(self) -> int:
+        return self.limit - self.spent
+
+    def charge(self, amount: int, archive: str, member: str | None, offset: int | None) -> None:
+        """Count ``amount`` bytes produced; raise LimitExceeded once the total passes the limit."""
+        with self._lock:
+            self.spent += amount
+            over = self.spent > self.limit
+        if over:
+            raise LimitExceeded(archive, f"inflates past {self.flag}{self.detail}", member, offset, limit=self.flag)
+
+    def check_declared(self, amount: int, archive: str, member: str | None, offset: int | None) -> None:
+        """Refuse up front what headers declare beyond the remaining budget (no work is done)."""
+        if amount > self.remaining:
+            left = "" if self.spent == 0 else f", {self.remaining} bytes left"
+            raise LimitExceeded(archive, f"members declare {amount} bytes, past {self.flag}{self.detail}{left}",
+                                member, offset, limit=self.flag)
 
 
 DEFAULT_LIMITS: Final = Limits()

@@ -12,8 +12,9 @@ stream) that, while it is read, records the container's own structure as a list 
   recompressing reproduces the whole stream; concatenated streams are followed, anything else
   after the last one is a trailing Gap; xz stream padding between streams is skeleton.
 
-Decompression output is capped at ``Limits.max_total_size``: a bomb stops with an error after
-at most that many bytes of work, in pieces of at most PIECE_SIZE.
+Decompression output is charged to the import's :class:`~.base.WorkBudget` (``--max-total-size``,
+``--max-ratio``): a bomb stops with an error after at most that many bytes of work, in pieces of
+at most PIECE_SIZE. Trailing bytes are bounded by ``Limits.max_trailing_size``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 from .base import (
     BZIP2_MAGIC,
     DEFAULT_LIMITS,
@@ -38,6 +39,7 @@ from .base import (
     Limits,
     Readable,
     Skeleton,
+    WorkBudget,
     detect_format,
 )
 
@@ -133,10 +135,12 @@ class _Input:
 class ContainerReader:
     """The decompressed content of a gzip/bzip2/xz file, read forwards; ``segments`` fills in as it goes."""
 
-    def __init__(self, f: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, f: Readable, archive: str, limits: Limits = DEFAULT_LIMITS,
+                 budget: WorkBudget | None = None) -> None:
         self.archive = archive
         self._input = _Input(f, archive)
         self._limits = limits
+        self._budget = budget if budget is not None else limits.budget(None)
         head = self._input.peek(6)
         kind = detect_format(head)
         if kind not in ("gzip", "bzip2", "xz"):
@@ -182,10 +186,16 @@ class ContainerReader:
         return data
 
     def finish(self) -> tuple[Skeleton | Gap | CompressedStream, ...]:
-        """Read (and check) the container to its end; return every run in file order."""
+        """Read (and check) the container to its end; return every run not yet taken, in file order."""
         while self.read(PIECE_SIZE):
             pass
         return tuple(self.segments)
+
+    def take_segments(self) -> list[Skeleton | Gap | CompressedStream]:
+        """The runs completed since the last call, in file order; they are then forgotten here, so a
+        container of 100,000 streams is not remembered whole."""
+        taken, self.segments = self.segments, []
+        return taken
 
     # --- gzip ---------------------------------------------------------------------------------
 
@@ -300,10 +310,8 @@ class ContainerReader:
                 raise InvalidArchive(self.archive, f"corrupt {method} data ({error})", None,
                                      max(start, self._input.position - len(data))) from None
             self.content_size += len(out)
-            if self.content_size > self._limits.max_total_size:
-                raise InvalidArchive(self.archive, f"decompresses past the limit of {self._limits.max_total_size}"
-                                     " bytes", None, self._input.position)
             if out:
+                self._budget.charge(len(out), self.archive, None, self._input.position)
                 yield out
         self._input.unread(decoder.unused_data)
 
@@ -318,10 +326,14 @@ class ContainerReader:
 
     def _record_trailing(self) -> None:
         """Bytes after the last stream that start no new one (zero padding, garbage) are a Gap:
-        counted here, not held, since they may be arbitrarily long."""
+        counted here, not held; more than ``max_trailing_size`` of them are refused."""
         at = self._input.position
-        while self._input.read(PIECE_SIZE):
-            pass
+        limit = self._limits.max_trailing_size
+        while self._input.read(min(PIECE_SIZE, at + limit + 1 - self._input.position)):
+            if self._input.position > at + limit:
+                flag = f"--max-trailing-size {limit}"
+                raise LimitExceeded(self.archive, f"more than {limit} bytes after the last {self.format} stream, "
+                                    f"past {flag}", None, at, limit=flag)
         self.segments.append(Gap(at, self._input.position - at))
 
 

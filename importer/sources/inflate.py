@@ -12,8 +12,8 @@ import zlib
 from collections.abc import Iterator
 from typing import BinaryIO, Final
 
-from ..errors import InvalidArchive
-from .base import METHOD_DEFLATED, PIECE_SIZE, KiB, Member
+from ..errors import InvalidArchive, LimitExceeded
+from .base import METHOD_DEFLATED, PIECE_SIZE, KiB, Member, WorkBudget
 
 #: Read size for compressed input: 64 KiB keeps each zlib call short and the buffer small.
 READ_SIZE: Final = 64 * KiB
@@ -31,12 +31,14 @@ def iter_raw(f: BinaryIO, offset: int, length: int, archive: str) -> Iterator[by
         yield piece
 
 
-def iter_content(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
-    """A member's content in pieces: stored bytes checked, deflate inflated, verbatim bytes as stored."""
+def iter_content(f: BinaryIO, member: Member, archive: str, limit: int,
+                 budget: WorkBudget | None = None) -> Iterator[bytes]:
+    """A member's content in pieces: stored bytes checked, deflate inflated (charged to ``budget``),
+    verbatim bytes as stored."""
     if member.verbatim:
         yield from iter_raw(f, member.data_offset, member.data_length, archive)
     elif member.method == METHOD_DEFLATED:
-        yield from iter_inflated(f, member, archive, limit)
+        yield from iter_inflated(f, member, archive, limit, budget)
     else:
         _check_limit(member, archive, limit)
         crc = 0
@@ -46,15 +48,26 @@ def iter_content(f: BinaryIO, member: Member, archive: str, limit: int) -> Itera
         _check_crc(member, crc, archive)
 
 
-def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iterator[bytes]:
+def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int,
+                  budget: WorkBudget | None = None) -> Iterator[bytes]:
     """Inflate a deflated member in pieces of at most PIECE_SIZE, in bounded memory.
 
     Refuses a member whose declared size is over ``limit``, and stops with :class:`InvalidArchive`
     as soon as the output passes the declared size (a zip bomb ends after at most ``limit`` bytes
-    of work), when the deflate data is
-    corrupt or ends before/after the compressed size, and when CRC-32 or size do not match.
+    of work) or ``budget`` runs out, when the deflate data is corrupt or ends before/after the
+    compressed size, and when CRC-32 or size do not match.
+
+    A member with no compressed bytes at all is empty: no deflate stream is not a valid one (even
+    an empty stream is 2 bytes, ``03 00``), but old writers stored directories and empty files so
+    (setuptools 0.9's 2013 sdist), and unzip and CPython's zipfile read them as empty.
     """
     _check_limit(member, archive, limit)  # so the declared size is also within the limit
+    if member.data_length == 0:
+        if member.size:
+            raise InvalidArchive(archive, f"no deflate data for a member of {member.size} bytes (truncated)",
+                                 member.label, member.data_offset)
+        _check_crc(member, 0, archive)
+        return
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)  # raw deflate: no zlib header or trailer
     remaining = member.data_length
     pending = b""
@@ -78,6 +91,8 @@ def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iter
             raise InvalidArchive(archive, "deflate data ends before the stream does (truncated)", member.label,
                                  member.data_offset + member.data_length)
         produced += len(out)
+        if budget is not None and out:
+            budget.charge(len(out), archive, member.label, member.data_offset + consumed)
         if produced > member.size:
             raise InvalidArchive(archive, f"member inflates past its declared size of {member.size} bytes",
                                  member.label, member.data_offset + consumed)
@@ -96,8 +111,8 @@ def iter_inflated(f: BinaryIO, member: Member, archive: str, limit: int) -> Iter
 
 def _check_limit(member: Member, archive: str, limit: int) -> None:
     if member.size > limit:
-        raise InvalidArchive(archive, f"member inflates to {member.size} bytes, over the limit of {limit}",
-                             member.label, member.data_offset)
+        raise LimitExceeded(archive, f"declares {member.size} bytes, past --max-member-size {limit}",
+                            member.label, member.data_offset, limit=f"--max-member-size {limit}")
 
 
 def _check_crc(member: Member, crc: int, archive: str) -> None:

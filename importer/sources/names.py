@@ -1,8 +1,9 @@
 """Decide which archive members can live in the UnixFS tree, and why the others stay recipe-only.
 
 A member goes into the tree under a normalised relative path when its name is valid UTF-8,
-relative, free of ``..`` and empty components, not already taken, not below a non-directory, and
-it is a regular file, a directory or a symlink whose target stays inside the archive root.
+relative (no leading ``/``, no drive letter), free of backslashes, NULs, ``..`` and empty
+components, not already taken, not below a non-directory, and it is a regular file, a
+directory or a symlink whose target stays inside the archive root (and has no backslash).
 Everything else (hardlinks, devices, fifos, verbatim members, escaping symlinks, duplicates) is
 still rebuilt exactly from the recipe; :class:`Placement` records the reason. Leading ``./``
 and inner ``.`` components are dropped, as ``tar`` itself does when it extracts.
@@ -47,6 +48,12 @@ def split_path(name: str, is_dir: bool) -> list[str] | str:
         return "name contains a NUL byte"
     if name.startswith("/"):
         return "absolute path"
+    if "\\" in name:
+        # Zip names use forward slashes only (APPNOTE 4.4.17); a backslash is a separator to a
+        # Windows extractor, so "..\\x" would escape there: such names stay in the recipe.
+        return "name contains a backslash"
+    if len(name) > 1 and name[1] == ":" and name[0].isascii() and name[0].isalpha():
+        return "absolute path (drive letter)"
     if is_dir and name.endswith("/"):
         name = name[:-1]
     parts = name.split("/")
@@ -68,8 +75,8 @@ def target_escapes(parent: list[str], target: str) -> bool:
     >>> target_escapes(["pkg"], "../../etc/passwd")
     True
     """
-    if target.startswith("/"):
-        return True
+    if target.startswith("/") or "\\" in target or target[1:2] == ":":
+        return True  # absolute, or a path that a Windows extractor reads otherwise
     depth = len(parent)
     for part in target.split("/"):
         if part == "..":

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Final
 
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 from .base import (
     DEFAULT_LIMITS,
     PIECE_SIZE,
@@ -101,7 +101,7 @@ def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) ->
                 raise InvalidArchive(archive, "extended header is not followed by a member", None, header_at)
             skeleton += block
             yield Skeleton(skeleton_at, bytes(skeleton))
-            yield from _iter_trailer(reader)
+            yield from _iter_trailer(reader, limits.max_trailing_size)
             return
         raw_header_name = block[:100].split(b"\x00", 1)[0]
         label = raw_header_name.decode("utf-8", "backslashreplace")
@@ -145,14 +145,15 @@ def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) ->
         if size < 0:
             raise InvalidArchive(archive, f"negative size {size}", label, header_at)
         if size > limits.max_member_size:
-            raise InvalidArchive(archive, f"member of {size} bytes is over the limit of {limits.max_member_size}",
-                                 label, header_at)
+            flag = f"--max-member-size {limits.max_member_size}"
+            raise LimitExceeded(archive, f"declares {size} bytes, past {flag}", label, header_at, limit=flag)
         total += size
         if total > limits.max_total_size:
-            raise InvalidArchive(archive, f"members hold more than {limits.max_total_size} bytes in total",
-                                 label, header_at)
+            flag = f"--max-total-size {limits.max_total_size}"
+            raise LimitExceeded(archive, f"members declare more than {flag} bytes", label, header_at, limit=flag)
         if index >= limits.max_members:
-            raise InvalidArchive(archive, f"more than {limits.max_members} members", label, header_at)
+            flag = f"--max-members {limits.max_members}"
+            raise LimitExceeded(archive, f"more members than {flag}", label, header_at, limit=flag)
         yield Skeleton(skeleton_at, bytes(skeleton))
         yield Member(
             index=index,
@@ -177,13 +178,22 @@ def iter_tar(stream: Readable, archive: str, limits: Limits = DEFAULT_LIMITS) ->
         skeleton = bytearray(reader.read(_padding(size), member=label))
 
 
-def _iter_trailer(reader: _Reader) -> Iterator[Skeleton]:
-    """Everything after the first zero block: the second one, record padding, trailing bytes."""
+def _iter_trailer(reader: _Reader, limit: int) -> Iterator[Skeleton]:
+    """Everything after the first zero block: the second one, record padding, trailing bytes.
+
+    At most ``limit`` bytes: past that the rest (gigabytes of zeros after a tiny tar, in a
+    gzip stream) is refused after reading one byte more, not spooled to the skeleton.
+    """
+    end = reader.position
     while True:
         at = reader.position
-        piece = reader.read_some(PIECE_SIZE)
+        piece = reader.read_some(min(PIECE_SIZE, end + limit + 1 - at))
         if not piece:
             return
+        if reader.position > end + limit:
+            flag = f"--max-trailing-size {limit}"
+            raise LimitExceeded(reader.archive, f"more than {limit} bytes after the tar's end-of-archive block, "
+                                f"past {flag}", None, end, limit=flag)
         yield Skeleton(at, piece)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from ..errors import InvalidArchive
+from ..errors import InvalidArchive, LimitExceeded
 from .base import (
     DEFAULT_LIMITS,
     METHOD_DEFLATED,
@@ -29,8 +29,8 @@ from .base import (
     Limits,
     Member,
     MemberKind,
-    MiB,
     Skeleton,
+    WorkBudget,
     decode_name,
     iter_runs,
 )
@@ -49,10 +49,9 @@ SIG_EOCD64: Final = b"PK\x06\x06"
 SIG_LOCATOR64: Final = b"PK\x06\x07"
 SIG_DESCRIPTOR: Final = b"PK\x07\x08"
 
-#: The EOCD ends with a comment of at most 0xFFFF bytes; we also tolerate this much junk after
-#: the comment (self-extractors, download padding) before giving up the backwards search.
+#: The EOCD ends with a comment of at most 0xFFFF bytes; up to ``Limits.max_trailing_size`` bytes
+#: of junk after the comment (download padding) are tolerated before the backwards search gives up.
 MAX_COMMENT: Final = 0xFFFF
-MAX_TRAILING: Final = 4 * MiB
 #: 0xFFFFFFFF / 0xFFFF in a 32/16-bit field means "the real value is in the zip64 extra".
 ZIP64_32: Final = 0xFFFFFFFF
 ZIP64_16: Final = 0xFFFF
@@ -99,30 +98,37 @@ class _Central:
     cd_offset: int
 
 
-def parse_zip(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> ZipLayout:
-    """Parse the zip in the seekable binary file ``f``; raise :class:`InvalidArchive` if it is not sound."""
+def parse_zip(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS,
+              budget: WorkBudget | None = None) -> ZipLayout:
+    """Parse the zip in the seekable binary file ``f``; raise :class:`InvalidArchive` if it is not sound.
+
+    Sizes are checked before any member is inflated: each against ``max_member_size``, their sum
+    against ``max_total_size``, and the deflated members' sum against what ``budget`` has left.
+    """
     size = f.seek(0, 2)
-    comment, cd_start, cd_size, entries, shift = _find_directory(f, size, archive)
+    comment, cd_start, cd_size, entries, shift = _find_directory(f, size, archive, limits.max_trailing_size)
     if entries > limits.max_members:
-        raise InvalidArchive(archive, f"{entries} members, over the limit of {limits.max_members}")
+        raise LimitExceeded(archive, f"{entries} members, past --max-members {limits.max_members}",
+                            limit=f"--max-members {limits.max_members}")
     centrals = _parse_central(_read_at(f, cd_start, cd_size, archive), cd_start, entries, archive)
     members: list[Member] = []
     regions: list[tuple[int, int, str]] = []
-    total = 0
+    total = inflated = 0
     for index, entry in enumerate(centrals):
         member, region_end = _check_local(f, index, entry, shift, cd_start, archive)
         if member.size > limits.max_member_size and not member.verbatim:
-            raise InvalidArchive(
-                archive,
-                f"member inflates to {member.size} bytes, over the limit of {limits.max_member_size}",
-                member.label,
-                member.data_offset,
-            )
+            flag = f"--max-member-size {limits.max_member_size}"
+            raise LimitExceeded(archive, f"declares {member.size} bytes, past {flag}", member.label,
+                                member.data_offset, limit=flag)
         total += member.size
         if total > limits.max_total_size:
-            raise InvalidArchive(
-                archive, f"members inflate to more than {limits.max_total_size} bytes in total", member.label
-            )
+            flag = f"--max-total-size {limits.max_total_size}"
+            raise LimitExceeded(archive, f"members declare more than {flag} bytes", member.label,
+                                member.data_offset, limit=flag)
+        if member.method == METHOD_DEFLATED and not member.verbatim:
+            inflated += member.size
+            if budget is not None:
+                budget.check_declared(inflated, archive, member.label, member.data_offset)
         if member.kind == "symlink":
             member = _with_link_target(f, member, archive)
         members.append(member)
@@ -132,13 +138,14 @@ def parse_zip(f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> Zip
     return ZipLayout(archive, size, shift, comment, tuple(members), segments)
 
 
-def _find_directory(f: BinaryIO, size: int, archive: str) -> tuple[bytes, int, int, int, int]:
+def _find_directory(f: BinaryIO, size: int, archive: str, trailing: int) -> tuple[bytes, int, int, int, int]:
     """Locate the EOCD by searching backwards; return (comment, cd start, cd size, entries, shift).
 
-    ``shift`` is how far every stored offset is off because of bytes prepended to the archive:
-    the CD really starts at ``stated offset + shift``.
+    The search looks at the last EOCD + comment + ``trailing`` bytes. ``shift`` is how far every
+    stored offset is off because of bytes prepended to the archive: the CD really starts at
+    ``stated offset + shift``.
     """
-    window = min(size, EOCD.size + MAX_COMMENT + MAX_TRAILING)
+    window = min(size, EOCD.size + MAX_COMMENT + trailing)
     tail = _read_at(f, size - window, window, archive)
     base = size - window
     first_error: InvalidArchive | None = None
@@ -151,7 +158,9 @@ def _find_directory(f: BinaryIO, size: int, archive: str) -> tuple[bytes, int, i
         at = tail.rfind(SIG_EOCD, 0, at)
     if first_error is not None:
         raise first_error
-    raise InvalidArchive(archive, "no end of central directory record: not a zip, or truncated", None, size)
+    raise InvalidArchive(archive, "no end of central directory record in the last "
+                         f"{window} bytes: not a zip, truncated, or trailing bytes past --max-trailing-size "
+                         f"{trailing}", None, size)
 
 
 def _try_eocd(
@@ -407,11 +416,13 @@ def _read_at(f: BinaryIO, offset: int, length: int, archive: str, *, exact: bool
 class ZipSource:
     """A zip or wheel as an :class:`~.base.ArchiveSource`: runs in file order, contents inflated."""
 
-    def __init__(self, f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, f: BinaryIO, archive: str, limits: Limits = DEFAULT_LIMITS,
+                 budget: WorkBudget | None = None) -> None:
         self._file = f
         self._archive = archive
         self._limits = limits
-        self.layout = parse_zip(f, archive, limits)
+        self._budget = budget if budget is not None else limits.budget(f.seek(0, 2))
+        self.layout = parse_zip(f, archive, limits, self._budget)
 
     @property
     def archive(self) -> str:
@@ -424,7 +435,8 @@ class ZipSource:
                     yield Skeleton(offset, piece)
             else:
                 yield segment
-                yield from iter_content(self._file, segment, self._archive, self._limits.max_member_size)
+                yield from iter_content(self._file, segment, self._archive, self._limits.max_member_size,
+                                        self._budget)
 
 
 def _iter_pieces(f: BinaryIO, offset: int, length: int, archive: str) -> Iterator[tuple[int, bytes]]:

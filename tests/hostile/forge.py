@@ -24,9 +24,8 @@ from importer.dag.cid import DAG_CBOR
 from importer.dag.dagpb import PBLink
 from importer.dag.unixfs import NodeType, UnixFSData
 from importer.sinks.car import encode_car_header, encode_section
-
-from ..dag_builders import CHUNK, DagBuilder
-from ..dag_builders import Link as FileLink
+from tests.dag_builders import CHUNK, DagBuilder
+from tests.dag_builders import Link as FileLink
 
 #: One deflate parameter set a recipe may name (what Python's gzip module writes at level 9).
 DEFLATE_PARAMS: Final = CompressorParams("zlib", "madler-zlib", 9, mem_level=8, wbits=-15).to_dict()

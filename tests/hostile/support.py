@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Final
 
 from importer.dag.cid import format_cid
+from tests.oracle_support import dpip_import_executable
 
-from ..oracle_support import dpip_import_executable
 from .forge import Forge
 
 #: A guard, not a timing: every hostile command here ends in well under a second on an idle

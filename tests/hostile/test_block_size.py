@@ -31,10 +31,9 @@ from importer.sinks.base import MemorySink
 from importer.sinks.car import CarReader
 from importer.sinks.guard import MAX_BLOCK_SIZE
 from importer.sinks.store import BlockStore
-
-from ..archive_builders import TarMember, ZipEntry, build_zip, tar_bytes
-from ..archive_checks import sha256_file
-from ..conftest import RunCli
+from tests.archive_builders import TarMember, ZipEntry, build_zip, tar_bytes
+from tests.archive_checks import sha256_file
+from tests.conftest import RunCli
 
 V1_CAR = Path(__file__).parent / "data" / "recipe-v1.car"
 PARAMS: dict[str, int | str] = {"v": 1, "name": "zlib", "family": "madler-zlib", "level": 9, "wbits": -15, "mem_level": 8}

@@ -18,10 +18,10 @@ from importer.dag.dagpb import PBLink
 from importer.dag.reader import MAX_FILE_DEPTH, MAX_SHARD_DEPTH
 from importer.dag.unixfs import HAMT_HASH_MURMUR3, NodeType, UnixFSData
 from importer.sinks.car import CarReader
+from tests.archive_builders import TarMember, gzip_python, tar_bytes
+from tests.archive_checks import sha256_file
+from tests.conftest import RunCli
 
-from ..archive_builders import TarMember, gzip_python, tar_bytes
-from ..archive_checks import sha256_file
-from ..conftest import RunCli
 from .forge import Forge
 from .support import import_car, one_line_error, run_cli
 

@@ -16,9 +16,9 @@ from importer.dag.cbor import Link, decode_dag_cbor, encode_dag_cbor
 from importer.dag.cid import DAG_CBOR, RAW, cid_of_block, format_cid
 from importer.sinks.car import CARV2_PRAGMA, encode_car_header, encode_section
 from importer.sinks.store import BlockStore
+from tests.archive_builders import ZipEntry, build_zip, python_source
+from tests.conftest import RunCli
 
-from ..archive_builders import ZipEntry, build_zip, python_source
-from ..conftest import RunCli
 from .forge import Forge
 
 #: A raw CID whose multihash is 0xffff, a code no table has: ``01 55 ffff03 20 <32 bytes>``.

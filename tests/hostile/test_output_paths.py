@@ -16,9 +16,9 @@ import pytest
 from importer.compress import CompressorParams
 from importer.dag.cid import format_cid
 from importer.sinks.partfile import STALE_PART_AGE_S
+from tests.conftest import RunCli
+from tests.oracle_support import dpip_import_executable
 
-from ..conftest import RunCli
-from ..oracle_support import dpip_import_executable
 from .forge import Forge
 from .support import HANG_TIMEOUT_S, files_under, one_line_error, run_cli
 

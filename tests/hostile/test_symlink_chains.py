@@ -13,9 +13,9 @@ from importer.dag.cid import format_cid
 from importer.dag.dagpb import PBLink
 from importer.dag.unixfs import NodeType, UnixFSData
 from importer.sinks.store import BlockStore
+from tests.conftest import RunCli
+from tests.dag_builders import DagBuilder, Link
 
-from ..conftest import RunCli
-from ..dag_builders import DagBuilder, Link
 from .support import files_under
 
 Tree = dict[str, "Tree | bytes | tuple[str]"]  # a dict is a directory, bytes a file, (target,) a symlink

@@ -1,0 +1,206 @@
+"""Packs: the payloads of many blocks in one row of the store, so the file holds payload, not page slack.
+
+SQLite stores a row's bytes in its table's leaf page and, past about 4 KiB, in a chain of
+overflow pages. A store of one row per block therefore wastes space in two ways that
+``python -m bench.diskusage`` measured on real chains (5 numpy releases, wheel + sdist, 47.5 MB
+of payloads): leaf pages that hold a few small rows or the local part of a large one are a third
+empty (+9.0% of the payload), and a row rewritten smaller (a block re-encoded as a delta after it
+was written) leaves free pages behind (+21.2%). A pack is one row of the ``packs`` table whose
+``data`` is a run of *segments* laid end to end; its overflow chain is full but for its last page,
+and the block rows shrink to a locator of a few bytes, so leaf pages are dense.
+
+Segments, and how a block row (encoding :data:`ENCODING_PACKED` or :data:`ENCODING_PACKED_DELTA`)
+finds its bytes. Its ``data`` is a *locator*, five unsigned LEB128 varints::
+
+    pack-id  offset  length  frame-size  inner-offset
+
+``pack[offset : offset + length]`` is the segment. For :data:`ENCODING_PACKED`, with
+``frame-size`` 0 the segment is the block itself; otherwise it is one zstd frame (plain, or
+made with one of the store's dictionaries: its header names it) that decodes to ``frame-size``
+bytes, of which the block is ``[inner-offset : inner-offset + size]``. Blocks under
+:data:`GROUP_BELOW` written together share a frame (:data:`FRAME_BYTES`), so zstd sees the
+context a lone 300-byte directory node or a lone header file lacks, as git's packs compress
+objects against their neighbours; a full 256 KiB leaf is a frame of its own. For :data:`ENCODING_PACKED_DELTA` the segment is a delta payload
+(:mod:`importer.sinks.delta`), exactly what an encoding-3 row holds. A CID never changes: the
+block row is still keyed by it and every read hashes the decoded block against it.
+
+Figures behind the constants, from ``/tmp`` prototypes on the 10,137 small blocks (< 16 KiB, not
+deltas; 13.98 MB) of that numpy store, stored one frame each at level 3 with the store's
+dictionary in 5.81 MB; grouped in write order into frames of (uncompressed)::
+
+    frame      16 KiB   64 KiB   256 KiB   1 MiB
+    level  3    4.81     4.50     4.22     3.97 MB   (0.05-0.15 s)
+    level  9    4.55     4.20     3.94     3.64 MB   (0.3-0.5 s)
+    level 19    4.43     4.04     3.70     3.41 MB   (6-8 s)
+
+A random read decodes the block's whole frame, about 1 GB/s here: 0.1 ms for 128 KiB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import zstandard
+
+from ..dag.varint import decode_uvarint, encode_uvarint
+from .atrest import UndecodablePayload
+
+KiB: Final = 1024
+MiB: Final = 1024 * KiB
+
+#: A block row whose ``data`` is a locator into a pack: the block is raw or in a zstd frame there.
+ENCODING_PACKED: Final = 4
+#: A block row whose ``data`` is a locator into a pack, where its delta payload is.
+ENCODING_PACKED_DELTA: Final = 5
+#: Blocks smaller than this are grouped with their neighbours into frames: every block but a full
+#: 256 KiB leaf of a large file. On the first grpcio sdist (grpcio-1.84.1.tar.gz, 13.4 MB; the
+#: blocks of one import, MB at rest; zstd -19 --long=31 of the whole tar: 8.83)::
+#:
+#:     blocks       bytes   alone, level 3   frames of 128 KiB, level 9   512 KiB, 9   2 MiB, 19
+#:     < 16 KiB     20.93        7.18                3.99                     3.70         3.19
+#:     16-64 KiB    24.42        5.42                4.28                     3.98         3.40
+#:     64-256 KiB   19.04        2.95                2.50                     2.37         2.05
+#:     256 KiB      16.80        2.24                1.93 (each alone)        1.85         1.57
+#:
+#: Grouping the blocks of 16-256 KiB too (and level 9 for the leaves) takes that release from
+#: 14.6 to 12.7 MB at rest.
+GROUP_BELOW: Final = 256 * KiB
+#: Grouped blocks go into frames of at least this many uncompressed bytes (the last frame of a
+#: write may be smaller; a block larger than what is left makes a frame up to twice this size):
+#: a frame decodes in a few tenths of a millisecond for a random read (zstd at ~1 GB/s here).
+FRAME_BYTES: Final = 128 * KiB
+#: zstd level of every frame of a pack: level 9 stores 7% less than 3 on numpy's small blocks,
+#: 15-21% less on grpcio's (table above) and 5% less on numpy's 256 KiB binary leaves; it
+#: compresses about 3x slower than level 3 (REPORT.md, "Deltas at rest": what that costs an
+#: import); level 19 would gain 6-15% more for 20x the time (``store optimize --level 19``).
+FRAME_LEVEL: Final = 9
+#: A pack is closed once it holds this many bytes. Reading a segment walks the pack's overflow
+#: chain from its start (SQLite keeps no index of it), 256 pages of 4 KiB at most; a pack's
+#: last, partly filled page is 0.2% of it.
+PACK_BYTES: Final = 1 * MiB
+#: Largest frame a locator may declare: a group of small blocks stops at :data:`FRAME_BYTES`
+#: plus one block under 16 KiB, and a large block is a frame alone (at most 2 MiB, the largest
+#: block Kubo's bitswap exchanges); anything larger is a damaged locator, not an allocation.
+MAX_FRAME: Final = 4 * MiB
+
+
+@dataclass(frozen=True, slots=True)
+class Locator:
+    """Where a packed block's bytes are (module docstring)."""
+
+    pack: int
+    offset: int
+    length: int
+    frame_size: int
+    inner: int
+
+    def encode(self) -> bytes:
+        return b"".join(encode_uvarint(n) for n in (self.pack, self.offset, self.length, self.frame_size,
+                                                    self.inner))
+
+
+def parse_locator(data: bytes, size: int) -> Locator:
+    """The locator of a packed row holding a ``size``-byte block; UndecodablePayload if it is not one."""
+    values = []
+    pos = 0
+    try:
+        for _ in range(5):
+            value, pos = decode_uvarint(data, pos)
+            values.append(value)
+    except ValueError as e:
+        raise UndecodablePayload(f"pack locator does not parse ({e})") from None
+    if pos != len(data):
+        raise UndecodablePayload("pack locator has trailing bytes")
+    locator = Locator(*values)
+    if locator.pack <= 0 or locator.length <= 0 and size > 0:
+        raise UndecodablePayload(f"pack locator names pack {locator.pack}, {locator.length} bytes")
+    if locator.frame_size > MAX_FRAME or (locator.frame_size and locator.inner + size > locator.frame_size):
+        raise UndecodablePayload(f"pack locator puts {size} bytes at {locator.inner} of a {locator.frame_size}-byte frame")
+    return locator
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """One block of a pack being built: its CID, size, encoding and locator (pack id filled in later)."""
+
+    cid: bytes
+    size: int
+    encoding: int
+    offset: int
+    length: int
+    frame_size: int
+    inner: int
+    refs: tuple[bytes, ...] = ()
+
+    def locator(self, pack: int) -> bytes:
+        return Locator(pack, self.offset, self.length, self.frame_size, self.inner).encode()
+
+
+class PackBuilder:
+    """Lays blocks out as the segments of one pack; :meth:`take` hands the pack over."""
+
+    def __init__(self, frame_compressor: zstandard.ZstdCompressor) -> None:
+        self._frames = frame_compressor
+        self._parts: list[bytes] = []
+        self._bytes = 0
+        self.placed: list[Placed] = []
+        self._group: list[tuple[bytes, bytes]] = []
+        self._group_bytes = 0
+
+    @property
+    def full(self) -> bool:
+        return self._bytes >= PACK_BYTES
+
+    @property
+    def empty(self) -> bool:
+        return not self.placed and not self._group
+
+    def _segment(self, segment: bytes) -> int:
+        offset = self._bytes
+        self._parts.append(segment)
+        self._bytes += len(segment)
+        return offset
+
+    def add_grouped(self, cid: bytes, block: bytes) -> None:
+        """A block grouped with its neighbours into one frame (it closes once it holds FRAME_BYTES)."""
+        self._group.append((cid, block))
+        self._group_bytes += len(block)
+        if self._group_bytes >= FRAME_BYTES:
+            self.close_frame()
+
+    def add_frame(self, cid: bytes, size: int, payload: bytes, framed: bool) -> None:
+        """A block that is a segment alone: ``payload`` is a zstd frame of it (``framed``) or the block."""
+        offset = self._segment(payload)
+        self.placed.append(Placed(cid, size, ENCODING_PACKED, offset, len(payload), size if framed else 0, 0))
+
+    def add_delta(self, cid: bytes, size: int, payload: bytes, refs: Sequence[bytes]) -> None:
+        offset = self._segment(payload)
+        self.placed.append(Placed(cid, size, ENCODING_PACKED_DELTA, offset, len(payload), 0, 0, tuple(refs)))
+
+    def close_frame(self) -> None:
+        """Compress the grouped small blocks into one frame (kept raw if zstd does not shrink them)."""
+        if not self._group:
+            return
+        joined = b"".join(block for _, block in self._group)
+        frame = self._frames.compress(joined)
+        framed = len(frame) < len(joined)
+        offset = self._segment(frame if framed else joined)
+        length = self._bytes - offset
+        inner = 0
+        for cid, block in self._group:
+            if framed:
+                self.placed.append(Placed(cid, len(block), ENCODING_PACKED, offset, length, len(joined), inner))
+            else:
+                self.placed.append(Placed(cid, len(block), ENCODING_PACKED, offset + inner, len(block), 0, 0))
+            inner += len(block)
+        self._group.clear()
+        self._group_bytes = 0
+
+    def take(self) -> tuple[bytes, list[Placed]]:
+        """The pack's bytes and its blocks; the builder starts empty again."""
+        self.close_frame()
+        data, placed = b"".join(self._parts), self.placed
+        self._parts, self._bytes, self.placed = [], 0, []
+        return data, placed

@@ -1,0 +1,52 @@
+"""bench.diskusage: a store's file split into payload, free pages, unused page space and structure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.diskusage import disk_usage, format_usage
+from importer.dag.cid import RAW, cid_of_block
+from importer.sinks.store import DB_NAME, BlockStore
+
+from .bench_archives import random_bytes
+
+
+def test_the_parts_add_up_to_the_file_and_deletes_show_as_free_pages(tmp_path: Path) -> None:
+    blocks = [random_bytes(20_000, seed) for seed in range(40)]
+    cids = [cid_of_block(1, RAW, block) for block in blocks]
+    with BlockStore(tmp_path, compression="none") as store:
+        store.put_many(zip(cids, blocks, strict=True))
+    before = disk_usage(tmp_path)
+    assert before.payload_bytes == sum(map(len, blocks))
+    assert before.file_bytes == (tmp_path / DB_NAME).stat().st_size
+    assert before.file_bytes == before.payload_bytes + before.free_bytes + before.unused_bytes + before.structure_bytes
+    with BlockStore(tmp_path) as store:
+        for cid in cids[:20]:
+            store.delete(cid)
+    after = disk_usage(tmp_path)
+    assert after.payload_bytes == sum(map(len, blocks[20:]))
+    assert after.free_bytes >= sum(map(len, blocks[:20])) - 20 * 4096
+    assert format_usage("s", after).startswith(f"s: file {after.disk_bytes:,d} B = ")
+
+
+def test_bytes_by_role_count_each_block_once_for_the_first_archive_that_has_it(tmp_path: Path) -> None:
+    from bench.diskusage import bytes_by_role
+    from importer.archive.importer import import_archive
+    from importer.profiles import resolve_settings
+    from importer.sinks.store import ArchiveRecord
+
+    from .bench_archives import make_wheel
+
+    with BlockStore(tmp_path / "s") as store:
+        for version in ("1.0", "1.1"):
+            files = {"pkg/__init__.py": b"VERSION = '" + version.encode() + b"'\n", "pkg/big.py": random_bytes(300_000, 3)}
+            path = tmp_path / f"pkg-{version}-py3-none-any.whl"
+            path.write_bytes(make_wheel("pkg", version, files))
+            report = import_archive(str(path), resolve_settings(), store)
+            store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256), report.size, 0.0))
+        payloads = {cid: stored for cid, _, stored in store.iter_payloads()}
+    parts = bytes_by_role(tmp_path / "s")
+    assert sum(n for n, _ in parts.values()) == len(payloads)  # every block once, none twice
+    assert sum(stored for _, stored in parts.values()) == sum(payloads.values())
+    assert parts[("first wheel", "leaf")][0] == 4  # __init__.py, big.py's two leaves of 256 KiB and less, METADATA
+    assert parts[("later", "leaf")][0] == 2  # the new __init__.py and METADATA: big.py is the first wheel's
