@@ -32,7 +32,7 @@ from typing import Any, Final
 
 from .download_cache import cache_dir
 from .perf_add import run_cli
-from .perf_node import MB, preamble, reexec_in_private_netns, start_node, timed_process
+from .perf_node import MB, preamble, reexec_in_private_netns, start_node, timed_process, warm_bytecode
 
 #: The projects of REPORT.md's --plain measurement (perf_serve.PLAIN_PROJECTS): 70 files, ~116 MB.
 PROJECTS: Final = ("requests", "attrs", "pyparsing", "starlette", "pydantic", "pydantic_core", "sqlalchemy")
@@ -117,6 +117,7 @@ def inside(work: Path, projects: list[str]) -> int:
         summary = export_car(s, [root, *(r.root for r in s.iter_archives())], car)
     print(f"first publish moves {summary.blocks} blocks, CAR {car.stat().st_size / MB:.1f} MB")
     node = start_node(work)
+    warm_bytecode()
     url = f"http://127.0.0.1:{node.ports['api']}/api/v0/dag/import"
     plain, first, release = [], [], []
     first_sent = release_sent = (0, 0)

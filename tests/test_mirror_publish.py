@@ -195,6 +195,25 @@ def test_pip_downloads_a_wheel_through_the_jsipfs_gateway_from_a_plain_index(
     assert get(f"{index_url}alpha/{sdist.filename}") == sdist.path.read_bytes()  # the sdist too, byte for byte
 
 
+def test_two_publications_of_one_store_keep_each_other_s_roots_pinned(
+        node: JsIpfs, dists: list[Dist], cli: RunCli, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    sync(store, [d for d in dists if d.version == "1.0"])
+
+    def publish(*extra: str) -> Published:
+        rc, out, err = cli("mirror", "publish", "--api", node.api, "--store", store, *extra)
+        assert rc == 0, err
+        return published(store, out)
+
+    structural = publish("--key", "two-a", "--mfs", "/two/a")
+    plain = publish("--plain", "--key", "two-b", "--mfs", "/two/b")
+    again = publish("--key", "two-a", "--mfs", "/two/a")
+    assert again.root == structural.root and plain.root != structural.root
+    assert {structural.root, plain.root} <= recursive_pins(node)
+    assert json.loads(node.rpc("files/stat", "/two/b"))["Hash"] == format_cid(plain.root)
+    assert json.loads(node.rpc("name/resolve", plain.name))["Path"] == f"/ipfs/{format_cid(plain.root)}"
+
+
 # -- serve --index /ipns/NAME --api, and a second publish ----------------------------------------
 
 

@@ -12,10 +12,11 @@ A publish of a store's mirror to a node (``--api``):
    :data:`ROOTS_PER_PUSH` roots, a project's archives next to each other; each batch is one CAR,
    pinned by the node and recorded when it is in, so an interrupted publish resumes where it
    stopped;
-4. pushes the index root last, subtracting the previous index root the node holds and the
-   ``.metadata`` files of the archives just pushed (each is the very METADATA leaf of its wheel's
-   tree), so only the pages of changed projects and the directories above them travel; an index
-   is pinned on the node only once every archive it names is;
+4. pushes the index root last, subtracting the index root ``--mfs`` names on the node (the one
+   this publication made last time, if the node pins it) and the ``.metadata`` files of the
+   archives just pushed (each is the very METADATA leaf of its wheel's tree), so only the pages
+   of changed projects and the directories above them travel; an index is pinned on the node
+   only once every archive it names is;
 5. makes ``--mfs PATH`` (default ``/dpip``) name the index root: ``files/cp /ipfs/ROOT PATH.new``,
    ``files/rm -r PATH``, ``files/mv PATH.new PATH``, ``files/flush``. Kubo and js-ipfs both move a
    source *into* an existing directory, so the old tree must go before the move; a reader of MFS
@@ -24,9 +25,11 @@ A publish of a store's mirror to a node (``--api``):
    ``key/gen`` (ed25519) at the start when the node lacks it (a key the node refuses costs no
    upload), with ``allow-offline`` (a node without peers keeps the record and announces it when
    it has some);
-7. unpins the earlier index roots this store published to the node (``pin/rm``, as Kubo's ``pin
-   update`` would): the archives stay pinned, and the old pages may be collected. A reader that
-   resolved the name just before may meet a missing page if the node collects at that moment.
+7. unpins the index root ``--mfs`` named before, if this store built and pushed it (``pin/rm``,
+   as Kubo's ``pin update`` would): the archives stay pinned, and the old pages may be collected.
+   A reader that resolved the name just before may meet a missing page if the node collects at
+   that moment. Another publication of the same store (another ``--mfs`` and ``--key``, e.g. a
+   ``--plain`` one) keeps its own root.
 
 Nothing here reaches into the store's tables: archives come from :func:`.tree.collect_archives`,
 records from the store's ``pushed_roots``.
@@ -116,11 +119,22 @@ def _batches(roots: Sequence[bytes], size: int) -> Iterator[list[bytes]]:
         yield list(roots[i:i + size])
 
 
-def replace_in_mfs(node: NodeClient, path: str, root: bytes) -> bool:
-    """Make the MFS ``path`` name the directory ``root`` (module docstring, step 5); False if it already did."""
-    target = f"/ipfs/{format_cid(root)}"
-    current = node.files_stat(path)
-    if current is not None and pin_key_text(current) == pin_key(root):
+def mfs_root(node: NodeClient, path: str) -> bytes | None:
+    """The CID the MFS ``path`` names now (``files/stat``), None if nothing or nothing we can read."""
+    from ..dag.cid import parse_cid
+    from ..errors import InvalidCid
+
+    text = node.files_stat(path)
+    try:
+        return parse_cid(text) if text is not None else None
+    except InvalidCid:
+        return None
+
+
+def replace_in_mfs(node: NodeClient, path: str, root: bytes, current: bytes | None) -> bool:
+    """Make the MFS ``path``, which names ``current`` now, name the directory ``root`` instead
+    (module docstring, step 5); False if it already did."""
+    if current is not None and pin_key(current) == pin_key(root):
         return False
     parent = path.rsplit("/", 1)[0]
     if parent:
@@ -128,23 +142,12 @@ def replace_in_mfs(node: NodeClient, path: str, root: bytes) -> bool:
     staged = path + MFS_NEW_SUFFIX
     if node.files_stat(staged) is not None:
         node.files_rm(staged)  # left by a publish that stopped between its calls
-    node.files_cp(target, staged)
-    if current is not None:
+    node.files_cp(f"/ipfs/{format_cid(root)}", staged)
+    if node.files_stat(path) is not None:
         node.files_rm(path)
     node.files_mv(staged, path)
     node.files_flush(path)
     return True
-
-
-def pin_key_text(text: str) -> bytes | None:
-    """:func:`pin_key` of a CID the node wrote, None if it is not one we can read."""
-    from ..dag.cid import parse_cid
-    from ..errors import InvalidCid
-
-    try:
-        return pin_key(parse_cid(text))
-    except InvalidCid:
-        return None
 
 
 def check_key_name(key: str) -> str:
@@ -175,6 +178,7 @@ def publish(store: BlockStore, state: MirrorState, node: NodeClient, built: Buil
     check_key_name(key)
     peer = node.peer_id()
     name, made = ensure_key(node, key)  # first: a key the node refuses costs no upload
+    before = mfs_root(node, mfs)  # what this publication named last time: the base of the new index
     pinned = node.pinned_roots()
     recorded = [p.root for p in store.pushed_roots(peer)]
     gone = [root for root in recorded if pin_key(root) not in pinned]
@@ -195,16 +199,18 @@ def publish(store: BlockStore, state: MirrorState, node: NodeClient, built: Buil
                 f"in {report.seconds:.2f} s")
     previous = {index.root for index in state.iter_index_roots()}
     if built.root not in held:
-        hints = [root for root in recorded if root in previous and root in held][:1]  # the newest one
+        hints = [before] if before is not None and pin_key(before) in pinned else []
         metadata = {facts.metadata.cid for root in missing
                     if (facts := state.archive_facts(root)) is not None and facts.metadata is not None}
         pushes.append(push(store, node, [built.root], progress=progress, pin_add=pin_add, pinned=pinned,
                            names=names, hints=hints, known=metadata))
-    replace_in_mfs(node, mfs, built.root)
+    replace_in_mfs(node, mfs, built.root, before)
     published = node.name_publish(f"/ipfs/{format_cid(built.root)}", key, lifetime=lifetime)
     if published != name:
         raise RemoteError(node.source, f"name/publish: published to {published}, but key {key!r} is {name}", key)
-    earlier = [root for root in held if root in previous and root != built.root]
+    # The index this publication replaced, if this store built and pushed it: nothing else names it now.
+    replaced = pin_key(before) if before is not None else None
+    earlier = [root for root in held if root in previous and pin_key(root) == replaced and root != built.root]
     if earlier:
         node.pin_rm(earlier)
         store.forget_pushed(peer, earlier)
