@@ -5,10 +5,12 @@ mirror is two projects (alpha, beta; a wheel and an sdist per release, built at 
 hatchling: tests/mirror_support.py), synced from a fake index. What is checked through the node
 itself: the index root and every archive root are pinned, MFS ``/dpip`` and the IPNS name give
 the root, the tree reads back through js-ipfs's (path-only) gateway byte for byte as ``serve``
-gives it, and with ``--plain`` real pip downloads a wheel through that gateway; a second publish
+gives it, and with ``--plain`` real pip ``--require-hashes`` downloads a wheel through that gateway; a second publish
 after one new release sends exactly the blocks that are new and moves the name; ``serve
 --index /ipns/NAME --api`` serves real pip ``--require-hashes`` from the node's blocks into an
-empty store and follows the name when it moves. And the failures, each one line.
+empty store and follows the name when it moves. And the failures, each one line: a node killed
+mid-publish (as the archives arrive, as the index does) leaves no index recorded, nothing in MFS,
+no name, and the next publish completes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +39,7 @@ from .node_support import (
     CALL_TIMEOUT_S,
     STOP_TIMEOUT_S,
     JsIpfs,
+    KillingProxy,
     dag_blocks,
     enter_private_netns,
     free_port,
@@ -183,12 +187,15 @@ def test_pip_downloads_a_wheel_through_the_jsipfs_gateway_from_a_plain_index(
     plain = published(store, out)
     assert out.splitlines()[4] == f"  pip install --index-url <gateway>/ipns/{plain.name}/simple/ ..."
     index_url = f"http://127.0.0.1:{node.ports['gateway']}/ipfs/{format_cid(plain.root)}/simple/"
+    wheel = next(d for d in dists if d.filename == "alpha-1.0-py3-none-any.whl")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(f"alpha==1.0 --hash=sha256:{wheel.sha256}\n")
     python = make_venv(tmp_path / "venv")
     result = subprocess.run([str(python), "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                             "--no-cache-dir", "--index-url", index_url, "-d", str(tmp_path / "got"), "alpha==1.0"],
+                             "--no-cache-dir", "--require-hashes", "--index-url", index_url, "-d", str(tmp_path / "got"),
+                             "-r", str(requirements)],
                             capture_output=True, text=True, env=pip_env(tmp_path), timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    wheel = next(d for d in dists if d.filename == "alpha-1.0-py3-none-any.whl")
     got = tmp_path / "got" / wheel.filename
     assert hashlib.sha256(got.read_bytes()).hexdigest() == wheel.sha256
     sdist = next(d for d in dists if d.filename == "alpha-1.0.tar.gz")
@@ -336,3 +343,42 @@ def test_serve_of_a_name_that_does_not_resolve_is_one_line(node: JsIpfs, cli: Ru
     assert (rc, err) == (1, ("dpip-import serve: --index /ipns/NAME is resolved by an IPFS node: give --api ADDR, "
                              "not --gateway\n"))
 
+
+
+def test_node_killed_mid_publish_fails_in_one_line_publishes_nothing_and_the_next_publish_completes(
+        netns: None, dists: list[Dist], cli: RunCli, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    sync(store, [d for d in dists if d.version == "1.0"])
+    with BlockStore(store, create=False) as s:
+        archives = {r.root for r in s.iter_archives()}
+    with running_jsipfs(tmp_path / "killed") as node:
+        # Killed as the archives' CAR arrives (the first dag/import), then as the index's does (the
+        # second): the archives that landed stay recorded, so the next publish resumes after them.
+        for nth, recorded in ((1, set()), (2, archives)):
+            proxy = KillingProxy(node, call="dag/import", nth=nth)
+            try:
+                rc, out, err = cli("mirror", "publish", "--api", proxy.api, "--store", store)
+            finally:
+                proxy.close()
+            assert proxy.killed.is_set()
+            assert (rc, out) == (1, "")
+            assert len(err.splitlines()) == 1, err
+            assert err.startswith(f"dpip-import mirror publish: node {proxy.api}: dag/import: "), err
+            assert err.endswith("; nothing recorded as pushed)\n"), err
+            with BlockStore(store, create=False) as s:
+                assert {p.root for p in s.pushed_roots(node.peer_id)} == recorded
+            node.start()  # the same repo, so the same peer ID
+            name = {k["Name"]: k["Id"] for k in json.loads(node.rpc("key/list"))["Keys"]}["dpip-mirror"]  # made first
+            for call, arg in (("files/stat", "/dpip"), ("name/resolve", name)):  # nothing in MFS, nothing published
+                with pytest.raises(urllib.error.HTTPError):
+                    node.rpc(call, arg)
+        rc, out, err = cli("mirror", "publish", "--api", node.api, "--store", store)
+        assert rc == 0, err
+        done = published(store, out)
+        assert out.splitlines()[1].startswith(f"pushed 0 of 4 archives and the index to {node.peer_id}: ")
+        assert json.loads(node.rpc("files/stat", "/dpip"))["Hash"] == format_cid(done.root)
+        assert json.loads(node.rpc("name/resolve", done.name))["Path"] == f"/ipfs/{format_cid(done.root)}"
+        assert recursive_pins(node) >= {done.root, *archives}
+        rc, _, err = cli("export", "--store", store, format_cid(done.root), "-o", tmp_path / "index.car")
+        assert rc == 0, err
+        assert node.rpc("dag/export", format_cid(done.root)) == (tmp_path / "index.car").read_bytes()

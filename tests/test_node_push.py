@@ -11,10 +11,7 @@ next push completes; Kubo pins a pushed root over bitswap and downloads its file
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +26,10 @@ from .archive_builders import BuiltProject, built_projects
 from .conftest import RunCli
 from .node_support import (
     JsIpfs,
+    KillingProxy,
     archive_members,
     dag_blocks,
     enter_private_netns,
-    free_port,
     kubo_pin_and_download,
     run,
     running_jsipfs,
@@ -236,52 +233,6 @@ def test_kubo_pins_a_pushed_root_over_bitswap_and_downloads_its_files(
 
 # -- a node that dies mid-push ------------------------------------------------------------------
 
-class KillingProxy:
-    """A TCP proxy to a node's API that SIGKILLs the node once ``after`` request bytes went through."""
-
-    def __init__(self, node: JsIpfs, after: int) -> None:
-        self.node = node
-        self.after = after
-        self.sent = 0
-        self.killed = threading.Event()
-        self.port = free_port()
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.node.ports["api"]))
-            for src, dst, count in ((client, upstream, True), (upstream, client, False)):
-                t = threading.Thread(target=self._pump, args=(src, dst, count), daemon=True)
-                t.start()
-                self.threads.append(t)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                if count:
-                    self.sent += len(data)
-                    if self.sent >= self.after and not self.killed.is_set():
-                        self.killed.set()
-                        self.node.kill()
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def big_wheel(folder: Path) -> Path:
     """A wheel of 8 MiB of incompressible data: a CAR long enough to be cut in the middle."""
     import random
@@ -305,7 +256,7 @@ def test_node_killed_mid_push_fails_in_one_line_records_nothing_and_the_next_pus
     with running_jsipfs(tmp_path / "killed") as node:
         proxy = KillingProxy(node, after=2 * 1024 * 1024)
         try:
-            api = f"/ip4/127.0.0.1/tcp/{proxy.port}"
+            api = proxy.api
             rc, out, err = cli("push", "--api", api, "--store", store, root)
         finally:
             proxy.close()
