@@ -41,10 +41,10 @@ The strategies, by family (the names are what ``--strategies`` takes):
 
 ``structural+nested``, ``structural+nested+buzhash``
     The structural layout with ``--open-nested``: a member whose name ends like an archive
-    (:data:`importer.archive.importer.NESTED_SUFFIXES`) and that parses as one (a plain ``.gz``
+    (:data:`importer.archive.nested.NESTED_SUFFIXES`) and that parses as one (a plain ``.gz``
     as a one-member "raw" archive) becomes a directory of its decoded contents in the tree, with
     its own skeleton frame, recipe and root as the source of the parent's member entry, down to
-    :data:`~importer.archive.importer.MAX_NESTING_DEPTH` levels. ``+buzhash`` cuts member files
+    :data:`~importer.archive.nested.MAX_NESTING_DEPTH` levels. ``+buzhash`` cuts member files
     with buzhash (``unixfs-v1-2025``), ``structural+nested`` uses ``unixfs-v0-2015`` like
     ``structural``.
 
@@ -77,13 +77,8 @@ from typing import Any, BinaryIO, Final
 import zstandard
 
 from importer.adder import Adder
-from importer.archive.importer import (
-    MAX_NESTING_DEPTH,
-    NESTED_SUFFIXES,
-    SKELETON_FAST_LEVEL,
-    SKELETON_STRONG_LIMIT,
-    SKELETON_ZSTD_LEVEL,
-)
+from importer.archive.finish import skeleton_level
+from importer.archive.nested import MAX_NESTING_DEPTH, is_nested_candidate
 from importer.archive.recipe import (
     VERBATIM,
     ArchiveRoot,
@@ -91,6 +86,7 @@ from importer.archive.recipe import (
     OuterItem,
     OuterStream,
     Recipe,
+    body_of_format,
     write_recipe,
     write_root,
 )
@@ -230,8 +226,7 @@ def decode_archive(data: bytes, filename: str, kind: str, *, allow_raw: bool = F
 
 def skeleton_frame(blob: bytes) -> bytes:
     """The skeleton as the importer stores it: one zstd frame, its level chosen by size as there."""
-    level = SKELETON_ZSTD_LEVEL if len(blob) <= SKELETON_STRONG_LIMIT else SKELETON_FAST_LEVEL
-    return bytes(zstandard.ZstdCompressor(level=level).compress(blob))
+    return bytes(zstandard.ZstdCompressor(level=skeleton_level(len(blob))).compress(blob))
 
 
 def _gap(data: bytes, gap: Gap) -> bytes:
@@ -333,8 +328,6 @@ def _structural(settings: ImportSettings, *, nested: bool = False) -> StoreFn:
 
 #: What a nested member that does not open raises while decoding (it then stays a plain file).
 NOT_AN_ARCHIVE: Final = (ImporterError, zlib.error, EOFError, ValueError, OSError)
-#: The recipe ``body`` of each decoded format (a nested plain ``.gz`` is a one-member "raw" body).
-RECIPE_BODY: Final = {"zip": "zip", "gz": "raw", "bz2": "raw", "xz": "raw"}
 
 
 def open_nested(archive: DecodedArchive, m: DecodedMember) -> DecodedArchive | None:
@@ -344,7 +337,7 @@ def open_nested(archive: DecodedArchive, m: DecodedMember) -> DecodedArchive | N
     parse or when one of its own members is verbatim (the importer keeps such a member a plain file).
     """
     member = m.member
-    if member.kind != "file" or member.verbatim or not (member.name or "").lower().endswith(NESTED_SUFFIXES):
+    if not is_nested_candidate(member):
         return None
     try:
         inner = decode_archive(archive.content(m), posixpath.basename(member.name or "member"), archive.kind,
@@ -403,7 +396,7 @@ def _store_structural(archive: DecodedArchive, settings: ImportSettings, sink: B
     skeleton = adder.add_stream(io.BytesIO(archive.skeleton_frame))
     streams = any(isinstance(item, OuterStream) for item in archive.outer)
     recipe = Recipe(
-        body=RECIPE_BODY.get(archive.format, "tar"), outer=archive.outer, skeleton=skeleton.cid,
+        body=body_of_format(archive.format), outer=archive.outer, skeleton=skeleton.cid,
         skeleton_size=archive.skeleton_size, params=(TYPICAL_PARAMS,) if deflated or streams else (),
         extra=tuple(extra), members=tuple(entries), tail=archive.tail,
     )
