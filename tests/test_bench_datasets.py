@@ -17,7 +17,8 @@ import pytest
 import importer.mirror.download as mirror_download
 from bench.__main__ import main as bench_main
 from bench.datasets import LockEntry, build_lock, ensure_downloaded, load_lock, lock_digest, resolve_index_url
-from bench.pypi_index import SIMPLE_JSON, parse_filename, parse_version
+from bench.pypi_index import parse_filename, parse_version
+from importer.mirror.render import JSON_TYPE as SIMPLE_JSON
 
 
 def payload(filename: str, size: int = 3000) -> bytes:
