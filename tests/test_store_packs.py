@@ -271,7 +271,7 @@ def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_onc
 
 def test_a_new_store_compresses_its_first_small_blocks_with_the_shipped_dictionary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importer.sinks.store as store_module
+    import importer.sinks.store.dictionaries as store_module
     from importer.sinks.atrest import SHIPPED_ID, shipped_dictionary
 
     shipped = shipped_dictionary()
