@@ -35,6 +35,7 @@ from .archive_builders import (
 from .archive_checks import assert_roundtrip, sha256_file
 from .conftest import RunCli
 from .oracle_support import dpip_import_executable
+from .peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 
 TEXT = python_source(11, 400)
 GiB = 1 << 30
@@ -163,25 +164,18 @@ def test_tar_gz_zero_padding_bomb_stops_at_the_trailing_and_total_limits(tmp_pat
                        flags=("--max-total-size", "100000000", "--max-trailing-size", str(20 * GiB)))
 
 
-_MEASURE = """
-import resource, sys
-from importer.cli.main import main
-rc = main(sys.argv[1:])
-print(rc, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-"""
-
-
 @pytest.mark.parametrize("limit", ["600000000"])
 def test_bomb_is_inflated_in_bounded_memory_until_the_limit(limit: str, tmp_path: Path) -> None:
     """A gzip'd tar whose zero padding inflates 600 MB before the limit stops it: the padding is
     skeleton, spooled to a temporary file, so peak RSS stays far below the bytes inflated."""
     path = tmp_path / "padding-1.0.tar.gz"
     path.write_bytes(_tar_gz_zero_tail_bomb())
-    proc = subprocess.run([sys.executable, "-c", _MEASURE, "sdist", "-n", "--max-total-size", limit,
-                           "--max-trailing-size", str(20 * GiB), str(path)], capture_output=True, text=True, check=False)
-    rc, peak_kib = map(int, proc.stdout.split())
-    assert rc == 1 and f"inflates past --max-total-size {limit}" in proc.stderr, proc.stderr
-    assert peak_kib * 1024 < 300 * MiB, f"peak RSS {peak_kib} KiB"
+    peak_file = tmp_path / "peak-rss"
+    proc = subprocess.run([sys.executable, "-c", CHILD_MAIN, "sdist", "-n", "--max-total-size", limit,
+                           "--max-trailing-size", str(20 * GiB), str(path)], capture_output=True, text=True,
+                          check=False, env={**os.environ, PEAK_FILE_ENV: str(peak_file)})
+    assert proc.returncode == 1 and f"inflates past --max-total-size {limit}" in proc.stderr, proc.stderr
+    assert read_peak(peak_file) < 300 * MiB, f"peak RSS {read_peak(peak_file) / MiB:.0f} MiB"
 
 
 def test_escaping_names_and_links_import_and_write_nothing_outside(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from tests.archive_builders import (
     tar_bytes,
     zero_bomb,
 )
+from tests.peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 
 KiB: Final = 1 << 10
 MiB: Final = 1 << 20
@@ -180,7 +181,7 @@ _POLL_S: Final = 0.05
 
 @dataclass(frozen=True, slots=True)
 class ChildRun:
-    """What a watched CLI run did: exit code, output, peak RSS (its own, from wait4) and peak bytes
+    """What a watched CLI run did: exit code, output, peak RSS (its own ``VmHWM``) and peak bytes
     of temporary files (named ones under its TMPDIR, and unlinked ones it holds open there)."""
 
     rc: int
@@ -207,15 +208,16 @@ def _tmp_bytes(pid: int, tmp: Path) -> int:
 def run_watched(*argv: str | os.PathLike[str], tmp: Path, store: Path) -> ChildRun:
     """``dpip-import ARGV`` in a child with TMPDIR at the fresh folder ``tmp`` and the store at ``store``."""
     tmp.mkdir(parents=True, exist_ok=False)
-    env = {**os.environ, "TMPDIR": str(tmp), "DPIP_STORE": str(store)}
+    peak_file = tmp.parent / f"{tmp.name}.peak-rss"
+    env = {**os.environ, "TMPDIR": str(tmp), "DPIP_STORE": str(store), PEAK_FILE_ENV: str(peak_file)}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "importer", *(os.fspath(a) for a in argv)], env=env, stdout=out,
-                                stderr=err)
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_MAIN, *(os.fspath(a) for a in argv)], env=env,
+                                stdout=out, stderr=err)
         deadline = time.monotonic() + CHILD_TIMEOUT_S
         peak_tmp = 0
         try:
             while True:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                pid, status, _usage = os.wait4(proc.pid, os.WNOHANG)
                 if pid:
                     break
                 peak_tmp = max(peak_tmp, _tmp_bytes(proc.pid, tmp))
@@ -230,4 +232,6 @@ def run_watched(*argv: str | os.PathLike[str], tmp: Path, store: Path) -> ChildR
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return ChildRun(proc.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024, peak_tmp)
+        peak_rss = read_peak(peak_file)
+        peak_file.unlink()
+        return ChildRun(proc.returncode, out.read().decode(), err.read().decode(), peak_rss, peak_tmp)
