@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -59,6 +60,9 @@ DB_NAME: Final = "blocks.sqlite3"
 #: How long a writer waits for another process's transaction before giving up (milliseconds).
 #: One batch of 64 MiB commits in well under a second, so a minute means "something is stuck".
 BUSY_TIMEOUT_MS: Final = 60_000
+#: Pause between two tries to switch a new store to WAL while another process holds it
+#: (:func:`_switch_to_wal`): its lock lasts a few milliseconds, the time to write the header.
+_WAL_RETRY_S: Final = 0.005
 #: The write-ahead log is truncated back to this after a checkpoint instead of staying at its peak.
 JOURNAL_SIZE_LIMIT: Final = 64 * MiB
 #: Compression of a store that has no setting yet. ``python -m bench.perf_store --wheels ...``
@@ -161,9 +165,7 @@ def connect(path: Path, create: bool, fail: Callable[[str], StoreError]) -> sqli
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if new:  # only takes effect before the first table, and before WAL writes the header
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise fail(f"cannot switch to WAL mode (journal_mode is {mode})")
+        _switch_to_wal(conn, fail)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
         migrate(conn, fail)
@@ -174,6 +176,28 @@ def connect(path: Path, create: bool, fail: Callable[[str], StoreError]) -> sqli
         conn.close()
         raise
     return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None:
+    """``journal_mode = WAL``, waiting out another process that creates the same store.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked"
+    at once, without calling the busy handler, while another opener holds the file; two importers
+    started together on a new store (``tests/test_store_atrest.py``, the two writers) met that
+    about once in 50 starts. So the switch is retried until :data:`BUSY_TIMEOUT_MS`; once the
+    file is in WAL mode the pragma takes no lock and returns at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+    if str(mode).lower() != "wal":
+        raise fail(f"cannot switch to WAL mode (journal_mode is {mode})")
 
 
 def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None:
