@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Final
 
 from ...errors import BlockCorrupt, StoreError
 from ..atrest import UndecodablePayload
-from ..delta import read_header
-from ..packs import ENCODING_PACKED_DELTA, Locator, parse_locator
-from .base import RECLAIM_FRACTION
-from .reading import PACKED_ENCODINGS
+from ..delta import encode_payload, read_header
+from ..packs import ENCODING_PACKED_DELTA, parse_locator
+from .base import BATCH_BYTES, RECLAIM_FRACTION, SQL_PARAMS, chunks
+from .reading import DELTA_ENCODINGS, PACKED_ENCODINGS
 from .writing import StoreWriter
+
+#: A block row as compact_packs reads it: (cid, encoding, data, size).
+_Row = tuple[bytes, int, bytes, int]
+#: Decoded bytes of blocks moved per transaction by :meth:`StorePacks.compact_packs`: the
+#: import's batch (:data:`~importer.sinks.store.base.BATCH_BYTES`), so a move holds the write lock
+#: about as long as an import's commit, and cold frames of 1 MiB fill across many small packs.
+MOVE_BYTES: Final = BATCH_BYTES
 
 
 class StorePacks(StoreWriter):
@@ -64,13 +72,17 @@ class StorePacks(StoreWriter):
 
     def compact_packs(self, *, below: float = 0.5, level: int = 0) -> tuple[int, int]:
         """Rewrite the packs whose live blocks are less than ``below`` of what was placed in them;
-        ``(packs rewritten, bytes freed)``. Each pack's live blocks are decoded, checked and laid
-        out into new packs (delta payloads as they were), and the rows moved and the old pack
-        deleted in one transaction. A pack with a damaged block is left for ``store verify``.
+        ``(packs rewritten, bytes freed)``. Their live blocks are decoded, checked and laid out
+        into new packs (delta payloads as they were), :data:`MOVE_BYTES` at a time, and the rows
+        moved and the old packs deleted in one transaction. A pack with a damaged block is left
+        for ``store verify``.
 
-        With ``level``, every pack made at a lower level is rewritten too, its frames compressed
-        at that zstd level (``store optimize --level 19``: blocks written once and read rarely
-        cost less, and read as fast, since zstd decodes at the same speed whatever the level).
+        With ``level`` (``store optimize --level 19``), every pack made at a lower level is
+        rewritten too, and the blocks still in rows of their own (rewrites and older stores write
+        those) are moved into packs, as *cold* packs: frames at that zstd level holding every block
+        but deltas, in frames of :data:`~importer.sinks.packs.COLD_FRAME_BYTES`, and each delta
+        made again at that level against the same references. Blocks written once and read rarely
+        cost less; a random read of one decodes a larger frame.
         """
         self.flush()
         if not self._codec.compress:
@@ -79,7 +91,7 @@ class StorePacks(StoreWriter):
             wanted = {int(pack): int(length) for pack, length in self._conn.execute(
                 "SELECT id, length(data) FROM packs JOIN pack_usage ON pack = id"
                 " WHERE live < logical * ? OR level < ?", (below, level))}
-            rows: dict[int, list[tuple[bytes, int, bytes, int, Locator]]] = {pack: [] for pack in wanted}
+            rows: dict[int, list[_Row]] = {pack: [] for pack in wanted}
             if wanted:
                 for cid, encoding, data, size in self._conn.execute(
                         "SELECT cid, encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
@@ -88,18 +100,48 @@ class StorePacks(StoreWriter):
                     except UndecodablePayload:
                         continue
                     if locator.pack in rows:
-                        rows[locator.pack].append((bytes(cid), int(encoding), bytes(data), int(size), locator))
+                        rows[locator.pack].append((bytes(cid), int(encoding), bytes(data), int(size)))
+            loose = [] if not level else [
+                (bytes(cid), int(size)) for cid, size in self._conn.execute(
+                    "SELECT cid, size FROM blocks WHERE size > 0 AND encoding NOT IN (?, ?)", PACKED_ENCODINGS)]
         except sqlite3.Error as e:
             raise self._fail(f"cannot list packs: {e}") from None
         rewritten = freed = 0
-        for pack, length in wanted.items():
-            written = self._move_pack(pack, rows[pack], level)
-            if written is not None:
-                rewritten += 1
-                freed += length - written
-        if rewritten:
+        batch: dict[int, list[_Row]] = {}
+        batch_loose: list[bytes] = []
+        batch_bytes = 0
+
+        def move() -> None:
+            nonlocal rewritten, freed, batch, batch_loose, batch_bytes
+            if batch or batch_loose:
+                moved, before, after = self._move_packs(batch, self._loose_rows(batch_loose), level)
+                rewritten += len(moved)
+                freed += sum(wanted[pack] for pack in moved) + before - after
+            batch, batch_loose, batch_bytes = {}, [], 0
+
+        for pack in wanted:
+            batch[pack] = rows[pack]
+            batch_bytes += sum(row[3] for row in rows[pack])
+            if batch_bytes >= MOVE_BYTES:
+                move()
+        for cid, size in loose:
+            batch_loose.append(cid)
+            batch_bytes += size
+            if batch_bytes >= MOVE_BYTES:
+                move()
+        move()
+        if rewritten or loose:
             self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)  # the old packs' pages
         return rewritten, freed
+
+    def _loose_rows(self, cids: Sequence[bytes]) -> list[_Row]:
+        """The rows of ``cids`` (blocks in rows of their own), as they are now."""
+        found: list[_Row] = []
+        for chunk in chunks(cids, SQL_PARAMS):
+            found += [(bytes(cid), int(encoding), bytes(data), int(size)) for cid, encoding, data, size in
+                      self._conn.execute("SELECT cid, encoding, data, size FROM blocks"
+                                         f" WHERE cid IN ({', '.join('?' * len(chunk))})", tuple(chunk))]
+        return found
 
     def reconcile_packs(self) -> int:
         """Recount every pack's live bytes from the rows that point to it and delete the packs no
@@ -121,31 +163,57 @@ class StorePacks(StoreWriter):
             gone = self._delete_empty_packs()
         return gone
 
-    def _move_pack(self, pack: int, rows: Sequence[tuple[bytes, int, bytes, int, Locator]], level: int) -> int | None:
-        """Move ``rows`` (the live blocks of ``pack``) into new packs and delete it; the new packs' bytes."""
+    def _move_packs(self, packs: dict[int, list[_Row]], loose: Sequence[_Row],
+                    level: int) -> tuple[list[int], int, int]:
+        """Move the live rows of ``packs`` and the ``loose`` rows into new packs (``level``: cold ones,
+        :meth:`compact_packs`) and delete the old packs; ``(packs deleted, bytes of the loose rows,
+        bytes of the new packs)``. A pack with a block that does not decode stays as it is, and
+        so does a loose row that does not."""
         blocks: dict[bytes, bytes] = {}
         deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
+        moved: list[int] = []
+        rows: list[_Row] = []
+        loose_bytes = 0
         try:
-            for cid, encoding, data, size, locator in rows:
-                block = self._decode(cid, encoding, data, size)
-                self._check(cid, block)
-                blocks[cid] = block
-                if encoding == ENCODING_PACKED_DELTA:
-                    payload = self._segment(locator)
-                    deltas[cid] = (payload, read_header(payload).refs, len(payload))
-        except (BlockCorrupt, StoreError, UndecodablePayload):
-            return None
+            for pack, group in [*packs.items(), *((0, [row]) for row in loose)]:
+                try:
+                    decoded = [self._decode_for_move(row, level) for row in group]
+                except (BlockCorrupt, StoreError, UndecodablePayload):
+                    continue
+                for row, (block, delta) in zip(group, decoded, strict=True):
+                    blocks[row[0]] = block
+                    if delta is not None:
+                        deltas[row[0]] = delta
+                rows += group
+                if pack:
+                    moved.append(pack)
+                else:
+                    loose_bytes += len(group[0][2])
         except sqlite3.Error as e:
             raise self._fail(f"cannot read a pack: {e}") from None
-        empty, packs = self._lay_out(blocks, deltas, level)
-        with self._transaction("compact a pack"):
-            for cid, _, data, _, _ in rows:
+        empty, new_packs = self._lay_out(blocks, deltas, level)
+        with self._transaction("compact packs"):
+            for cid, _, data, _ in rows:
                 if self._conn.execute("DELETE FROM blocks WHERE cid = ? AND data = ?", (cid, data)).rowcount != 1:
                     blocks.pop(cid)  # rewritten or deleted by another process meanwhile: not moved
-            self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
-            self._conn.execute("DELETE FROM pack_usage WHERE pack = ?", (pack,))
-            self._insert_packs(empty, packs, blocks, deltas, new=False, level=level)
-        return sum(len(data) for data, _ in packs)
+            self._conn.executemany("DELETE FROM packs WHERE id = ?", [(pack,) for pack in moved])
+            self._conn.executemany("DELETE FROM pack_usage WHERE pack = ?", [(pack,) for pack in moved])
+            self._insert_packs(empty, new_packs, blocks, deltas, new=False, level=level)
+        return moved, loose_bytes, sum(len(data) for data, _ in new_packs)
+
+    def _decode_for_move(self, row: _Row, level: int) -> tuple[bytes, tuple[bytes, tuple[bytes, ...], int] | None]:
+        """A row's block, checked, and if it is a delta its payload (made again at ``level`` if given)."""
+        cid, encoding, data, size = row
+        block = self._decode(cid, encoding, data, size)
+        self._check(cid, block)
+        if encoding not in DELTA_ENCODINGS:
+            return block, None
+        payload = self._segment(parse_locator(data, size)) if encoding == ENCODING_PACKED_DELTA else data
+        header = read_header(payload)
+        if level:
+            refs = [self._reference(ref, header.depth) for ref in header.refs]
+            payload = encode_payload(block, header.refs, refs, header.depth, level)
+        return block, (payload, header.refs, len(payload))
 
     def _packed_shares(self) -> dict[int, int]:
         """Bytes of the packs' segments that live rows use, by encoding: a packed row's payload is

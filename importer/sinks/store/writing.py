@@ -26,7 +26,16 @@ import zstandard
 
 from ..atrest import ENCODING_IDENTITY, SMALL_BLOCK, UndecodablePayload
 from ..delta import read_header
-from ..packs import ENCODING_PACKED_DELTA, FRAME_LEVEL, GROUP_BELOW, PackBuilder, Placed
+from ..packs import (
+    COLD_FRAME_BYTES,
+    ENCODING_PACKED_DELTA,
+    FRAME_BYTES,
+    FRAME_LEVEL,
+    GROUP_BELOW,
+    MAX_FRAME,
+    PackBuilder,
+    Placed,
+)
 from .dictionaries import StoreDictionaries
 from .roots import hold_writer_lock
 
@@ -116,9 +125,11 @@ class StoreWriter(StoreDictionaries):
     def _lay_out(self, blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
                  level: int = 0) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
         """``blocks`` as packs (:class:`~importer.sinks.packs.PackBuilder`), ``deltas`` as their payloads;
-        empty blocks apart, as rows of their own (they take no pack space). ``level``: a zstd
-        level for every frame instead of the defaults (:meth:`compact_packs`)."""
-        builder = PackBuilder(self._frame_compressor_now(level))
+        empty blocks apart, as rows of their own (they take no pack space). ``level``: cold packs
+        (:meth:`compact_packs`), every frame at that zstd level and every block but deltas
+        grouped into frames of :data:`~importer.sinks.packs.COLD_FRAME_BYTES`."""
+        builder = PackBuilder(self._frame_compressor_now(level), COLD_FRAME_BYTES if level else FRAME_BYTES)
+        group_below = MAX_FRAME if level else GROUP_BELOW
         large = self._large_compressor(level)
         packs: list[tuple[bytes, list[Placed]]] = []
         empty: list[tuple[bytes, int, bytes, int]] = []
@@ -128,7 +139,7 @@ class StoreWriter(StoreDictionaries):
                 empty.append((cid, ENCODING_IDENTITY, b"", 0))
             elif staged is not None:
                 builder.add_delta(cid, len(block), staged[0], staged[1])
-            elif len(block) < GROUP_BELOW:
+            elif len(block) < group_below:
                 builder.add_grouped(cid, block)
             else:
                 encoding, payload = self._codec.encode(block, large)
@@ -154,7 +165,9 @@ class StoreWriter(StoreDictionaries):
             for p in placed:
                 if p.cid not in blocks:
                     continue
-                if p.encoding == ENCODING_PACKED_DELTA and not self._still_sound(
+                # (A move keeps the delta's references and depth: a reference deleted meanwhile
+                # would have rewritten the row first, and the move skips a rewritten row.)
+                if new and p.encoding == ENCODING_PACKED_DELTA and not self._still_sound(
                         p.refs, read_header(data[p.offset:p.offset + p.length]).depth):
                     # A reference deleted or deepened by another process since the delta was
                     # made: the block is written on its own instead.
