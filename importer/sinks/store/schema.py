@@ -24,7 +24,13 @@ Settings and why:
   pages that deletes and rewrites free go back to the file system
   (:meth:`~importer.sinks.store.base.StoreBase.reclaim_free_pages`).
 * Blocks live in a rowid table (not ``WITHOUT ROWID``): SQLite advises rowid tables for rows
-  larger than about 1/20 of a page, and leaf blocks are 256 KiB.
+  larger than about 1/20 of a page, and leaf blocks are 256 KiB; and the store reads blocks in
+  the order they were written (``rowid``). The tables of small rows keyed by their primary key
+  and never read in rowid order (``meta``, ``delta_refs``, ``pins``) are ``WITHOUT ROWID`` in a
+  new store: the key is stored once, in the table's own B-tree, not a second time in an index.
+  ``delta_refs`` (two CIDs a row, a row per reference of every delta) took about half of the
+  "index and rows" of unseen7's stores (``python -m bench.diskusage``). Older stores keep their
+  rowid tables; the statements that read and write them are the same.
 
 Forward compatibility: a store whose ``meta.schema_version`` is newer than
 :data:`SCHEMA_VERSION` is refused at open, so an old binary never misreads a newer store (and a
@@ -74,7 +80,7 @@ JOURNAL_SIZE_LIMIT: Final = 64 * MiB
 DEFAULT_COMPRESSION: Final = "zstd"
 
 _SCHEMA: Final = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     # cid: binary CID; size: logical (decoded) length; encoding: how ``data`` is stored.
     ("CREATE TABLE IF NOT EXISTS blocks ("
      " cid BLOB NOT NULL PRIMARY KEY,"
@@ -101,13 +107,13 @@ _SCHEMA: Final = (
     ("CREATE TABLE IF NOT EXISTS delta_refs ("
      " ref BLOB NOT NULL,"
      " cid BLOB NOT NULL,"
-     " PRIMARY KEY (ref, cid))"),
+     " PRIMARY KEY (ref, cid)) WITHOUT ROWID"),
     # Recursive pins: every block ``root`` reaches is kept by ``store gc``. A name holds one root
     # (pinning another root under it replaces it); ``pin add CID`` names the pin after the CID.
     ("CREATE TABLE IF NOT EXISTS pins ("
      " name TEXT NOT NULL PRIMARY KEY,"
      " root BLOB NOT NULL,"
-     " pinned_at REAL NOT NULL)"),
+     " pinned_at REAL NOT NULL) WITHOUT ROWID"),
     # The compressor search's memo of GNU gzip attempts (importer.compress.memo): opaque key and
     # checksummed value; a rowid table, so the newest rows have the highest rowids.
     ("CREATE TABLE IF NOT EXISTS attempts ("
