@@ -183,10 +183,14 @@ def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted
         store.flush()
         store.put(cid(new), new)
         store.flush()  # committed plainly, in a pack of its own
+        plain_pack = parse_locator(rows(tmp_path)[cid(new)][1], len(new)).pack
         assert store.delta_encode([(cid(new), [cid(old)])])[0] == 1
         stats = store.stats()
-        assert stats.dead_bytes == 0 and stats.packs == 1  # the new block's pack held nothing else: deleted
+        # The new block's pack held nothing else: deleted; its delta went into a pack of its own.
+        assert stats.dead_bytes == 0 and stats.packs == 2
+        assert store._conn.execute("SELECT count(*) FROM packs WHERE id = ?", (plain_pack,)).fetchone() == (0,)
         assert store.get(cid(new)) == new
+    assert rows(tmp_path)[cid(new)][0] == ENCODING_PACKED_DELTA
 
 
 def _writer(path: str, start: int, count: int) -> None:

@@ -98,7 +98,7 @@ class StoreDeltas(StorePacks):
         return True
 
     def _delta_batch(self, batch: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, int]:
-        updates: list[tuple[bytes, bytes, Sequence[bytes], bytes, int]] = []
+        updates: list[tuple[bytes, bytes, tuple[bytes, ...], bytes, int, bytes]] = []
         for cid, refs in batch:
             made = self._delta_of(cid, refs)
             if made is not None:
@@ -107,7 +107,9 @@ class StoreDeltas(StorePacks):
             return 0, 0
         rewritten = saved = 0
         with self._transaction("store deltas"):
-            for cid, payload, refs, old_data, old_length in updates:
+            rewrites = []
+            depths: dict[bytes, int] = {}  # of the deltas made in this batch (written at its end)
+            for cid, payload, refs, old_data, old_length, block in updates:
                 # Re-checked under the write lock: another process may have deleted a
                 # reference, made the block a delta or referenced it since it was read.
                 referenced = self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone()
@@ -115,9 +117,10 @@ class StoreDeltas(StorePacks):
                     f"SELECT count(*) FROM blocks WHERE cid IN ({', '.join('?' * len(refs))})", tuple(refs)).fetchone()
                 if referenced is not None or int(present[0]) != len(set(refs)):
                     continue
-                # Depths as committed now: a reference may have become a delta earlier in this batch.
+                # Depths as committed now, or as made earlier in this batch.
                 try:
-                    depth = 1 + self._depth_of(refs)
+                    depth = 1 + max([self._depth_of([ref for ref in refs if ref not in depths]),
+                                     *(depths[ref] for ref in refs if ref in depths)])
                 except UndecodablePayload:
                     continue  # a reference damaged meanwhile: `store verify` reports it
                 if depth > MAX_DEPTH:
@@ -128,16 +131,18 @@ class StoreDeltas(StorePacks):
                 if self._conn.execute("SELECT 1 FROM blocks WHERE cid = ? AND data = ?",
                                       (cid, old_data)).fetchone() is None:
                     continue
-                self._release(cid)
-                self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?",
-                                   (ENCODING_DELTA, payload, cid))
                 self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(ref, cid) for ref in refs])
+                rewrites.append((cid, block, ENCODING_DELTA, payload, refs))
+                depths[cid] = depth
                 rewritten += 1
                 saved += old_length - len(payload)
+            if rewrites:
+                self._rewrite_rows(rewrites)
         return rewritten, saved
 
-    def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, Sequence[bytes], bytes, int] | None:
-        """``(payload, refs, the row's data now, the payload length it replaces)`` if a delta of ``cid`` pays."""
+    def _delta_of(self, cid: bytes, refs: Sequence[bytes]) -> tuple[bytes, tuple[bytes, ...], bytes, int, bytes] | None:
+        """``(payload, refs, the row's data now, the payload length it replaces, the block)`` if a delta
+        of ``cid`` pays."""
         if not refs or len(refs) > MAX_REFS or cid in refs:
             return None
         try:
@@ -160,10 +165,10 @@ class StoreDeltas(StorePacks):
             raise self._fail(f"cannot read blocks: {e}") from None
         payload = encode_payload(block, refs, ref_blocks, depth + 1)
         replaced = self._payload_length(int(row[0]), data, int(row[2]))
-        return (payload, tuple(refs), data, replaced) if len(payload) < replaced else None
+        return (payload, tuple(refs), data, replaced, block) if len(payload) < replaced else None
 
-    def _without_references(self, cid: bytes, doomed: set[bytes]) -> tuple[int, bytes, tuple[bytes, ...]]:
-        """``(encoding, payload, references)`` for the committed block ``cid`` that use no block of ``doomed``.
+    def _without_references(self, cid: bytes, doomed: set[bytes]) -> tuple[bytes, int, bytes, tuple[bytes, ...]]:
+        """``(block, encoding, payload, references)`` for the committed block ``cid`` that use no block of ``doomed``.
 
         A delta whose references include doomed blocks is re-made against its other references
         plus the references of those doomed blocks that are deltas themselves (the release
@@ -175,7 +180,7 @@ class StoreDeltas(StorePacks):
         plain_encoding, plain = self._codec.encode(block)
         header = self._delta_header(cid)
         if header is None:
-            return plain_encoding, plain, ()
+            return block, plain_encoding, plain, ()
         spliced: list[bytes] = []
         for ref in header.refs:
             if ref not in doomed:
@@ -191,7 +196,7 @@ class StoreDeltas(StorePacks):
                 if depth <= MAX_DEPTH:
                     delta = encode_payload(block, refs, [self._reference(r, MAX_DEPTH + 1) for r in refs], depth)
                     if len(delta) < len(plain):
-                        return ENCODING_DELTA, delta, refs
+                        return block, ENCODING_DELTA, delta, refs
             except UndecodablePayload:
                 pass  # a reference damaged or gone: plain it is
-        return plain_encoding, plain, ()
+        return block, plain_encoding, plain, ()

@@ -73,16 +73,18 @@ class StoreUpkeep(StoreDeltas):
                 marks = ", ".join("?" * len(chunk))
                 dependents.update(bytes(c) for (c,) in self._conn.execute(
                     f"SELECT DISTINCT cid FROM delta_refs WHERE ref IN ({marks})", chunk))
+            rewrites = []
             for dependent in sorted(dependents - doomed):
                 try:
-                    encoding, data, refs = self._without_references(dependent, doomed)
+                    block, encoding, data, refs = self._without_references(dependent, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
-                self._release(dependent)
-                self._conn.execute("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", (encoding, data, dependent))
                 self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (dependent,))
                 self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(r, dependent) for r in refs])
+                rewrites.append((dependent, block, encoding, data, refs))
                 rewritten += 1
+            if rewrites:
+                self._rewrite_rows(rewrites)
             for chunk in chunks(batch, SQL_PARAMS):
                 marks = ", ".join("?" * len(chunk))
                 self._conn.execute(f"DELETE FROM delta_refs WHERE cid IN ({marks}) OR ref IN ({marks})",
