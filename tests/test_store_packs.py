@@ -193,6 +193,25 @@ def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted
     assert rows(tmp_path)[cid(new)][0] == ENCODING_PACKED_DELTA
 
 
+def test_a_chain_rewritten_in_one_call_is_written_into_one_pack_at_the_right_depths(tmp_path: Path) -> None:
+    a = text_block(21, 120_000)
+    b = a[:5000] + b"b" + a[5000:]
+    c = b[:9000] + b"c" + b[9000:]
+    with BlockStore(tmp_path) as store:
+        for block in (a, b, c):
+            store.put(cid(block), block)
+            store.flush()  # committed plainly, one pack each
+        # b becomes a delta in the same transaction as c, written at its end: c's depth is 2.
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(b)])])[0] == 2
+        assert sorted(store.iter_deltas()) == sorted([(cid(b), 1, (cid(a),)), (cid(c), 2, (cid(b),))])
+    stored = rows(tmp_path)
+    assert {stored[cid(x)][0] for x in (b, c)} == {ENCODING_PACKED_DELTA}
+    assert len({parse_locator(stored[cid(x)][1], len(x)).pack for x in (b, c)}) == 1
+    with BlockStore(tmp_path) as store:  # cold: nothing in the reference cache
+        assert store.get(cid(c)) == c and store.get(cid(b)) == b
+        assert all(problem is None for _, problem in store.verify())
+
+
 def _writer(path: str, start: int, count: int) -> None:
     with BlockStore(path, batch_bytes=64 * 1024) as store:
         for i in range(start, start + count):
