@@ -28,16 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from importer.mirror.names import normalize as normalize_name
+from importer.mirror.upstream import DEFAULT_INDEX_URL
+
 from .download_cache import Downloads, cache_dir, ensure_downloaded
-from .pypi_index import (
-    DEFAULT_INDEX_URL,
-    ProjectNotFound,
-    Skip,
-    fetch_project_page,
-    normalize_name,
-    parse_project_page,
-    select_releases,
-)
+from .pypi_index import ProjectNotFound, Skip, fetch_project_page, parse_project_page, select_releases
 
 __all__ = [
     "DATASETS_DIR", "Downloads", "LockEntry", "Skip", "build_lock", "cache_dir", "dump_lock", "ensure_downloaded",

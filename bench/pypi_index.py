@@ -1,8 +1,10 @@
 """Read a project's files from a PyPI Simple API in its JSON form (PEP 691) and pick a release sample.
 
-Only the standard library talks HTTP. Names and versions are parsed here (PEP 503 names, PEP 440
-versions, PEP 427 wheel and PEP 625 / legacy sdist file names) because ``packaging`` is not a
-dependency of the project. The selection rule the benchmark uses (:func:`select_releases`):
+Only the standard library talks HTTP. Versions and file names are parsed here (PEP 440 versions,
+PEP 427 wheel and PEP 625 / legacy sdist file names) in the lenient way a benchmark sample wants
+(an unparseable file is skipped, never an error); the index URL, the page retries, the sdist
+extensions and PEP 503 names are the mirror's (:mod:`importer.mirror.upstream`,
+:mod:`importer.mirror.names`). The selection rule the benchmark uses (:func:`select_releases`):
 
 * the newest ``versions`` final releases (no pre-, dev- or yanked releases; post-releases count),
   returned oldest first; a project that has published only pre-releases (opentelemetry's
@@ -26,19 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-#: Where projects are resolved unless ``--index-url`` or ``$PIP_INDEX_URL`` says otherwise.
-DEFAULT_INDEX_URL = "https://pypi.org/simple/"
-#: PEP 691: the JSON serialization of the Simple API, version 1.
-SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-USER_AGENT = "dpip-bench/0.1 (urllib)"
-#: Seconds before a silent connection is given up; boto3's page is several MB on a slow link.
-HTTP_TIMEOUT_S = 60.0
-#: Attempts per project page on errors other than 404 (a 404 is an answer, not a failure).
-PAGE_ATTEMPTS = 3
+from importer.mirror.names import SDIST_EXTENSIONS
+from importer.mirror.names import normalize as normalize_name
+from importer.mirror.render import JSON_TYPE as SIMPLE_JSON
+from importer.mirror.upstream import HTTP_TIMEOUT_S, PAGE_ATTEMPTS
 
-#: Sdist extensions in order of preference (PEP 625 allows only ``.tar.gz``; older releases used
-#: the others, sometimes next to a ``.tar.gz``).
-SDIST_EXTENSIONS = (".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".tar")
+from .download_cache import USER_AGENT
 
 # PEP 440, Appendix B (the canonical regex), reduced to the parts we keep: pre/dev are only
 # matched so such versions can be rejected.
@@ -109,15 +104,6 @@ def parse_version(text: str) -> Version | None:
     while len(release) > 1 and release[-1] == 0:
         release = release[:-1]
     return Version(epoch, release, pre, post, spelled)
-
-
-def normalize_name(name: str) -> str:
-    """PEP 503 normalized project name.
-
-    >>> normalize_name("Typing_Extensions"), normalize_name("zope.interface")
-    ('typing-extensions', 'zope-interface')
-    """
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,8 +51,10 @@ from typing import Any, Final
 
 from importer.errors import ImporterError
 
+from .decoded import DecodedArchive, decode_archive
+from .delta_zstd import zstd_cli
 from .metrics import BLOCK_COLUMNS, EVENT_COLUMNS, Ledger, summarize
-from .strategies import STRATEGIES, DecodedArchive, decode_archive, get_strategies, zstd_cli
+from .strategies import STRATEGIES, get_strategies
 
 RUNS_DIR: Final = Path(__file__).resolve().parent.parent / "runs"
 #: Errors that mean "this archive is broken", reported in the events table and skipped.

@@ -2,7 +2,8 @@
 
 A strategy turns one archive into IPFS blocks and hands them to a sink; it never writes them
 anywhere (the benchmark's sink only counts CIDs and sizes, see :mod:`bench.metrics`). Each
-archive is decoded once (:func:`decode_archive`) and the decoded form is shared by all strategies.
+archive is decoded once (:func:`bench.decoded.decode_archive`) and the decoded form is shared by
+all strategies; the ``delta-zstd`` patches are made in :mod:`bench.delta_zstd`.
 
 The strategies, by family (the names are what ``--strategies`` takes):
 
@@ -41,10 +42,10 @@ The strategies, by family (the names are what ``--strategies`` takes):
 
 ``structural+nested``, ``structural+nested+buzhash``
     The structural layout with ``--open-nested``: a member whose name ends like an archive
-    (:data:`importer.archive.importer.NESTED_SUFFIXES`) and that parses as one (a plain ``.gz``
+    (:data:`importer.archive.nested.NESTED_SUFFIXES`) and that parses as one (a plain ``.gz``
     as a one-member "raw" archive) becomes a directory of its decoded contents in the tree, with
     its own skeleton frame, recipe and root as the source of the parent's member entry, down to
-    :data:`~importer.archive.importer.MAX_NESTING_DEPTH` levels. ``+buzhash`` cuts member files
+    :data:`~importer.archive.nested.MAX_NESTING_DEPTH` levels. ``+buzhash`` cuts member files
     with buzhash (``unixfs-v1-2025``), ``structural+nested`` uses ``unixfs-v0-2015`` like
     ``structural``.
 
@@ -62,35 +63,20 @@ built in memory from the member's bytes (the importer spills it to a temporary f
 
 from __future__ import annotations
 
-import hashlib
 import io
-import posixpath
-import shutil
-import subprocess
-import tempfile
-import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-import zstandard
-
 from importer.adder import Adder
-from importer.archive.importer import (
-    MAX_NESTING_DEPTH,
-    NESTED_SUFFIXES,
-    SKELETON_FAST_LEVEL,
-    SKELETON_STRONG_LIMIT,
-    SKELETON_ZSTD_LEVEL,
-)
+from importer.archive.nested import MAX_NESTING_DEPTH
 from importer.archive.recipe import (
     VERBATIM,
     ArchiveRoot,
     MemberEntry,
-    OuterItem,
     OuterStream,
     Recipe,
+    body_of_format,
     write_recipe,
     write_root,
 )
@@ -99,32 +85,14 @@ from importer.chunkers.fixed import FixedChunker
 from importer.compress import CompressorParams
 from importer.dag.cid import RAW, cid_of_block
 from importer.dag.directory import build_symlink
-from importer.errors import ImporterError
 from importer.layout.builder import DagNode
 from importer.profiles import ImportSettings, resolve_settings
 from importer.sinks.base import BlockSink
-from importer.sources.auto import open_archive
-from importer.sources.base import METHOD_DEFLATED, Gap, Member, Skeleton
-from importer.sources.compressed import CompressedStream
-from importer.sources.names import classify_members
+from importer.sources.base import METHOD_DEFLATED
 
-#: zstd level of delta-zstd, the bound (the ``zstd`` CLI with ``--patch-from``): 19, zstd's
-#: strongest regular level, as issue 14 asks of a *true* bound. Measured on pillow 11.2.1 -> 11.3.0
-#: sdist (76 MB tar): level 3 252008 bytes (1.2 s), 9 235851 (4.3 s), 19 181122 (121 s); the
-#: wheel: 4523448, 4151408, 3523778 bytes (0.9, 2.6, 67 s): level 9 is 15-30% looser, and
-#: ``delta-zstd-9`` keeps it beside the bound (the figure earlier reports compared against).
-#: python-zstandard is not used for the delta: a raw-content dictionary is only indexed over its
-#: last 1 << (chainLog + 1) bytes (16 MiB at level 9), so on that pillow sdist it made a 39.8 MB
-#: "patch"; the CLI references the previous version as a prefix with long-distance matching
-#: (zstd's documented patch-from mode).
-DELTA_LEVEL: Final = 19
-#: The level of ``delta-zstd-9``, the bound of the reports before issue 14.
-DELTA_FAST_LEVEL: Final = 9
-#: ``--long`` window: 2**31 = 2 GiB, zstd's largest, more than any previous + new body in the sets
-#: (the CLI needs the window to span both for a match to reach the start of the previous version).
-DELTA_WINDOW_LOG: Final = 31
-#: Decoding a ``--long=31`` frame needs the whole window in memory: 2**31 bytes = 2048 MB.
-DELTA_MEMORY: Final = "2048MB"
+from .decoded import DecodedArchive, open_nested
+from .delta_zstd import DELTA_FAST_LEVEL, DELTA_LEVEL, DELTA_WINDOW_LOG, delta_patch
+
 #: The one compressor parameter set the recipe approximation records (zlib level 6, raw deflate:
 #: what Python's zipfile and most wheel builders use).
 TYPICAL_PARAMS: Final = CompressorParams("zlib", "zlib-1", 6, mem_level=8, wbits=-15).to_dict()
@@ -132,113 +100,6 @@ TYPICAL_PARAMS: Final = CompressorParams("zlib", "zlib-1", 6, mem_level=8, wbits
 V0: Final = resolve_settings(profile="unixfs-v0-2015")
 V1: Final = resolve_settings(profile="unixfs-v1-2025")
 
-
-@dataclass(frozen=True, slots=True)
-class DecodedMember:
-    """A member and where its content lies in the decoded body."""
-
-    member: Member
-    path: str | None
-    start: int
-    length: int
-    skeleton_before: int
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedArchive:
-    """One archive, read and decompressed once, shared by every strategy.
-
-    ``body`` is the decompressed body in file order (skeleton runs and member contents, for a tar
-    the tar stream); ``outer`` the compressed container's items for a ``.tar.gz``/``.bz2``/``.xz``.
-    """
-
-    filename: str
-    kind: str
-    data: bytes
-    sha256: bytes
-    format: str
-    body: bytes
-    members: tuple[DecodedMember, ...]
-    skeleton_size: int
-    skeleton_frame: bytes
-    outer: tuple[OuterItem | None, ...]
-    tail: int
-
-    def content(self, m: DecodedMember) -> bytes:
-        return self.body[m.start:m.start + m.length]
-
-    @property
-    def content_bytes(self) -> int:
-        return sum(m.length for m in self.members)
-
-
-def decode_archive(data: bytes, filename: str, kind: str, *, allow_raw: bool = False) -> DecodedArchive:
-    """Read every member of ``data`` once; raises ImporterError (InvalidArchive) for a bad archive.
-
-    ``allow_raw`` (nested members only, as in the importer): a compressed non-tar is a one-member
-    archive.
-    """
-    opened = open_archive(io.BytesIO(data), filename, allow_raw=allow_raw)
-    body: list[bytes] = []
-    skeleton: list[bytes] = []
-    offset = 0
-    before = 0
-    raw_members: list[tuple[Member, int, int, int]] = []
-    current: Member | None = None
-    start = 0
-    for event in opened.source.iter_events():
-        if isinstance(event, bytes):
-            body.append(event)
-            offset += len(event)
-            continue
-        if current is not None:
-            raw_members.append((current, start, offset - start, before))
-            before = 0
-            current = None
-        if isinstance(event, Skeleton):
-            body.append(event.data)
-            skeleton.append(event.data)
-            offset += len(event.data)
-            before += len(event.data)
-        else:
-            current, start = event, offset
-    if current is not None:
-        raw_members.append((current, start, offset - start, before))
-        before = 0
-    outer: list[OuterItem | None] = []
-    outer_skeleton: list[bytes] = []
-    if opened.container is None:
-        outer.append(None)
-    else:
-        for item in opened.container.finish():
-            if isinstance(item, CompressedStream):
-                outer.append(OuterStream(0, VERBATIM, item.content_offset, item.size))
-                continue
-            run = item.data if isinstance(item, Skeleton) else _gap(data, item)
-            outer_skeleton.append(run)
-            outer.append(len(run))
-    placements = classify_members(m for m, _, _, _ in raw_members)
-    members = tuple(DecodedMember(m, p.path, s, n, b) for (m, s, n, b), p in zip(raw_members, placements, strict=True))
-    blob = b"".join(outer_skeleton + skeleton)
-    return DecodedArchive(
-        filename=filename, kind=kind, data=data, sha256=hashlib.sha256(data).digest(), format=opened.format,
-        body=b"".join(body), members=members, skeleton_size=len(blob),
-        skeleton_frame=skeleton_frame(blob), outer=tuple(outer),
-        tail=before,
-    )
-
-
-def skeleton_frame(blob: bytes) -> bytes:
-    """The skeleton as the importer stores it: one zstd frame, its level chosen by size as there."""
-    level = SKELETON_ZSTD_LEVEL if len(blob) <= SKELETON_STRONG_LIMIT else SKELETON_FAST_LEVEL
-    return bytes(zstandard.ZstdCompressor(level=level).compress(blob))
-
-
-def _gap(data: bytes, gap: Gap) -> bytes:
-    return data[gap.offset:gap.offset + gap.length]
-
-
-# -- strategies --------------------------------------------------------------------------------
 
 #: ``store(archive, previous archive of the same chain or None, sink) -> root CID``.
 StoreFn = Callable[[DecodedArchive, DecodedArchive | None, BlockSink], bytes]
@@ -331,31 +192,6 @@ def _structural(settings: ImportSettings, *, nested: bool = False) -> StoreFn:
     return store
 
 
-#: What a nested member that does not open raises while decoding (it then stays a plain file).
-NOT_AN_ARCHIVE: Final = (ImporterError, zlib.error, EOFError, ValueError, OSError)
-#: The recipe ``body`` of each decoded format (a nested plain ``.gz`` is a one-member "raw" body).
-RECIPE_BODY: Final = {"zip": "zip", "gz": "raw", "bz2": "raw", "xz": "raw"}
-
-
-def open_nested(archive: DecodedArchive, m: DecodedMember) -> DecodedArchive | None:
-    """The member decoded as an archive, when the importer's ``--open-nested`` would try it and it parses.
-
-    Like the importer: a file member, not verbatim, named like an archive; None when it does not
-    parse or when one of its own members is verbatim (the importer keeps such a member a plain file).
-    """
-    member = m.member
-    if member.kind != "file" or member.verbatim or not (member.name or "").lower().endswith(NESTED_SUFFIXES):
-        return None
-    try:
-        inner = decode_archive(archive.content(m), posixpath.basename(member.name or "member"), archive.kind,
-                               allow_raw=True)
-    except NOT_AN_ARCHIVE:
-        return None
-    if any(n.member.verbatim for n in inner.members):
-        return None
-    return inner
-
-
 def store_structural(archive: DecodedArchive, settings: ImportSettings, sink: BlockSink, *,
                      open_nested: bool = False) -> bytes:
     """The archive importer's blocks: tree of member files, skeleton frame, recipe, root."""
@@ -403,7 +239,7 @@ def _store_structural(archive: DecodedArchive, settings: ImportSettings, sink: B
     skeleton = adder.add_stream(io.BytesIO(archive.skeleton_frame))
     streams = any(isinstance(item, OuterStream) for item in archive.outer)
     recipe = Recipe(
-        body=RECIPE_BODY.get(archive.format, "tar"), outer=archive.outer, skeleton=skeleton.cid,
+        body=body_of_format(archive.format), outer=archive.outer, skeleton=skeleton.cid,
         skeleton_size=archive.skeleton_size, params=(TYPICAL_PARAMS,) if deflated or streams else (),
         extra=tuple(extra), members=tuple(entries), tail=archive.tail,
     )
@@ -411,39 +247,6 @@ def _store_structural(archive: DecodedArchive, settings: ImportSettings, sink: B
     root = write_root(ArchiveRoot(archive.filename, len(archive.data), archive.sha256, tree_node.cid, recipe_cid),
                       sink)
     return root, tree_node
-
-
-def zstd_cli() -> str:
-    """The ``zstd`` executable; delta-zstd needs it (any zstd >= 1.4.5 has ``--patch-from``)."""
-    path = shutil.which("zstd")
-    if path is None:
-        raise RuntimeError("delta-zstd needs the zstd command-line tool (apt install zstd)")
-    return path
-
-
-def _zstd(args: list[str], data: bytes, reference: bytes | None) -> bytes:
-    with tempfile.TemporaryDirectory(prefix="dpip-delta-") as tmp:
-        extra = []
-        if reference:
-            ref = Path(tmp) / "previous"
-            ref.write_bytes(reference)
-            extra = [f"--patch-from={ref}"]
-        done = subprocess.run([zstd_cli(), "-q", "-c", f"--long={DELTA_WINDOW_LOG}", *args, *extra],
-                              input=data, capture_output=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"zstd failed: {done.stderr.decode(errors='replace').strip()}")
-    return done.stdout
-
-
-def delta_patch(previous: DecodedArchive | None, archive: DecodedArchive, level: int = DELTA_LEVEL) -> bytes:
-    """``archive.body`` compressed against ``previous.body`` (alone when there is none)."""
-    reference = previous.body if previous is not None else None
-    return _zstd([f"-{level}", f"--stream-size={len(archive.body)}"], archive.body, reference)
-
-
-def delta_restore(previous: DecodedArchive | None, patch: bytes) -> bytes:
-    """The reader side of a delta-zstd patch (used by the tests to prove the patch is complete)."""
-    return _zstd(["-d", f"--memory={DELTA_MEMORY}"], patch, previous.body if previous is not None else None)
 
 
 def _delta(level: int) -> StoreFn:

@@ -456,7 +456,7 @@ def test_previous_archive_missing_blocks_skips_deltas_with_one_warning_and_the_i
     assert summary["delta_skipped"] is not None and format_cid(leaf) in summary["delta_skipped"]
     warnings = err.strip().splitlines()
     assert len(warnings) == 1
-    assert warnings[0].startswith(f"dpip-import: {releases[1].wheel.name}: no deltas against {releases[0].wheel.name}: ")
+    assert warnings[0].startswith(f"dpip-import wheel: {releases[1].wheel.name}: no deltas against {releases[0].wheel.name}: ")
     # The new release is whole and fetches back exactly.
     out_file = tmp_path / "out.whl"
     assert cli("fetch", summary["root"], "-o", out_file, "--store", store)[0] == 0

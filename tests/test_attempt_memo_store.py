@@ -176,7 +176,7 @@ def test_damaged_rows_are_ignored_and_the_attempts_run_again(tmp_path: Path, mon
     _import(store, wheels[1])
     monkeypatch.undo()
     assert len(starts) == 2  # one gzip per .json.gz: both attempts ran again
-    assert "2 damaged gzip attempt rows in the store ignored" in capsys.readouterr().err
+    assert "dpip-import wheel: warning: 2 damaged gzip attempt rows in the store ignored\n" in capsys.readouterr().err
     _fetch_is_identical(store, wheels[1], tmp_path)
     with BlockStore(store) as opened:  # the re-run attempts replaced the damaged rows
         assert all(decode_row(key, value) is not None for key, value in opened.load_attempts(10))
@@ -192,5 +192,6 @@ def test_failing_to_keep_the_memo_warns_and_the_import_succeeds(tmp_path: Path, 
     monkeypatch.setattr(BlockStore, "record_attempts", fail)
     _import(tmp_path / "store", wheels[0])
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "gzip attempts not kept for later imports" in err[0] and "disk I/O error" in err[0]
+    assert len(err) == 1 and err[0].startswith("dpip-import wheel: warning: gzip attempts not kept for later imports: ")
+    assert "disk I/O error" in err[0]
     _fetch_is_identical(tmp_path / "store", wheels[0], tmp_path)

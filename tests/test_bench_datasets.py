@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from bench import download_cache
+import importer.mirror.download as mirror_download
 from bench.__main__ import main as bench_main
 from bench.datasets import LockEntry, build_lock, ensure_downloaded, load_lock, lock_digest, resolve_index_url
-from bench.pypi_index import SIMPLE_JSON, parse_filename, parse_version
+from bench.pypi_index import parse_filename, parse_version
+from importer.mirror.render import JSON_TYPE as SIMPLE_JSON
 
 
 def payload(filename: str, size: int = 3000) -> bytes:
@@ -120,7 +121,7 @@ def index() -> Iterator[FakeIndex]:
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "cache"
     monkeypatch.setenv("DPIP_BENCH_CACHE", str(path))
-    monkeypatch.setattr(download_cache, "RETRY_DELAY_S", 0.0)
+    monkeypatch.setattr(mirror_download, "RETRY_DELAY_S", 0.0)
     return path
 
 
@@ -299,7 +300,7 @@ def test_download_with_wrong_sha256_is_retried_then_failed_never_returned(
     result = ensure_downloaded([bad, good], jobs=2, progress=False)
     assert list(result) == ["good-1.0.tar.gz"]
     assert result.failed["bad-1.0.tar.gz"].startswith("sha256 mismatch: got ")
-    assert len(index.file_requests("bad-1.0.tar.gz")) == download_cache.ATTEMPTS == 4
+    assert len(index.file_requests("bad-1.0.tar.gz")) == mirror_download.ATTEMPTS == 4
     assert sorted(p.name for p in cache.iterdir()) == ["good-1.0.tar.gz"]  # no bad file, no .part
 
 

@@ -180,7 +180,7 @@ def test_run_resumes_skipping_finished_projects(tmp_path: Path, monkeypatch: pyt
 
 def test_run_without_zstd_cli_refuses_delta_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("bench.strategies.shutil.which", lambda name: None)
+    monkeypatch.setattr("bench.delta_zstd.shutil.which", lambda name: None)
     args = argparse.Namespace(packages="smoke", versions=1, jobs=1, download_jobs=1, run_id="r",
                               runs_dir=str(tmp_path), strategies=None, no_progress=True, chain="kind")
     assert cmd_run(args) == 1

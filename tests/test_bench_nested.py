@@ -8,8 +8,9 @@ import json
 import tarfile
 from pathlib import Path
 
+from bench.decoded import DecodedArchive, decode_archive
 from bench.metrics import Ledger
-from bench.strategies import STRATEGIES, V0, DecodedArchive, decode_archive, store_structural
+from bench.strategies import STRATEGIES, V0, store_structural
 from importer.archive.importer import ArchiveImporter
 from importer.archive.recipe import read_root
 from importer.dag.reader import Kind, iter_file, resolve, stat

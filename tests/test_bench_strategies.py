@@ -8,16 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.strategies import (
-    STRATEGIES,
-    V0,
-    DecodedArchive,
-    InMemoryChunker,
-    decode_archive,
-    delta_restore,
-    get_strategies,
-    store_structural,
-)
+from bench.decoded import DecodedArchive, decode_archive
+from bench.delta_zstd import delta_restore
+from bench.strategies import STRATEGIES, V0, InMemoryChunker, get_strategies, store_structural
 from importer.archive.importer import ArchiveImporter
 from importer.archive.recipe import read_root
 from importer.chunkers import parse_chunker

@@ -81,3 +81,15 @@ def test_directory_without_recursive_flag_is_refused(tmp_path: Path) -> None:
 def test_raw_leaves_with_preserve_mode_is_refused(tmp_path: Path) -> None:
     (tmp_path / "f").write_bytes(b"x")
     assert_one_line_error(run("add", "-n", "--raw-leaves", "--preserve-mode", tmp_path / "f"), "--raw-leaves")
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["wheel", "--max-ratio", "abc", "x.whl"],
+     "dpip-import wheel: argument --max-ratio: 'abc' is not a whole number (see `dpip-import wheel --help`)"),
+    (["store", "gc", "--bogus"],
+     "dpip-import store gc: unrecognized arguments: --bogus (see `dpip-import store gc --help`)"),
+    (["store"], "dpip-import store: the following arguments are required: ACTION (see `dpip-import store --help`)"),
+])
+def test_a_usage_error_is_one_line_naming_the_subcommand(argv: list[str], line: str) -> None:
+    proc = run(*argv)
+    assert (proc.returncode, proc.stderr) == (2, line + "\n")

@@ -316,19 +316,24 @@ def test_import_report_gives_logical_bytes_and_bytes_at_rest(cli: RunCli, store:
     assert lines[3].startswith("  at rest: ") and " payload bytes stored, store file " in lines[3]
 
 
-def _positionals_and_commands(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, str | None]]:
+def _commands_and_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> list[tuple[str, str | None]]:
+    """(name, help) of every subcommand, positional argument and listed option, depth first."""
     found: list[tuple[str, str | None]] = []
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             helps = {a.dest: a.help for a in action._choices_actions}
             for name, child in action.choices.items():
                 found.append((f"{prefix}{name}", helps.get(name)))
-                found.extend(_positionals_and_commands(child, f"{prefix}{name} "))
+                found.extend(_commands_and_arguments(child, f"{prefix}{name} "))
         elif not action.option_strings:
             found.append((f"{prefix}<{action.dest}>", action.help))
+        elif action.help != argparse.SUPPRESS:  # the global options repeated after a subcommand are hidden
+            found.append((f"{prefix}{action.option_strings[-1]}", action.help))
     return found
 
 
-def test_every_command_and_positional_argument_has_help_text() -> None:
-    missing = [name for name, text in _positionals_and_commands(build_parser()) if not text]
+def test_every_command_option_and_positional_argument_has_help_text() -> None:
+    found = _commands_and_arguments(build_parser())
+    assert "add --cid-version" in dict(found)  # options are walked, not only commands
+    missing = [name for name, text in found if not text]
     assert missing == []

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import importer.archive.importer as archive_importer
+import importer.archive.buffers as archive_buffers
 import importer.archive.outer as archive_outer
 from importer.archive.importer import ArchiveImporter
 from importer.archive.rebuild import fetch
@@ -184,10 +184,10 @@ def test_attempt_memo_drops_the_oldest_past_its_capacity() -> None:
     assert memo.get(keys[1]) == "y" and memo.get(keys[2]) == "z"
 
 
-@pytest.mark.parametrize("spool", [archive_importer.NESTED_SPOOL, 100])
+@pytest.mark.parametrize("spool", [archive_buffers.NESTED_SPOOL, 100])
 def test_nested_member_in_memory_or_spilled_to_a_file_rebuilds(spool: int, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(archive_importer, "NESTED_SPOOL", spool)
+    monkeypatch.setattr(archive_buffers, "NESTED_SPOOL", spool)
     inner = wheel(tmp_path / "inner-1.0-py3-none-any.whl", {"inner/data.json.gz": gz(doc(14))})
     path = wheel(tmp_path / "pkg-1.0-py3-none-any.whl",
                  {"pkg/vendor/inner-1.0-py3-none-any.whl": inner.read_bytes(),

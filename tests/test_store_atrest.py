@@ -455,7 +455,7 @@ def test_cli_stats_json_compression_and_train(tmp_path: Path, capsys: pytest.Cap
 def test_cli_train_on_an_empty_store_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     BlockStore(tmp_path / "s").close()
     assert main(["store", "train", "--store", str(tmp_path / "s")]) == 1
-    assert capsys.readouterr().err == "too few small blocks to train a dictionary from\n"
+    assert capsys.readouterr().err == "dpip-import store train: too few small blocks to train a dictionary from\n"
 
 
 

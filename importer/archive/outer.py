@@ -21,6 +21,7 @@ from ..compress import CompressorParams, ProducerHints, SearchResult, search_par
 from ..sources.base import Gap, Skeleton
 from ..sources.compressed import CompressedStream, ContainerReader
 from .recipe import VERBATIM, OuterItem, OuterStream
+from .search_window import BUFFER_LIMIT
 from .streams import PieceReader, ReadAt, bounded_decompress, pread_pieces
 
 #: Compressed streams searched and not yet resolved: enough to keep the pool busy (a small
@@ -30,9 +31,6 @@ OUTER_QUEUE: Final = 256
 #: Container runs recorded before they are drained in the middle of a member: one member's data
 #: may span many streams (a tar cut into 2-byte gzip members).
 DRAIN_EVERY: Final = 4096
-#: Compressed streams up to this size are read into memory for their search; larger ones are read
-#: again from the archive by each attempt (as the importer's BUFFER_LIMIT does for members).
-BUFFER_LIMIT: Final = 8 * 1024 * 1024
 _STREAM_KIND: Final = {"deflate": "deflate", "bzip2": "bz2", "xz": "xz"}
 
 #: ``search(stream, compressed, uncompressed, kind, hints, content_cid) -> future``: run the search

@@ -23,7 +23,7 @@ from ..dag.cid import format_cid
 from ..errors import ImporterError, InvalidBlock, RebuildLimit
 from ..sinks.base import BlockSource
 from ..sources.base import DEFAULT_LIMITS
-from .importer import MAX_NESTING_DEPTH
+from .nested import MAX_NESTING_DEPTH
 from .recipe import ArchiveRoot, Recipe, read_recipe, read_root
 
 

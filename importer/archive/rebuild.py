@@ -32,7 +32,7 @@ from ..sinks.base import BlockSource
 from .plan import DEFAULT_REBUILD_LIMITS, ContentBudget, Planned, RebuildLimits, RebuildPlan, bounded
 from .pump import compress_whole, pumped
 from .recipe import VERBATIM, ArchiveRoot, OuterStream, Recipe
-from .streams import PieceReader
+from .streams import PIECE, PieceReader
 
 #: Members larger than this are recompressed in the calling thread, streaming; smaller ones are
 #: read whole and handed to the pool.
@@ -40,7 +40,6 @@ PARALLEL_LIMIT: Final = 16 * 1024 * 1024
 #: Bytes of uncompressed members in flight at once: about 4 members of 16 MiB, far below the
 #: 300 MB peak-memory target, yet enough to keep two cores busy on many small members.
 WINDOW_BYTES: Final = 64 * 1024 * 1024
-PIECE: Final = 1024 * 1024
 NO_SOURCE: Final = -1
 
 

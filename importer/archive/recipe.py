@@ -47,6 +47,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ..compress import CompressorParams
 from ..dag.cbor import Link, decode_dag_cbor, encode_dag_cbor
 from ..dag.cbor import cbor_head as _head
 from ..dag.cid import DAG_CBOR, DAG_PB, RAW, cid_codec, cid_of_block, format_cid
@@ -54,6 +55,7 @@ from ..dag.fields import MAX_FIELD_INT, Fields, checked_int, checked_link, kind_
 from ..errors import ImporterError, InvalidBlock
 from ..sinks.base import BlockSink, BlockSource
 from ..sinks.guard import check_block_size
+from ..sources.auto import RAW_FORMATS
 from ..sources.base import DEFAULT_LIMITS
 
 SCHEMA_VERSION: Final = 1
@@ -88,6 +90,13 @@ OUTER_STREAM: Final = 1
 OUTER_BODY: Final = 2
 VERBATIM: Final = -1
 BODIES: Final = ("zip", "tar", "raw")
+
+
+def body_of_format(archive_format: str) -> str:
+    """The recipe ``body`` of an opened archive's format: ``zip``, ``raw`` or (any tar) ``tar``."""
+    if archive_format == "zip":
+        return "zip"
+    return "raw" if archive_format in RAW_FORMATS else "tar"
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,12 +403,31 @@ def _check_indices(recipe: Recipe, where: str) -> None:
             raise bad("member source")
 
 
-def params_index(table: list[dict[str, Any]], index: dict[str, int], params: dict[str, Any]) -> int:
-    """Intern ``params`` into ``table``; return its index."""
-    key = repr(sorted(params.items()))
-    found = index.get(key)
-    if found is None:
-        found = index[key] = len(table)
-        table.append(params)
-    return found
+class RecipeTables:
+    """The recipe's ``params`` and ``extra`` tables as an import fills them, each entry's index returned.
 
+    Compressor settings are interned (a wheel of 10,000 deflated members has one or two entries);
+    extra files are appended in order, one per content that is not in the tree.
+    """
+
+    def __init__(self) -> None:
+        self.params: list[dict[str, Any]] = []
+        self.extra: list[bytes] = []
+        self._by_value: dict[CompressorParams, int] = {}
+        self._by_dict: dict[str, int] = {}
+
+    def add_params(self, params: CompressorParams) -> int:
+        index = self._by_value.get(params)
+        if index is None:
+            entry = params.to_dict()
+            key = repr(sorted(entry.items()))  # settings that write the same entry share it
+            index = self._by_dict.get(key)
+            if index is None:
+                index = self._by_dict[key] = len(self.params)
+                self.params.append(entry)
+            self._by_value[params] = index
+        return index
+
+    def add_extra(self, cid: bytes) -> int:
+        self.extra.append(cid)
+        return len(self.extra) - 1

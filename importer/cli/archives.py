@@ -218,7 +218,7 @@ def run_import(args: argparse.Namespace) -> int:
     # here, on the thread that opened the store (the search's threads only see the in-process memo).
     memo_store = store if store is not None and not staging else None
     if memo_store is not None:
-        _load_attempts(memo_store)
+        _load_attempts(memo_store, args.command)
     try:
         for path in args.files:
             counting = CountingSink(BlockSizeGuard(sink))  # no block over 1 MiB (sinks/guard.py)
@@ -234,7 +234,7 @@ def run_import(args: argparse.Namespace) -> int:
                     delta = delta_against_previous(memo_store, report.file, report.root)
                 memo_store.record_archive(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256),
                                                         report.size, time.time()))
-                _record_attempts(memo_store)
+                _record_attempts(memo_store, args.command)
                 at_rest = AtRest(memo_store.payload_bytes(counting.new_cids),
                                  memo_store.page_stats().file_bytes - file_before)
             _print_report(args, report, counting, delta, at_rest)
@@ -256,7 +256,7 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_attempts(store: BlockStore) -> None:
+def _load_attempts(store: BlockStore, command: str) -> None:
     """Fill the in-process GNU gzip memo from the store; a failure only costs speed (one line on stderr)."""
     from ..compress.memo import MEMO_ENTRIES
     from ..compress.search import load_spawned_attempts, take_spawned_attempts
@@ -266,13 +266,13 @@ def _load_attempts(store: BlockStore) -> None:
     try:
         dropped = load_spawned_attempts(store.load_attempts(MEMO_ENTRIES))
     except StoreError as e:
-        print(f"dpip-import: warning: gzip attempts not loaded, they will be re-run: {e}", file=sys.stderr)
+        print(f"dpip-import {command}: warning: gzip attempts not loaded, they will be re-run: {e}", file=sys.stderr)
         return
     if dropped:
-        print(f"dpip-import: warning: {dropped} damaged gzip attempt rows in the store ignored", file=sys.stderr)
+        print(f"dpip-import {command}: warning: {dropped} damaged gzip attempt rows in the store ignored", file=sys.stderr)
 
 
-def _record_attempts(store: BlockStore) -> None:
+def _record_attempts(store: BlockStore, command: str) -> None:
     """Write the gzip attempts made or answered since the last call; a failure does not fail the import."""
     from ..compress.memo import MEMO_ENTRIES
     from ..compress.search import take_spawned_attempts
@@ -285,7 +285,7 @@ def _record_attempts(store: BlockStore) -> None:
         # The store keeps the MEMO_ENTRIES newest rows: as many as a load reads back (memo.py: ~6.4 MB).
         store.record_attempts(rows, MEMO_ENTRIES)
     except StoreError as e:
-        print(f"dpip-import: warning: gzip attempts not kept for later imports: {e}", file=sys.stderr)
+        print(f"dpip-import {command}: warning: gzip attempts not kept for later imports: {e}", file=sys.stderr)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +301,7 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
                   delta: DeltaReport | None, at_rest: AtRest | None) -> None:
     out = sys.stdout
     if delta is not None and delta.skipped is not None:
-        sys.stderr.write(f"dpip-import: {report.file}: no deltas against {delta.previous}: {delta.skipped}\n")
+        sys.stderr.write(f"dpip-import {args.command}: {report.file}: no deltas against {delta.previous}: {delta.skipped}\n")
     if args.json:
         data: dict[str, Any] = report.summary()
         # new_bytes: logical (uncompressed) bytes of the new blocks; the *_payload/file_* keys: at rest.

@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("export", help="write the DAG under a CID to a CARv1 file (ipfs dag export)")
     p.add_argument("path", metavar="CID[/PATH]", help=PATH_HELP)
-    p.add_argument("-o", "--output", metavar="FILE.car", required=True)
+    p.add_argument("-o", "--output", metavar="FILE.car", required=True,
+                   help="the CAR file to write (`ipfs dag export` writes to stdout; a CAR is binary)")
     p.add_argument("--force", action="store_true", help=FORCE_HELP)
     add_source_options(p)
     p.set_defaults(handler=cmd_export)

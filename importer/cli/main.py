@@ -16,7 +16,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from typing import cast
+from typing import NoReturn, cast
 
 from .. import __version__
 from ..errors import ImporterError, Terminated
@@ -27,10 +27,24 @@ Handler = Callable[[argparse.Namespace], int]
 COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "node", "mirror", "serve")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with usage errors in the CLI's one-line form: ``dpip-import CMD: message``, then
+    where the options are listed, instead of the whole usage block (exit 2, as argparse's).
+    Subcommand parsers are made of the same class (``add_subparsers`` uses the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, usage_error(self.prog, message))
+
+
+def usage_error(prog: str, message: str) -> str:
+    """The line a usage error prints: ``dpip-import CMD: message (see `dpip-import CMD --help`)``."""
+    return f"{prog}: {message} (see `{prog} --help`)\n"
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .options import STORE_HELP
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dpip-import",
         description="Put files, wheels and sdists into IPFS as Kubo would, and get them back.",
         epilog="--store, --json and --debug may also follow the subcommand.",
@@ -75,10 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .options import normalize_go_bool_flags
 
     parser = build_parser()
-    args = parser.parse_args(normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
+    args, unknown = parser.parse_known_args(normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
     handler = cast(Handler, args.handler)
     # "store gc", "pin add": the group's action is part of the name errors are reported under.
     command = " ".join([args.command, *(str(v) for k, v in sorted(vars(args).items()) if k.endswith("_command"))])
+    if unknown:  # argparse would blame the top-level parser: name the subcommand that was given them
+        parser.exit(2, usage_error(f"{parser.prog} {command}", f"unrecognized arguments: {' '.join(unknown)}"))
     restore = _raise_on_termination()
     try:
         return handler(args)

@@ -12,7 +12,9 @@ from .options import add_json_option, add_store_option
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    group = sub.add_parser("store", help="inspect and maintain the embedded block store (stats, verify, gc, vacuum...)")
+    group = sub.add_parser("store", help="inspect and maintain the embedded block store (stats, verify, gc, vacuum...)",
+                           description="The embedded block store (--store DIR; `store path` prints the one in use): "
+                                       "what it holds, checks of it, and its space given back.")
     actions = group.add_subparsers(dest="store_command", metavar="ACTION", required=True)
 
     p = actions.add_parser("stats", help="blocks, logical bytes, bytes at rest, ratio, per-encoding counts, free pages")
@@ -213,8 +215,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     with BlockStore(default_store_path(args.store), create=False) as store:
         if store.compression == "none":
-            print("compression is off for this store: nothing to do (`store compression zstd` turns it on)",
-                  file=sys.stderr)
+            print("dpip-import store optimize: compression is off for this store: nothing to do "
+                  "(`store compression zstd` turns it on)", file=sys.stderr)
             return 1
         rewritten, saved = store.recompress()
         deltas = delta_store(store)
@@ -236,7 +238,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with BlockStore(default_store_path(args.store), create=False) as store:
         made = store.train()
     if made is None:
-        print("too few small blocks to train a dictionary from", file=sys.stderr)
+        print("dpip-import store train: too few small blocks to train a dictionary from", file=sys.stderr)
         return 1
     print(f"dictionary {made.id}: {len(made.data)} bytes from {made.samples} blocks")
     return 0

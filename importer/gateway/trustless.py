@@ -35,9 +35,8 @@ from ..dag.reader import Kind, PathError, stat
 from ..errors import BlockNotFound, ImporterError, InvalidBlock
 from ..sinks.base import BlockSource
 from ..sinks.car import encode_car_header, encode_section, iter_dag
+from ..sinks.gateway import CAR_TYPE, RAW_TYPE
 
-RAW_TYPE: Final = "application/vnd.ipld.raw"
-CAR_TYPE: Final = "application/vnd.ipld.car"
 CAR_CONTENT_TYPE: Final = f"{CAR_TYPE}; version=1; order=dfs; dups=n"
 #: Blocks are immutable: caches may keep them for a year (Kubo's value for /ipfs/ answers, 29030400 s
 #: = 336 days, which is what path gateways send).

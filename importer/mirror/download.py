@@ -20,10 +20,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from .errors import DownloadError
-from .upstream import USER_AGENT, UpstreamFile
+from .upstream import USER_AGENT
 
 #: Largest file fetched unless ``--max-file-size`` says otherwise: PyPI's own upload limit is
 #: 100 MB by default, raised per project up to a few GB (the largest wheels are ~2 GB CUDA
@@ -43,6 +43,20 @@ RETRY_HTTP: Final = (408, 416, 429)
 OnBytes = Callable[[int], None]
 
 
+class Downloadable(Protocol):
+    """What a download needs to know of a file: an index's :class:`~.upstream.UpstreamFile`, a
+    benchmark lock entry. ``size`` is -1 when the index does not say."""
+
+    @property
+    def filename(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+
+
 def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     """(sha256 hex, size) of a file, read in pieces."""
     digest = hashlib.sha256()
@@ -54,7 +68,7 @@ def sha256_file(path: str | os.PathLike[str]) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
-def _fetch_once(file: UpstreamFile, part: Path, limit: int, on_bytes: OnBytes) -> None:
+def _fetch_once(file: Downloadable, part: Path, limit: int, on_bytes: OnBytes, user_agent: str) -> None:
     """Bring ``part`` towards the whole file, resuming from what it holds; never past ``limit`` bytes."""
     have = part.stat().st_size if part.exists() else 0
     if have > limit:
@@ -62,7 +76,7 @@ def _fetch_once(file: UpstreamFile, part: Path, limit: int, on_bytes: OnBytes) -
         have = 0
     if have and have == file.size:
         return
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    headers = {"User-Agent": user_agent, "Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
     request = urllib.request.Request(file.url, headers=headers)
@@ -92,9 +106,10 @@ def _fetch_once(file: UpstreamFile, part: Path, limit: int, on_bytes: OnBytes) -
                 on_bytes(len(piece))
 
 
-def download(file: UpstreamFile, directory: Path, *, max_size: int = DEFAULT_MAX_FILE_SIZE,
-             on_bytes: OnBytes = lambda n: None) -> Path:
-    """``directory/<filename>``, downloaded and verified (see the module docstring)."""
+def download(file: Downloadable, directory: Path, *, max_size: int = DEFAULT_MAX_FILE_SIZE,
+             on_bytes: OnBytes = lambda n: None, user_agent: str = USER_AGENT) -> Path:
+    """``directory/<filename>``, downloaded and verified (see the module docstring); ``on_bytes(n)``
+    is called as bytes arrive, an interrupted attempt's included."""
     scheme = urllib.parse.urlsplit(file.url).scheme
     if scheme not in ("http", "https"):
         raise DownloadError(file.filename, file.url, f"refusing a {scheme or 'relative'!s} URL (http and https only)")
@@ -114,7 +129,7 @@ def download(file: UpstreamFile, directory: Path, *, max_size: int = DEFAULT_MAX
         if attempt:
             time.sleep(RETRY_DELAY_S * attempt)
         try:
-            _fetch_once(file, part, limit, on_bytes)
+            _fetch_once(file, part, limit, on_bytes, user_agent)
         except urllib.error.HTTPError as e:
             reason = f"HTTP {e.code} {e.reason}"
             if 400 <= e.code < 500 and e.code not in RETRY_HTTP:

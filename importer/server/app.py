@@ -40,6 +40,7 @@ from ..dag.cid import format_cid, parse_cid
 from ..dag.reader import iter_file
 from ..errors import ImporterError
 from ..mirror.download import sha256_file
+from ..mirror.metadata import MAX_METADATA_BYTES
 from ..mirror.names import is_normalized, normalize
 from ..mirror.render import JSON_TYPE, TEXT_HTML
 from ..sinks.base import BlockSource
@@ -50,8 +51,6 @@ from .negotiate import choose
 from .verified import PIECE, VerificationFailed, send_verified
 
 SERVER_NAME: Final = "dpip-serve"
-#: Largest METADATA served (as :data:`importer.mirror.metadata.MAX_METADATA_BYTES`).
-MAX_METADATA_BYTES: Final = 16 * 1024 * 1024
 
 #: A file is named by its sha256 (the ETag): its bytes never change, so clients may keep them.
 IMMUTABLE: Final = "public, max-age=31536000, immutable"

@@ -32,14 +32,12 @@ from ..mirror.errors import IndexReadError, UnsafeFileName
 from ..mirror.model import FileEntry, make_page
 from ..mirror.names import DistName, parse_dist_filename
 from ..mirror.render import JSON_TYPE, project_html, project_json
-from ..mirror.upstream import USER_AGENT, ProjectNotFound, UpstreamFile, fetch_page
+from ..mirror.upstream import MAX_PAGE_BYTES, USER_AGENT, ProjectNotFound, UpstreamFile, fetch_page
 from ..profiles import ImportSettings, resolve_settings
 from .cache import FileCache
 
 #: Seconds to wait for the upstream index before answering 502.
 UPSTREAM_TIMEOUT_S: Final = 30.0
-#: Largest upstream page relayed (as :data:`importer.mirror.upstream.MAX_PAGE_BYTES`).
-MAX_PAGE_BYTES: Final = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

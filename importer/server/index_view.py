@@ -3,7 +3,8 @@
 The tree is immutable (it is named by its root CID), so what was read once is kept: the root
 listing, and the most recently used project pages (:data:`PAGE_CACHE`), parsed into file entries.
 Every read goes through the reader, so every block is checked against its CID by the source;
-pages larger than :data:`MAX_PAGE_BYTES` are refused.
+pages larger than :data:`~importer.mirror.upstream.MAX_PAGE_BYTES` are refused (a page of the tree
+lists what an upstream page listed: the mirror's bound on those makes a bigger one hostile).
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ from ..dag.cid import format_cid, parse_cid
 from ..dag.reader import iter_file, lookup, resolve
 from ..errors import ImporterError, InvalidBlock
 from ..mirror.model import FileEntry, entry_from_json
+from ..mirror.upstream import MAX_PAGE_BYTES
 from ..sinks.base import BlockSource
 
 #: Project pages kept parsed in memory: a few MB of the most requested projects.
 PAGE_CACHE: Final = 1024
-#: A page this large is hostile (PyPI's largest JSON pages are tens of MB).
-MAX_PAGE_BYTES: Final = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

