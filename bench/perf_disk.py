@@ -15,6 +15,10 @@ so that the shared machine's load falls on both alike:
 
     python -m bench.perf_disk --baseline /tmp/base --project numpy --versions 5 [--rounds 3]
     python -m bench.perf_disk --baseline /tmp/base --files A.whl B.whl ...
+
+``--stores A B ...`` compares stores that exist already, with this checkout only (e.g. a store and
+a copy of it after ``store optimize --level 19``): per store, rounds interleaved, the fetch of the
+archive imported last and the same cold reads, and each store's figures against the first's.
 """
 
 from __future__ import annotations
@@ -94,6 +98,37 @@ def measure(checkout: Path, files: list[Path], scratch: Path, seed: int) -> dict
             "read_median": statistics.median(reads), "read_worst": max(reads)}
 
 
+_NEWEST = """
+import sys
+from importer.dag.cid import format_cid
+from importer.sinks.store import BlockStore
+with BlockStore(sys.argv[1], create=False) as store:
+    print(format_cid(max(store.iter_archives(), key=lambda r: r.imported_at).root))
+"""
+
+
+def compare_stores(stores: list[Path], rounds: int, scratch: Path) -> None:
+    """Fetch of the newest archive and cold reads in existing stores (this checkout); medians, ratios to the first."""
+    seen: dict[Path, list[dict[str, float]]] = {store: [] for store in stores}
+    for round_no in range(rounds):
+        for number, store in enumerate(stores) if round_no % 2 == 0 else reversed(list(enumerate(stores))):
+            _, root = _run(HERE, ["-c", _NEWEST, str(store)])
+            fetched, _ = _run(HERE, ["-m", "importer", "fetch", "--store", str(store), root.strip(), "-o",
+                                     str(scratch / f"fetched-{round_no}-{number}")])
+            _, out = _run(HERE, ["-c", _COLD_READ, str(store), str(round_no), str(COLD_READS)])
+            reads = json.loads(out)["times"]
+            seen[store].append({"fetch": fetched, "read_median": statistics.median(reads), "read_worst": max(reads),
+                                "disk": _disk(store)})
+    first = None
+    for store, results in seen.items():
+        m = {key: statistics.median(r[key] for r in results) for key in results[0]}
+        first = first or m
+        print(f"  {store}: fetch newest {m['fetch']:5.2f} s, cold get median {1000 * m['read_median']:.2f} ms worst "
+              f"{1000 * m['read_worst']:.1f} ms; disk {m['disk'] / 1e6:.2f} MB; against the first: fetch speed "
+              f"{first['fetch'] / m['fetch']:.2f}, cold read speed {first['read_median'] / m['read_median']:.2f}, "
+              f"disk {m['disk'] / first['disk']:.3f}")
+
+
 def default_files(project: str, versions: int) -> list[Path]:
     """The project's newest ``versions`` releases in the top100 lock, sdist then wheel, oldest first."""
     entries = [e for e in load_lock("top100") if e.project == project]
@@ -103,13 +138,22 @@ def default_files(project: str, versions: int) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf_disk", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", type=Path, required=True, help="the checkout to compare with")
+    parser.add_argument("--baseline", type=Path, help="the checkout to compare with")
+    parser.add_argument("--stores", nargs="+", type=Path, help="compare these existing stores instead (this checkout)")
     parser.add_argument("--files", nargs="+", type=Path, help="archives of one project, oldest first")
     parser.add_argument("--project", default="numpy")
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
     args = parser.parse_args(argv)
+    if args.stores:
+        print(f"{len(args.stores)} stores; {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
+        with tempfile.TemporaryDirectory(prefix="dpip-perf-disk-", dir=args.dir) as scratch:
+            compare_stores(args.stores, args.rounds, Path(scratch))
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        return 0
+    if args.baseline is None:
+        parser.error("--baseline is required (or --stores)")
     files = args.files or default_files(args.project, args.versions)
     missing = [f for f in files if not f.is_file()]
     if missing:

@@ -24,6 +24,7 @@ background takes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -122,8 +123,15 @@ def cmd_realstore(args: argparse.Namespace) -> int:
     run_dir = Path(args.run)
     rows = []
     total = Measured(0, 0, 0, 0, 0, 0, 0, 0.0)
-    with tempfile.TemporaryDirectory(prefix="dpip-realstore-", dir=args.dir) as scratch:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            scratch = args.keep
+            Path(scratch).mkdir(parents=True, exist_ok=True)
+        else:
+            scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="dpip-realstore-", dir=args.dir))
         for package in args.packages:
+            if (Path(scratch) / package).exists():
+                raise SystemExit(f"realstore: {Path(scratch) / package} exists already")
             measured = check_project(run_dir, package, Path(scratch), args.optimize)
             total = total + measured
             rows.append(format_row(package, measured))
@@ -139,6 +147,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
     p.add_argument("--packages", nargs="+", required=True, metavar="PROJECT")
     p.add_argument("--dir", help="scratch directory for the stores (default: a temporary one under /tmp)")
+    p.add_argument("--keep", metavar="DIR",
+                   help="make the stores in DIR/PROJECT and keep them (for `python -m bench.diskusage`)")
     p.add_argument("--optimize", type=int, default=0, metavar="LEVEL",
                    help="then run `store optimize --level LEVEL` on each store and measure it again")
     p.set_defaults(handler=cmd_realstore)

@@ -181,7 +181,7 @@ def test_directory_under_a_file_raises_store_error(tmp_path: Path) -> None:
 def test_read_only_directory_raises_store_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "ro").mkdir(mode=0o500)
     if os.geteuid() == 0:  # root may write anywhere: make the permission check see what a user would
-        monkeypatch.setattr("importer.sinks.store.os.access", lambda path, mode: False)
+        monkeypatch.setattr("importer.sinks.store.schema.os.access", lambda path, mode: False)
     with pytest.raises(StoreError, match="not writable"):
         BlockStore(tmp_path / "ro")
 
@@ -251,7 +251,7 @@ def _stall_in_transaction(path: str, ready: Any) -> None:
         time.sleep(600)
 
     # Only in this forked child: the second batch is inserted, then the process hangs before COMMIT.
-    BlockStore._commit = stall  # type: ignore[method-assign]
+    BlockStore._commit = stall  # type: ignore[method-assign,assignment]
     store.put_many(raw_block(i, size=64 * 1024) for i in range(1000, 1128))  # 8 MiB > page cache
     store.flush()
 

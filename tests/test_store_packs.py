@@ -14,10 +14,13 @@ import zstandard
 
 from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
+from importer.sinks.delta import read_header
 from importer.sinks.packs import (
+    COLD_FRAME_BYTES,
     ENCODING_PACKED,
     ENCODING_PACKED_DELTA,
     FRAME_BYTES,
+    GROUP_BELOW,
     Locator,
     PackBuilder,
     parse_locator,
@@ -180,10 +183,33 @@ def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted
         store.flush()
         store.put(cid(new), new)
         store.flush()  # committed plainly, in a pack of its own
+        plain_pack = parse_locator(rows(tmp_path)[cid(new)][1], len(new)).pack
         assert store.delta_encode([(cid(new), [cid(old)])])[0] == 1
         stats = store.stats()
-        assert stats.dead_bytes == 0 and stats.packs == 1  # the new block's pack held nothing else: deleted
+        # The new block's pack held nothing else: deleted; its delta went into a pack of its own.
+        assert stats.dead_bytes == 0 and stats.packs == 2
+        assert store._conn.execute("SELECT count(*) FROM packs WHERE id = ?", (plain_pack,)).fetchone() == (0,)
         assert store.get(cid(new)) == new
+    assert rows(tmp_path)[cid(new)][0] == ENCODING_PACKED_DELTA
+
+
+def test_a_chain_rewritten_in_one_call_is_written_into_one_pack_at_the_right_depths(tmp_path: Path) -> None:
+    a = text_block(21, 120_000)
+    b = a[:5000] + b"b" + a[5000:]
+    c = b[:9000] + b"c" + b[9000:]
+    with BlockStore(tmp_path) as store:
+        for block in (a, b, c):
+            store.put(cid(block), block)
+            store.flush()  # committed plainly, one pack each
+        # b becomes a delta in the same transaction as c, written at its end: c's depth is 2.
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(b)])])[0] == 2
+        assert sorted(store.iter_deltas()) == sorted([(cid(b), 1, (cid(a),)), (cid(c), 2, (cid(b),))])
+    stored = rows(tmp_path)
+    assert {stored[cid(x)][0] for x in (b, c)} == {ENCODING_PACKED_DELTA}
+    assert len({parse_locator(stored[cid(x)][1], len(x)).pack for x in (b, c)}) == 1
+    with BlockStore(tmp_path) as store:  # cold: nothing in the reference cache
+        assert store.get(cid(c)) == c and store.get(cid(b)) == b
+        assert all(problem is None for _, problem in store.verify())
 
 
 def _writer(path: str, start: int, count: int) -> None:
@@ -269,9 +295,59 @@ def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_onc
         assert store.stats().dead_bytes == 0
 
 
+def test_optimizing_at_a_level_makes_cold_packs_that_read_back_verify_and_survive_a_delete(tmp_path: Path) -> None:
+    small = small_blocks(150, 5)
+    leaf = text_block(11, GROUP_BELOW)  # a full leaf: a frame of its own when written
+    old = base64.b64encode(random.Random(7).randbytes(90_000))
+    new = old[:60_000] + b"# one more line\n" + old[60_000:]
+    loose = text_block(12, 30_000)
+    with BlockStore(tmp_path, packs=False) as store:
+        store.put(cid(loose), loose)  # a row of its own, as rewrites and older stores leave them
+    with BlockStore(tmp_path) as store:
+        store.put_many((cid(b), b) for b in [*small, leaf, old])
+        store.flush()
+        store.put(cid(new), new)
+        assert store.delta_encode([(cid(new), [cid(old)])])[0] == 1
+        store.flush()
+        delta_before = store._segment(parse_locator(rows(tmp_path)[cid(new)][1], len(new)))
+        assert parse_locator(rows(tmp_path)[cid(leaf)][1], len(leaf)).frame_size in (0, len(leaf))
+        before = store.stats()
+        rewritten, freed = store.compact_packs(level=19)
+        assert rewritten == before.packs and freed > 0
+        assert store.compact_packs(level=19) == (0, 0)  # done once
+    stored = rows(tmp_path)
+    assert stored[cid(loose)][0] == ENCODING_PACKED  # moved into a pack
+    leaf_at = parse_locator(stored[cid(leaf)][1], len(leaf))
+    assert leaf_at.frame_size > len(leaf)  # the leaf shares a cold frame with its neighbours
+    frames = {parse_locator(d, 1).frame_size for e, d in stored.values() if e == ENCODING_PACKED}
+    total = sum(map(len, [*small, leaf, old, loose]))
+    assert total < COLD_FRAME_BYTES and frames == {total}  # all in one cold frame
+    assert stored[cid(new)][0] == ENCODING_PACKED_DELTA
+    with BlockStore(tmp_path) as store:
+        delta_after = store._segment(parse_locator(stored[cid(new)][1], len(new)))
+        assert read_header(delta_after) == read_header(delta_before)  # same references, same depth
+        assert all(store.get(cid(b)) == b for b in [*small, leaf, old, new, loose])
+        assert all(problem is None for _, problem in store.verify())
+        store.delete(cid(old))  # its delta is rewritten without it first
+        assert store.get(cid(new)) == new
+        assert all(problem is None for _, problem in store.verify())
+    # A damaged cold frame names every block it held, and no other.
+    leaf_at = parse_locator(rows(tmp_path)[cid(leaf)][1], len(leaf))
+    with db(tmp_path) as conn:
+        pack_bytes = bytearray(conn.execute("SELECT data FROM packs WHERE id = ?", (leaf_at.pack,)).fetchone()[0])
+        pack_bytes[leaf_at.offset:leaf_at.offset + 4] = bytes(4)  # the frame's magic number
+        conn.execute("UPDATE packs SET data = ? WHERE id = ?", (bytes(pack_bytes), leaf_at.pack))
+    in_frame = {c for c, (e, d) in rows(tmp_path).items() if e == ENCODING_PACKED
+                and parse_locator(d, 1) == Locator(leaf_at.pack, leaf_at.offset, leaf_at.length,
+                                                   leaf_at.frame_size, parse_locator(d, 1).inner)}
+    with BlockStore(tmp_path) as store:
+        problems = {c for c, problem in store.verify() if problem is not None}
+    assert cid(leaf) in in_frame and problems == in_frame and len(in_frame) > 100
+
+
 def test_a_new_store_compresses_its_first_small_blocks_with_the_shipped_dictionary(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import importer.sinks.store as store_module
+    import importer.sinks.store.dictionaries as store_module
     from importer.sinks.atrest import SHIPPED_ID, shipped_dictionary
 
     shipped = shipped_dictionary()

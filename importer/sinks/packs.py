@@ -71,6 +71,18 @@ GROUP_BELOW: Final = 256 * KiB
 #: write may be smaller; a block larger than what is left makes a frame up to twice this size):
 #: a frame decodes in a few tenths of a millisecond for a random read (zstd at ~1 GB/s here).
 FRAME_BYTES: Final = 128 * KiB
+#: Frames of the packs ``store optimize --level N`` rewrites, which are *cold*: written once, read
+#: rarely. They group every block but deltas, full 256 KiB leaves too, into frames of at least
+#: this many bytes. On aiohttp's store (unseen7, 10 archives; its 575 packed blocks, 25.2 MB,
+#: 10.11 MB at rest in 128 KiB frames at level 9 and leaves alone), at level 19 with the store's
+#: dictionary, in write order::
+#:
+#:     frames      128 KiB   512 KiB   1 MiB    2 MiB
+#:     MB          9.46      9.31      9.18     9.05    (0.936, 0.921, 0.909, 0.895 of today)
+#:
+#: 1 MiB takes most of what larger frames gain; a cold read of such a block decodes up to
+#: 1 MiB plus a block, about 1 ms at zstd's ~1 GB/s here (REPORT.md, "The store on disk").
+COLD_FRAME_BYTES: Final = 1 * MiB
 #: zstd level of every frame of a pack: level 9 stores 7% less than 3 on numpy's small blocks,
 #: 15-21% less on grpcio's (table above) and 5% less on numpy's 256 KiB binary leaves; it
 #: compresses about 3x slower than level 3 (REPORT.md, "Deltas at rest": what that costs an
@@ -80,9 +92,9 @@ FRAME_LEVEL: Final = 9
 #: chain from its start (SQLite keeps no index of it), 256 pages of 4 KiB at most; a pack's
 #: last, partly filled page is 0.2% of it.
 PACK_BYTES: Final = 1 * MiB
-#: Largest frame a locator may declare: a group of small blocks stops at :data:`FRAME_BYTES`
-#: plus one block under 16 KiB, and a large block is a frame alone (at most 2 MiB, the largest
-#: block Kubo's bitswap exchanges); anything larger is a damaged locator, not an allocation.
+#: Largest frame a locator may declare: a group of blocks stops at :data:`COLD_FRAME_BYTES`
+#: plus one block (at most 2 MiB, the largest block Kubo's bitswap exchanges), 3 MiB, with a
+#: margin; anything larger is a damaged locator, not an allocation.
 MAX_FRAME: Final = 4 * MiB
 
 
@@ -141,8 +153,9 @@ class Placed:
 class PackBuilder:
     """Lays blocks out as the segments of one pack; :meth:`take` hands the pack over."""
 
-    def __init__(self, frame_compressor: zstandard.ZstdCompressor) -> None:
+    def __init__(self, frame_compressor: zstandard.ZstdCompressor, frame_bytes: int = FRAME_BYTES) -> None:
         self._frames = frame_compressor
+        self._frame_bytes = frame_bytes
         self._parts: list[bytes] = []
         self._bytes = 0
         self.placed: list[Placed] = []
@@ -164,10 +177,10 @@ class PackBuilder:
         return offset
 
     def add_grouped(self, cid: bytes, block: bytes) -> None:
-        """A block grouped with its neighbours into one frame (it closes once it holds FRAME_BYTES)."""
+        """A block grouped with its neighbours into one frame (it closes once it holds ``frame_bytes``)."""
         self._group.append((cid, block))
         self._group_bytes += len(block)
-        if self._group_bytes >= FRAME_BYTES:
+        if self._group_bytes >= self._frame_bytes:
             self.close_frame()
 
     def add_frame(self, cid: bytes, size: int, payload: bytes, framed: bool) -> None:

@@ -1,7 +1,7 @@
 """Which roots each IPFS node holds, as ``push`` recorded them: the store's ``pushed`` table.
 
 :class:`PushedRoots` is a part of :class:`~importer.sinks.store.BlockStore` (a mixin, as
-:mod:`importer.sinks.roots` is: the methods run on the store's connection and transactions).
+:mod:`importer.sinks.store.roots` is: the methods run on the store's connection and transactions).
 A row ``(peer, root, pushed_at)`` says that the node with that peer ID pinned ``root``
 recursively, so it holds the root's whole DAG; :mod:`importer.sinks.push` writes a row only after
 the node's ``pin/add`` succeeded and subtracts the DAGs of recorded roots from the next push to
@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..errors import StoreError
+from ...errors import StoreError
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,9 +25,9 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..dag.cid import format_cid
-from ..errors import StoreError
-from .lock import CollectorLock
+from ...dag.cid import format_cid
+from ...errors import StoreError
+from ..lock import CollectorLock
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,230 @@
+"""The store's SQLite file: how it is opened, its tables, and the migrations of older stores.
+
+Why SQLite rather than a flatfs-style directory: an import writes many small blocks (dag-pb
+nodes of a few hundred bytes, the small files of a wheel), which in a flatfs would be millions of
+tiny files, each costing an inode and a 4 KiB page; SQLite packs them into one file. Its
+transactions give the atomicity the store promises for free: a block row is either committed
+whole or absent, and a process killed mid-transaction leaves only an uncommitted tail in the
+write-ahead log, which the next opener discards.
+
+Settings and why:
+
+* ``journal_mode=WAL``: readers (``cat``, ``get``) run beside a writer, and a commit appends to
+  the log instead of rewriting pages in place.
+* ``synchronous=NORMAL``: in WAL mode a commit is not fsync'd; the log is synced at checkpoints.
+  A *process* crash loses nothing that was committed; a *power loss* may drop the last few
+  committed transactions but never corrupts the database (SQLite's documented WAL guarantee).
+  Blocks are content-addressed, so a lost tail is re-imported by running the import again.
+* ``busy_timeout``: a second writer waits for the first one's transaction instead of failing;
+  puts are buffered and committed in batches (:data:`~importer.sinks.store.base.BATCH_BYTES`),
+  so two importers interleave batch by batch. Writes use ``BEGIN IMMEDIATE`` so that a reader
+  never has to be upgraded to a writer mid-transaction (the one case where SQLite fails without
+  waiting).
+* ``auto_vacuum=INCREMENTAL`` for a new store (it can only be set before the first table): the
+  pages that deletes and rewrites free go back to the file system
+  (:meth:`~importer.sinks.store.base.StoreBase.reclaim_free_pages`).
+* Blocks live in a rowid table (not ``WITHOUT ROWID``): SQLite advises rowid tables for rows
+  larger than about 1/20 of a page, and leaf blocks are 256 KiB; and the store reads blocks in
+  the order they were written (``rowid``). The tables of small rows keyed by their primary key
+  and never read in rowid order (``meta``, ``delta_refs``, ``pins``) are ``WITHOUT ROWID`` in a
+  new store: the key is stored once, in the table's own B-tree, not a second time in an index.
+  ``delta_refs`` (two CIDs a row, a row per reference of every delta) took about half of the
+  "index and rows" of unseen7's stores (``python -m bench.diskusage``). Older stores keep their
+  rowid tables; the statements that read and write them are the same.
+
+Forward compatibility: a store whose ``meta.schema_version`` is newer than
+:data:`SCHEMA_VERSION` is refused at open, so an old binary never misreads a newer store (and a
+reader that meets an encoding it does not know refuses that block). Older stores are migrated at
+open: every migration so far only adds tables.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+from ...errors import StoreError
+
+MiB: Final = 1024 * 1024
+
+#: Version of the table layout below, kept in ``meta``; bump it with every migration.
+#: 1: blocks. 2: adds ``archives``, the mirror's index (file name -> root CID, sha256, size).
+#: 3: adds ``dictionaries`` (zstd dictionaries for encoding 2). 4: adds ``delta_refs`` (encoding 3),
+#: and later ``attempts`` (a cache that older schema-4 code ignores, so the version stays 4).
+#: 5: adds ``pins`` (roots that ``store gc`` keeps besides the archive index): schema-4 code would
+#: collect pinned blocks, so an older binary must refuse the store.
+#: 6: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``; importer.sinks.store.pushed).
+#: 7: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
+#: schema-6 code could not read: it refuses the store at open.
+SCHEMA_VERSION: Final = 7
+#: File name of the database inside the store directory.
+DB_NAME: Final = "blocks.sqlite3"
+#: How long a writer waits for another process's transaction before giving up (milliseconds).
+#: One batch of 64 MiB commits in well under a second, so a minute means "something is stuck".
+BUSY_TIMEOUT_MS: Final = 60_000
+#: Pause between two tries to switch a new store to WAL while another process holds it
+#: (:func:`_switch_to_wal`): its lock lasts a few milliseconds, the time to write the header.
+_WAL_RETRY_S: Final = 0.005
+#: The write-ahead log is truncated back to this after a checkpoint instead of staying at its peak.
+JOURNAL_SIZE_LIMIT: Final = 64 * MiB
+#: Compression of a store that has no setting yet. ``python -m bench.perf_store --wheels ...``
+#: (figures in :mod:`importer.sinks.atrest`): on ten real wheels zstd stores the blocks in 31%
+#: of the space (22.2 MB -> 6.8 MB at rest, database files 23.3 MB -> 7.9 MB) for 2-7% of the
+#: import's time, and verified reads of them went from 219 to 155 MB/s, still 20x an import.
+#: On incompressible 256 KiB leaves the 16 KiB probe decides "raw" at ~14 GB/s, so their store
+#: writes stay at the raw store's ~185 MB/s (185.0 against 186.8 in the same run).
+DEFAULT_COMPRESSION: Final = "zstd"
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    # cid: binary CID; size: logical (decoded) length; encoding: how ``data`` is stored.
+    ("CREATE TABLE IF NOT EXISTS blocks ("
+     " cid BLOB NOT NULL PRIMARY KEY,"
+     " encoding INTEGER NOT NULL DEFAULT 0,"
+     " size INTEGER NOT NULL,"
+     " data BLOB NOT NULL)"),
+    # One row per imported archive, written only after all its blocks are committed, so an
+    # entry never names a missing block. The mirror publisher and the pip proxy read this.
+    ("CREATE TABLE IF NOT EXISTS archives ("
+     " name TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " sha256 BLOB NOT NULL,"
+     " size INTEGER NOT NULL,"
+     " imported_at REAL NOT NULL,"
+     " PRIMARY KEY (name, root))"),
+    # id: the zstd dictionary ID, also written in the dictionary's header and in the header of
+    # every frame made with it; samples: how many blocks it was trained on.
+    ("CREATE TABLE IF NOT EXISTS dictionaries ("
+     " id INTEGER PRIMARY KEY,"
+     " data BLOB NOT NULL,"
+     " trained_at REAL NOT NULL,"
+     " samples INTEGER NOT NULL)"),
+    # One row per (reference, delta row): which rows must be rewritten before ``ref`` is deleted.
+    ("CREATE TABLE IF NOT EXISTS delta_refs ("
+     " ref BLOB NOT NULL,"
+     " cid BLOB NOT NULL,"
+     " PRIMARY KEY (ref, cid)) WITHOUT ROWID"),
+    # Recursive pins: every block ``root`` reaches is kept by ``store gc``. A name holds one root
+    # (pinning another root under it replaces it); ``pin add CID`` names the pin after the CID.
+    ("CREATE TABLE IF NOT EXISTS pins ("
+     " name TEXT NOT NULL PRIMARY KEY,"
+     " root BLOB NOT NULL,"
+     " pinned_at REAL NOT NULL) WITHOUT ROWID"),
+    # The compressor search's memo of GNU gzip attempts (importer.compress.memo): opaque key and
+    # checksummed value; a rowid table, so the newest rows have the highest rowids.
+    ("CREATE TABLE IF NOT EXISTS attempts ("
+     " key BLOB NOT NULL PRIMARY KEY,"
+     " value BLOB NOT NULL)"),
+    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
+    # written only after the node pinned the root, so it holds the root's whole DAG.
+    ("CREATE TABLE IF NOT EXISTS pushed ("
+     " peer TEXT NOT NULL,"
+     " root BLOB NOT NULL,"
+     " pushed_at REAL NOT NULL,"
+     " PRIMARY KEY (peer, root))"),
+    # Packs (importer.sinks.packs): segments of many blocks in one row, never updated (SQLite
+    # rewrites a whole row, megabyte of blob and all, to change one column of it).
+    # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
+    # under (pack, offset) can never name other bytes.
+    ("CREATE TABLE IF NOT EXISTS packs ("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     " data BLOB NOT NULL)"),
+    # What each pack holds. logical: bytes of the blocks placed in it; live: bytes of those whose
+    # rows still point to it (deletes and rewrites lower it; a pack at 0 is deleted, one under
+    # half is rewritten by compact_packs); level: the zstd level its frames were made at, beyond
+    # the default (0), by compact_packs.
+    ("CREATE TABLE IF NOT EXISTS pack_usage ("
+     " pack INTEGER PRIMARY KEY,"
+     " logical INTEGER NOT NULL,"
+     " live INTEGER NOT NULL,"
+     " level INTEGER NOT NULL DEFAULT 0)"),
+)
+
+
+def connect(path: Path, create: bool, fail: Callable[[str], StoreError]) -> sqlite3.Connection:
+    """The store's database in ``path``, opened with the settings above and migrated; ``fail(reason)``
+    makes the error to raise (``create=False``: a store that does not exist yet is one)."""
+    db = path / DB_NAME
+    if path.exists() and not path.is_dir():
+        raise fail("exists and is not a directory")
+    new = not db.exists()
+    if new:
+        if not create:
+            raise fail("no block store here (nothing has been added to it yet)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise fail(f"cannot create directory: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        # SQLite needs to create the -wal and -shm files next to the database, even to read.
+        raise fail("directory is not writable")
+    try:
+        # isolation_level=None: no implicit transactions; the store issues BEGIN/COMMIT itself.
+        conn = sqlite3.connect(db, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+    except sqlite3.Error as e:
+        raise fail(f"cannot open {db.name}: {e}") from None
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if new:  # only takes effect before the first table, and before WAL writes the header
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        _switch_to_wal(conn, fail)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+        migrate(conn, fail)
+    except sqlite3.Error as e:
+        conn.close()
+        raise fail(f"{db.name}: {e}") from None
+    except StoreError:
+        conn.close()
+        raise
+    return conn
+
+
+def _switch_to_wal(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None:
+    """``journal_mode = WAL``, waiting out another process that creates the same store.
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite answers "database is locked"
+    at once, without calling the busy handler, while another opener holds the file; two importers
+    started together on a new store (``tests/test_store_atrest.py``, the two writers) met that
+    about once in 50 starts. So the switch is retried until :data:`BUSY_TIMEOUT_MS`; once the
+    file is in WAL mode the pragma takes no lock and returns at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(_WAL_RETRY_S)
+    if str(mode).lower() != "wal":
+        raise fail(f"cannot switch to WAL mode (journal_mode is {mode})")
+
+
+def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None:
+    """Create the tables a store lacks and record :data:`SCHEMA_VERSION`; refuse a newer store."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            # A new store records the default it was created with, so changing the default
+            # later does not silently change how an existing store writes.
+            conn.execute("INSERT OR IGNORE INTO meta VALUES ('compression', ?)", (DEFAULT_COMPRESSION,))
+        elif int(row[0]) > SCHEMA_VERSION:
+            raise fail(f"schema version {row[0]} is newer than this program's {SCHEMA_VERSION}: upgrade dpip-importer")
+        elif int(row[0]) < SCHEMA_VERSION:
+            # Every migration so far only adds tables (CREATE IF NOT EXISTS above). A store
+            # from before compression keeps no setting and so takes the default.
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
