@@ -25,6 +25,7 @@ SECTIONS = (
     ("bench.perf_gc", "store gc of 100,000 garbage blocks vs one delete transaction per block; free pages"),
     ("bench.perf_serve", "pip install through serve vs http.server; rebuild MB/s; serve memory on a 100 MB wheel"),
     ("bench.perf_node", "push to js-ipfs vs a plain HTTP post of the CAR; fetch --gateway vs local fetch; memory"),
+    ("bench.perf_publish", "mirror publish to js-ipfs: a first publish of 70 real archives, then one release"),
 )
 
 

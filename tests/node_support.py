@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import io
 import json
 import os
 import shutil
@@ -26,6 +27,7 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -37,6 +39,11 @@ from pathlib import Path
 from typing import Any, Final
 
 import pytest
+
+from importer.cli.main import main
+from importer.dag.cid import IDENTITY, split_cid
+from importer.sinks.car import iter_dag
+from importer.sinks.store import BlockStore
 
 from .oracle_support import locate_oracles
 
@@ -239,6 +246,70 @@ def running_jsipfs(folder: Path) -> Iterator[JsIpfs]:
         node.stop()
 
 
+class KillingProxy:
+    """A TCP proxy to a node's API that SIGKILLs the node, as a crash would: once ``after`` request
+    bytes went through it, or, with ``call`` (such as ``"dag/import"``), when the ``nth`` request
+    for that call arrives, before any of it reaches the node (so the node cannot have answered)."""
+
+    def __init__(self, node: JsIpfs, after: int = 0, call: str | None = None, nth: int = 1) -> None:
+        self.node = node
+        self.after = after
+        self.request_line = f"POST /api/v0/{call}?".encode() if call is not None else None
+        self.nth = nth
+        self.calls = 0
+        self.sent = 0
+        self.killed = threading.Event()
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    @property
+    def api(self) -> str:
+        return f"/ip4/127.0.0.1/tcp/{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.node.ports["api"]))
+            for src, dst, count in ((client, upstream, True), (upstream, client, False)):
+                t = threading.Thread(target=self._pump, args=(src, dst, count), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _kill(self) -> None:
+        if not self.killed.is_set():
+            self.killed.set()
+            self.node.kill()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if count and self.request_line is not None and self.request_line in data:
+                    self.calls += 1
+                    if self.calls == self.nth:
+                        self._kill()
+                        return
+                dst.sendall(data)
+                if count and self.request_line is None:
+                    self.sent += len(data)
+                    if self.sent >= self.after:
+                        self._kill()
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Real Kubo as a second peer, and a verifying client
 
@@ -278,3 +349,23 @@ def verified_fetch(gateway: str, fetches: Sequence[tuple[str, Path]], timeout_s:
     if proc.returncode != 0:
         pytest.fail(f"verified_fetch.mjs exited {proc.returncode}: {proc.stderr.strip()[-2000:]}", pytrace=False)
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+# ---------------------------------------------------------------------------------------------
+# The CLI and the store, for module-scoped fixtures
+
+
+def run(*argv: str | Path) -> tuple[int, str, str]:
+    """Run the CLI in-process, capturing its output (module-scoped fixtures cannot use ``cli``)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def dag_blocks(store: Path, roots: list[bytes]) -> dict[bytes, int]:
+    """Every block under ``roots`` (identity CIDs aside) and its size: what a push to an empty node sends."""
+    seen: set[bytes] = set()
+    with BlockStore(store, create=False) as s:
+        return {cid: len(block) for root in roots for cid, block in iter_dag(s, root, seen)
+                if split_cid(cid)[2] != IDENTITY}

@@ -8,6 +8,7 @@ records every request; the real nodes are in tests/test_node_push.py.
 from __future__ import annotations
 
 import http.server
+import io
 import json
 import socketserver
 import sqlite3
@@ -22,7 +23,7 @@ import pytest
 
 from importer.cli.main import main
 from importer.dag.cid import format_cid
-from importer.errors import InvalidOption, RemoteError
+from importer.errors import ImporterError, InvalidOption, RemoteError
 from importer.sinks.car import iter_dag
 from importer.sinks.node import NodeClient, find_api, parse_api_auth
 from importer.sinks.push import known_blocks, push_bases
@@ -122,6 +123,14 @@ def handler_for(fake: FakeRpc) -> type[http.server.BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def reply_lines(self, lines: list[str]) -> None:
+            data = "".join(line + "\n" for line in lines).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
         def body(self) -> bytes:
             if self.headers.get("Transfer-Encoding") == "chunked":
                 out = b""
@@ -142,11 +151,18 @@ def handler_for(fake: FakeRpc) -> type[http.server.BaseHTTPRequestHandler]:
             call = url.path.removeprefix("/api/v0/")
             if call == "id":
                 return self.reply(200, {"ID": "12D3KooWFakeNode"})
+            if call == "key/list":
+                return self.reply(200, {"Keys": [{"Name": "self", "Id": "12D3KooWFakeNode"}]})
             if call == "dag/import":
+                if query.get("pin-roots") == ["true"]:
+                    fake.pinned.update(car_roots(body))
                 return self.reply(200, {"Stats": {"BlockCount": 1, "BlockBytesCount": len(body)}})
             if call == "pin/add":
                 fake.pinned.update(query["arg"])
                 return self.reply(200, {"Pins": query["arg"]})
+            if call == "pin/ls" and "arg" not in query:
+                lines = [json.dumps({"Type": "recursive", "Cid": cid}) for cid in sorted(fake.pinned)]
+                return self.reply_lines(lines)
             if call == "pin/ls":
                 if query["arg"][0] in fake.pinned:
                     return self.reply(200, {"Keys": {query["arg"][0]: {"Type": "recursive"}}})
@@ -154,6 +170,20 @@ def handler_for(fake: FakeRpc) -> type[http.server.BaseHTTPRequestHandler]:
             return self.reply(404, {"Message": f"no {call}", "Type": "error"})
 
     return Handler
+
+
+def car_roots(body: bytes) -> list[str]:
+    """The roots in the header of the CAR a ``dag/import`` multipart body carries (the fake pins them)."""
+    from importer.sinks.car import CarReader
+
+    start = body.index(b"\r\n\r\n") + 4
+    if body[start:start + 1] in (b"", b"\r"):
+        return []  # not a CAR: a test that sends bytes of its own
+    try:
+        reader = CarReader.from_stream(io.BytesIO(body[start:]), "fake dag/import")
+    except ImporterError:
+        return []
+    return [format_cid(root) for root in reader.roots]
 
 
 @pytest.fixture
@@ -185,7 +215,7 @@ def test_dag_import_streams_one_multipart_car_part_with_its_content_type(fake_rp
     node = NodeClient(parse_endpoint(api, "--api"))
     answer = node.dag_import(iter([b"first ", b"second"]))
     path, query, headers, body = fake.requests[-1]
-    assert (path, query) == ("/api/v0/dag/import", {"pin-roots": ["false"], "stats": ["true"]})
+    assert (path, query) == ("/api/v0/dag/import", {"pin-roots": ["true"], "stats": ["true"]})
     assert headers["transfer-encoding"] == "chunked"
     boundary = headers["content-type"].removeprefix("multipart/form-data; boundary=")
     assert body == (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dpip.car\"\r\n"
@@ -197,8 +227,24 @@ def test_ipfshttpclient_warning_does_not_reach_users(fake_rpc: tuple[FakeRpc, st
     _, api = fake_rpc
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        NodeClient(parse_endpoint(api, "--api")).peer_id()
+        assert NodeClient(parse_endpoint(api, "--api")).key_list() == {"self": "12D3KooWFakeNode"}  # ipfshttpclient
     assert [str(w.message) for w in caught] == []
+
+
+def test_push_path_calls_are_direct_http_and_never_import_ipfshttpclient(fake_rpc: tuple[FakeRpc, str],
+                                                                         tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    _, api = fake_rpc
+    store = tmp_path / "store"
+    root = import_wheel(store, tmp_path, "pkg-1.0-py3-none-any.whl", b"A = 1\n")
+    code = ("import sys; from importer.cli.main import main; rc = main(sys.argv[1:]); "
+            "print(rc, 'ipfshttpclient' in sys.modules, 'requests' in sys.modules)")
+    for _ in range(2):  # a first push to the node, then one that asks which bases it pins
+        out = subprocess.run([sys.executable, "-c", code, "push", "--api", api, "--store", str(store),
+                              format_cid(root)], capture_output=True, text=True, check=True).stdout
+        assert out.splitlines()[-1] == "0 False False", out
 
 
 def test_node_on_a_unix_socket_is_reached_by_both_clients(tmp_path: Path) -> None:
@@ -212,8 +258,9 @@ def test_node_on_a_unix_socket_is_reached_by_both_clients(tmp_path: Path) -> Non
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         node = NodeClient(parse_endpoint(f"/unix{sock}", "--api"))
-        assert node.peer_id() == "12D3KooWFakeNode"  # ipfshttpclient
-        assert node.dag_import([b"x"]).blocks == 1  # direct HTTP
+        assert node.key_list() == {"self": "12D3KooWFakeNode"}  # ipfshttpclient
+        assert node.peer_id() == "12D3KooWFakeNode"  # direct HTTP
+        assert node.dag_import([b"x"]).blocks == 1
     finally:
         server.shutdown()
         server.server_close()
@@ -286,10 +333,14 @@ def test_push_bases_are_the_root_then_its_project_newest_first(tmp_path: Path) -
         for i, root in enumerate([*roots, other]):
             s.record_pushed("peer", [root], 1000.0 + i)
         names = {r.root: r.name for r in s.iter_archives()}
-        assert push_bases(s, "peer", roots[1], names) == [roots[1], roots[2], roots[0]]
-        assert push_bases(s, "other-peer", roots[1], names) == []
+
+        def recorded(peer: str) -> list[bytes]:
+            return [p.root for p in s.pushed_roots(peer)]
+
+        assert push_bases(recorded("peer"), roots[1], names) == [roots[1], roots[2], roots[0]]
+        assert push_bases(recorded("other-peer"), roots[1], names) == []
         s.forget_pushed("peer", [roots[2]])
-        assert push_bases(s, "peer", roots[1], names) == [roots[1], roots[0]]
+        assert push_bases(recorded("peer"), roots[1], names) == [roots[1], roots[0]]
 
 
 def test_known_blocks_of_a_base_cover_its_whole_dag(tmp_path: Path) -> None:
@@ -329,8 +380,38 @@ def test_import_with_push_sends_each_archive_after_importing_it(fake_rpc: tuple[
     assert lines[0] == f"imported {root} {wheel.name}"
     assert lines[-2] == f"pinned {root} {wheel.name}"
     assert lines[-1].startswith("pushed 1 roots to 12D3KooWFakeNode: ")
-    assert [path for path, *_ in fake.requests] == ["/api/v0/id", "/api/v0/dag/import", "/api/v0/pin/add"]
+    assert [path for path, *_ in fake.requests] == ["/api/v0/id", "/api/v0/dag/import"]  # pinned by pin-roots
     assert fake.pinned == {root}
     rc, _, err = cli("wheel", "--store", tmp_path / "store", "--push", "--car", tmp_path / "x.car", wheel)
     assert (rc, err) == (1, ("dpip-import wheel: --push sends archives from the embedded store: not with "
                             "--only-hash or --car\n"))
+
+
+def test_push_pins_by_dag_import_pin_roots_or_with_pin_add_for_a_cluster(fake_rpc: tuple[FakeRpc, str],
+                                                                          cli: RunCli, tmp_path: Path) -> None:
+    fake, api = fake_rpc
+    store = tmp_path / "store"
+    root = import_wheel(store, tmp_path, "pkg-1.0-py3-none-any.whl", b"A = 1\n")
+    rc, _, err = cli("push", "--api", api, "--store", store, "--pin-add", format_cid(root))
+    assert rc == 0, err
+    assert [(path, query.get("pin-roots")) for path, query, _, _ in fake.requests] == [
+        ("/api/v0/id", None), ("/api/v0/dag/import", ["false"]), ("/api/v0/pin/add", None)]
+    assert fake.pinned == {format_cid(root)}
+    fake.requests.clear()
+    rc, out, err = cli("push", "--api", api, "--store", store, format_cid(root))  # pushed before: is it still pinned?
+    assert rc == 0, err
+    assert [(path, query.get("arg")) for path, query, _, _ in fake.requests] == [
+        ("/api/v0/id", None), ("/api/v0/pin/ls", [format_cid(root)]), ("/api/v0/dag/import", None)]
+    assert out.splitlines()[-1].startswith("pushed 1 roots to 12D3KooWFakeNode: 0 blocks, 0 bytes of blocks")
+
+
+def test_pinned_roots_lists_every_pin_once_whatever_cid_version_names_it(fake_rpc: tuple[FakeRpc, str]) -> None:
+    from importer.dag.cid import DAG_PB, cid_v0, cid_v1, format_cid_v1
+    from importer.sinks.node import pin_key
+
+    fake, api = fake_rpc
+    digest = bytes(range(32))
+    fake.pinned = {format_cid(cid_v0(digest)), format_cid_v1(cid_v1(DAG_PB, digest)), "not-a-cid"}
+    pins = NodeClient(parse_endpoint(api, "--api")).pinned_roots()
+    assert pins == {pin_key(cid_v0(digest))} == {cid_v1(DAG_PB, digest)}
+    assert fake.requests[-1][1] == {"type": ["recursive"], "stream": ["true"]}

@@ -11,11 +11,7 @@ next push completes; Kubo pins a pushed root over bitswap and downloads its file
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import socket
-import threading
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,18 +19,19 @@ from pathlib import Path
 import pytest
 
 from importer.cli.main import main
-from importer.dag.cid import IDENTITY, format_cid, parse_cid, split_cid
-from importer.sinks.car import iter_dag
+from importer.dag.cid import format_cid, parse_cid
 from importer.sinks.store import BlockStore
 
 from .archive_builders import BuiltProject, built_projects
 from .conftest import RunCli
 from .node_support import (
     JsIpfs,
+    KillingProxy,
     archive_members,
+    dag_blocks,
     enter_private_netns,
-    free_port,
     kubo_pin_and_download,
+    run,
     running_jsipfs,
 )
 from .oracle_support import shared_dir
@@ -44,27 +41,11 @@ pytestmark = [pytest.mark.xdist_group("ipfs-nodes"), pytest.mark.slow]
 PROJECT = "dpip-demo-setuptools"
 
 
-def run(*argv: str | Path) -> tuple[int, str, str]:
-    """Run the CLI in-process, capturing its output (for module-scoped fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
-
-
 def import_archives(store: Path, *paths: Path) -> dict[str, bytes]:
     """Import archives into ``store``; their roots by file name."""
     rc, out, err = run("auto", "--store", store, *paths)
     assert rc == 0, err
     return {line.split()[2]: parse_cid(line.split()[1]) for line in out.splitlines() if line.startswith("imported ")}
-
-
-def dag_blocks(store: Path, roots: list[bytes]) -> dict[bytes, int]:
-    """Every block under ``roots`` (identity CIDs aside) and its size."""
-    seen: set[bytes] = set()
-    with BlockStore(store, create=False) as s:
-        return {cid: len(block) for root in roots for cid, block in iter_dag(s, root, seen)
-                if split_cid(cid)[2] != IDENTITY}
 
 
 def pushed_line(out: str) -> tuple[int, int]:
@@ -252,52 +233,6 @@ def test_kubo_pins_a_pushed_root_over_bitswap_and_downloads_its_files(
 
 # -- a node that dies mid-push ------------------------------------------------------------------
 
-class KillingProxy:
-    """A TCP proxy to a node's API that SIGKILLs the node once ``after`` request bytes went through."""
-
-    def __init__(self, node: JsIpfs, after: int) -> None:
-        self.node = node
-        self.after = after
-        self.sent = 0
-        self.killed = threading.Event()
-        self.port = free_port()
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.node.ports["api"]))
-            for src, dst, count in ((client, upstream, True), (upstream, client, False)):
-                t = threading.Thread(target=self._pump, args=(src, dst, count), daemon=True)
-                t.start()
-                self.threads.append(t)
-
-    def _pump(self, src: socket.socket, dst: socket.socket, count: bool) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-                if count:
-                    self.sent += len(data)
-                    if self.sent >= self.after and not self.killed.is_set():
-                        self.killed.set()
-                        self.node.kill()
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def big_wheel(folder: Path) -> Path:
     """A wheel of 8 MiB of incompressible data: a CAR long enough to be cut in the middle."""
     import random
@@ -321,7 +256,7 @@ def test_node_killed_mid_push_fails_in_one_line_records_nothing_and_the_next_pus
     with running_jsipfs(tmp_path / "killed") as node:
         proxy = KillingProxy(node, after=2 * 1024 * 1024)
         try:
-            api = f"/ip4/127.0.0.1/tcp/{proxy.port}"
+            api = proxy.api
             rc, out, err = cli("push", "--api", api, "--store", store, root)
         finally:
             proxy.close()

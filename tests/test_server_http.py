@@ -237,15 +237,16 @@ def test_pull_through_serves_fallback_files_and_imports_them(synced: Synced, tmp
     assert record is not None and record.root is not None and record.sha256 == d.sha256
 
 
-def test_serve_refuses_an_ipns_index_without_a_node_in_one_line(tmp_path: Path) -> None:
+def test_serve_refuses_an_ipns_index_without_a_node_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from importer.cli.main import main
 
+    monkeypatch.setenv("IPFS_PATH", str(tmp_path / "no-daemon"))  # no running daemon wrote an api file there
     err = io.StringIO()
     with contextlib.redirect_stderr(err):
         rc = main(["serve", "--store", str(tmp_path / "s"), "--index", "/ipns/k51qzi5uqu5dlvj2baxnqndepeb86cbk3ng7n3i46uzyxzyqj2xjonzllnv0v8"])
     assert rc == 1
-    assert err.getvalue() == ("dpip-import serve: --index /ipns/NAME needs a node (--api), which this build does not "
-                              "have yet\n")
+    assert err.getvalue() == (f"dpip-import serve: no IPFS node: give --api ADDR (no running daemon wrote "
+                              f"{tmp_path / 'no-daemon' / 'api'})\n")
 
 
 def test_mirror_index_of_a_missing_store_fails_in_one_line(tmp_path: Path) -> None:

@@ -23,18 +23,20 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ..archive.delta import SDIST_SUFFIXES
 from ..dag.cid import format_cid, parse_cid
 from ..errors import AmbiguousArchive, ArchiveNotFound, InvalidCid
 from ..sinks.store import ArchiveRecord, BlockStore
+from .output import ARCHIVE_SUFFIXES as OUTPUT_ARCHIVE_SUFFIXES
 
 #: Shortest sha256 prefix accepted: 8 hex digits are 32 bits, so two archives of an index of
 #: 10,000 share one by chance with probability about 10,000^2 / 2^33 = 1.2% (and are then
 #: reported as ambiguous, never confused); git's short hashes start at 7 digits.
 MIN_SHA256_PREFIX: Final = 8
 _HEX: Final = re.compile(r"[0-9a-fA-F]+")
-#: What an archive's file name ends with; an unknown name with one of these is reported as a name.
-ARCHIVE_SUFFIXES: Final = (".whl", *SDIST_SUFFIXES)
+#: What an archive's file name ends with (the names ``fetch`` writes: a wheel or an sdist form); an
+#: unknown name with one of these is reported as a name. From :mod:`.output`, which every command's
+#: parser loads anyway: the archive modules (and dag_cbor, multiformats) stay off a push's start-up.
+ARCHIVE_SUFFIXES: Final = OUTPUT_ARCHIVE_SUFFIXES
 
 #: Help text for an argument that names an archive.
 ARCHIVE_ARG_HELP: Final = (f"the archive: its root CID, its file name in the store's index, or its sha256 "

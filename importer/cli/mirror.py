@@ -1,4 +1,5 @@
-"""``dpip-import mirror sync|index``: mirror projects from an index into the store, and write the store as an index tree."""
+"""``dpip-import mirror sync|index|publish``: mirror projects from an index into the store, write the store as an
+index tree, and publish that tree and its archives to an IPFS node under an IPNS name."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from ..dag.cid import format_cid
 from .options import add_import_options, add_store_option, settings_from_args
 
 if TYPE_CHECKING:
+    from ..mirror.publish import PublishReport
     from ..mirror.sync import SyncReport
     from ..mirror.tree import BuiltIndex
+    from ..sinks.node import NodeClient
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,12 +54,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--index", action=argparse.BooleanOptionalAction, default=True,
                    help="write the index tree after the sync (default: on)")
     s.add_argument("--plain", action="store_true", help="with the index: also add every archive as a plain file")
+    s.add_argument("--publish", action="store_true",
+                   help="after the index, publish it to an IPFS node as `mirror publish` does (--api, --key, --mfs)")
     s.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                    help="progress bar on stderr when it is a terminal (default: on)")
     s.add_argument("--delta", action=argparse.BooleanOptionalAction, default=True,
                    help="store changed leaves as deltas against the project's previous archive (default: on)")
     add_import_options(s)
     add_store_option(s)
+    add_publish_options(s.add_argument_group("publishing (with --publish)"))
     s.set_defaults(handler=run_sync)
 
     i = msub.add_parser("index", help="write the store's archives as a PEP 503/691 index tree (UnixFS)",
@@ -67,6 +73,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="also put every archive in the tree as a plain UnixFS file, so any gateway serves pip")
     add_store_option(i)
     i.set_defaults(handler=run_index)
+
+    b = msub.add_parser("publish", help="push the index tree and its archives to an IPFS node, in MFS and under IPNS",
+                        description="Write the index tree (as `mirror index`), push it and every archive it names "
+                                    "to an IPFS node (only blocks the node lacks), pin them, put the index root in "
+                                    "the node's MFS (--mfs) and publish it under an IPNS key (--key, made if "
+                                    "missing); prints the /ipns/ name and the root.")
+    b.add_argument("--plain", action="store_true",
+                   help="index with every archive also as a plain UnixFS file, so any gateway serves pip")
+    add_store_option(b)
+    add_publish_options(b)
+    b.set_defaults(handler=run_publish)
+
+
+def add_publish_options(parser: argparse._ActionsContainer) -> None:
+    """The node (``--api``, ``--api-auth``, ``--timeout``), ``--key``, ``--mfs``, ``--lifetime``, ``--pin-add``."""
+    from ..mirror.publish import DEFAULT_KEY, DEFAULT_LIFETIME, DEFAULT_MFS
+    from .node import add_pin_add_option
+    from .source import add_node_options
+
+    add_node_options(parser)
+    parser.add_argument("--key", default=DEFAULT_KEY, metavar="NAME",
+                        help=f"IPNS key to publish under, made (ed25519) if the node lacks it (default {DEFAULT_KEY})")
+    parser.add_argument("--mfs", default=DEFAULT_MFS, metavar="PATH",
+                        help=f"MFS path that names the index root, replaced at each publish (default {DEFAULT_MFS})")
+    parser.add_argument("--lifetime", default=DEFAULT_LIFETIME, metavar="DURATION",
+                        help=f"how long the IPNS record is valid (name/publish --lifetime, default {DEFAULT_LIFETIME})")
+    add_pin_add_option(parser)
 
 
 def _filters(args: argparse.Namespace) -> object:
@@ -88,9 +121,11 @@ def _print_sync(report: SyncReport) -> None:
         print(f"  refused {line}", flush=True)
 
 
-def _print_index(built: BuiltIndex) -> None:
+def _print_index(built: BuiltIndex, hint: bool = True) -> None:
     print(f"index {format_cid(built.root)}: {len(built.projects)} projects, {built.files} files, "
           f"{len(built.rebuilt)} project pages rebuilt" + (", plain archives" if built.plain else ""), flush=True)
+    if not hint:
+        return
     print(f"  pip install --index-url <gateway>/ipfs/{format_cid(built.root)}/simple/ ..."
           if built.plain else f"  dpip-import serve --index {format_cid(built.root)}", flush=True)
     for name in built.skipped:
@@ -98,7 +133,7 @@ def _print_index(built: BuiltIndex) -> None:
 
 
 def run_sync(args: argparse.Namespace) -> int:
-    from ..errors import InvalidOption
+    from ..errors import ImporterError, InvalidOption
     from ..mirror.daemon import parse_duration, run_every
     from ..mirror.download import DEFAULT_MAX_FILE_SIZE
     from ..mirror.errors import MirrorBusy
@@ -118,6 +153,16 @@ def run_sync(args: argparse.Namespace) -> int:
     projects = read_project_list(args.packages)
     store_dir = str(default_store_path(args.store))
     outcome = {"rc": 0}
+    node = None
+    if args.publish:
+        from ..mirror.publish import check_key_name, check_mfs_path
+        from .node import open_node
+
+        if not args.index:
+            raise InvalidOption("--publish publishes the index tree: not with --no-index")
+        check_mfs_path(args.mfs)
+        check_key_name(args.key)
+        node = open_node(args)
 
     def refresh(stop: threading.Event) -> None:
         if interval is not None:
@@ -130,7 +175,14 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"dpip-import mirror sync: {e}", file=sys.stderr, flush=True)
             return
         _print_sync(report)
-        if args.index and not report.stopped:
+        if args.index and not report.stopped and node is not None:
+            try:
+                _publish(args, store_dir, node)
+            except ImporterError as e:
+                if interval is None:
+                    raise
+                print(f"dpip-import mirror sync: {e}", file=sys.stderr, flush=True)  # the next refresh retries
+        elif args.index and not report.stopped:
             from ..mirror.tree import build_store_index
 
             _print_index(build_store_index(store_dir, args.plain))
@@ -139,21 +191,74 @@ def run_sync(args: argparse.Namespace) -> int:
             print(f"dpip-import mirror sync: {len(report.failed)} files failed, {len(report.missing)} projects "
                   f"not read", file=sys.stderr, flush=True)
 
-    if interval is None:
-        refresh(threading.Event())
-        return outcome["rc"]
-    return run_every(interval, refresh)
+    try:
+        if interval is None:
+            refresh(threading.Event())
+            return outcome["rc"]
+        return run_every(interval, refresh)
+    finally:
+        if node is not None:
+            node.close()
 
 
-def run_index(args: argparse.Namespace) -> int:
-    from ..sinks.store import default_store_path
+def _existing_store(args: argparse.Namespace) -> str:
+    from ..sinks.store import DB_NAME, default_store_path
 
     store_dir = default_store_path(args.store)
-    if not (store_dir / "blocks.sqlite3").exists():
+    if not (store_dir / DB_NAME).exists():
         from ..errors import StoreError
 
         raise StoreError(str(store_dir), "no block store here (nothing has been added to it yet)")
+    return str(store_dir)
+
+
+def run_index(args: argparse.Namespace) -> int:
     from ..mirror.tree import build_store_index
 
-    _print_index(build_store_index(str(store_dir), args.plain))
+    _print_index(build_store_index(_existing_store(args), args.plain))
+    return 0
+
+
+def _print_publish(report: PublishReport, built: BuiltIndex, api: str | None) -> None:
+    root = format_cid(report.root)
+    index = " and the index" if any(report.root in p.roots for p in report.pushes) else ", not the index (there)"
+    notes = [f"{report.forgotten} records of roots the node dropped forgotten"] if report.forgotten else []
+    notes += [f"{report.unpinned} earlier index roots unpinned"] if report.unpinned else []
+    print(f"pushed {report.archives - report.already} of {report.archives} archives{index} to {report.peer}: "
+          f"{report.blocks} blocks, {report.block_bytes:,d} bytes of blocks ({report.car_bytes:,d} CAR bytes)"
+          + "".join(f"; {note}" for note in notes), flush=True)
+    print(f"mfs {report.mfs} {root}", flush=True)
+    print(f"published /ipns/{report.name} /ipfs/{root} (key {report.key}"
+          + (", made now" if report.key_made else "") + f") in {report.seconds:.2f} s", flush=True)
+    print(f"  pip install --index-url <gateway>/ipns/{report.name}/simple/ ..." if built.plain else
+          f"  dpip-import serve --index /ipns/{report.name}" + (f" --api {api}" if api else ""), flush=True)
+
+
+def _publish(args: argparse.Namespace, store_dir: str, node: NodeClient) -> None:
+    from ..mirror.publish import publish_store
+    from .node import progress_bar
+
+    def say(line: str) -> None:
+        print(f"  {line}", file=sys.stderr, flush=True)
+
+    with progress_bar("publish") as bar:
+        built, report = publish_store(store_dir, node, plain=args.plain, key=args.key, mfs=args.mfs,
+                                      lifetime=args.lifetime, pin_add=args.pin_add,
+                                      progress=getattr(bar, "update", None), say=say if bar is not None else None)
+    _print_index(built, hint=False)
+    _print_publish(report, built, args.api)
+
+
+def run_publish(args: argparse.Namespace) -> int:
+    from ..mirror.publish import check_key_name, check_mfs_path
+    from .node import open_node
+
+    store_dir = _existing_store(args)
+    check_mfs_path(args.mfs)
+    check_key_name(args.key)
+    node = open_node(args)
+    try:
+        _publish(args, store_dir, node)
+    finally:
+        node.close()
     return 0

@@ -20,6 +20,7 @@ from .options import add_store_option
 from .source import add_node_options
 
 if TYPE_CHECKING:
+    from ..sinks.node import NodeClient
     from ..sinks.store import BlockStore
 
 
@@ -53,12 +54,29 @@ def add_push_options(parser: argparse.ArgumentParser, *, after_import: bool = Fa
         g.add_argument("--push", action="store_true",
                        help="push each imported archive to an IPFS node (--api, else a running daemon's api file)")
     add_node_options(parser)
+    add_pin_add_option(parser)
     parser.add_argument("--mfs", metavar="PATH",
                         help="also link each archive's tree into the node's MFS as PATH/<project>/<file name>")
 
 
+def add_pin_add_option(parser: argparse._ActionsContainer) -> None:
+    """``--pin-add``: pin with ``pin/add`` rather than ``dag/import``'s ``pin-roots`` (IPFS Cluster)."""
+    parser.add_argument("--pin-add", action="store_true",
+                        help="pin with a pin/add call after the import instead of dag/import's pin-roots: through "
+                             "an IPFS Cluster proxy API only pin/add makes a cluster pin")
+
+
+def open_node(args: argparse.Namespace) -> NodeClient:
+    """The node ``--api`` (or a running daemon's api file) names, with ``--api-auth`` and ``--timeout``."""
+    from ..sinks.node import NodeClient, find_api
+
+    if not args.timeout > 0:
+        raise InvalidOption(f"--timeout must be more than 0 seconds, got {args.timeout}")
+    return NodeClient(find_api(args.api), auth=args.api_auth, timeout=args.timeout)
+
+
 @contextmanager
-def _progress(label: str) -> Iterator[object]:
+def progress_bar(label: str) -> Iterator[object]:
     """A tqdm byte counter on stderr when it is a terminal, else nothing."""
     if not sys.stderr.isatty():
         yield None
@@ -71,16 +89,14 @@ def _progress(label: str) -> Iterator[object]:
 
 def push_roots(args: argparse.Namespace, store: BlockStore, roots: Sequence[bytes]) -> None:
     """Push ``roots`` as the options say and print what was done."""
-    from ..sinks.node import NodeClient, find_api
     from ..sinks.push import push
 
-    if not args.timeout > 0:
-        raise InvalidOption(f"--timeout must be more than 0 seconds, got {args.timeout}")
-    node = NodeClient(find_api(args.api), auth=args.api_auth, timeout=args.timeout)
+    node = open_node(args)
     names = {record.root: record.name for record in store.iter_archives()}
     try:
-        with _progress("push") as bar:
-            report = push(store, node, roots, mfs=args.mfs, progress=getattr(bar, "update", None))
+        with progress_bar("push") as bar:
+            report = push(store, node, roots, mfs=args.mfs, progress=getattr(bar, "update", None),
+                          pin_add=args.pin_add, names=names)
     finally:
         node.close()
     out = sys.stdout

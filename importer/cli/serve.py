@@ -8,12 +8,17 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .source import add_source_options
+
+if TYPE_CHECKING:
+    from ..server.ipns import IpnsIndex
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from ..server.cache import DEFAULT_CACHE_BYTES
+    from ..server.ipns import DEFAULT_REFRESH_S
     from ..server.launch import DEFAULT_PORT
 
     p = sub.add_parser("serve", help="serve the store's mirror to pip (PEP 503/691), files rebuilt from blocks",
@@ -22,7 +27,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                                    "their sha256 as they stream. Point pip at it: pip install --index-url "
                                    "http://HOST:PORT/simple/ ...")
     add_source_options(p)  # --store, and whatever else the read commands take their blocks from
-    p.add_argument("--index", metavar="ROOT", help="index tree to serve (default: the store's mirror, indexed now)")
+    p.add_argument("--index", metavar="ROOT|/ipns/NAME",
+                   help="index tree to serve: a root CID, or an IPNS name resolved through the node (--api) at "
+                        "start and every --refresh (default: the store's mirror, indexed now)")
+    p.add_argument("--refresh", metavar="DURATION", default=f"{DEFAULT_REFRESH_S:g}s",
+                   help=f"with --index /ipns/NAME: resolve the name again this often (default {DEFAULT_REFRESH_S:g}s)")
     p.add_argument("--plain", action="store_true", help="when indexing the store now, add plain archive files too")
     p.add_argument("--fallback", metavar="URL", help="Simple API for projects the index does not hold")
     p.add_argument("--pull-through", action="store_true",
@@ -58,21 +67,46 @@ class _ThreadSource:
         self._stack.close()
 
 
+def _ipns_index(args: argparse.Namespace) -> IpnsIndex | None:
+    """``--index /ipns/NAME``: the name to follow through the node that ``--api`` (or a running
+    daemon's api file) names, which then serves the blocks too; None for any other ``--index``."""
+    from ..errors import InvalidOption
+    from ..mirror.daemon import parse_duration
+    from ..server.ipns import IPNS_PREFIX, IpnsIndex, parse_ipns_index
+    from ..sinks.node import NodeClient, find_api
+
+    if args.index is None or not args.index.startswith(IPNS_PREFIX):
+        return None
+    name = parse_ipns_index(args.index)
+    if args.gateway is not None:
+        raise InvalidOption("--index /ipns/NAME is resolved by an IPFS node: give --api ADDR, not --gateway")
+    endpoint = find_api(args.api)
+    args.api = endpoint.label  # the blocks come from the node that resolves the name
+    timeout = float(args.timeout)
+    if not timeout > 0:
+        raise InvalidOption(f"--timeout must be more than 0 seconds, got {args.timeout}")
+    refresh = parse_duration(args.refresh, "--refresh")
+    return IpnsIndex(name, lambda: NodeClient(endpoint, auth=args.api_auth, timeout=timeout), refresh)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from ..dag.cid import format_cid, parse_cid
-    from ..errors import InvalidOption
     from ..server.launch import ServeOptions, start
     from ..sinks.store import default_store_path
 
-    if args.index is not None and args.index.startswith("/ipns/"):
-        raise InvalidOption("--index /ipns/NAME needs a node (--api), which this build does not have yet")
-    root = parse_cid(args.index.removeprefix("/ipfs/")) if args.index else None
+    ipns = _ipns_index(args)
+    root = parse_cid(args.index.removeprefix("/ipfs/")) if args.index and ipns is None else None
     log = sys.stderr if args.access_log == "-" else open(args.access_log, "a", buffering=1)  # noqa: SIM115
     options = ServeOptions(store_dir=default_store_path(args.store), index_root=root, fallback=args.fallback,
                            pull_through=args.pull_through, host=args.host, port=args.port,
                            cache_dir=Path(args.cache_dir) if args.cache_dir else None, cache_size=args.cache_size,
-                           plain=args.plain, source_factory=lambda: _ThreadSource(args))
-    running = start(options, log)
+                           plain=args.plain, source_factory=lambda: _ThreadSource(args), ipns=ipns)
+    try:
+        running = start(options, log)
+    except BaseException:
+        if log is not sys.stderr:
+            log.close()
+        raise
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -80,7 +114,8 @@ def run_serve(args: argparse.Namespace) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
-    print(f"serving index {format_cid(running.config.index_root)} at {running.url}", flush=True)
+    served = f"{ipns.path} ({format_cid(running.config.index_root)})" if ipns else format_cid(running.config.index_root)
+    print(f"serving index {served} at {running.url}", flush=True)
     try:
         stop.wait()
     finally:

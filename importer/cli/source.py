@@ -22,7 +22,7 @@ from ..sinks.transport import DEFAULT_TIMEOUT
 from .options import add_store_option
 
 
-def add_node_options(parser: argparse.ArgumentParser) -> None:
+def add_node_options(parser: argparse._ActionsContainer) -> None:
     """``--api``, ``--api-auth`` and ``--timeout``, as Kubo's CLI names them."""
     parser.add_argument("--api", metavar="ADDR",
                         help="IPFS node RPC API: a multiaddr (/ip4/127.0.0.1/tcp/5001, /dns/HOST/tcp/443/https, "

@@ -20,8 +20,6 @@ import hashlib
 from functools import lru_cache
 from typing import Final
 
-from multiformats import multicodec
-
 from ..errors import InvalidCid
 from .multibase import MultibaseError, decode_base58, decode_multibase, encode_base32, encode_base58
 from .varint import decode_uvarint, encode_uvarint
@@ -115,6 +113,9 @@ def _codec_name(code: int) -> str:
     known = CODEC_NAMES.get(code)
     if known:
         return known
+    # Imported here: the multicodec table costs ~30 ms to load, and only this error message needs it.
+    from multiformats import multicodec
+
     try:
         return f"{multicodec.get(code=code).name} (0x{code:x})"
     except Exception:  # noqa: BLE001  (an unknown code: only its number can be shown)

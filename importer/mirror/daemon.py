@@ -22,7 +22,7 @@ _UNITS: Final = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 MIN_INTERVAL_S: Final = 1.0
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: str, option: str = "--every") -> float:
     """``90``, ``90s``, ``15m``, ``1h``, ``1d`` or a sum like ``1h30m``, in seconds.
 
     >>> parse_duration("1h30m"), parse_duration("45")
@@ -30,10 +30,10 @@ def parse_duration(text: str) -> float:
     """
     parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text.strip())
     if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise InvalidOption(f"--every must be a duration such as 30s, 15m, 1h or 1h30m, got {text!r}")
+        raise InvalidOption(f"{option} must be a duration such as 30s, 15m, 1h or 1h30m, got {text!r}")
     seconds = sum(float(n) * _UNITS[u or "s"] for n, u in parts)
     if seconds < MIN_INTERVAL_S:
-        raise InvalidOption(f"--every must be at least {MIN_INTERVAL_S:g} s, got {text!r}")
+        raise InvalidOption(f"{option} must be at least {MIN_INTERVAL_S:g} s, got {text!r}")
     return seconds
 
 

@@ -72,6 +72,12 @@ class ServerConfig:
     def __post_init__(self) -> None:
         self.view = IndexView(self.index_root)
 
+    def set_index(self, root: bytes) -> None:
+        """Serve the index tree ``root`` from now on (``--index /ipns/NAME`` moved); a request reads
+        ``view`` once, so one under way finishes on the tree it started with."""
+        self.view = IndexView(root)
+        self.index_root = root
+
 
 class _Aborted(Exception):
     """The response was cut short on purpose (already logged)."""

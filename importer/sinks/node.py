@@ -5,19 +5,24 @@ same calls and turns ``pin/add`` into a cluster pin that then replicates to its 
 
 Which client carries which call, and why:
 
-* ``ipfshttpclient`` (the client the product names) carries ``id``, ``pin/add``, ``pin/ls`` and
-  ``files/mkdir|stat|rm|cp``. Its ``connect()`` refuses daemons of version 0.8 and later, so
-  :class:`ipfshttpclient.Client` is built directly, and urllib3's ``FutureWarning`` about
-  ``strict`` that it triggers on every request is kept from users (it breaks on urllib3 3,
-  hence ``urllib3<3`` in the dependencies).
-* Direct HTTP (:mod:`importer.sinks.transport`) carries what must stream or be bounded.
-  ``dag/import`` takes a CAR as a multipart file; ipfshttpclient's multipart encoder reads files
-  or byte strings, while :mod:`importer.sinks.push` generates the CAR block by block as it is
-  sent (chunked transfer encoding), never holding the DAG. ``dag/export`` is read as it arrives,
-  each block checked before the next is read, under a deadline that moves on with every block
-  (:mod:`importer.sinks.remote`). ``block/get`` is read with a bound of :data:`MAX_BLOCK`:
-  ipfshttpclient reads a whole answer in one piece even when streaming (``chunk_size=None``),
-  so a hostile node could make it hold any amount.
+* ``ipfshttpclient`` (the client the product names) carries ``pin/add|rm``, ``files/mkdir|stat|rm|
+  cp|mv``, ``key/list|gen`` and ``name/publish|resolve``. Its ``connect()`` refuses daemons of
+  version 0.8 and later, so :class:`ipfshttpclient.Client` is built directly, and urllib3's
+  ``FutureWarning`` about ``strict`` that it triggers on every request is kept from users (it
+  breaks on urllib3 3, hence ``urllib3<3`` in the dependencies). It is imported on the first
+  call that needs it: importing it (and ``requests``, ``multiaddr``) costs ~0.2 s, a fifth of a
+  50 MB push, so ``push`` never does.
+* Direct HTTP (:mod:`importer.sinks.transport`) carries what must stream or be bounded, and the
+  calls of ``push``'s own path. ``dag/import`` takes a CAR as a multipart file; ipfshttpclient's
+  multipart encoder reads files or byte strings, while :mod:`importer.sinks.push` generates the
+  CAR block by block as it is sent (chunked transfer encoding), never holding the DAG; it pins
+  the CAR's roots itself (``pin-roots``), which saves a ``pin/add`` round trip and walk.
+  ``dag/export`` is read as it arrives, each block checked before the next is read, under a
+  deadline that moves on with every block (:mod:`importer.sinks.remote`). ``block/get`` is read
+  with a bound of :data:`MAX_BLOCK`: ipfshttpclient reads a whole answer in one piece even when
+  streaming (``chunk_size=None``), so a hostile node could make it hold any amount. ``id`` and
+  ``pin/ls`` are small JSON answers on ``push``'s path (above); ``pin/ls --stream`` of every pin
+  is read line by line; ``files/flush`` is missing from ipfshttpclient.
 
 The node is named as Kubo's ``--api`` takes it: a multiaddr (``/ip4/127.0.0.1/tcp/5001``,
 ``/dns/host/tcp/443/https``, ``/unix/path``) or an ``http(s)://`` URL; without ``--api``, the
@@ -39,7 +44,7 @@ from typing import Any, Final
 
 from ..dag.cid import format_cid
 from ..errors import InvalidOption, RemoteError
-from .transport import DEFAULT_TIMEOUT, Answer, Endpoint, Session, describe, parse_endpoint
+from .transport import DEFAULT_TIMEOUT, READ_SIZE, Answer, Endpoint, Session, describe, parse_endpoint
 
 #: Largest block accepted from any node or gateway: twice Kubo's 1 MiB block limit (``block put``
 #: and ``dag import`` refuse larger blocks without ``--allow-big-block``). No block we write
@@ -49,6 +54,12 @@ MAX_BLOCK: Final = 2 * 1024 * 1024
 #: Bound on a JSON answer of the node (``id``, ``dag/import``'s roots and stats): kilobytes in
 #: practice, so 1 MiB is plenty and still small.
 MAX_JSON_ANSWER: Final = 1024 * 1024
+#: Bound on ``pin/ls --stream`` of every recursive pin: a line is ~80 bytes (``{"Type":"recursive",
+#: "Cid":"bafy..."}``), so 1 GiB is ~13 million pins, a whole-PyPI mirror's archive roots. Read
+#: line by line, keeping only the CIDs' bytes.
+MAX_PIN_LISTING: Final = 1024 * 1024 * 1024
+#: Key type of the IPNS keys ``key/gen`` makes: Kubo's default since 0.8, small records, fast.
+KEY_TYPE: Final = "ed25519"
 #: Path of the RPC API below the node's address.
 API_BASE: Final = "/api/v0"
 #: File a running daemon writes its API address to, in its repo (``$IPFS_PATH``, default ``~/.ipfs``).
@@ -148,14 +159,6 @@ class NodeClient:
         except exceptions.Error as e:
             raise RemoteError(self.source, f"{call}: {e}", cid) from None
 
-    def peer_id(self) -> str:
-        """The node's peer ID (``id``): the key under which pushed roots are recorded."""
-        answer = self._call("id", None, lambda: self._client().id())
-        peer = _field(answer, "ID")
-        if not isinstance(peer, str) or not peer:
-            raise RemoteError(self.source, "id: the answer names no peer ID")
-        return peer
-
     def pin_add(self, cids: Iterable[bytes]) -> None:
         """Pin each CID recursively (``pin/add``): through a Cluster proxy, a cluster-wide pin."""
         names = [format_cid(cid) for cid in cids]
@@ -163,14 +166,12 @@ class NodeClient:
             self._call("pin/add", names[0] if len(names) == 1 else None,
                        lambda: self._client().pin.add(*names, recursive=True))
 
-    def is_pinned(self, cid: bytes) -> bool:
-        """True if ``cid`` is pinned recursively on the node (``pin/ls --type=recursive``)."""
-        name = format_cid(cid)
-        # "not pinned": Kubo and js-ipfs answer an error for a CID that is not
-        answer = self._call("pin/ls", name, lambda: self._client().pin.ls(name, type="recursive"),
-                            absent=lambda message: "not pinned" in message)
-        keys = _field(answer, "Keys")
-        return keys is not None and len(keys) > 0
+    def pin_rm(self, cids: Iterable[bytes]) -> None:
+        """Remove the recursive pins of each CID (``pin/rm``): the node may then collect their blocks."""
+        names = [format_cid(cid) for cid in cids]
+        if names:
+            self._call("pin/rm", names[0] if len(names) == 1 else None,
+                       lambda: self._client().pin.rm(*names, recursive=True))
 
     def files_mkdir(self, path: str) -> None:
         self._call("files/mkdir", path, lambda: self._client().files.mkdir(path, parents=True))
@@ -188,11 +189,120 @@ class NodeClient:
     def files_cp(self, source: str, path: str) -> None:
         self._call("files/cp", path, lambda: self._client().files.cp(source, path))
 
+    def files_mv(self, source: str, path: str) -> None:
+        """Rename ``source`` to ``path`` (``files/mv``; an existing directory ``path`` would receive it)."""
+        self._call("files/mv", path, lambda: self._client().files.mv(source, path))
+
+    def key_list(self) -> dict[str, str]:
+        """The node's IPNS keys (``key/list``): name -> IPNS name (its ``Id``)."""
+        answer = self._call("key/list", None, lambda: self._client().key.list())
+        keys: dict[str, str] = {}
+        for item in _field(answer, "Keys") or []:
+            name, ident = _field(item, "Name"), _field(item, "Id")
+            if isinstance(name, str) and isinstance(ident, str) and ident:
+                keys[name] = ident
+        return keys
+
+    def key_gen(self, name: str) -> str:
+        """Make the IPNS key ``name`` (``key/gen``, :data:`KEY_TYPE`); its IPNS name."""
+        answer = self._call("key/gen", name, lambda: self._client().key.gen(name, KEY_TYPE))
+        ident = _field(answer, "Id")
+        if not isinstance(ident, str) or not ident:
+            raise RemoteError(self.source, "key/gen: the answer names no key Id", name)
+        return ident
+
+    def name_publish(self, path: str, key: str, *, lifetime: str) -> str:
+        """Publish ``path`` under ``key`` (``name/publish --allow-offline``); the IPNS name it went to.
+
+        ``allow-offline``: a node without peers (or run ``--offline``) keeps the record and
+        announces it once it has peers, instead of refusing; a node with peers publishes as usual.
+        """
+        answer = self._call("name/publish", key, lambda: self._client().name.publish(
+            path, key=key, lifetime=lifetime, allow_offline=True))
+        name = _field(answer, "Name")
+        if not isinstance(name, str) or not name:
+            raise RemoteError(self.source, "name/publish: the answer names no IPNS name", key)
+        return name
+
+    def name_resolve(self, name: str) -> str:
+        """The path the IPNS ``name`` points to now (``name/resolve``), e.g. ``/ipfs/bafy...``."""
+        answer = self._call("name/resolve", name, lambda: self._client().name.resolve(name))
+        path = _field(answer, "Path")
+        if not isinstance(path, str) or not path:
+            raise RemoteError(self.source, "name/resolve: the answer names no path", name)
+        return path
+
     # -- direct HTTP -------------------------------------------------------------------------
 
-    def dag_import(self, car: Iterable[bytes]) -> ImportAnswer:
-        """Send a CARv1, produced piece by piece by ``car``, to ``dag/import`` (roots not pinned:
-        the caller pins them, which a Cluster proxy turns into cluster pins)."""
+    def _json_lines(self, call: str, *args: str, what: str | None = None, limit: int = MAX_JSON_ANSWER,
+                    absent: Callable[[str], bool] | None = None, **params: str) -> Iterator[dict[str, Any]]:
+        """``POST /api/v0/CALL?arg=...`` and each JSON object of the answer (one, or one a line as
+        ``--stream`` gives); an error answer is one RemoteError naming the call, unless ``absent``
+        recognizes its message as "no such thing", which ends the answer with nothing."""
+        import io
+        import urllib.parse
+
+        query = urllib.parse.urlencode([("arg", a) for a in args] + list(params.items()))
+        with self._session.request("POST", f"/{call}" + (f"?{query}" if query else ""), what=what, call=call,
+                                   limit=limit) as answer:
+            if answer.status != 200:
+                answer.limit = MAX_JSON_ANSWER
+                message = _error_message(answer.read_all())
+                if absent is not None and absent(message):
+                    return
+                raise answer.fail(message if message else f"HTTP {answer.status}")
+            for line in io.BufferedReader(answer, READ_SIZE):
+                answer.extend_deadline()
+                if not line.strip():
+                    continue
+                try:
+                    item = json.loads(line)
+                except ValueError:
+                    raise answer.fail(f"unreadable answer {line[:200]!r}") from None
+                if isinstance(item, dict):
+                    yield item
+
+    def peer_id(self) -> str:
+        """The node's peer ID (``id``): the key under which pushed roots are recorded."""
+        answers = list(self._json_lines("id"))  # read to its end, so the connection is kept for the next call
+        peer = answers[0].get("ID") if answers else None
+        if not isinstance(peer, str) or not peer:
+            raise RemoteError(self.source, "id: the answer names no peer ID")
+        return peer
+
+    def is_pinned(self, cid: bytes) -> bool:
+        """True if ``cid`` is pinned recursively on the node (``pin/ls --type=recursive``)."""
+        name = format_cid(cid)
+        # "not pinned": Kubo and js-ipfs answer an error for a CID that is not
+        answers = list(self._json_lines("pin/ls", name, what=name, type="recursive",
+                                        absent=lambda message: "not pinned" in message))
+        return any(item.get("Keys") for item in answers)
+
+    def pinned_roots(self) -> set[bytes]:
+        """Every CID pinned recursively on the node (``pin/ls --type=recursive --stream``), as
+        :func:`pin_key` keys, so a CIDv0 and its CIDv1 are one pin as they are to the node."""
+        from ..dag.cid import parse_cid
+        from ..errors import InvalidCid
+
+        pins: set[bytes] = set()
+        for item in self._json_lines("pin/ls", type="recursive", stream="true", limit=MAX_PIN_LISTING):
+            for text in [item.get("Cid"), *(item.get("Keys") or {})]:  # --stream lines; or one Keys map
+                if isinstance(text, str):
+                    try:
+                        pins.add(pin_key(parse_cid(text)))
+                    except InvalidCid:
+                        continue  # a codec or hash we never push: not one of ours
+        return pins
+
+    def files_flush(self, path: str = "/") -> None:
+        """Write MFS down to ``path`` to the node's blockstore (``files/flush``; not in ipfshttpclient)."""
+        for _ in self._json_lines("files/flush", path, what=path):
+            pass
+
+    def dag_import(self, car: Iterable[bytes], *, pin_roots: bool = True) -> ImportAnswer:
+        """Send a CARv1, produced piece by piece by ``car``, to ``dag/import``; with ``pin_roots``
+        the node pins the CAR's roots recursively once every block is in (an IPFS Cluster proxy
+        passes this to its node: only ``pin/add`` makes a cluster pin)."""
         head = (f"--{_BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"dpip.car\"\r\n"
                 "Content-Type: application/vnd.ipld.car\r\n\r\n").encode()
 
@@ -201,7 +311,8 @@ class NodeClient:
             yield from car
             yield f"\r\n--{_BOUNDARY}--\r\n".encode()
 
-        with self._session.request("POST", "/dag/import?pin-roots=false&stats=true", body=body(), call="dag/import",
+        pin = "true" if pin_roots else "false"
+        with self._session.request("POST", f"/dag/import?pin-roots={pin}&stats=true", body=body(), call="dag/import",
                                    headers={"Content-Type": f"multipart/form-data; boundary={_BOUNDARY}"},
                                    limit=MAX_JSON_ANSWER) as answer:
             text = answer.read_all().decode("utf-8", "replace")
@@ -261,6 +372,14 @@ class NodeClient:
         if self._rpc is not None:
             self._rpc.close()
             self._rpc = None
+
+
+def pin_key(cid: bytes) -> bytes:
+    """What identifies a pin: the codec and multihash (CIDv1 bytes), whichever version named it."""
+    from ..dag.cid import cid_v1, split_cid
+
+    version, codec, _, digest = split_cid(cid)
+    return cid_v1(codec, digest) if version == 0 else cid
 
 
 def _field(answer: Any, key: str) -> Any:

@@ -4,15 +4,18 @@ A push of ROOTS to a node:
 
 1. asks the node for its peer ID (``id``): pushes are recorded per peer, not per address;
 2. finds what the node already holds: the roots recorded for that peer that are related to each
-   root (:func:`push_bases`) and still pinned there (``pin/ls``; a record whose root is no longer
-   pinned is dropped), and the blocks reachable from them (:func:`known_blocks`);
+   root (:func:`push_bases`, plus the caller's ``hints``) and still pinned there (``pin/ls``, or
+   the caller's listing of the node's pins; a record whose root is no longer pinned is dropped),
+   and the blocks reachable from them (:func:`known_blocks`). A first push to a node reads
+   nothing of the store but the DAGs it sends;
 3. streams one CARv1 whose header lists ROOTS and whose sections are their DAGs in ``dag
    export`` order, each block once, minus every block the node already holds with its whole
    sub-DAG. The CAR is generated while it is uploaded (chunks of :data:`CHUNK_BYTES`), so a push
    holds one chunk and the set of CIDs seen, never the DAG;
-4. pins ROOTS recursively (``pin/add``; through an IPFS Cluster proxy, a cluster pin), and only
-   then records them for the peer. A node that dies mid-push leaves nothing recorded, and the
-   next push sends the CAR again;
+4. has the node pin ROOTS recursively once the CAR is in (``dag/import``'s ``pin-roots``, in the
+   same call; with ``pin_add``, a ``pin/add`` after it, which an IPFS Cluster proxy turns into a
+   cluster pin), and only then records them for the peer. A node that dies mid-push leaves
+   nothing recorded, and the next push sends the CAR again;
 5. with ``mfs``, links each archive's tree into MFS as ``MFS/<project>/<file name>``
    (``files/mkdir -p``, ``files/cp /ipfs/<tree>``): MFS holds UnixFS, so the tree, not the
    DAG-CBOR root, goes there.
@@ -24,17 +27,16 @@ the directories above them and its root and recipe.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Final
 
-from ..archive.delta import parse_archive_name
-from ..archive.recipe import read_root
 from ..dag.cid import DAG_PB, IDENTITY, RAW, cid_codec, format_cid, split_cid
 from ..dag.dagpb import decode_node
 from ..errors import BlockNotFound, ImporterError, InvalidOption, RemoteError
 from .car import encode_car_header, encode_section, iter_dag, iter_links
-from .node import NodeClient
+from .node import NodeClient, pin_key
 from .store import BlockStore
 
 #: CAR bytes handed to the HTTP connection at a time: 1 MiB makes the per-chunk cost (a chunk
@@ -110,14 +112,15 @@ def known_blocks(store: BlockStore, bases: Sequence[bytes]) -> set[bytes]:
     return known
 
 
-def push_bases(store: BlockStore, peer: str, root: bytes, names: dict[bytes, str]) -> list[bytes]:
-    """The roots recorded for ``peer`` that a push of ``root`` subtracts, newest first.
+def push_bases(recorded: Sequence[bytes], root: bytes, names: Mapping[bytes, str]) -> list[bytes]:
+    """The roots of ``recorded`` (a node's, newest push first) that a push of ``root`` subtracts.
 
     ``root`` itself if it was pushed before; then, for an archive of the index (``names``: root
     -> file name), the pushed archives of the same project, and for anything else the newest
     roots pushed to the node. At most :data:`MAX_BASES`.
     """
-    recorded = [p.root for p in store.pushed_roots(peer)]
+    from ..archive.delta import parse_archive_name  # here: only pushes to a node with records need it
+
     first = [root] if root in recorded else []
     pushed = [r for r in recorded if r != root]
     name = names.get(root)
@@ -135,6 +138,9 @@ def push_bases(store: BlockStore, peer: str, root: bytes, names: dict[bytes, str
 
 def mfs_path(store: BlockStore, mfs: str, root: bytes) -> tuple[str, bytes]:
     """``(MFS/<project>/<file name>, tree CID)`` of an archive root; InvalidOption for anything else."""
+    from ..archive.delta import parse_archive_name
+    from ..archive.recipe import read_root
+
     try:
         archive = read_root(store, root)
     except ImporterError as e:
@@ -181,8 +187,18 @@ class _CarStream:
 
 
 def push(store: BlockStore, node: NodeClient, roots: Sequence[bytes], *, mfs: str | None = None,
-         progress: Callable[[int], None] | None = None) -> PushReport:
-    """Push the DAGs of ``roots`` from ``store`` to ``node``, pin them and record them (module docstring)."""
+         progress: Callable[[int], None] | None = None, pin_add: bool = False, hints: Sequence[bytes] = (),
+         pinned: AbstractSet[bytes] | None = None, names: Mapping[bytes, str] | None = None,
+         known: AbstractSet[bytes] = frozenset()) -> PushReport:
+    """Push the DAGs of ``roots`` from ``store`` to ``node``, pin them and record them (module docstring).
+
+    ``hints``: the roots to subtract instead of those :func:`push_bases` chooses, if the node pins
+    them (``mirror publish`` names the previous index root for the next one); ``pinned``: the node's
+    recursive pins as :func:`~importer.sinks.node.pin_key` keys, when the caller listed them
+    (else each candidate base is asked with ``pin/ls``); ``names``: root -> archive file name,
+    when the caller has it (else read from the store's index, and only if the node has records);
+    ``known``: CIDs the caller knows the node holds with their whole sub-DAGs, not sent either.
+    """
     start = time.perf_counter()
     roots = list(dict.fromkeys(roots))
     if mfs is not None and not mfs.startswith("/"):
@@ -192,27 +208,17 @@ def push(store: BlockStore, node: NodeClient, roots: Sequence[bytes], *, mfs: st
             raise BlockNotFound(format_cid(root), str(store.path))
     links = [mfs_path(store, mfs, root) for root in roots] if mfs is not None else []
     peer = node.peer_id()
-    names = {record.root: record.name for record in store.iter_archives()}
-    pinned: dict[bytes, bool] = {}
-    bases: list[bytes] = []
-    for root in roots:
-        for base in push_bases(store, peer, root, names):
-            if base not in pinned:
-                pinned[base] = node.is_pinned(base)
-            if pinned[base] and base not in bases:
-                bases.append(base)
-    gone = [base for base, is_pinned in pinned.items() if not is_pinned]
-    if gone:
-        store.forget_pushed(peer, gone)
-    car = _CarStream(store, roots, known_blocks(store, bases), progress)
+    bases = _held_bases(store, node, peer, roots, hints, pinned, names)
+    car = _CarStream(store, roots, known_blocks(store, bases) | known, progress)
     upload_start = time.perf_counter()
     try:
-        node.dag_import(car)
+        node.dag_import(car, pin_roots=not pin_add)
     except RemoteError as e:
         raise RemoteError(e.source, f"{e.reason} ({car.blocks} blocks, {car.car_bytes:,d} CAR bytes "
                                     "sent; nothing recorded as pushed)", e.cid) from None
     upload_seconds = time.perf_counter() - upload_start
-    node.pin_add(roots)
+    if pin_add:
+        node.pin_add(roots)
     store.record_pushed(peer, roots, time.time())
     paths = []
     for path, tree in links:
@@ -220,6 +226,26 @@ def push(store: BlockStore, node: NodeClient, roots: Sequence[bytes], *, mfs: st
         paths.append(path)
     return PushReport(peer, tuple(roots), len(bases), car.blocks, car.block_bytes, car.car_bytes,
                       time.perf_counter() - start, upload_seconds, tuple(paths))
+
+
+def _held_bases(store: BlockStore, node: NodeClient, peer: str, roots: Sequence[bytes], hints: Sequence[bytes],
+                pinned: AbstractSet[bytes] | None, names: Mapping[bytes, str] | None) -> list[bytes]:
+    """The roots whose DAGs ``node`` holds and a push of ``roots`` subtracts; records of roots the
+    node no longer pins are dropped on the way."""
+    recorded = [p.root for p in store.pushed_roots(peer)]
+    if hints:
+        candidates = list(dict.fromkeys(hints))
+    elif recorded:
+        if names is None:
+            names = {record.root: record.name for record in store.iter_archives()}
+        candidates = list(dict.fromkeys(base for root in roots for base in push_bases(recorded, root, names)))
+    else:
+        return []  # a first push to this node: nothing to subtract, and no need to read the index
+    held = {base: (pin_key(base) in pinned) if pinned is not None else node.is_pinned(base) for base in candidates}
+    gone = [base for base, is_held in held.items() if not is_held and base in recorded]
+    if gone:
+        store.forget_pushed(peer, gone)
+    return [base for base, is_held in held.items() if is_held]
 
 
 def _link_into_mfs(node: NodeClient, path: str, tree: bytes) -> None:
