@@ -5,15 +5,18 @@ keeping the store, honest import figures, and help text on every argument."""
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import sqlite3
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from importer.cli.main import build_parser
+from importer.cli.main import COMMAND_MODULE, build_parser, named_command
 from importer.dag.cid import format_cid, parse_cid
 from importer.sinks.store import DB_NAME, BlockStore
 
@@ -337,3 +340,32 @@ def test_every_command_option_and_positional_argument_has_help_text() -> None:
     assert "add --cid-version" in dict(found)  # options are walked, not only commands
     missing = [name for name, text in found if not text]
     assert missing == []
+
+
+def test_each_subcommand_is_mapped_to_the_module_that_registers_it() -> None:
+    whole = build_parser()
+    registered = next(a for a in whole._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert set(COMMAND_MODULE) == set(registered)
+    for command, module in COMMAND_MODULE.items():
+        alone = build_parser([command])
+        choices = next(a for a in alone._actions if isinstance(a, argparse._SubParsersAction)).choices
+        assert command in choices and {COMMAND_MODULE[c] for c in choices} == {module}
+
+
+@pytest.mark.parametrize(("argv", "command"), [
+    (["push", "x"], "push"), (["--store", "push", "ls", "x"], "ls"), (["--json", "fetch", "a"], "fetch"),
+    (["--store=s", "--debug", "store", "gc"], "store"), (["--", "cat", "x"], "cat"), (["--help"], None), ([], None),
+])
+def test_the_subcommand_is_the_first_word_that_is_no_option_or_option_value(argv: list[str],
+                                                                            command: str | None) -> None:
+    assert named_command(argv) == command
+
+
+def test_a_command_line_naming_push_imports_no_other_command_module(tmp_path: Path) -> None:
+    """Start-up of one command pays for its own module only (issue 12's whole-process push)."""
+    probe = ("import sys; from importer.cli.main import build_parser; build_parser(['push', 'x']); "
+             "print(sorted(m for m in sys.modules if m.startswith('importer.cli.')))")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    loaded = set(ast.literal_eval(proc.stdout))
+    assert "importer.cli.node" in loaded
+    assert not loaded & {"importer.cli.archives", "importer.cli.blocks", "importer.cli.mirror", "importer.cli.serve"}

@@ -26,6 +26,26 @@ Handler = Callable[[argparse.Namespace], int]
 #: Modules that register subcommands, in the order ``--help`` lists them.
 COMMAND_MODULES = ("add", "blocks", "archives", "index", "pins", "store", "node", "mirror", "serve")
 
+#: The module that registers each subcommand. A command line that names one builds a parser of
+#: that module alone: importing every command module (and the archive, DAG-CBOR and profile
+#: modules behind them) is most of a short command's start-up, which is most of a 50 MB ``push``
+#: measured against curl (issue 12). ``--help`` alone, or a name not here, builds the whole parser.
+COMMAND_MODULE = {
+    "add": "add",
+    "cat": "blocks", "export": "blocks", "get": "blocks", "import-car": "blocks", "ls": "blocks",
+    "auto": "archives", "fetch": "archives", "inspect": "archives", "sdist": "archives", "verify": "archives",
+    "wheel": "archives",
+    "delete": "index", "list": "index",
+    "pin": "pins",
+    "store": "store",
+    "push": "node", "serve-blocks": "node",
+    "mirror": "mirror",
+    "serve": "serve",
+}
+
+#: Global options that take a value (the word after them is not the subcommand).
+_GLOBAL_OPTIONS_WITH_VALUE = ("--store",)
+
 
 class Parser(argparse.ArgumentParser):
     """argparse with usage errors in the CLI's one-line form: ``dpip-import CMD: message``, then
@@ -41,7 +61,21 @@ def usage_error(prog: str, message: str) -> str:
     return f"{prog}: {message} (see `{prog} --help`)\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def named_command(argv: Sequence[str]) -> str | None:
+    """The subcommand ``argv`` names: its first word that is neither an option nor a global option's value."""
+    words = iter(argv)
+    for word in words:
+        if word in _GLOBAL_OPTIONS_WITH_VALUE:
+            next(words, None)
+        elif word == "--":
+            return next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given the command line, of only the module that registers the subcommand it names."""
     from .options import STORE_HELP
 
     parser = Parser(
@@ -56,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     import importlib
 
-    for name in COMMAND_MODULES:
+    named = None if argv is None else named_command(argv)
+    for name in (COMMAND_MODULE[named],) if named in COMMAND_MODULE else COMMAND_MODULES:
         try:
             module = importlib.import_module(f".{name}", __package__)
         except ModuleNotFoundError as e:
@@ -88,8 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dpip-import`` with ``argv``; return the exit code."""
     from .options import normalize_go_bool_flags
 
-    parser = build_parser()
-    args, unknown = parser.parse_known_args(normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv)))
+    words = normalize_go_bool_flags(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser(words)
+    args, unknown = parser.parse_known_args(words)
     handler = cast(Handler, args.handler)
     # "store gc", "pin add": the group's action is part of the name errors are reported under.
     command = " ".join([args.command, *(str(v) for k, v in sorted(vars(args).items()) if k.endswith("_command"))])
