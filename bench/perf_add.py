@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
+
 MiB = 1024 * 1024
 #: Kubo's default chunk and the piece size of the baseline: 256 KiB.
 PIECE = 256 * 1024
@@ -54,15 +56,18 @@ def run_cli(args: list[str]) -> tuple[float, int, str]:
 
 def run_cli_cpu(args: list[str]) -> tuple[float, int, str, float]:
     """Run ``dpip-import ARGS``; return (seconds, peak RSS bytes, stdout, CPU seconds user+sys)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "importer", *args], stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    out = proc.stdout.read().decode()
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"dpip-import {' '.join(args)} failed")
-    return elapsed, usage.ru_maxrss * 1024, out.strip(), usage.ru_utime + usage.ru_stime
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak-rss"
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", CHILD_MAIN, *args], stdout=subprocess.PIPE,
+                                env={**os.environ, PEAK_FILE_ENV: str(peak_file)})
+        assert proc.stdout is not None
+        out = proc.stdout.read().decode()
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"dpip-import {' '.join(args)} failed")
+        return elapsed, read_peak(peak_file), out.strip(), usage.ru_utime + usage.ru_stime
 
 
 def kubo_seconds(path: Path) -> float | None:

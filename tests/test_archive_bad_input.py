@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
+
 from .archive_builders import (
     TarMember,
     ZipEntry,
@@ -35,7 +37,6 @@ from .archive_builders import (
 from .archive_checks import assert_roundtrip, sha256_file
 from .conftest import RunCli
 from .oracle_support import dpip_import_executable
-from .peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 
 TEXT = python_source(11, 400)
 GiB = 1 << 30

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from bench.peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 from tests.archive_builders import (
     BOMB_UNIT,
     TarMember,
@@ -42,7 +43,6 @@ from tests.archive_builders import (
     tar_bytes,
     zero_bomb,
 )
-from tests.peak_rss import CHILD_MAIN, PEAK_FILE_ENV, read_peak
 
 KiB: Final = 1 << 10
 MiB: Final = 1 << 20

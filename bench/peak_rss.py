@@ -1,9 +1,10 @@
-"""The peak resident memory of a child process, measured so that it is the child's own.
+"""The peak resident memory of a ``dpip-import`` child process, measured so that it is the child's own.
 
-``ru_maxrss`` (from ``wait4`` or ``getrusage``) is the wrong figure for a child started by a test:
+Used by the benchmarks (``run_cli``) and by the tests that cap memory. ``ru_maxrss`` (from
+``wait4`` or ``getrusage``) is the wrong figure for a child started by a test or a benchmark:
 Linux carries the high-water mark of the address space a process execs *from* into the new one
 (``setmax_mm_hiwater_rss`` in ``exec_mmap``), and ``subprocess`` forks or vforks from the pytest
-worker, whose own peak after a few hundred tests is 300 MB and more. ``VmHWM`` in
+worker (or the benchmark), whose own peak after a few hundred tests is 300 MB and more. ``VmHWM`` in
 ``/proc/self/status`` belongs to the address space made at exec, so it counts the child alone.
 The child runs :data:`CHILD_MAIN`, which runs ``dpip-import`` and writes its ``VmHWM`` (in bytes)
 to the file named by :data:`PEAK_FILE_ENV` as it exits.
