@@ -1,10 +1,10 @@
-"""Write the committed seed corpora of the archive readers: ``python -m tests.fuzz.archive_seeds``.
+"""The seed corpora of the archive readers, built when a fuzz target first draws one (:func:`archive_corpora`).
 
-``corpus/zip``: a setuptools and a hatchling wheel (the demo project, its modules cut short so
+``zip``: a setuptools and a hatchling wheel (the demo project, its modules cut short so
 each seed stays a few KB) and hand-made odd zips (zip64, data descriptors with and without
 signature, deflated entries with no bytes, a prepended stub and a comment, a symlink, an encrypted
-flag). ``corpus/tar``: the sdists' tars (decompressed) and hand-made GNU long-name, pax, old
-sparse, v7 and trailing-bytes tars. ``corpus/container``: gzip (several members, every header
+flag). ``tar``: the sdists' tars (decompressed) and hand-made GNU long-name, pax, old
+sparse, v7 and trailing-bytes tars. ``container``: gzip (several members, every header
 field), bzip2, xz (concatenated, stream padding) and trailing garbage.
 """
 
@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
-import shutil
 import struct
-import sys
 import tarfile
 import tempfile
 import zlib
+from functools import cache
 from pathlib import Path
 
 from tests.archive_builders import (
     MADE_BY_UNIX,
+    SOURCE_DATE_EPOCH,
     TarMember,
     ZipEntry,
     build_with_backend,
@@ -32,8 +33,6 @@ from tests.archive_builders import (
     tar_bytes,
     write_project,
 )
-
-from .harness import CORPUS
 
 _TEXT = b"def f(x):\n    return x * 2\n" * 8
 
@@ -56,8 +55,22 @@ def _zips(projects: list[tuple[str, Path, Path]]) -> dict[str, bytes]:
     return out
 
 
+def _fixed_times(tar: bytes) -> bytes:
+    """``tar`` written again with every mtime at the builders' SOURCE_DATE_EPOCH: setuptools'
+    sdist stamps its members with the build's clock (in pax records too), and a seed must be the
+    same bytes on every run for ``make test`` to draw the same mutants."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=io.BytesIO(tar)) as source, \
+            tarfile.open(fileobj=out, mode="w", format=source.format) as target:
+        for member in source.getmembers():
+            member.mtime = int(SOURCE_DATE_EPOCH)
+            member.pax_headers = {k: v for k, v in member.pax_headers.items() if k != "mtime"}
+            target.addfile(member, source.extractfile(member) if member.isfile() else None)
+    return out.getvalue()
+
+
 def _tars(projects: list[tuple[str, Path, Path]]) -> dict[str, bytes]:
-    out = {f"{backend}-sdist.tar": gzip.decompress(sdist.read_bytes()) for backend, _, sdist in projects}
+    out = {f"{backend}-sdist.tar": _fixed_times(gzip.decompress(sdist.read_bytes())) for backend, _, sdist in projects}
     long = "pkg/" + "d" * 120 + "/module_with_a_long_name.py"
     sparse = gnu_sparse_header("sparse.bin", 4096, [(0, b"a" * 512), (2048, b"b" * 512)])
     out.update({
@@ -87,7 +100,9 @@ def _containers(tar: bytes) -> dict[str, bytes]:
     }
 
 
-def write_corpora(root: Path = CORPUS) -> None:
+@cache
+def archive_corpora() -> dict[str, dict[str, bytes]]:
+    """``zip``, ``tar`` and ``container`` seeds by file name (built with real backends, once per process)."""
     with tempfile.TemporaryDirectory() as folder:
         projects = []
         for backend in ("setuptools", "hatchling"):
@@ -100,15 +115,4 @@ def write_corpora(root: Path = CORPUS) -> None:
             sdist = build_with_backend(backend, "sdist", source, source / "dist")
             projects.append((backend, wheel, sdist))
         small = tar_bytes([TarMember("pkg-1.0/setup.py", _TEXT), TarMember("pkg-1.0/PKG-INFO", b"Name: pkg\n")])
-        corpora = {"zip": _zips(projects), "tar": _tars(projects), "container": _containers(small)}
-        for name, seeds in corpora.items():
-            target = root / name
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
-            for file, data in seeds.items():
-                (target / file).write_bytes(data)
-                print(f"{target / file}: {len(data)} bytes", file=sys.stderr)
-
-
-if __name__ == "__main__":
-    write_corpora()
+        return {"zip": _zips(projects), "tar": _tars(projects), "container": _containers(small)}

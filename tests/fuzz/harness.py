@@ -6,16 +6,23 @@ A target is an ordinary hypothesis test over :func:`inputs`, decorated with :dat
     @given(data=inputs("car"))
     def test_car_reader_fails_only_with_importer_errors(data: bytes) -> None: ...
 
-:func:`inputs` draws a committed seed (``tests/fuzz/corpus/<name>/*``, real and hand-made inputs
-of that parser, each small) and applies a few random edits to it (flip, overwrite, insert,
+:func:`inputs` draws a seed (real and hand-made inputs of that parser, each small) and applies a few random edits to it (flip, overwrite, insert,
 delete, duplicate, truncate), or, less often, draws raw bytes. The budget is
 ``$DPIP_FUZZ_EXAMPLES`` examples per target: short in ``make test``, long in ``make fuzz``.
 Every crash found becomes a regression test (an ``@example`` or a test of its own).
+
+Seeds that are text or single blocks (DAG-CBOR, CIDs, dag-pb) are committed under
+``tests/fuzz/corpus/<name>/``; seeds that are archives or CARs are built when a target first
+draws one (:data:`GENERATED`), from the builders in ``tests/fuzz/archive_seeds.py`` and
+``tests/fuzz/seeds.py``: the repository holds no archives, and the seeds are the same bytes on
+every run.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Final
 
@@ -38,8 +45,23 @@ FUZZ: Final = settings(
 )
 
 
+def _generated() -> dict[str, Callable[[], dict[str, bytes]]]:
+    from .archive_seeds import archive_corpora
+    from .seeds import car_seeds
+
+    return {"car": car_seeds, "zip": lambda: archive_corpora()["zip"], "tar": lambda: archive_corpora()["tar"],
+            "container": lambda: archive_corpora()["container"]}
+
+
+#: The corpora built at run time, by name: archives and CARs.
+GENERATED: Final = ("car", "zip", "tar", "container")
+
+
+@cache
 def corpus(name: str) -> list[bytes]:
-    """The committed seeds of one parser, in file-name order."""
+    """The seeds of one parser, in name order: built (:data:`GENERATED`) or committed."""
+    if name in GENERATED:
+        return [data for _, data in sorted(_generated()[name]().items())]
     folder = CORPUS / name
     seeds = [p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()] if folder.is_dir() else []
     if not seeds:
@@ -71,5 +93,8 @@ def _mutant(draw: st.DrawFn, seeds: tuple[bytes, ...]) -> bytes:
 
 def inputs(name: str) -> st.SearchStrategy[bytes]:
     """Mutants of the parser's seeds (mostly), or raw bytes."""
-    seeds = tuple(corpus(name))
-    return st.one_of(_mutant(seeds), _mutant(seeds), _mutant(seeds), st.binary(max_size=4096))
+    def strategy() -> st.SearchStrategy[bytes]:
+        seeds = tuple(corpus(name))
+        return st.one_of(_mutant(seeds), _mutant(seeds), _mutant(seeds), st.binary(max_size=4096))
+
+    return st.deferred(strategy)  # the seeds are built when a target first draws, not when it is collected

@@ -1,17 +1,25 @@
-"""Write the seed corpora of the CAR, DAG-CBOR (roots, recipes, pages), CID and dag-pb targets.
+"""Seeds of the CAR, DAG-CBOR (roots, recipes, pages), CID and dag-pb targets.
 
-Run ``python -m tests.fuzz.seeds`` from the repository root to regenerate them. The real seeds
-come from ``tests/hostile/data/recipe-v1.car``: a wheel and a gzipped sdist with a nested
-``.json.gz``, imported with ``--open-nested --car`` by the importer as it was before recipe
-version 2 (its blocks are the archives' roots, recipes, pages, trees and files). The hand-made
-seeds add what those lack: a CARv2, a recipe with paged lists (version 2), CIDs in every text
-form this importer reads, and DAG-CBOR of every major type.
+The CAR seeds are built at run time (:func:`car_seeds`); the DAG-CBOR, CID and dag-pb seeds are
+committed under ``tests/fuzz/corpus/`` and regenerated with ``python -m tests.fuzz.seeds``. The
+real seeds come from :func:`recipe_v1_car`: a wheel and a gzipped sdist with a nested
+``.json.gz``, imported with ``--open-nested --car``. Its recipes are version 1, as the importer
+wrote them before version 2 and still writes them when they fit in one block (the CAR is
+byte-identical to the one an importer before version 2 wrote, checked when it replaced that
+committed file). The hand-made seeds add what those lack: a CARv2, a recipe with paged lists
+(version 2), CIDs in every text form this importer reads, and DAG-CBOR of every major type.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from functools import cache
 from pathlib import Path
 from typing import Final
 
@@ -21,15 +29,57 @@ from importer.dag.cid import DAG_CBOR, DAG_PB, RAW, cid_codec, cid_of_block, for
 from importer.dag.multibase import encode_base32, encode_base58
 from importer.sinks.base import MemorySink
 from importer.sinks.car import CARV2_PRAGMA, CarReader, encode_car_header, encode_section
+from tests.archive_builders import TarMember, ZipEntry, build_zip, gzip_python, python_source, tar_bytes
 
 HERE: Final = Path(__file__).parent
 CORPUS: Final = HERE / "corpus"
-V1_CAR: Final = HERE.parent / "hostile" / "data" / "recipe-v1.car"
+#: The archives in :func:`recipe_v1_car` and their sha256 (what ``fetch`` of its roots must give).
+V1_ARCHIVES: Final = {
+    "oldfmt-1.0-py3-none-any.whl": "f2b8e3454c1ab4624a6e9ef8362e2de79b660a225bdb69985efb18698a0566c2",
+    "oldfmt-1.0.tar.gz": "4da31ee25d8203770de289d08f26beab14b4678bf3cc63d3e4a9013f363b4c41",
+}
+
+
+def v1_archives() -> dict[str, bytes]:
+    """A wheel of three members and an sdist with a nested gzip member, by file name."""
+    wheel = build_zip([ZipEntry(b"oldfmt/__init__.py", b""), ZipEntry(b"oldfmt/core.py", python_source(7, 60)),
+                       ZipEntry(b"oldfmt-1.0.dist-info/WHEEL", b"Wheel-Version: 1.0\n", method=0)])
+    sdist = gzip_python(tar_bytes([
+        TarMember("oldfmt-1.0", kind=tarfile.DIRTYPE), TarMember("oldfmt-1.0/core.py", python_source(8, 40)),
+        TarMember("oldfmt-1.0/data.json.gz", gzip_python(b'{"a": 1}\n' * 50))]))
+    return {"oldfmt-1.0-py3-none-any.whl": wheel, "oldfmt-1.0.tar.gz": sdist}
+
+
+@cache
+def recipe_v1_car() -> bytes:
+    """The CAR ``dpip-import auto --open-nested --no-store --car`` writes of :func:`v1_archives`."""
+    with tempfile.TemporaryDirectory() as folder:
+        paths = []
+        for name, data in v1_archives().items():
+            (Path(folder) / name).write_bytes(data)
+            paths.append(str(Path(folder) / name))
+        car = Path(folder) / "v1.car"
+        subprocess.run([sys.executable, "-m", "importer", "auto", "--open-nested", "--no-store", "--car", str(car),
+                        *paths], check=True, capture_output=True)
+        return car.read_bytes()
 
 
 def real_blocks() -> tuple[tuple[bytes, ...], list[tuple[bytes, bytes]]]:
-    with CarReader(V1_CAR) as reader:
+    """The roots and the blocks of :func:`recipe_v1_car`."""
+    with CarReader.from_stream(io.BufferedReader(io.BytesIO(recipe_v1_car())), "recipe-v1.car") as reader:
         return reader.roots, list(reader)
+
+
+def car_seeds() -> dict[str, bytes]:
+    """The CAR reader's seeds: the real CAR, the same as a CARv2, one raw block, no roots."""
+    v1 = recipe_v1_car()
+    small = cid_of_block(1, RAW, b"hello")
+    return {
+        "recipe-v1.car": v1,
+        "recipe-v1-as-v2.car": carv2(v1),
+        "one-raw-block.car": encode_car_header([small]) + encode_section(small, b"hello"),
+        "no-roots.car": encode_car_header([]),
+    }
 
 
 def carv2(v1: bytes) -> bytes:
@@ -93,14 +143,6 @@ def write(folder: str, seeds: dict[str, bytes]) -> None:
 
 def main() -> None:
     roots, blocks = real_blocks()
-    v1 = V1_CAR.read_bytes()
-    small = cid_of_block(1, RAW, b"hello")
-    write("car", {
-        "recipe-v1.car": v1,
-        "recipe-v1-as-v2.car": carv2(v1),
-        "one-raw-block.car": encode_car_header([small]) + encode_section(small, b"hello"),
-        "no-roots.car": encode_car_header([]),
-    })
     cbor: dict[str, bytes] = {}
     for cid, block in blocks:
         if cid_codec(cid) != DAG_CBOR:

@@ -2,7 +2,7 @@
 
 Any bytes decode to a value that re-encodes to the very same bytes (the decoder accepts only the
 canonical form), or fail with one InvalidBlock line. A mutated root, recipe or page, put under
-its own CID beside the real blocks of ``tests/hostile/data/recipe-v1.car``, either rebuilds (and
+its own CID beside the real blocks of ``tests.fuzz.seeds.recipe_v1_car``, either rebuilds (and
 then matches its sha256) or fails with an ImporterError: no other exception, no unbounded work.
 """
 
@@ -19,10 +19,9 @@ from importer.dag.cbor import Link, decode_dag_cbor, encode_dag_cbor
 from importer.dag.cid import DAG_CBOR, cid_of_block
 from importer.errors import ImporterError, InvalidBlock
 from importer.sinks.base import MemorySink
-from importer.sinks.car import CarReader
 
 from .harness import FUZZ, inputs
-from .seeds import V1_CAR
+from .seeds import real_blocks
 
 
 def _has_float(value: Any) -> bool:
@@ -49,8 +48,8 @@ def test_dag_cbor_decodes_canonically_or_fails_with_one_line(data: bytes) -> Non
 
 @cache
 def _real() -> tuple[dict[bytes, bytes], tuple[bytes, ...]]:
-    with CarReader(V1_CAR) as reader:
-        return dict(reader), reader.roots
+    roots, blocks = real_blocks()
+    return dict(blocks), roots
 
 
 def _dag(block: bytes) -> tuple[MemorySink, list[bytes]]:

@@ -18,10 +18,10 @@ from importer.dag.reader import iter_directory, iter_file, iter_tree_files, look
 from importer.dag.unixfs import decode_unixfs
 from importer.errors import ImporterError, InvalidBlock
 from importer.sinks.base import MemorySink
-from importer.sinks.car import CarReader, iter_dag
+from importer.sinks.car import iter_dag
 
 from .harness import FUZZ, inputs
-from .seeds import V1_CAR
+from .seeds import real_blocks
 
 
 @FUZZ
@@ -41,8 +41,7 @@ def test_dagpb_and_unixfs_decoders_fail_only_with_invalid_block(data: bytes) -> 
 
 @cache
 def _real_blocks() -> dict[bytes, bytes]:
-    with CarReader(V1_CAR) as reader:
-        return dict(reader)
+    return dict(real_blocks()[1])
 
 
 @FUZZ

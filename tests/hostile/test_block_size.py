@@ -25,7 +25,7 @@ from importer.archive.recipe import (
     write_recipe,
 )
 from importer.dag.cbor import decode_dag_cbor
-from importer.dag.cid import DAG_PB, RAW, cid_of_block, format_cid, parse_cid
+from importer.dag.cid import DAG_CBOR, DAG_PB, RAW, cid_codec, cid_of_block, format_cid, parse_cid
 from importer.errors import OversizeBlock
 from importer.sinks.base import MemorySink
 from importer.sinks.car import CarReader
@@ -34,8 +34,8 @@ from importer.sinks.store import BlockStore
 from tests.archive_builders import TarMember, ZipEntry, build_zip, tar_bytes
 from tests.archive_checks import sha256_file
 from tests.conftest import RunCli
+from tests.fuzz.seeds import V1_ARCHIVES, recipe_v1_car
 
-V1_CAR = Path(__file__).parent / "data" / "recipe-v1.car"
 PARAMS: dict[str, int | str] = {"v": 1, "name": "zlib", "family": "madler-zlib", "level": 9, "wbits": -15, "mem_level": 8}
 
 
@@ -93,13 +93,17 @@ def test_one_entry_over_1_mib_is_refused_with_the_block_and_its_size() -> None:
 
 
 def test_roots_made_before_recipe_version_2_still_rebuild(tmp_path: Path, cli: RunCli) -> None:
-    with CarReader(V1_CAR) as reader:
+    v1_car = tmp_path / "recipe-v1.car"
+    v1_car.write_bytes(recipe_v1_car())
+    with CarReader(v1_car) as reader:
         roots = [format_cid(r) for r in reader.roots]
+        nodes = [decode_dag_cbor(block) for cid, block in reader if cid_codec(cid) == DAG_CBOR]
+    versions = [node["v"] for node in nodes if isinstance(node, dict) and "outer" in node]
+    assert versions == [1, 1, 1]  # the wheel's, the sdist's and its nested member's: the version before 2
     store = tmp_path / "store"
-    rc, out, err = cli("import-car", "--store", store, V1_CAR)
+    rc, out, err = cli("import-car", "--store", store, v1_car)
     assert (rc, out.split()) == (0, roots), err
-    for root, sha in zip(roots, ("f2b8e3454c1ab4624a6e9ef8362e2de79b660a225bdb69985efb18698a0566c2",
-                                 "4da31ee25d8203770de289d08f26beab14b4678bf3cc63d3e4a9013f363b4c41"), strict=True):
+    for root, sha in zip(roots, V1_ARCHIVES.values(), strict=True):
         rc, _, err = cli("fetch", root, "-o", tmp_path / "back", "--store", store, "--force")
         assert rc == 0, err
         assert sha256_file(tmp_path / "back") == sha
