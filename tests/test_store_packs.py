@@ -7,6 +7,7 @@ import base64
 import multiprocessing
 import random
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -219,11 +220,8 @@ def _writer(path: str, start: int, count: int) -> None:
             store.put(cid(block), block)
 
 
-def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
-    path = str(tmp_path / "s")
-    BlockStore(path).close()
-    ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(path, 0, 400)), ctx.Process(target=_writer, args=(path, 200, 400))]
+def run_to_the_end(procs: Sequence[multiprocessing.process.BaseProcess]) -> None:
+    """Start ``procs`` together and require each to exit 0 within 120 s; kill what is left on failure."""
     for p in procs:
         p.start()
     try:
@@ -234,6 +232,14 @@ def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
         for p in procs:
             if p.is_alive():
                 p.kill()
+
+
+def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
+    path = str(tmp_path / "s")
+    BlockStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(path, 0, 400)), ctx.Process(target=_writer, args=(path, 200, 400))]
+    run_to_the_end(procs)
     expected = {cid(b): b for b in (text_block(i, 500 + i % 4000) for i in range(600))}
     with BlockStore(path) as store:
         assert {c: store.get(c) for c in expected} == expected
@@ -419,16 +425,7 @@ def test_two_processes_staging_deltas_into_packs_at_once_stay_sound(tmp_path: Pa
     # Overlapping chains: both writers write chain 2's releases and deltas.
     procs = [ctx.Process(target=_delta_writer, args=(path, [1, 2])),
              ctx.Process(target=_delta_writer, args=(path, [2, 3]))]
-    for p in procs:
-        p.start()
-    try:
-        for p in procs:
-            p.join(120)
-            assert p.exitcode == 0
-    finally:
-        for p in procs:
-            if p.is_alive():
-                p.kill()
+    run_to_the_end(procs)
     blocks = [block for seed in (1, 2, 3) for block in _chain(seed)]
     with BlockStore(path) as store:
         assert all(store.get(cid(b)) == b for b in blocks)
