@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..dag.cid import format_cid
+from ..sinks.packs import COLD_FRAME_BYTES, cold_frame_bytes
 from ..sinks.store import COMPRESSION_ENV, COMPRESSIONS, BlockStore, PageStats, StoreStats, default_store_path
 from .options import add_json_option, add_store_option
 
@@ -76,7 +77,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--level", type=int, default=0, choices=range(1, 23), metavar="N",
                    help="also recompress every pack at zstd level N (1-22; 19: about 8%% smaller than the "
                         "default, written at ~1-2 MB/s, read as fast)")
+    p.add_argument("--frame-size", type=frame_size_arg, default=COLD_FRAME_BYTES, metavar="SIZE",
+                   help="with --level: group the packs' blocks into zstd frames of SIZE (128KiB-8MiB; default "
+                        "1MiB): larger frames store less, a random read of one block decodes more; above 2MiB "
+                        "the store needs dpip-importer with schema 8 to read it")
     p.set_defaults(handler=cmd_optimize)
+
+
+def frame_size_arg(text: str) -> int:
+    """``--frame-size``: bytes, or a whole number of KiB or MiB (``4MiB``)."""
+    try:
+        return cold_frame_bytes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def stats_json(stats: StoreStats) -> dict[str, object]:
@@ -213,6 +226,10 @@ def cmd_compression(args: argparse.Namespace) -> int:
 def cmd_optimize(args: argparse.Namespace) -> int:
     from ..archive.delta import delta_store
 
+    if args.frame_size != COLD_FRAME_BYTES and not args.level:
+        print("dpip-import store optimize: --frame-size applies to the cold packs of --level N: give a level",
+              file=sys.stderr)
+        return 2
     with BlockStore(default_store_path(args.store), create=False) as store:
         if store.compression == "none":
             print("dpip-import store optimize: compression is off for this store: nothing to do "
@@ -220,7 +237,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
             return 1
         rewritten, saved = store.recompress()
         deltas = delta_store(store)
-        compacted, freed = store.compact_packs(level=args.level)
+        compacted, freed = store.compact_packs(level=args.level, frame_bytes=args.frame_size)
         converted = store.vacuum() if args.vacuum else False
         if not args.vacuum:
             store.reclaim_free_pages()  # what the rewrites freed (in a store with auto_vacuum=incremental)

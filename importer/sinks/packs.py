@@ -82,7 +82,14 @@ FRAME_BYTES: Final = 128 * KiB
 #:
 #: 1 MiB takes most of what larger frames gain; a cold read of such a block decodes up to
 #: 1 MiB plus a block, about 1 ms at zstd's ~1 GB/s here (REPORT.md, "The store on disk").
+#: ``store optimize --frame-size`` picks another size (REPORT.md, "Cold frames": measured on the
+#: seven unseen7 stores).
 COLD_FRAME_BYTES: Final = 1 * MiB
+#: Smallest and largest ``--frame-size``: below 128 KiB a cold frame would be no larger than the
+#: default layout's (:data:`FRAME_BYTES`); 8 MiB keeps a frame (up to twice that, below) a few
+#: milliseconds of zstd for a random read and within :data:`MAX_FRAME`.
+MIN_COLD_FRAME_BYTES: Final = FRAME_BYTES
+MAX_COLD_FRAME_BYTES: Final = 8 * MiB
 #: zstd level of every frame of a pack: level 9 stores 7% less than 3 on numpy's small blocks,
 #: 15-21% less on grpcio's (table above) and 5% less on numpy's 256 KiB binary leaves; it
 #: compresses about 3x slower than level 3 (REPORT.md, "Deltas at rest": what that costs an
@@ -92,10 +99,31 @@ FRAME_LEVEL: Final = 9
 #: chain from its start (SQLite keeps no index of it), 256 pages of 4 KiB at most; a pack's
 #: last, partly filled page is 0.2% of it.
 PACK_BYTES: Final = 1 * MiB
-#: Largest frame a locator may declare: a group of blocks stops at :data:`COLD_FRAME_BYTES`
-#: plus one block (at most 2 MiB, the largest block Kubo's bitswap exchanges), 3 MiB, with a
-#: margin; anything larger is a damaged locator, not an allocation.
-MAX_FRAME: Final = 4 * MiB
+#: Largest frame a locator may declare. A cold frame of ``F`` bytes groups the blocks smaller
+#: than ``F`` until they reach ``F``, so it holds less than ``2 F`` (a block of ``F`` or more is a
+#: frame of its own: at most 2 MiB, the largest block Kubo's bitswap exchanges); with
+#: :data:`MAX_COLD_FRAME_BYTES` that is under 16 MiB. Anything larger is a damaged locator, not
+#: an allocation.
+MAX_FRAME: Final = 2 * MAX_COLD_FRAME_BYTES
+#: What readers of schema 7 accept (their ``MAX_FRAME``): a store whose cold frames may be larger
+#: (``--frame-size`` above half of it) is raised to schema 8 first, which those readers refuse
+#: at open (:mod:`importer.sinks.store.schema`), instead of meeting frames they call damaged.
+SCHEMA_7_MAX_FRAME: Final = 4 * MiB
+
+
+def cold_frame_bytes(text: str) -> int:
+    """A ``--frame-size`` value (``1MiB``, ``512KiB``, or bytes) as bytes; ValueError naming the bounds."""
+    units = {"mib": MiB, "kib": KiB, "": 1}
+    lowered = text.strip().lower()
+    unit = next(u for u in ("mib", "kib", "") if lowered.endswith(u))
+    number = lowered[:len(lowered) - len(unit)] if unit else lowered
+    if not number.isdigit():
+        raise ValueError(f"frame size {text!r} is not a whole number of bytes, KiB or MiB")
+    size = int(number) * units[unit]
+    if not MIN_COLD_FRAME_BYTES <= size <= MAX_COLD_FRAME_BYTES:
+        raise ValueError(f"frame size {text} is outside {MIN_COLD_FRAME_BYTES // KiB} KiB - "
+                         f"{MAX_COLD_FRAME_BYTES // MiB} MiB")
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +156,10 @@ def parse_locator(data: bytes, size: int) -> Locator:
     locator = Locator(*values)
     if locator.pack <= 0 or locator.length <= 0 and size > 0:
         raise UndecodablePayload(f"pack locator names pack {locator.pack}, {locator.length} bytes")
-    if locator.frame_size > MAX_FRAME or (locator.frame_size and locator.inner + size > locator.frame_size):
+    if locator.frame_size > MAX_FRAME:
+        raise UndecodablePayload(f"pack locator declares a {locator.frame_size}-byte frame, over the "
+                                 f"{MAX_FRAME}-byte bound")
+    if locator.frame_size and locator.inner + size > locator.frame_size:
         raise UndecodablePayload(f"pack locator puts {size} bytes at {locator.inner} of a {locator.frame_size}-byte frame")
     return locator
 

@@ -25,7 +25,7 @@ from ...dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ...errors import BlockCorrupt, BlockNotFound
 from ..atrest import ENCODING_DELTA, ENCODING_NAMES, UndecodablePayload, UnknownEncoding
 from ..delta import MAX_DEPTH, DeltaHeader, decode_payload, read_header
-from ..packs import ENCODING_PACKED, ENCODING_PACKED_DELTA, Locator, parse_locator
+from ..packs import ENCODING_PACKED, ENCODING_PACKED_DELTA, MAX_FRAME, Locator, parse_locator
 from .base import StoreBase
 from .schema import MiB
 
@@ -35,8 +35,11 @@ from .schema import MiB
 #: old leaf once, not once per new leaf that references it.
 REFERENCE_CACHE_BYTES: Final = 64 * MiB
 #: Decoded pack frames kept for the next reads: a fetch reads a frame's small blocks one after the
-#: other, so it decodes each frame once; 8 MiB holds 64 frames of 128 KiB.
-FRAME_CACHE_BYTES: Final = 8 * MiB
+#: other, so it decodes each frame once. Twice the largest frame (32 MiB; 256 frames of the default
+#: 128 KiB) keeps the frame a read just decoded and the one before it, whatever ``store optimize
+#: --frame-size`` made: with the 8 MiB of before, a cold frame of 8 MiB or more was evicted as soon
+#: as it was decoded, and decoded again for every block of it.
+FRAME_CACHE_BYTES: Final = 2 * MAX_FRAME
 #: Encodings whose payload is a delta (:mod:`importer.sinks.delta`): in a row, or in a pack.
 DELTA_ENCODINGS: Final = (ENCODING_DELTA, ENCODING_PACKED_DELTA)
 #: Encodings whose row holds a locator into a pack.

@@ -18,9 +18,10 @@ from typing import Final
 from ...errors import BlockCorrupt, StoreError
 from ..atrest import UndecodablePayload
 from ..delta import encode_payload, read_header
-from ..packs import ENCODING_PACKED_DELTA, parse_locator
+from ..packs import COLD_FRAME_BYTES, ENCODING_PACKED_DELTA, SCHEMA_7_MAX_FRAME, parse_locator
 from .base import BATCH_BYTES, RECLAIM_FRACTION, SQL_PARAMS, chunks
 from .reading import DELTA_ENCODINGS, PACKED_ENCODINGS
+from .schema import allow_large_frames
 from .writing import StoreWriter
 
 #: A block row as compact_packs reads it: (cid, encoding, data, size).
@@ -70,7 +71,8 @@ class StorePacks(StoreWriter):
         self._conn.executemany("DELETE FROM pack_usage WHERE pack = ?", [(pack,) for pack in gone])
         return len(gone)
 
-    def compact_packs(self, *, below: float = 0.5, level: int = 0) -> tuple[int, int]:
+    def compact_packs(self, *, below: float = 0.5, level: int = 0,
+                      frame_bytes: int = COLD_FRAME_BYTES) -> tuple[int, int]:
         """Rewrite the packs whose live blocks are less than ``below`` of what was placed in them;
         ``(packs rewritten, bytes freed)``. Their live blocks are decoded, checked and laid out
         into new packs (delta payloads as they were), :data:`MOVE_BYTES` at a time, and the rows
@@ -80,9 +82,11 @@ class StorePacks(StoreWriter):
         With ``level`` (``store optimize --level 19``), every pack made at a lower level is
         rewritten too, and the blocks still in rows of their own (rewrites and older stores write
         those) are moved into packs, as *cold* packs: frames at that zstd level holding every block
-        but deltas, in frames of :data:`~importer.sinks.packs.COLD_FRAME_BYTES`, and each delta
-        made again at that level against the same references. Blocks written once and read rarely
-        cost less; a random read of one decodes a larger frame.
+        but deltas, in frames of ``frame_bytes`` (``store optimize --frame-size``; a pack already at
+        ``level`` is left as it is, whatever its frames), and each delta made again at that level
+        against the same references. Blocks written once and read rarely cost less; a random read
+        of one decodes a larger frame. Frames that schema-7 readers would refuse raise the store
+        to schema 8 first (:func:`~importer.sinks.store.schema.allow_large_frames`).
         """
         self.flush()
         if not self._codec.compress:
@@ -106,6 +110,9 @@ class StorePacks(StoreWriter):
                     "SELECT cid, size FROM blocks WHERE size > 0 AND encoding NOT IN (?, ?)", PACKED_ENCODINGS)]
         except sqlite3.Error as e:
             raise self._fail(f"cannot list packs: {e}") from None
+        if level and (wanted or loose) and 2 * frame_bytes - 1 > SCHEMA_7_MAX_FRAME:
+            with self._transaction("record the schema of large frames"):
+                allow_large_frames(self._conn)
         rewritten = freed = 0
         batch: dict[int, list[_Row]] = {}
         batch_loose: list[bytes] = []
@@ -114,7 +121,7 @@ class StorePacks(StoreWriter):
         def move() -> None:
             nonlocal rewritten, freed, batch, batch_loose, batch_bytes
             if batch or batch_loose:
-                moved, before, after = self._move_packs(batch, self._loose_rows(batch_loose), level)
+                moved, before, after = self._move_packs(batch, self._loose_rows(batch_loose), level, frame_bytes)
                 rewritten += len(moved)
                 freed += sum(wanted[pack] for pack in moved) + before - after
             batch, batch_loose, batch_bytes = {}, [], 0
@@ -188,9 +195,9 @@ class StorePacks(StoreWriter):
         return gone
 
     def _move_packs(self, packs: dict[int, list[_Row]], loose: Sequence[_Row],
-                    level: int) -> tuple[list[int], int, int]:
-        """Move the live rows of ``packs`` and the ``loose`` rows into new packs (``level``: cold ones,
-        :meth:`compact_packs`) and delete the old packs; ``(packs deleted, bytes of the loose rows,
+                    level: int, frame_bytes: int = COLD_FRAME_BYTES) -> tuple[list[int], int, int]:
+        """Move the live rows of ``packs`` and the ``loose`` rows into new packs (``level``: cold ones
+        in frames of ``frame_bytes``, :meth:`compact_packs`) and delete the old packs; ``(packs deleted, bytes of the loose rows,
         bytes of the new packs)``. A pack with a block that does not decode stays as it is, and
         so does a loose row that does not."""
         blocks: dict[bytes, bytes] = {}
@@ -215,7 +222,7 @@ class StorePacks(StoreWriter):
                     loose_bytes += len(group[0][2])
         except sqlite3.Error as e:
             raise self._fail(f"cannot read a pack: {e}") from None
-        empty, new_packs = self._lay_out(blocks, deltas, level)
+        empty, new_packs = self._lay_out(blocks, deltas, level, frame_bytes)
         with self._transaction("compact packs"):
             for cid, _, data, _ in rows:
                 if self._conn.execute("DELETE FROM blocks WHERE cid = ? AND data = ?", (cid, data)).rowcount != 1:

@@ -33,7 +33,7 @@ Settings and why:
   rowid tables; the statements that read and write them are the same.
 
 Forward compatibility: a store whose ``meta.schema_version`` is newer than
-:data:`SCHEMA_VERSION` is refused at open, so an old binary never misreads a newer store (and a
+:data:`NEWEST_SCHEMA` is refused at open, so an old binary never misreads a newer store (and a
 reader that meets an encoding it does not know refuses that block). Older stores are migrated at
 open: every migration so far only adds tables.
 """
@@ -61,6 +61,13 @@ MiB: Final = 1024 * 1024
 #: 7: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
 #: schema-6 code could not read: it refuses the store at open.
 SCHEMA_VERSION: Final = 7
+#: 8: the tables of 7, but cold packs may hold frames larger than schema-7 code accepts
+#: (:data:`~importer.sinks.packs.SCHEMA_7_MAX_FRAME`; ``store optimize --frame-size`` above
+#: 2 MiB). Only such a store is raised to 8 (:func:`allow_large_frames`), so schema-7 code keeps
+#: reading every other store and refuses this one at open instead of calling its frames damaged.
+LARGE_FRAMES_SCHEMA: Final = 8
+#: The newest schema this program reads; a store recording a newer one is refused at open.
+NEWEST_SCHEMA: Final = LARGE_FRAMES_SCHEMA
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: How long a writer waits for another process's transaction before giving up (milliseconds).
@@ -218,8 +225,8 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None
             # A new store records the default it was created with, so changing the default
             # later does not silently change how an existing store writes.
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('compression', ?)", (DEFAULT_COMPRESSION,))
-        elif int(row[0]) > SCHEMA_VERSION:
-            raise fail(f"schema version {row[0]} is newer than this program's {SCHEMA_VERSION}: upgrade dpip-importer")
+        elif int(row[0]) > NEWEST_SCHEMA:
+            raise fail(f"schema version {row[0]} is newer than this program's {NEWEST_SCHEMA}: upgrade dpip-importer")
         elif int(row[0]) < SCHEMA_VERSION:
             # Every migration so far only adds tables (CREATE IF NOT EXISTS above). A store
             # from before compression keeps no setting and so takes the default.
@@ -228,3 +235,10 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+
+
+def allow_large_frames(conn: sqlite3.Connection) -> None:
+    """Inside a write transaction: record :data:`LARGE_FRAMES_SCHEMA` before the first frame larger
+    than schema-7 code reads is written (a store already there, or newer, is left as it is)."""
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
+                 (str(LARGE_FRAMES_SCHEMA), LARGE_FRAMES_SCHEMA))

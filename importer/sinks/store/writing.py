@@ -32,7 +32,6 @@ from ..packs import (
     FRAME_BYTES,
     FRAME_LEVEL,
     GROUP_BELOW,
-    MAX_FRAME,
     PackBuilder,
     Placed,
 )
@@ -123,13 +122,14 @@ class StoreWriter(StoreDictionaries):
         self._staged_done = (self._staged_done[0] + deltas, self._staged_done[1] + saved)
 
     def _lay_out(self, blocks: dict[bytes, bytes], deltas: dict[bytes, tuple[bytes, tuple[bytes, ...], int]],
-                 level: int = 0) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
+                 level: int = 0, frame_bytes: int = COLD_FRAME_BYTES,
+                 ) -> tuple[list[tuple[bytes, int, bytes, int]], list[tuple[bytes, list[Placed]]]]:
         """``blocks`` as packs (:class:`~importer.sinks.packs.PackBuilder`), ``deltas`` as their payloads;
         empty blocks apart, as rows of their own (they take no pack space). ``level``: cold packs
-        (:meth:`compact_packs`), every frame at that zstd level and every block but deltas
-        grouped into frames of :data:`~importer.sinks.packs.COLD_FRAME_BYTES`."""
-        builder = PackBuilder(self._frame_compressor_now(level), COLD_FRAME_BYTES if level else FRAME_BYTES)
-        group_below = MAX_FRAME if level else GROUP_BELOW
+        (:meth:`compact_packs`), every frame at that zstd level and every block smaller than
+        ``frame_bytes`` but deltas grouped into frames of ``frame_bytes`` (so under twice that)."""
+        builder = PackBuilder(self._frame_compressor_now(level), frame_bytes if level else FRAME_BYTES)
+        group_below = frame_bytes if level else GROUP_BELOW
         large = self._large_compressor(level)
         packs: list[tuple[bytes, list[Placed]]] = []
         empty: list[tuple[bytes, int, bytes, int]] = []
