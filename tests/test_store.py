@@ -17,6 +17,7 @@ from importer.dag.cid import DAG_PB, IDENTITY, RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt, BlockNotFound, StoreError
 from importer.sinks.base import BlockSink, BlockSource
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, default_store_path
+from importer.sinks.store.schema import NEWEST_SCHEMA
 
 
 def raw_block(i: int, size: int = 1000) -> tuple[bytes, bytes]:
@@ -160,7 +161,7 @@ def test_block_with_unknown_encoding_is_refused_with_store_error(tmp_path: Path)
 def test_store_with_newer_schema_is_refused(tmp_path: Path) -> None:
     BlockStore(tmp_path / "s").close()
     with db(tmp_path / "s") as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(NEWEST_SCHEMA + 1),))
     with pytest.raises(StoreError, match="newer"):
         BlockStore(tmp_path / "s")
 

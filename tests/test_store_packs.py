@@ -120,7 +120,7 @@ def test_a_missing_pack_names_every_block_it_held(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("data", [b"", b"\x80", b"\x01\x00\x05\x00\x00", b"\x01\x00\x05\x00\x00\x00",
-                                  Locator(1, 0, 10, 5 * 1024 * 1024, 0).encode()])
+                                  Locator(1, 0, 10, 17 * 1024 * 1024, 0).encode()])
 def test_a_forged_locator_is_a_corrupt_block_not_a_crash(tmp_path: Path, data: bytes) -> None:
     block = text_block(1, 1000)
     with BlockStore(tmp_path) as store:

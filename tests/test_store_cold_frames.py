@@ -1,0 +1,167 @@
+"""Cold frames of a chosen size (``store optimize --level N --frame-size SIZE``): blocks and archives
+round-trip through them, survive delete + gc and ``store verify``; frames older readers would
+refuse raise the store to schema 8 first; a locator over the reader's bound is refused."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from importer.cli.main import main
+from importer.dag.cid import RAW, cid_of_block, format_cid
+from importer.errors import BlockCorrupt, StoreError
+from importer.sinks.packs import (
+    ENCODING_PACKED,
+    MAX_FRAME,
+    SCHEMA_7_MAX_FRAME,
+    Locator,
+    MiB,
+    cold_frame_bytes,
+    parse_locator,
+)
+from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
+from importer.sinks.store.schema import LARGE_FRAMES_SCHEMA, NEWEST_SCHEMA
+
+from .bench_archives import make_wheel
+
+
+def text(seed: int, size: int) -> bytes:
+    """Source-like text, distinct per seed, that zstd shrinks but does not erase."""
+    rng = random.Random(seed)
+    words = ["def", "return", "self", "import", "class", "value", "None", f"name{seed}", f"v{rng.random()}"]
+    out = bytearray()
+    while len(out) < size:
+        out += (" ".join(rng.choice(words) for _ in range(6)) + f" # {rng.randrange(10**9)}\n").encode()
+    return bytes(out[:size])
+
+
+def schema_version(store: Path) -> int:
+    with sqlite3.connect(store / DB_NAME) as conn:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def frame_sizes(store: Path) -> set[int]:
+    with sqlite3.connect(store / DB_NAME) as conn:
+        return {parse_locator(bytes(data), 1).frame_size for (data,) in conn.execute(
+            "SELECT data FROM blocks WHERE encoding = ?", (ENCODING_PACKED,))}
+
+
+def wheels(tmp_path: Path) -> list[Path]:
+    """Three releases of 1.8 MB of modules each, all different (no deltas): 5.4 MB of frames."""
+    paths = []
+    for version in range(3):
+        files = {f"pkg/mod{i}.py": text(version * 100 + i, 60_000) for i in range(30)}
+        path = tmp_path / f"pkg-1.{version}-py3-none-any.whl"
+        path.write_bytes(make_wheel("pkg", f"1.{version}", files))
+        paths.append(path)
+    return paths
+
+
+def test_frames_of_8_mib_round_trip_survive_delete_and_gc_and_verify(tmp_path: Path) -> None:
+    from importer.archive.importer import import_archive
+    from importer.archive.rebuild import iter_archive
+    from importer.profiles import resolve_settings
+    from importer.sinks.gc import collect_garbage
+    from importer.sinks.store import ArchiveRecord
+
+    paths = wheels(tmp_path)
+    with BlockStore(tmp_path / "s") as store:
+        records = []
+        for path in paths:
+            report = import_archive(str(path), resolve_settings(), store)
+            records.append(ArchiveRecord(report.file, report.root, bytes.fromhex(report.sha256), report.size, 0.0))
+            store.record_archive(records[-1])
+    assert schema_version(tmp_path / "s") == SCHEMA_VERSION
+    assert main(["store", "optimize", "--level", "9", "--frame-size", "8MiB", "--store", str(tmp_path / "s")]) == 0
+    largest = max(frame_sizes(tmp_path / "s"))
+    assert SCHEMA_7_MAX_FRAME < largest < 8 * MiB  # every block in one frame, larger than schema 7 reads
+    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA
+    with BlockStore(tmp_path / "s") as store:
+        for path, record in zip(paths, records, strict=True):
+            assert b"".join(iter_archive(store, record.root)[1]) == path.read_bytes()
+        assert store.delete_archives([records[0]]) == 1
+    with BlockStore(tmp_path / "s") as store:
+        collect_garbage(store)
+        assert all(problem is None for _, problem in store.verify())
+        for path, record in zip(paths[1:], records[1:], strict=True):
+            assert b"".join(iter_archive(store, record.root)[1]) == path.read_bytes()
+    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # the store may still hold such frames
+
+
+def test_frames_of_2_mib_keep_the_store_readable_by_schema_7(tmp_path: Path) -> None:
+    blocks = [text(i, 40_000) for i in range(120)]  # 4.8 MB: 53 blocks make 2 MiB and more
+    with BlockStore(tmp_path / "s") as store:
+        store.put_many((cid_of_block(1, RAW, b), b) for b in blocks)
+    assert main(["store", "optimize", "--level", "9", "--frame-size", "2MiB", "--store", str(tmp_path / "s")]) == 0
+    sizes = frame_sizes(tmp_path / "s")
+    assert sizes == {53 * 40_000, 14 * 40_000}  # two frames of 2.12 MB, the rest in a third
+    assert schema_version(tmp_path / "s") == SCHEMA_VERSION
+    with BlockStore(tmp_path / "s") as store:
+        assert all(store.get(cid_of_block(1, RAW, b)) == b for b in blocks)
+        assert all(problem is None for _, problem in store.verify())
+
+
+def test_a_locator_declaring_a_frame_over_the_bound_is_refused(tmp_path: Path) -> None:
+    block = text(1, 1000)
+    key = cid_of_block(1, RAW, block)
+    with BlockStore(tmp_path) as store:
+        store.put(key, block)
+    pack = parse_locator(next(iter(frame_locators(tmp_path))), len(block)).pack
+    with sqlite3.connect(tmp_path / DB_NAME) as conn:
+        conn.execute("UPDATE blocks SET data = ?", (Locator(pack, 0, 10, MAX_FRAME + 1, 0).encode(),))
+    with BlockStore(tmp_path) as store, pytest.raises(BlockCorrupt) as e:
+        store.get(key)
+    assert e.value.cid == format_cid(key)
+    assert str(e.value) == (f"block {format_cid(key)} in {tmp_path} is corrupt: its bytes hash to nothing: its "
+                            f"packed payload is damaged: pack locator declares a 16777217-byte frame, over the "
+                            f"16777216-byte bound")
+
+
+def frame_locators(store: Path) -> list[bytes]:
+    with sqlite3.connect(store / DB_NAME) as conn:
+        return [bytes(data) for (data,) in conn.execute("SELECT data FROM blocks WHERE encoding = ?",
+                                                        (ENCODING_PACKED,))]
+
+
+def test_a_store_of_schema_8_opens_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+    BlockStore(tmp_path / "s").close()
+    with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LARGE_FRAMES_SCHEMA),))
+    BlockStore(tmp_path / "s").close()
+    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # not lowered to 7 at open
+    with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(NEWEST_SCHEMA + 1),))
+    with pytest.raises(StoreError) as e:
+        BlockStore(tmp_path / "s")
+    assert e.value.reason == "schema version 9 is newer than this program's 8: upgrade dpip-importer"
+
+
+@pytest.mark.parametrize(("text", "size"), [("1MiB", MiB), ("512KiB", 512 * 1024), ("8mib", 8 * MiB),
+                                            ("131072", 131072)])
+def test_frame_size_accepts_bytes_kib_and_mib(text: str, size: int) -> None:
+    assert cold_frame_bytes(text) == size
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("16MiB", "frame size 16MiB is outside 128 KiB - 8 MiB"),
+    ("64KiB", "frame size 64KiB is outside 128 KiB - 8 MiB"),
+    ("1.5MiB", "frame size '1.5MiB' is not a whole number of bytes, KiB or MiB"),
+])
+def test_optimize_refuses_a_frame_size_out_of_bounds(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     text: str, message: str) -> None:
+    BlockStore(tmp_path / "s").close()
+    with pytest.raises(SystemExit) as e:
+        main(["store", "optimize", "--level", "19", "--frame-size", text, "--store", str(tmp_path / "s")])
+    assert e.value.code == 2
+    assert capsys.readouterr().err == (f"dpip-import store optimize: argument --frame-size: {message} "
+                                       "(see `dpip-import store optimize --help`)\n")
+
+
+def test_optimize_refuses_a_frame_size_without_a_level(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    BlockStore(tmp_path / "s").close()
+    assert main(["store", "optimize", "--frame-size", "4MiB", "--store", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err == ("dpip-import store optimize: --frame-size applies to the cold packs of "
+                                       "--level N: give a level\n")
