@@ -117,24 +117,36 @@ def _dag_roles(store: BlockStore, root: bytes) -> Iterator[tuple[bytes, str]]:
         yield from ((leaf.cid, "leaf") for leaf in leaves)
 
 
-def bytes_by_role(store_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
-    """Bytes at rest by (which archive: ``first sdist``, ``first wheel``, ``later``; role), and how
-    many blocks: each block counted once, for the first archive (in import order) that has it."""
-    out: dict[tuple[str, str], tuple[int, int]] = {}
+def bytes_by_archive(store_dir: Path) -> dict[str, dict[str, tuple[int, int]]]:
+    """Archive name (in import order) -> role -> (blocks, bytes at rest): each block counted once,
+    for the first archive (in import order) whose DAG has it."""
+    out: dict[str, dict[str, tuple[int, int]]] = {}
     with BlockStore(store_dir, create=False) as store:
         payloads = {cid: stored for cid, _, stored in store.iter_payloads()}
         seen: set[bytes] = set()
-        kinds: set[str] = set()
         for record in store.iter_archives():
-            kind = "wheel" if record.name.endswith(".whl") else "sdist"
-            which = "later" if kind in kinds else f"first {kind}"
-            kinds.add(kind)
+            roles = out.setdefault(record.name, {})
             for cid, role in _dag_roles(store, record.root):
                 if cid in seen or cid not in payloads:
                     continue
                 seen.add(cid)
-                n, stored = out.get((which, role), (0, 0))
-                out[(which, role)] = (n + 1, stored + payloads[cid])
+                n, stored = roles.get(role, (0, 0))
+                roles[role] = (n + 1, stored + payloads[cid])
+    return out
+
+
+def bytes_by_role(store_dir: Path) -> dict[tuple[str, str], tuple[int, int]]:
+    """Bytes at rest by (which archive: ``first sdist``, ``first wheel``, ``later``; role), and how
+    many blocks (:func:`bytes_by_archive`, the archives after the first of their kind summed)."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    kinds: set[str] = set()
+    for name, roles in bytes_by_archive(store_dir).items():
+        kind = "wheel" if name.endswith(".whl") else "sdist"
+        which = "later" if kind in kinds else f"first {kind}"
+        kinds.add(kind)
+        for role, (n, stored) in roles.items():
+            n0, stored0 = out.get((which, role), (0, 0))
+            out[(which, role)] = (n0 + n, stored0 + stored)
     return out
 
 

@@ -50,3 +50,29 @@ def test_bytes_by_role_count_each_block_once_for_the_first_archive_that_has_it(t
     assert sum(stored for _, stored in parts.values()) == sum(payloads.values())
     assert parts[("first wheel", "leaf")][0] == 4  # __init__.py, big.py's two leaves of 256 KiB and less, METADATA
     assert parts[("later", "leaf")][0] == 2  # the new __init__.py and METADATA: big.py is the first wheel's
+
+
+def test_release_cost_counts_each_release_against_its_patch(tmp_path: Path) -> None:
+    from bench.diskusage import ROLES, bytes_by_archive
+    from bench.release_cost import HEADER, measure
+
+    from .bench_archives import make_wheel
+
+    paths = []
+    for version in ("1.0", "1.1"):
+        files = {"pkg/__init__.py": b"VERSION = '" + version.encode() + b"'\n", "pkg/big.py": random_bytes(100_000, 3)}
+        paths.append(tmp_path / f"pkg-{version}-py3-none-any.whl")
+        paths[-1].write_bytes(make_wheel("pkg", version, files))
+    rows = measure(paths, tmp_path / "s")
+    table = [dict(zip(HEADER, row, strict=True)) for row in rows]
+    assert [row["archive"] for row in table] == [p.name for p in paths]
+    assert [row["archive B"] for row in table] == [f"{p.stat().st_size:,}" for p in paths]
+    first, second = (int(row["patch B"].replace(",", "")) for row in table)
+    assert second < 1000 < 100_000 < first  # the first alone (random bytes), the second against it
+    split = bytes_by_archive(tmp_path / "s")
+    for row, path in zip(table, paths, strict=True):  # the roles columns are bytes_by_archive's
+        assert [row[f"{role} B"] for role in ROLES] == [f"{split[path.name].get(role, (0, 0))[1]:,}" for role in ROLES]
+    assert split[paths[1].name]["leaf"][0] == 2  # the new __init__.py and METADATA: big.py is the first's
+    with BlockStore(tmp_path / "s") as store:
+        assert sum(stored for _, _, stored in store.iter_payloads()) == sum(
+            stored for roles in split.values() for _, stored in roles.values())

@@ -1,0 +1,88 @@
+"""``python -m bench.release_cost``: what each release of a project costs one store, against its patch.
+
+Issue 14 found that small releases pay a fixed overhead: "a one-line release of boto3 costs 37 KB
+against about 1 KB for the patch; requests 56 KB against 13 KB". This command measures that
+cost now. It imports a chain of archives, one ``dpip-import auto --store DIR FILE`` process per
+archive in the order given (the real CLI: compressor search, deltas against the previous
+release, packs, dictionaries), into one fresh store, and prints per archive:
+
+* the growth of the payload (``store stats`` at rest: payloads, packs, dictionaries) and of the
+  store's files (database and log, :mod:`bench.diskusage`) that its import caused;
+* its ``patch``: the archive's decompressed body as ``zstd -19 --long=31 --patch-from`` the
+  previous archive of the same kind (wheel or sdist; the first one of a kind compressed alone),
+  the bound of :mod:`bench.delta_zstd`;
+* where its new bytes are at rest, by role (:func:`bench.diskusage.bytes_by_archive`: leaves of
+  files, file nodes, directory nodes, the recipe and its pages, the skeleton, the archive's
+  root; each block counted for the first archive that has it), read once the chain is in.
+
+    python -m bench.release_cost [--store DIR] FILE...
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+
+from importer.sinks.store import BlockStore
+
+from .child_cli import run_cli
+from .decoded import DecodedArchive, decode_archive
+from .delta_zstd import delta_patch
+from .diskusage import ROLES, bytes_by_archive, disk_usage
+from .report import _table
+
+HEADER = ["archive", "archive B", "patch B", "payload +B", "file +B", "payload / patch",
+          *(f"{role} B" for role in ROLES)]
+
+
+def _kind(name: str) -> str:
+    return "wheel" if name.endswith(".whl") else "sdist"
+
+
+def _payload(store: Path) -> int:
+    with BlockStore(store, create=False) as opened:
+        return opened.stats().at_rest_bytes
+
+
+def measure(files: list[Path], store: Path) -> list[list[str]]:
+    """Import ``files`` one by one into ``store`` (which must not exist); a row per archive."""
+    previous: dict[str, DecodedArchive] = {}
+    rows: list[tuple[Path, int, int, int]] = []
+    payload = disk = 0
+    for path in files:
+        run_cli(["auto", "--store", str(store), str(path)])
+        now_payload, now_disk = _payload(store), disk_usage(store).disk_bytes
+        decoded = decode_archive(path.read_bytes(), path.name, _kind(path.name))
+        patch = len(delta_patch(previous.get(_kind(path.name)), decoded))
+        previous[_kind(path.name)] = decoded
+        rows.append((path, patch, now_payload - payload, now_disk - disk))
+        payload, disk = now_payload, now_disk
+        print(f"{path.name}: payload +{rows[-1][2]:,} B, file +{rows[-1][3]:,} B, patch {patch:,} B",
+              file=sys.stderr, flush=True)
+    roles = bytes_by_archive(store)
+    table = []
+    for path, patch, grew, file_grew in rows:
+        split = roles.get(path.name, {})
+        table.append([path.name, f"{path.stat().st_size:,}", f"{patch:,}", f"{grew:,}", f"{file_grew:,}",
+                      f"{grew / patch:.1f}", *(f"{split.get(role, (0, 0))[1]:,}" for role in ROLES)])
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.release_cost", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="the chain, in import order")
+    p.add_argument("--store", type=Path, help="make the store here and keep it (default: a temporary one)")
+    args = p.parse_args(argv)
+    with contextlib.ExitStack() as stack:
+        store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dpip-release-cost-"))) / "s"
+        if store.exists():
+            raise SystemExit(f"release_cost: {store} exists already")
+        print(_table(HEADER, measure(args.files, store)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
