@@ -36,6 +36,8 @@ from .report import _table
 
 HEADER = ["archive", "archive B", "patch B", "payload +B", "file +B", "payload / patch",
           *(f"{role} B" for role in ROLES)]
+#: The columns :func:`later_releases` sums (every one but the name and the ratio).
+_SUMMED = [column for column in HEADER if column.endswith((" B", "+B"))]
 
 
 def _kind(name: str) -> str:
@@ -71,6 +73,26 @@ def measure(files: list[Path], store: Path) -> list[list[str]]:
     return table
 
 
+def later_releases(table: list[list[str]]) -> list[list[str]]:
+    """Per kind, the rows of the archives after the first of their kind summed: what a release costs
+    once the project is in the store (the first one of a kind pays for the whole content)."""
+    sums: dict[str, dict[str, int]] = {}
+    seen: set[str] = set()
+    for row in table:
+        named = dict(zip(HEADER, row, strict=True))
+        kind = _kind(named["archive"])
+        if kind not in seen:
+            seen.add(kind)
+            continue
+        total = sums.setdefault(kind, {"n": 0})
+        total["n"] += 1
+        for column in _SUMMED:
+            total[column] = total.get(column, 0) + int(named[column].replace(",", ""))
+    return [[f"{total['n']} later {kind}s", *(f"{total[c]:,}" for c in HEADER[1:5]),
+             f"{total['payload +B'] / total['patch B']:.1f}", *(f"{total[c]:,}" for c in HEADER[6:])]
+            for kind, total in sums.items()]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.release_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="the chain, in import order")
@@ -80,7 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         store = args.store or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dpip-release-cost-"))) / "s"
         if store.exists():
             raise SystemExit(f"release_cost: {store} exists already")
-        print(_table(HEADER, measure(args.files, store)))
+        table = measure(args.files, store)
+        print(_table(HEADER, table))
+        print()
+        print(_table(HEADER, later_releases(table)))
     return 0
 
 
