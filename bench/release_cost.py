@@ -15,6 +15,11 @@ release, packs, dictionaries), into one fresh store, and prints per archive:
   files, file nodes, directory nodes, the recipe and its pages, the skeleton, the archive's
   root; each block counted for the first archive that has it), read once the chain is in.
 
+A second table sums the archives after the first of each kind. A third one shows what the
+skeleton (a zstd -19 frame inside the archive's DAG: its bytes the store can neither compress
+nor delta) would weigh as a zstd -19 frame made against the previous skeleton of its kind
+(uncompressed, as a raw-content dictionary), and what a delta of the frame itself gives.
+
     python -m bench.release_cost [--store DIR] FILE...
 """
 
@@ -26,6 +31,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+import zstandard
+
+from importer.archive.finish import SKELETON_ZSTD_LEVEL
+from importer.archive.recipe import read_recipe, read_root
+from importer.dag.reader import iter_file
 from importer.sinks.store import BlockStore
 
 from .child_cli import run_cli
@@ -93,6 +103,35 @@ def later_releases(table: list[list[str]]) -> list[list[str]]:
             for kind, total in sums.items()]
 
 
+SKELETON_HEADER = ["archive", "skeleton B", "frame B", "frame against the previous frame B",
+                   "raw against the previous raw B"]
+
+
+def _against(data: bytes, previous: bytes | None) -> int:
+    """zstd -19 of ``data``, with ``previous`` as a raw-content dictionary if given."""
+    if previous is None:
+        return len(zstandard.ZstdCompressor(level=SKELETON_ZSTD_LEVEL).compress(data))
+    reference = zstandard.ZstdCompressionDict(previous, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return len(zstandard.ZstdCompressor(level=SKELETON_ZSTD_LEVEL, dict_data=reference).compress(data))
+
+
+def skeleton_deltas(store: Path) -> list[list[str]]:
+    """Per archive (import order): its skeleton's size, its frame's, and the two deltas (docstring)."""
+    rows = []
+    previous: dict[str, tuple[bytes, bytes]] = {}
+    with BlockStore(store, create=False) as opened:
+        for record in opened.iter_archives():
+            recipe = read_recipe(opened, read_root(opened, record.root).recipe)
+            frame = b"".join(iter_file(opened, recipe.skeleton))
+            raw = zstandard.ZstdDecompressor().decompressobj().decompress(frame)
+            before = previous.get(_kind(record.name))
+            rows.append([record.name, f"{len(raw):,}", f"{len(frame):,}",
+                         f"{_against(frame, before[0]):,}" if before else "-",
+                         f"{_against(raw, before[1]):,}" if before else "-"])
+            previous[_kind(record.name)] = frame, raw
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.release_cost", description=__doc__.split("\n\n")[0])
     p.add_argument("files", nargs="+", type=Path, metavar="FILE", help="the chain, in import order")
@@ -106,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_table(HEADER, table))
         print()
         print(_table(HEADER, later_releases(table)))
+        print()
+        print(_table(SKELETON_HEADER, skeleton_deltas(store)))
     return 0
 
 

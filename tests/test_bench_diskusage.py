@@ -54,7 +54,7 @@ def test_bytes_by_role_count_each_block_once_for_the_first_archive_that_has_it(t
 
 def test_release_cost_counts_each_release_against_its_patch(tmp_path: Path) -> None:
     from bench.diskusage import ROLES, bytes_by_archive
-    from bench.release_cost import HEADER, later_releases, measure
+    from bench.release_cost import HEADER, later_releases, measure, skeleton_deltas
 
     from .bench_archives import make_wheel
 
@@ -74,6 +74,10 @@ def test_release_cost_counts_each_release_against_its_patch(tmp_path: Path) -> N
         assert [row[f"{role} B"] for role in ROLES] == [f"{split[path.name].get(role, (0, 0))[1]:,}" for role in ROLES]
     assert split[paths[1].name]["leaf"][0] == 2  # the new __init__.py and METADATA: big.py is the first's
     assert later_releases(rows) == [["1 later wheels", *rows[1][1:]]]  # the first of its kind apart
+    skeletons = skeleton_deltas(tmp_path / "s")
+    assert [row[0] for row in skeletons] == [p.name for p in paths] and skeletons[0][3:] == ["-", "-"]
+    frame, raw_delta = (int(skeletons[1][i].replace(",", "")) for i in (2, 4))
+    assert raw_delta < frame  # the second wheel's headers differ from the first's in a few bytes
     with BlockStore(tmp_path / "s") as store:
         assert sum(stored for _, _, stored in store.iter_payloads()) == sum(
             stored for roles in split.values() for _, stored in roles.values())
