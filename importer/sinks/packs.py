@@ -80,14 +80,20 @@ FRAME_BYTES: Final = 128 * KiB
 #:     frames      128 KiB   512 KiB   1 MiB    2 MiB
 #:     MB          9.46      9.31      9.18     9.05    (0.936, 0.921, 0.909, 0.895 of today)
 #:
-#: 1 MiB takes most of what larger frames gain; a cold read of such a block decodes up to
-#: 1 MiB plus a block, about 1 ms at zstd's ~1 GB/s here (REPORT.md, "The store on disk").
-#: ``store optimize --frame-size`` picks another size (REPORT.md, "Cold frames": measured on the
-#: seven unseen7 stores).
+#: and on the seven unseen7 stores (``python -m bench.cold_frames``, REPORT.md "Cold frames"),
+#: the store files after ``store optimize --level 19 --frame-size F`` and a cold random ``get``
+#: (median over 40 blocks of aiohttp's store; ``python -m bench.perf_disk --stores``)::
+#:
+#:     frames      1 MiB     2 MiB     4 MiB     8 MiB
+#:     MiB         72.40     71.89     71.62     71.51   (1.008, 1.001, 0.997, 0.995 of the bound)
+#:     get, ms     1.92      2.76      5.64      14.14   (0.37 in the default layout)
+#:
+#: 1 MiB takes most of what larger frames gain: 8 MiB frames store 1.2% less for reads 7x
+#: slower. ``--frame-size`` picks another size.
 COLD_FRAME_BYTES: Final = 1 * MiB
 #: Smallest and largest ``--frame-size``: below 128 KiB a cold frame would be no larger than the
-#: default layout's (:data:`FRAME_BYTES`); 8 MiB keeps a frame (up to twice that, below) a few
-#: milliseconds of zstd for a random read and within :data:`MAX_FRAME`.
+#: default layout's (:data:`FRAME_BYTES`); past 8 MiB a random read (14 ms at the median, table
+#: above) would pay more than the 0.1% a doubling still gained from 4 to 8 MiB.
 MIN_COLD_FRAME_BYTES: Final = FRAME_BYTES
 MAX_COLD_FRAME_BYTES: Final = 8 * MiB
 #: zstd level of every frame of a pack: level 9 stores 7% less than 3 on numpy's small blocks,
