@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Final
 
 from .download_cache import cache_dir
-from .realstore import BOUND, chain_of, stored_bytes
-from .report import DEFAULT_RUN, MiB
+from .realstore import BOUND, chain_arguments, chain_of, stored_bytes
+from .report import MiB
 
 #: A passphrase restic insists on (its 0.14 has no ``--insecure-no-password``); the repository is
 #: scratch, thrown away after it is measured.
@@ -87,7 +87,7 @@ def unpack(archive: Path, into: Path) -> None:
 
 def _run(argv: Sequence[str], cwd: Path | None = None, env: dict[str, str] | None = None,
          stdin: int | None = None, stdout: int | None = subprocess.DEVNULL) -> None:
-    done = subprocess.run(argv, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
+    done = subprocess.run(argv, check=False, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
     if done.returncode:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
         raise SystemExit(f"othertools: {argv[0]} {argv[1]} exited {done.returncode}: {last}")
@@ -217,7 +217,6 @@ def cmd_othertools(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("othertools", help="restic, borg, git, tar+zstd over a run's chains: bytes on disk")
-    p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
-    p.add_argument("--packages", nargs="+", required=True, metavar="PROJECT")
+    chain_arguments(p)
     p.add_argument("--dir", help="scratch directory (default: the temporary directory); emptied after each project")
     p.set_defaults(handler=cmd_othertools)

@@ -149,10 +149,15 @@ def cmd_realstore(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("realstore", help="import a run's projects into real stores: disk, payload, the bound")
+def chain_arguments(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--packages``: which run's chains a command takes (realstore, othertools)."""
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
     p.add_argument("--packages", nargs="+", required=True, metavar="PROJECT")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("realstore", help="import a run's projects into real stores: disk, payload, the bound")
+    chain_arguments(p)
     p.add_argument("--dir", help="scratch directory for the stores (default: a temporary one under /tmp)")
     p.add_argument("--keep", metavar="DIR",
                    help="make the stores in DIR/PROJECT and keep them (for `python -m bench.diskusage`)")
