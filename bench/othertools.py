@@ -129,7 +129,8 @@ def _git(trees: list[Path], work: Path) -> int:
     repo = work / "git"
     repo.mkdir()
     _run(["git", "init", "-q", str(repo)])
-    ident = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    # gc.auto=0: no automatic gc in the background after a commit, which would refuse the one below.
+    ident = ["-c", "user.name=bench", "-c", "user.email=bench@localhost", "-c", "gc.auto=0"]
     for i, tree in enumerate(trees):
         for old in repo.iterdir():
             if old.name != ".git":
