@@ -25,17 +25,14 @@ from importer.sinks.packs import cold_frame_bytes
 
 from .child_cli import run_cli
 from .diskusage import disk_usage
-from .realstore import BOUND, STRATEGY, _stored
+from .realstore import BOUND, chain_of, stored_bytes
 from .report import MiB, _table
 
 
 def _chain(run_dir: Path, project: str) -> tuple[int, int]:
     """(bytes of the project's archives, its bound) from the run's events."""
-    import pandas as pd  # type: ignore[import-untyped,unused-ignore]
-
-    events = pd.read_parquet(run_dir / "events" / f"{project}.parquet")
-    chain = events[(events["strategy"] == STRATEGY) & (events["error"].isna() | (events["error"] == ""))]
-    return int(chain["archive_bytes"].sum()), _stored(events, BOUND)
+    events, chain = chain_of(run_dir, project)
+    return int(chain["archive_bytes"].sum()), stored_bytes(events, BOUND)
 
 
 def main(argv: list[str] | None = None) -> int:
