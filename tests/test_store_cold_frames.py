@@ -165,3 +165,15 @@ def test_optimize_refuses_a_frame_size_without_a_level(tmp_path: Path, capsys: p
     assert main(["store", "optimize", "--frame-size", "4MiB", "--store", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err == ("dpip-import store optimize: --frame-size applies to the cold packs of "
                                        "--level N: give a level\n")
+
+
+def test_a_block_larger_than_any_frame_is_packed_raw_and_reads_back(tmp_path: Path) -> None:
+    block = bytes(range(256)) * (MAX_FRAME // 256 + 1)  # import-car takes blocks up to 32 MiB
+    key = cid_of_block(1, RAW, block)
+    with BlockStore(tmp_path) as store:
+        store.put(key, block)
+    assert [parse_locator(data, len(block)).frame_size for data in frame_locators(tmp_path)] == [0]  # raw
+    for level in (0, 19):  # and so do the packs store optimize rewrites, cold or not
+        with BlockStore(tmp_path) as store:
+            store.compact_packs(below=1.01, level=level)
+            assert store.get(key) == block
