@@ -167,8 +167,9 @@ def test_optimize_refuses_a_frame_size_without_a_level(tmp_path: Path, capsys: p
                                        "--level N: give a level\n")
 
 
-def test_a_block_larger_than_any_frame_is_packed_raw_and_reads_back(tmp_path: Path) -> None:
-    block = bytes(range(256)) * (MAX_FRAME // 256 + 1)  # import-car takes blocks up to 32 MiB
+@pytest.mark.parametrize("size", [SCHEMA_7_MAX_FRAME + 1, MAX_FRAME + 1])
+def test_a_block_larger_than_schema_7s_frames_is_packed_raw_and_reads_back(tmp_path: Path, size: int) -> None:
+    block = (bytes(range(256)) * (size // 256 + 1))[:size]  # import-car takes blocks up to 32 MiB
     key = cid_of_block(1, RAW, block)
     with BlockStore(tmp_path) as store:
         store.put(key, block)

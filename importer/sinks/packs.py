@@ -107,7 +107,7 @@ FRAME_LEVEL: Final = 9
 PACK_BYTES: Final = 1 * MiB
 #: Largest frame a locator may declare. A cold frame of ``F`` bytes groups the blocks smaller
 #: than ``F`` until they reach ``F``, so it holds less than ``2 F`` (a block of ``F`` or more is a
-#: frame of its own: at most 2 MiB, the largest block Kubo's bitswap exchanges); with
+#: frame of its own, and past :data:`SCHEMA_7_MAX_FRAME` a raw segment); with
 #: :data:`MAX_COLD_FRAME_BYTES` that is under 16 MiB. Anything larger is a damaged locator, not
 #: an allocation.
 MAX_FRAME: Final = 2 * MAX_COLD_FRAME_BYTES
