@@ -18,7 +18,8 @@ so that the shared machine's load falls on both alike:
 
 ``--stores A B ...`` compares stores that exist already, with this checkout only (e.g. a store and
 a copy of it after ``store optimize --level 19``): per store, rounds interleaved, the fetch of the
-archive imported last and the same cold reads, and each store's figures against the first's.
+archive imported last (or ``--archive NAME``) and the same cold reads, and each store's figures
+against the first's.
 """
 
 from __future__ import annotations
@@ -103,16 +104,18 @@ import sys
 from importer.dag.cid import format_cid
 from importer.sinks.store import BlockStore
 with BlockStore(sys.argv[1], create=False) as store:
-    print(format_cid(max(store.iter_archives(), key=lambda r: r.imported_at).root))
+    records = [r for r in store.iter_archives() if len(sys.argv) < 3 or r.name == sys.argv[2]]
+    print(format_cid(max(records, key=lambda r: r.imported_at).root))
 """
 
 
-def compare_stores(stores: list[Path], rounds: int, scratch: Path) -> None:
-    """Fetch of the newest archive and cold reads in existing stores (this checkout); medians, ratios to the first."""
+def compare_stores(stores: list[Path], rounds: int, scratch: Path, archive: str | None = None) -> None:
+    """Fetch of the newest archive (or the one named ``archive``) and cold reads in existing stores
+    (this checkout); medians, ratios to the first."""
     seen: dict[Path, list[dict[str, float]]] = {store: [] for store in stores}
     for round_no in range(rounds):
         for number, store in enumerate(stores) if round_no % 2 == 0 else reversed(list(enumerate(stores))):
-            _, root = _run(HERE, ["-c", _NEWEST, str(store)])
+            _, root = _run(HERE, ["-c", _NEWEST, str(store), *([archive] if archive else [])])
             fetched, _ = _run(HERE, ["-m", "importer", "fetch", "--store", str(store), root.strip(), "-o",
                                      str(scratch / f"fetched-{round_no}-{number}")])
             _, out = _run(HERE, ["-c", _COLD_READ, str(store), str(round_no), str(COLD_READS)])
@@ -145,11 +148,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--versions", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", help="scratch directory (default: a temporary one)")
+    parser.add_argument("--archive", metavar="NAME", help="with --stores: fetch this archive (a file name in "
+                                                          "the stores' index) instead of the newest")
     args = parser.parse_args(argv)
     if args.stores:
         print(f"{len(args.stores)} stores; {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
         with tempfile.TemporaryDirectory(prefix="dpip-perf-disk-", dir=args.dir) as scratch:
-            compare_stores(args.stores, args.rounds, Path(scratch))
+            compare_stores(args.stores, args.rounds, Path(scratch), args.archive)
         print(f"load average after: {os.getloadavg()[0]:.1f}")
         return 0
     if args.baseline is None:
