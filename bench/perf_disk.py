@@ -126,7 +126,7 @@ def compare_stores(stores: list[Path], rounds: int, scratch: Path, archive: str 
     for store, results in seen.items():
         m = {key: statistics.median(r[key] for r in results) for key in results[0]}
         first = first or m
-        print(f"  {store}: fetch newest {m['fetch']:5.2f} s, cold get median {1000 * m['read_median']:.2f} ms worst "
+        print(f"  {store}: fetch {archive or 'newest'} {m['fetch']:5.2f} s, cold get median {1000 * m['read_median']:.2f} ms worst "
               f"{1000 * m['read_worst']:.1f} ms; disk {m['disk'] / 1e6:.2f} MB; against the first: fetch speed "
               f"{first['fetch'] / m['fetch']:.2f}, cold read speed {first['read_median'] / m['read_median']:.2f}, "
               f"disk {m['disk'] / first['disk']:.3f}")
