@@ -13,7 +13,7 @@ from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, EncodingStats
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore, EncodingStats
 
 
 @pytest.fixture(autouse=True)
@@ -453,7 +453,7 @@ def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_p
         assert (store.get(cid(a)), store.get(cid(b))) == (a, b)
         assert store.delta_encode([(cid(b), [cid(a)])]) == (1, len(b) - len(row(tmp_path / "s", b)[1]))
     with db(tmp_path / "s") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
     assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
     assert sound(tmp_path / "s")
 

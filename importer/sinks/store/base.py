@@ -32,7 +32,15 @@ from ...errors import StoreError
 from ..atrest import SHIPPED_ID, BlockCodec, shipped_dictionary
 from ..lock import CollectorLock
 from .records import PageStats
-from .schema import BUSY_TIMEOUT_MS, DEFAULT_COMPRESSION, MiB, connect
+from .schema import (
+    BUSY_TIMEOUT_MS,
+    DEFAULT_COMPRESSION,
+    MiB,
+    blocks_have_rowid,
+    connect,
+    create_table,
+    has_table,
+)
 
 #: Environment variable naming the store when ``--store`` is not given.
 STORE_ENV: Final = "DPIP_STORE"
@@ -112,8 +120,16 @@ class StoreBase:
             compression = os.environ.get(COMPRESSION_ENV) or None
         if compression is not None and compression not in COMPRESSIONS:
             raise self._fail(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
-        self._conn = connect(self.path, create, self._fail)
+        # A new store's blocks are keyed by CID without a rowid if this process writes packs
+        # (rows of a locator each); rows of whole blocks would spill into overflow pages.
+        self._conn = connect(self.path, create, self._fail,
+                             packs=self.packs and (compression or DEFAULT_COMPRESSION) == "zstd")
+        #: Lazy tables (:data:`~importer.sinks.store.schema.LAZY_TABLES`) seen to exist: a table is
+        #: never dropped, so only their absence is asked again.
+        self._tables: set[str] = set()
         try:
+            #: Whether ``blocks`` is a rowid table (a store made before schema 8), read in rowid order.
+            self._blocks_rowid = blocks_have_rowid(self._conn)
             self.compression = compression or self._meta("compression") or DEFAULT_COMPRESSION
         except BaseException:
             self._conn.close()
@@ -130,9 +146,22 @@ class StoreBase:
             raise self._fail(f"cannot read settings: {e}") from None
         return None if row is None else str(row[0])
 
+    def _has_table(self, name: str) -> bool:
+        """Whether the lazy table ``name`` exists yet (a reader takes a missing one as empty)."""
+        if name not in self._tables and has_table(self._conn, name):
+            self._tables.add(name)
+        return name in self._tables
+
+    def _create_table(self, name: str) -> None:
+        """Inside a write transaction: make the lazy table ``name`` if no process has yet."""
+        if name not in self._tables:
+            create_table(self._conn, name)
+
     def _load_dictionary(self, dict_id: int) -> bytes | None:
         if dict_id == SHIPPED_ID:
             return shipped_dictionary()
+        if not self._has_table("dictionaries"):
+            return None
         row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
