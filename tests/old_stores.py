@@ -18,19 +18,19 @@ from importer.sinks.store import DB_NAME
 
 SCHEMA_7: Final = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    "CREATE TABLE blocks (cid BLOB NOT NULL PRIMARY KEY, encoding INTEGER NOT NULL DEFAULT 0,"
-    " size INTEGER NOT NULL, data BLOB NOT NULL)",
-    "CREATE TABLE archives (name TEXT NOT NULL, root BLOB NOT NULL, sha256 BLOB NOT NULL,"
-    " size INTEGER NOT NULL, imported_at REAL NOT NULL, PRIMARY KEY (name, root))",
-    "CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL, trained_at REAL NOT NULL,"
-    " samples INTEGER NOT NULL)",
+    ("CREATE TABLE blocks (cid BLOB NOT NULL PRIMARY KEY, encoding INTEGER NOT NULL DEFAULT 0,"
+    " size INTEGER NOT NULL, data BLOB NOT NULL)"),
+    ("CREATE TABLE archives (name TEXT NOT NULL, root BLOB NOT NULL, sha256 BLOB NOT NULL,"
+    " size INTEGER NOT NULL, imported_at REAL NOT NULL, PRIMARY KEY (name, root))"),
+    ("CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL, trained_at REAL NOT NULL,"
+    " samples INTEGER NOT NULL)"),
     "CREATE TABLE delta_refs (ref BLOB NOT NULL, cid BLOB NOT NULL, PRIMARY KEY (ref, cid)) WITHOUT ROWID",
     "CREATE TABLE pins (name TEXT NOT NULL PRIMARY KEY, root BLOB NOT NULL, pinned_at REAL NOT NULL) WITHOUT ROWID",
     "CREATE TABLE attempts (key BLOB NOT NULL PRIMARY KEY, value BLOB NOT NULL)",
     "CREATE TABLE pushed (peer TEXT NOT NULL, root BLOB NOT NULL, pushed_at REAL NOT NULL, PRIMARY KEY (peer, root))",
     "CREATE TABLE packs (id INTEGER PRIMARY KEY AUTOINCREMENT, data BLOB NOT NULL)",
-    "CREATE TABLE pack_usage (pack INTEGER PRIMARY KEY, logical INTEGER NOT NULL, live INTEGER NOT NULL,"
-    " level INTEGER NOT NULL DEFAULT 0)",
+    ("CREATE TABLE pack_usage (pack INTEGER PRIMARY KEY, logical INTEGER NOT NULL, live INTEGER NOT NULL,"
+    " level INTEGER NOT NULL DEFAULT 0)"),
 )
 
 
