@@ -16,8 +16,8 @@ from typing import cast
 Handler = Callable[[argparse.Namespace], int]
 
 #: Modules that register subcommands, in the order ``--help`` lists them:
-#: datasets (lock, download), run, report, realstore.
-COMMAND_MODULES = ("datasets", "run", "report", "realstore")
+#: datasets (lock, download), run, report, realstore, othertools.
+COMMAND_MODULES = ("datasets", "run", "report", "realstore", "othertools")
 
 
 def build_parser() -> argparse.ArgumentParser:

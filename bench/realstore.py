@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .child_cli import run_cli
 from .diskusage import disk_usage, format_usage
@@ -68,7 +69,8 @@ class Measured:
                         self.optimized_disk + other.optimized_disk, self.optimize_seconds + other.optimize_seconds)
 
 
-def _stored(events: object, strategy: str) -> int:
+def stored_bytes(events: object, strategy: str) -> int:
+    """What ``strategy`` stored over the chain (its ``new_bytes_zstd``, rows without an error)."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
     assert isinstance(events, pd.DataFrame)
@@ -76,12 +78,17 @@ def _stored(events: object, strategy: str) -> int:
     return int(rows["new_bytes_zstd"].sum())
 
 
-def check_project(run_dir: Path, package: str, scratch: Path, optimize: int = 0) -> Measured:
-    """Import the project's chain into a fresh store; its figures beside the run's."""
+def chain_of(run_dir: Path, package: str) -> tuple[Any, Any]:
+    """The run's events of ``package`` and its chain: one row per archive, in the run's order."""
     import pandas as pd  # type: ignore[import-untyped,unused-ignore]
 
     events = pd.read_parquet(run_dir / "events" / f"{package}.parquet")
-    chain = events[(events["strategy"] == STRATEGY) & (events["error"].isna() | (events["error"] == ""))]
+    return events, events[(events["strategy"] == STRATEGY) & (events["error"].isna() | (events["error"] == ""))]
+
+
+def check_project(run_dir: Path, package: str, scratch: Path, optimize: int = 0) -> Measured:
+    """Import the project's chain into a fresh store; its figures beside the run's."""
+    events, chain = chain_of(run_dir, package)
     files = [str(cache_dir() / name) for name in chain["file"]]
     store = scratch / package
     start = time.perf_counter()
@@ -98,7 +105,7 @@ def check_project(run_dir: Path, package: str, scratch: Path, optimize: int = 0)
         print(format_usage(f"{package} after store optimize --level {optimize}", after), file=sys.stderr, flush=True)
         optimized = after.disk_bytes
     return Measured(len(files), int(chain["archive_bytes"].sum()), usage.disk_bytes, usage.payload_bytes,
-                    _stored(events, BOUND), _stored(events, BOUND_9), int(chain["new_bytes_delta"].sum()), seconds,
+                    stored_bytes(events, BOUND), stored_bytes(events, BOUND_9), int(chain["new_bytes_delta"].sum()), seconds,
                     optimized, optimize_seconds)
 
 
@@ -142,10 +149,15 @@ def cmd_realstore(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("realstore", help="import a run's projects into real stores: disk, payload, the bound")
+def chain_arguments(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--packages``: which run's chains a command takes (realstore, othertools)."""
     p.add_argument("--run", default=str(DEFAULT_RUN), help="run directory (default: runs/latest)")
     p.add_argument("--packages", nargs="+", required=True, metavar="PROJECT")
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("realstore", help="import a run's projects into real stores: disk, payload, the bound")
+    chain_arguments(p)
     p.add_argument("--dir", help="scratch directory for the stores (default: a temporary one under /tmp)")
     p.add_argument("--keep", metavar="DIR",
                    help="make the stores in DIR/PROJECT and keep them (for `python -m bench.diskusage`)")
