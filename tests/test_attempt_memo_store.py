@@ -20,6 +20,7 @@ from importer.compress.search import SPAWNED_ATTEMPTS, load_spawned_attempts, ta
 from importer.errors import StoreError
 from importer.sinks.store import DB_NAME, BlockStore
 
+from .old_stores import make_old_store
 from .test_archive_nested import doc, wheel
 
 GZIP_L6 = next(p for p in BACKENDS["gnu-gzip"].settings() if p.level == 6)
@@ -95,13 +96,8 @@ def test_store_keeps_only_the_newest_rows_and_a_rewrite_makes_a_row_newest(tmp_p
 
 @pytest.mark.parametrize("version", ["3", "4"])
 def test_store_without_the_attempts_table_opens_and_gains_it(tmp_path: Path, version: str) -> None:
-    BlockStore(tmp_path / "s").close()
-    with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
-        conn.execute("DROP TABLE attempts")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (version,))
-        if version == "3":
-            conn.execute("DROP TABLE delta_refs")
-    conn.close()
+    make_old_store(tmp_path / "s", int(version), drop=("attempts", "pins", "pushed", "packs", "pack_usage")
+                   + (("delta_refs",) if version == "3" else ()))
     with BlockStore(tmp_path / "s") as store:
         assert store.load_attempts(10) == []
         store.record_attempts([(b"k", b"v")], keep=10)

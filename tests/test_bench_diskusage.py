@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from bench.diskusage import disk_usage, format_usage
@@ -81,3 +82,27 @@ def test_release_cost_counts_each_release_against_its_patch(tmp_path: Path) -> N
     with BlockStore(tmp_path / "s") as store:
         assert sum(stored for _, _, stored in store.iter_payloads()) == sum(
             stored for roles in split.values() for _, stored in roles.values())
+
+
+def test_store_layouts_copies_every_row_in_written_order_into_each_layout(tmp_path: Path) -> None:
+    from bench.store_layouts import _layout
+
+    blocks = [random_bytes(3_000, seed) for seed in range(30)]
+    cids = [cid_of_block(1, RAW, block) for block in blocks]
+    with BlockStore(tmp_path / "s") as store:
+        for cid, block in zip(cids, blocks, strict=True):  # one pack each: written order != CID order
+            store.put(cid, block)
+            store.flush()
+        rows = sorted(store._conn.execute("SELECT cid, encoding, size, data FROM blocks").fetchall())
+        packs = store._conn.execute("SELECT id, data FROM packs ORDER BY id").fetchall()
+    for page_size, without_rowid, lazy in ((512, True, True), (4096, False, False)):
+        target = tmp_path / f"{page_size}.sqlite3"
+        assert _layout(tmp_path / "s", target, page_size, without_rowid, lazy) == target.stat().st_size
+        with sqlite3.connect(target) as conn:
+            assert conn.execute("PRAGMA page_size").fetchone() == (page_size,)
+            assert sorted(conn.execute("SELECT cid, encoding, size, data FROM blocks").fetchall()) == rows
+            assert conn.execute("SELECT id, data FROM packs ORDER BY id").fetchall() == packs
+            if not without_rowid:
+                assert [bytes(c) for (c,) in conn.execute("SELECT cid FROM blocks ORDER BY rowid")] == cids
+            assert (conn.execute("SELECT count(*) FROM sqlite_schema WHERE name = 'pins'").fetchone() == (0,)) == lazy
+        conn.close()

@@ -27,11 +27,12 @@ from importer.errors import ImporterError, InvalidOption, RemoteError
 from importer.sinks.car import iter_dag
 from importer.sinks.node import NodeClient, find_api, parse_api_auth
 from importer.sinks.push import known_blocks, push_bases
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore
 from importer.sinks.transport import Endpoint, parse_endpoint
 
 from .conftest import RunCli
 from .node_support import free_port
+from .old_stores import make_old_store
 
 # -- addresses ----------------------------------------------------------------------------------
 
@@ -352,16 +353,12 @@ def test_known_blocks_of_a_base_cover_its_whole_dag(tmp_path: Path) -> None:
 
 def test_schema_5_store_gains_the_pushed_table(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    with BlockStore(store):
-        pass
-    with sqlite3.connect(store / DB_NAME) as conn:  # what schema 5 code wrote: no pushed table
-        conn.execute("DROP TABLE pushed")
-        conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+    make_old_store(store, 5, drop=("pushed", "packs", "pack_usage"))  # what schema 5 code wrote
     with BlockStore(store, create=False) as s:
         s.record_pushed("peer", [b"\x01\x55\x12\x20" + bytes(32)], 1.0)
         assert len(s.pushed_roots("peer")) == 1
     with sqlite3.connect(store / DB_NAME) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
 
 
 def test_import_with_push_sends_each_archive_after_importing_it(fake_rpc: tuple[FakeRpc, str], cli: RunCli,

@@ -17,7 +17,7 @@ from importer.dag.cid import DAG_PB, IDENTITY, RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt, BlockNotFound, StoreError
 from importer.sinks.base import BlockSink, BlockSource
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, default_store_path
-from importer.sinks.store.schema import NEWEST_SCHEMA
+from importer.sinks.store.schema import LAZY_TABLES, NEWEST_SCHEMA, PAGE_SIZE
 
 
 def raw_block(i: int, size: int = 1000) -> tuple[bytes, bytes]:
@@ -135,17 +135,21 @@ def test_stats_count_blocks_logical_and_disk_bytes(tmp_path: Path) -> None:
     assert stats.disk_bytes >= 406
 
 
-def test_schema_has_encoding_column_rowid_table_and_version(tmp_path: Path) -> None:
+def test_new_store_has_cid_keyed_blocks_small_pages_and_no_lazy_tables(tmp_path: Path) -> None:
     BlockStore(tmp_path / "s").close()
     with db(tmp_path / "s") as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(blocks)")]
         sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'blocks'").fetchone()[0]
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert columns == ["cid", "encoding", "size", "data"]
-    assert "WITHOUT ROWID" not in sql.upper()
+    assert "WITHOUT ROWID" in sql.upper()
     assert version == str(SCHEMA_VERSION)
     assert mode == "wal"
+    assert page_size == PAGE_SIZE
+    assert tables.isdisjoint(LAZY_TABLES)
 
 
 def test_block_with_unknown_encoding_is_refused_with_store_error(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from importer.sinks.atrest import (
     BlockCodec,
     with_dict_id,
 )
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore
 
 
 @pytest.fixture(autouse=True)
@@ -325,8 +325,9 @@ def test_store_written_before_compression_reads_and_takes_new_blocks(
             assert store.get(cid) == data
         store.put(*large_text_block(2))
     with db(tmp_path / "s") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
-        assert conn.execute("SELECT count(*) FROM dictionaries").fetchone() == (0,)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
+    with BlockStore(tmp_path / "s") as store:
+        assert store.dictionaries() == []
     assert encodings(tmp_path / "s")[large_text_block(2)[0]] == ENCODING_ZSTD
     assert encodings(tmp_path / "s")[large_text_block(1)[0]] == ENCODING_IDENTITY
     with BlockStore(tmp_path / "s") as store:

@@ -1,6 +1,6 @@
 """Cold frames of a chosen size (``store optimize --level N --frame-size SIZE``): blocks and archives
 round-trip through them, survive delete + gc and ``store verify``; frames older readers would
-refuse raise the store to schema 8 first; a locator over the reader's bound is refused."""
+refuse raise the store to schema 9 first; a locator over the reader's bound is refused."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt, StoreError
 from importer.sinks.packs import (
     ENCODING_PACKED,
+    LEGACY_MAX_FRAME,
     MAX_FRAME,
-    SCHEMA_7_MAX_FRAME,
     Locator,
     MiB,
     cold_frame_bytes,
@@ -60,7 +60,7 @@ def wheels(tmp_path: Path) -> list[Path]:
     return paths
 
 
-def test_frames_of_8_mib_round_trip_survive_delete_and_gc_and_verify(tmp_path: Path) -> None:
+def test_frames_of_8_mib_round_trip_survive_delete_and_gc_verify_and_raise_the_schema(tmp_path: Path) -> None:
     from importer.archive.importer import import_archive
     from importer.archive.rebuild import iter_archive
     from importer.profiles import resolve_settings
@@ -77,7 +77,7 @@ def test_frames_of_8_mib_round_trip_survive_delete_and_gc_and_verify(tmp_path: P
     assert schema_version(tmp_path / "s") == SCHEMA_VERSION
     assert main(["store", "optimize", "--level", "9", "--frame-size", "8MiB", "--store", str(tmp_path / "s")]) == 0
     largest = max(frame_sizes(tmp_path / "s"))
-    assert SCHEMA_7_MAX_FRAME < largest < 8 * MiB  # every block in one frame, larger than schema 7 reads
+    assert LEGACY_MAX_FRAME < largest < 8 * MiB  # every block in one frame, larger than older code reads
     assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA
     with BlockStore(tmp_path / "s") as store:
         for path, record in zip(paths, records, strict=True):
@@ -91,7 +91,7 @@ def test_frames_of_8_mib_round_trip_survive_delete_and_gc_and_verify(tmp_path: P
     assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # the store may still hold such frames
 
 
-def test_frames_of_2_mib_keep_the_store_readable_by_schema_7(tmp_path: Path) -> None:
+def test_frames_of_2_mib_keep_the_schema_older_code_reads(tmp_path: Path) -> None:
     blocks = [text(i, 40_000) for i in range(120)]  # 4.8 MB: 53 blocks make 2 MiB and more
     with BlockStore(tmp_path / "s") as store:
         store.put_many((cid_of_block(1, RAW, b), b) for b in blocks)
@@ -126,17 +126,17 @@ def frame_locators(store: Path) -> list[bytes]:
                                                         (ENCODING_PACKED,))]
 
 
-def test_a_store_of_schema_8_opens_and_a_newer_one_is_refused(tmp_path: Path) -> None:
+def test_a_store_of_schema_9_opens_and_a_newer_one_is_refused(tmp_path: Path) -> None:
     BlockStore(tmp_path / "s").close()
     with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LARGE_FRAMES_SCHEMA),))
     BlockStore(tmp_path / "s").close()
-    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # not lowered to 7 at open
+    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # not lowered at open
     with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(NEWEST_SCHEMA + 1),))
     with pytest.raises(StoreError) as e:
         BlockStore(tmp_path / "s")
-    assert e.value.reason == "schema version 9 is newer than this program's 8: upgrade dpip-importer"
+    assert e.value.reason == "schema version 10 is newer than this program's 9: upgrade dpip-importer"
 
 
 @pytest.mark.parametrize(("text", "size"), [("1MiB", MiB), ("512KiB", 512 * 1024), ("8mib", 8 * MiB),
@@ -167,8 +167,8 @@ def test_optimize_refuses_a_frame_size_without_a_level(tmp_path: Path, capsys: p
                                        "--level N: give a level\n")
 
 
-@pytest.mark.parametrize("size", [SCHEMA_7_MAX_FRAME + 1, MAX_FRAME + 1])
-def test_a_block_larger_than_schema_7s_frames_is_packed_raw_and_reads_back(tmp_path: Path, size: int) -> None:
+@pytest.mark.parametrize("size", [LEGACY_MAX_FRAME + 1, MAX_FRAME + 1])
+def test_a_block_larger_than_older_readers_frames_is_packed_raw_and_reads_back(tmp_path: Path, size: int) -> None:
     block = (bytes(range(256)) * (size // 256 + 1))[:size]  # import-car takes blocks up to 32 MiB
     key = cid_of_block(1, RAW, block)
     with BlockStore(tmp_path) as store:

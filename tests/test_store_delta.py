@@ -13,7 +13,9 @@ from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore, EncodingStats
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore, EncodingStats
+
+from .old_stores import make_old_store
 
 
 @pytest.fixture(autouse=True)
@@ -427,33 +429,19 @@ def test_deleting_a_delta_frees_its_reference_for_encoding(tmp_path: Path) -> No
 
 # -- upgrade --------------------------------------------------------------------------------------------
 
-V3_SCHEMA = (
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    ("CREATE TABLE blocks (cid BLOB NOT NULL PRIMARY KEY, encoding INTEGER NOT NULL DEFAULT 0,"
-     " size INTEGER NOT NULL, data BLOB NOT NULL)"),
-    ("CREATE TABLE archives (name TEXT NOT NULL, root BLOB NOT NULL, sha256 BLOB NOT NULL,"
-     " size INTEGER NOT NULL, imported_at REAL NOT NULL, PRIMARY KEY (name, root))"),
-    ("CREATE TABLE dictionaries (id INTEGER PRIMARY KEY, data BLOB NOT NULL, trained_at REAL NOT NULL,"
-     " samples INTEGER NOT NULL)"),
-)
-
-
 def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_path: Path) -> None:
     a = module_text(1)
     b = edited(a, 1)
-    (tmp_path / "s").mkdir()
-    with db(tmp_path / "s") as conn:  # what the schema 3 code wrote: no delta_refs table
-        conn.execute("PRAGMA journal_mode = WAL")
-        for statement in V3_SCHEMA:
-            conn.execute(statement)
-        conn.executemany("INSERT INTO meta VALUES (?, ?)", [("schema_version", "3"), ("compression", "zstd")])
+    # What the schema 3 code wrote: no delta_refs table, nor any table added after it.
+    make_old_store(tmp_path / "s", 3, drop=("delta_refs", "pins", "attempts", "pushed", "packs", "pack_usage"))
+    with db(tmp_path / "s") as conn:
         conn.executemany("INSERT INTO blocks (cid, encoding, size, data) VALUES (?, 0, ?, ?)",
                          [(cid(a), len(a), a), (cid(b), len(b), b)])
     with BlockStore(tmp_path / "s", create=False) as store:
         assert (store.get(cid(a)), store.get(cid(b))) == (a, b)
         assert store.delta_encode([(cid(b), [cid(a)])]) == (1, len(b) - len(row(tmp_path / "s", b)[1]))
     with db(tmp_path / "s") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
     assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
     assert sound(tmp_path / "s")
 

@@ -23,11 +23,12 @@ from importer.errors import StoreError
 from importer.sinks.car import iter_dag
 from importer.sinks.gc import collect_garbage
 from importer.sinks.lock import LOCK_NAME
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, ArchiveRecord, BlockStore
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, ArchiveRecord, BlockStore
 
 from .archive_builders import build_with_backend, project_files, project_module, python_source, write_project
 from .archive_checks import import_json, sha256_file
 from .conftest import RunCli
+from .old_stores import make_old_store
 from .oracle_support import dpip_import_executable
 
 MiB = 1024 * 1024
@@ -456,10 +457,8 @@ def test_new_store_gives_free_pages_back_after_delete(tmp_path: Path) -> None:
 
 def _old_store(path: Path) -> None:
     """A store as schema 4 wrote it: auto_vacuum off, no pins table."""
-    BlockStore(path, compression="none").close()
+    make_old_store(path, 4, drop=("pins", "packs", "pack_usage"))
     with db(path) as conn:
-        conn.execute("DROP TABLE pins")
-        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
         conn.execute("PRAGMA auto_vacuum = NONE")
         conn.execute("VACUUM")
         assert conn.execute("PRAGMA auto_vacuum").fetchone() == (0,)
@@ -475,7 +474,7 @@ def test_schema_4_store_is_migrated_and_converted_by_store_vacuum(tmp_path: Path
         pages = opened.page_stats()
         assert opened.find_archives() == [] and list(opened.iter_pins()) == []
     with db(store) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
     assert pages.auto_vacuum == "none" and pages.free_pages >= 20 * 16  # 64 KiB rows on 4 KiB pages
     rc, out, _ = cli("store", "stats", "--store", store)
     assert (f"free pages:    {pages.free_pages} of {pages.pages} ({pages.free_bytes} bytes, "

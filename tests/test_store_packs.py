@@ -26,7 +26,9 @@ from importer.sinks.packs import (
     PackBuilder,
     parse_locator,
 )
-from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
+from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore
+
+from .old_stores import make_old_store
 
 
 def text_block(seed: int, size: int) -> bytes:
@@ -250,13 +252,9 @@ def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
 
 def test_a_schema_4_store_reads_its_rows_and_writes_new_blocks_into_packs(tmp_path: Path) -> None:
     old = small_blocks(20, 1)
-    with BlockStore(tmp_path, packs=False) as store:
+    make_old_store(tmp_path, 4, drop=("packs", "pack_usage", "pins"))
+    with BlockStore(tmp_path, packs=False) as store:  # rows, as schema 4 code wrote them
         store.put_many((cid(b), b) for b in old)
-    with db(tmp_path) as conn:
-        conn.execute("DROP TABLE packs")
-        conn.execute("DROP TABLE pack_usage")
-        conn.execute("DROP TABLE pins")
-        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
     new = small_blocks(20, 2)
     with BlockStore(tmp_path) as store:
         store.put_many((cid(b), b) for b in new)
@@ -265,7 +263,7 @@ def test_a_schema_4_store_reads_its_rows_and_writes_new_blocks_into_packs(tmp_pa
     with BlockStore(tmp_path) as store:
         assert all(store.get(cid(b)) == b for b in old + new)
     with db(tmp_path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
 
 
 def test_pack_builder_places_each_block_where_its_locator_says() -> None:

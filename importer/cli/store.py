@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--frame-size", type=frame_size_arg, default=COLD_FRAME_BYTES, metavar="SIZE",
                    help="with --level: group the packs' blocks into zstd frames of SIZE (128KiB-8MiB; default "
                         "1MiB): larger frames store less, a random read of one block decodes more; above 2MiB "
-                        "the store needs dpip-importer with schema 8 to read it")
+                        "the store needs dpip-importer with schema 9 to read it")
     p.set_defaults(handler=cmd_optimize)
 
 

@@ -107,14 +107,14 @@ FRAME_LEVEL: Final = 9
 PACK_BYTES: Final = 1 * MiB
 #: Largest frame a locator may declare. A cold frame of ``F`` bytes groups the blocks smaller
 #: than ``F`` until they reach ``F``, so it holds less than ``2 F`` (a block of ``F`` or more is a
-#: frame of its own, and past :data:`SCHEMA_7_MAX_FRAME` a raw segment); with
+#: frame of its own, and past :data:`LEGACY_MAX_FRAME` a raw segment); with
 #: :data:`MAX_COLD_FRAME_BYTES` that is under 16 MiB. Anything larger is a damaged locator, not
 #: an allocation.
 MAX_FRAME: Final = 2 * MAX_COLD_FRAME_BYTES
-#: What readers of schema 7 accept (their ``MAX_FRAME``): a store whose cold frames may be larger
-#: (``--frame-size`` above half of it) is raised to schema 8 first, which those readers refuse
-#: at open (:mod:`importer.sinks.store.schema`), instead of meeting frames they call damaged.
-SCHEMA_7_MAX_FRAME: Final = 4 * MiB
+#: What readers before schema 9 accept (their ``MAX_FRAME``): a store whose cold frames may be
+#: larger (``--frame-size`` above half of it) is raised to schema 9 first, which those readers
+#: refuse at open (:mod:`importer.sinks.store.schema`), instead of meeting frames they call damaged.
+LEGACY_MAX_FRAME: Final = 4 * MiB
 
 
 def cold_frame_bytes(text: str) -> int:

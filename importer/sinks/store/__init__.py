@@ -35,7 +35,7 @@ from .pushed import PushedRoot
 from .reading import DELTA_ENCODINGS, FRAME_CACHE_BYTES, PACKED_ENCODINGS, REFERENCE_CACHE_BYTES
 from .records import BlockRow, DeleteReport, EncodingStats, PageStats, StoreStats
 from .roots import ArchiveRecord, Pin
-from .schema import BUSY_TIMEOUT_MS, DB_NAME, DEFAULT_COMPRESSION, SCHEMA_VERSION
+from .schema import BUSY_TIMEOUT_MS, DB_NAME, DEFAULT_COMPRESSION, ROWID_SCHEMA_VERSION, SCHEMA_VERSION
 from .upkeep import DELETE_ROWS, RECOMPRESS_ROWS
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "RECLAIM_FRACTION",
     "RECOMPRESS_ROWS",
     "REFERENCE_CACHE_BYTES",
+    "ROWID_SCHEMA_VERSION",
     "SAMPLE_BLOCKS",
     "SAMPLE_BYTES",
     "SCHEMA_VERSION",

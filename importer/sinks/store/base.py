@@ -32,7 +32,15 @@ from ...errors import StoreError
 from ..atrest import SHIPPED_ID, BlockCodec, shipped_dictionary
 from ..lock import CollectorLock
 from .records import PageStats
-from .schema import BUSY_TIMEOUT_MS, DEFAULT_COMPRESSION, MiB, connect
+from .schema import (
+    BUSY_TIMEOUT_MS,
+    DEFAULT_COMPRESSION,
+    MiB,
+    blocks_have_rowid,
+    connect,
+    create_table,
+    has_table,
+)
 
 #: Environment variable naming the store when ``--store`` is not given.
 STORE_ENV: Final = "DPIP_STORE"
@@ -58,6 +66,13 @@ SQL_PARAMS: Final = 400
 #: the file's last pages into them costs about as much I/O as the rewrite that freed them
 #: (``python -m bench.perf_gc``), and issue 14 wants the file within 10% of its payload.
 RECLAIM_FRACTION: Final = 0.10
+#: ... except a freelist of at most this many bytes, which is given back whatever its share: in a
+#: small store a few freed pages are more than 10% of its payload (a 3-release demo chain of
+#: 0.5 MB kept 36,864 B free after an sdist's import, 7.3% of its payload, which put its file at
+#: 1.14x), while giving 1 MiB back takes about 14 ms whatever the file's size (``python -m
+#: bench.perf_gc --reclaim-mib 64``: 32 MiB of holes, every other 64 KiB block, in 0.46 s;
+#: ``--reclaim-mib 2``: 1 MiB in 0.01 s).
+RECLAIM_ALWAYS_BYTES: Final = 1 * MiB
 #: ``PRAGMA auto_vacuum`` values.
 AUTO_VACUUM_MODES: Final = {0: "none", 1: "full", 2: "incremental"}
 
@@ -112,8 +127,16 @@ class StoreBase:
             compression = os.environ.get(COMPRESSION_ENV) or None
         if compression is not None and compression not in COMPRESSIONS:
             raise self._fail(f"unknown compression {compression!r} (choose from {', '.join(COMPRESSIONS)})")
-        self._conn = connect(self.path, create, self._fail)
+        # A new store's blocks are keyed by CID without a rowid if this process writes packs
+        # (rows of a locator each); rows of whole blocks would spill into overflow pages.
+        self._conn = connect(self.path, create, self._fail,
+                             packs=self.packs and (compression or DEFAULT_COMPRESSION) == "zstd")
+        #: Lazy tables (:data:`~importer.sinks.store.schema.LAZY_TABLES`) seen to exist: a table is
+        #: never dropped, so only their absence is asked again.
+        self._tables: set[str] = set()
         try:
+            #: Whether ``blocks`` is a rowid table (a store made before schema 8), read in rowid order.
+            self._blocks_rowid = blocks_have_rowid(self._conn)
             self.compression = compression or self._meta("compression") or DEFAULT_COMPRESSION
         except BaseException:
             self._conn.close()
@@ -130,9 +153,22 @@ class StoreBase:
             raise self._fail(f"cannot read settings: {e}") from None
         return None if row is None else str(row[0])
 
+    def _has_table(self, name: str) -> bool:
+        """Whether the lazy table ``name`` exists yet (a reader takes a missing one as empty)."""
+        if name not in self._tables and has_table(self._conn, name):
+            self._tables.add(name)
+        return name in self._tables
+
+    def _create_table(self, name: str) -> None:
+        """Inside a write transaction: make the lazy table ``name`` if no process has yet."""
+        if name not in self._tables:
+            create_table(self._conn, name)
+
     def _load_dictionary(self, dict_id: int) -> bytes | None:
         if dict_id == SHIPPED_ID:
             return shipped_dictionary()
+        if not self._has_table("dictionaries"):
+            return None
         row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
         return None if row is None else bytes(row[0])
 
@@ -184,7 +220,8 @@ class StoreBase:
         """Give the database's free pages back to the file system; the bytes the file shrank by.
 
         Only in a store with ``auto_vacuum = INCREMENTAL`` (others need :meth:`vacuum`), and only
-        if the free pages are at least ``min_fraction`` of the file. SQLite moves the pages at the
+        if the free pages are at least ``min_fraction`` of the file or at most
+        :data:`RECLAIM_ALWAYS_BYTES`. SQLite moves the pages at the
         end of the file into the free ones and truncates it; a checkpoint then copies that into
         the file and empties the write-ahead log, which holds every page moved. It never waits:
         while a reader holds an older snapshot it does what it can, and the log is cut back to
@@ -192,7 +229,7 @@ class StoreBase:
         """
         before = self.page_stats()
         if before.auto_vacuum != "incremental" or not before.free_pages \
-                or before.free_pages < min_fraction * before.pages:
+                or (before.free_pages < min_fraction * before.pages and before.free_bytes > RECLAIM_ALWAYS_BYTES):
             return 0
         try:
             # executescript steps the pragma to its end (execute() would free a single page).

@@ -4,7 +4,8 @@ Attempts (``attempts`` table): rows of the compressor search's memo of process-s
 (:mod:`importer.compress.memo`), opaque here. :meth:`BlockStore.record_attempts` rewrites a row
 to make it the newest and keeps only the newest ``keep`` rows; :meth:`BlockStore.load_attempts`
 reads the newest. Being a cache, the table was added to schema 4 without a version bump: schema-4
-code that predates it never reads it, and every opener creates it if missing.
+code that predates it never reads it. Since schema 8 a new store makes it on the first record
+(:data:`~importer.sinks.store.schema.LAZY_TABLES`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class BlockStore(StoreUpkeep, StoreRoots, PushedRoots):
     def load_attempts(self, limit: int) -> list[tuple[bytes, bytes]]:
         """The newest ``limit`` rows of the attempts memo as (key, value), newest first."""
         try:
+            if not self._has_table("attempts"):
+                return []
             rows = self._conn.execute("SELECT key, value FROM attempts ORDER BY rowid DESC LIMIT ?",
                                       (limit,)).fetchall()
         except sqlite3.Error as e:
@@ -43,6 +46,7 @@ class BlockStore(StoreUpkeep, StoreRoots, PushedRoots):
         """Write memo rows as the newest (replacing a row of the same key), then delete all but the
         newest ``keep`` rows, in one transaction."""
         with self._transaction("record the attempts memo"):
+            self._create_table("attempts")
             self._conn.executemany("INSERT OR REPLACE INTO attempts (key, value) VALUES (?, ?)", rows)
             self._conn.execute("DELETE FROM attempts WHERE rowid IN "
                                "(SELECT rowid FROM attempts ORDER BY rowid DESC LIMIT -1 OFFSET ?)", (keep,))

@@ -23,6 +23,7 @@ store writing packs has trained one, it uses the dictionary the package ships
 
 from __future__ import annotations
 
+import heapq
 import sqlite3
 import time
 from typing import Final
@@ -64,7 +65,9 @@ class StoreDictionaries(StoreReader):
         (:data:`~importer.sinks.atrest.SHIPPED_DICTIONARY`)."""
         if not self._codec.compress:
             return
-        row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
+        row = None
+        if self._has_table("dictionaries"):
+            row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
         if row is not None and int(row[0]) != self._codec.dictionary_id:
             self._codec.use_dictionary(int(row[0]), bytes(row[1]))
         elif row is None and self.packs and self._codec.dictionary_id != SHIPPED_ID:
@@ -75,11 +78,17 @@ class StoreDictionaries(StoreReader):
     def _due_for_training(self) -> bool:
         """Have :attr:`train_after` x 4^(dictionaries) small blocks come in since the newest one?"""
         try:
-            (count,) = self._conn.execute("SELECT count(*) FROM dictionaries").fetchone()
+            count = self._dictionary_count()
             since = int(self._meta(SMALL_COUNTER) or 0)
         except sqlite3.Error as e:
             raise self._fail(f"cannot read settings: {e}") from None
         return bool(since >= self.train_after * TRAIN_GROWTH ** int(count))
+
+    def _dictionary_count(self) -> int:
+        """How many dictionaries the store has trained."""
+        if not self._has_table("dictionaries"):
+            return 0
+        return int(self._conn.execute("SELECT count(*) FROM dictionaries").fetchone()[0])
 
     def _count_small(self, added: int) -> None:
         """Inside a write transaction: ``added`` more small blocks towards the next dictionary."""
@@ -90,6 +99,8 @@ class StoreDictionaries(StoreReader):
 
     def dictionaries(self) -> list[Dictionary]:
         """Every dictionary of the store, oldest first."""
+        if not self._has_table("dictionaries"):
+            return []
         try:
             rows = self._conn.execute("SELECT id, data, trained_at, samples FROM dictionaries ORDER BY id").fetchall()
         except sqlite3.Error as e:
@@ -100,9 +111,14 @@ class StoreDictionaries(StoreReader):
         """The newest small blocks, decoded and checked, up to :data:`SAMPLE_BLOCKS` / :data:`SAMPLE_BYTES`."""
         samples: list[bytes] = []
         total = 0
-        rows = self._conn.execute(
-            "SELECT cid, encoding, data, size FROM blocks WHERE size > 0 AND size < ? ORDER BY rowid DESC LIMIT ?",
-            (SMALL_BLOCK, SAMPLE_BLOCKS)).fetchall()
+        if self._blocks_rowid:
+            rows = self._conn.execute(
+                "SELECT cid, encoding, data, size FROM blocks WHERE size > 0 AND size < ? ORDER BY rowid DESC LIMIT ?",
+                (SMALL_BLOCK, SAMPLE_BLOCKS)).fetchall()
+        else:  # newest by where they were written (the rows are small: locators)
+            rows = heapq.nlargest(SAMPLE_BLOCKS, self._conn.execute(
+                "SELECT cid, encoding, data, size FROM blocks WHERE size > 0 AND size < ?", (SMALL_BLOCK,)),
+                key=lambda row: self._written_at(int(row[1]), row[2], int(row[3])))
         for cid, encoding, data, size in rows:
             try:
                 block = self._decode(bytes(cid), int(encoding), bytes(data), int(size))
@@ -133,6 +149,7 @@ class StoreDictionaries(StoreReader):
             if auto and not self._due_for_training():
                 self._conn.execute("ROLLBACK")  # another process trained meanwhile
                 return None
+            self._create_table("dictionaries")
             (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM dictionaries").fetchone()
             if data is not None:
                 made = Dictionary(int(last) + 1, with_dict_id(data, int(last) + 1), time.time(), len(samples))

@@ -38,6 +38,10 @@ class _Store(Protocol):
 
     def _fail(self, reason: str) -> StoreError: ...
 
+    def _has_table(self, name: str) -> bool: ...
+
+    def _create_table(self, name: str) -> None: ...
+
 
 class PushedRoots:
     """The ``pushed`` table of a :class:`~importer.sinks.store.BlockStore` (module docstring)."""
@@ -45,12 +49,15 @@ class PushedRoots:
     def record_pushed(self: _Store, peer: str, roots: Iterable[bytes], pushed_at: float) -> None:
         """Record that the node ``peer`` holds ``roots`` pinned (a root pushed again gets the new time)."""
         with self._transaction("record pushed roots"):
+            self._create_table("pushed")
             self._conn.executemany("INSERT OR REPLACE INTO pushed VALUES (?, ?, ?)",
                                    [(peer, root, pushed_at) for root in roots])
 
     def pushed_roots(self: _Store, peer: str) -> list[PushedRoot]:
         """The roots recorded for ``peer``, newest push first."""
         try:
+            if not self._has_table("pushed"):
+                return []
             rows = self._conn.execute("SELECT root, pushed_at FROM pushed WHERE peer = ? "
                                       "ORDER BY pushed_at DESC, rowid DESC", (peer,)).fetchall()
         except sqlite3.Error as e:
@@ -59,5 +66,7 @@ class PushedRoots:
 
     def forget_pushed(self: _Store, peer: str, roots: Iterable[bytes]) -> None:
         """Drop the records of ``roots`` for ``peer`` (the node no longer holds them)."""
+        if not self._has_table("pushed"):
+            return
         with self._transaction("forget pushed roots"):
             self._conn.executemany("DELETE FROM pushed WHERE peer = ? AND root = ?", [(peer, r) for r in roots])

@@ -223,6 +223,39 @@ class StoreReader(StoreBase):
             return len(data)
         return locator.length * size // locator.frame_size if locator.frame_size else locator.length
 
+    @property
+    def _row_key(self) -> str:
+        """The column that pages through ``blocks`` in chunks: its rowid, or in a store without
+        rowids its key, the CID."""
+        return "rowid" if self._blocks_rowid else "cid"
+
+    def cids_in_written_order(self) -> list[bytes]:
+        """Every committed CID in the order the blocks were written (a snapshot): rowid order in a
+        store made before schema 8; else packed blocks by (pack, offset), after the blocks in rows
+        of their own (in CID order: their order is not recorded)."""
+        try:
+            if self._blocks_rowid:
+                return [bytes(cid) for (cid,) in self._conn.execute("SELECT cid FROM blocks ORDER BY rowid")]
+            rows = self._conn.execute(
+                f"SELECT cid, encoding, CASE WHEN encoding IN {PACKED_ENCODINGS} THEN data END, size FROM blocks").fetchall()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot list blocks: {e}") from None
+        rows.sort(key=lambda row: self._written_at(int(row[1]), row[2], int(row[3])))
+        return [bytes(row[0]) for row in rows]
+
+    @staticmethod
+    def _written_at(encoding: int, data: bytes | None, size: int) -> tuple[int, int]:
+        """Where a row's block sits in the order of writing, without a rowid: its pack and offset
+        (packs are numbered as they are written, never reusing a number); ``(0, 0)`` for a row
+        of its own (or an unparsable locator: ``store verify`` reports it)."""
+        if data is None or encoding not in PACKED_ENCODINGS:
+            return 0, 0
+        try:
+            locator = parse_locator(bytes(data), size)
+        except UndecodablePayload:
+            return 0, 0
+        return locator.pack, locator.offset
+
     def iter_cids(self) -> Iterator[bytes]:
         """Every committed CID, in CID byte order (a snapshot: later commits are not seen)."""
         try:

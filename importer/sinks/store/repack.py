@@ -18,7 +18,7 @@ from typing import Final
 from ...errors import BlockCorrupt, StoreError
 from ..atrest import UndecodablePayload
 from ..delta import encode_payload, read_header
-from ..packs import COLD_FRAME_BYTES, ENCODING_PACKED_DELTA, SCHEMA_7_MAX_FRAME, parse_locator
+from ..packs import COLD_FRAME_BYTES, ENCODING_PACKED_DELTA, LEGACY_MAX_FRAME, parse_locator
 from .base import BATCH_BYTES, RECLAIM_FRACTION, SQL_PARAMS, chunks
 from .reading import DELTA_ENCODINGS, PACKED_ENCODINGS
 from .schema import allow_large_frames
@@ -85,8 +85,8 @@ class StorePacks(StoreWriter):
         but deltas, in frames of ``frame_bytes`` (``store optimize --frame-size``; a pack already at
         ``level`` is left as it is, whatever its frames), and each delta made again at that level
         against the same references. Blocks written once and read rarely cost less; a random read
-        of one decodes a larger frame. Frames that schema-7 readers would refuse raise the store
-        to schema 8 first (:func:`~importer.sinks.store.schema.allow_large_frames`).
+        of one decodes a larger frame. Frames that readers before schema 9 would refuse raise the
+        store to schema 9 first (:func:`~importer.sinks.store.schema.allow_large_frames`).
         """
         self.flush()
         if not self._codec.compress:
@@ -110,7 +110,7 @@ class StorePacks(StoreWriter):
                     "SELECT cid, size FROM blocks WHERE size > 0 AND encoding NOT IN (?, ?)", PACKED_ENCODINGS)]
         except sqlite3.Error as e:
             raise self._fail(f"cannot list packs: {e}") from None
-        if level and (wanted or loose) and 2 * frame_bytes - 1 > SCHEMA_7_MAX_FRAME:
+        if level and (wanted or loose) and 2 * frame_bytes - 1 > LEGACY_MAX_FRAME:
             with self._transaction("record the schema of large frames"):
                 allow_large_frames(self._conn)
         rewritten = freed = 0

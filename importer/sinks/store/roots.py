@@ -60,6 +60,10 @@ class _Store(Protocol):
 
     def _fail(self, reason: str) -> StoreError: ...
 
+    def _has_table(self, name: str) -> bool: ...
+
+    def _create_table(self, name: str) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -114,12 +118,15 @@ class StoreRoots:
         self.flush()
         made = Pin(format_cid(root) if name is None else name, root, time.time())
         with self._transaction(f"pin {made.name}"):
+            self._create_table("pins")
             self._conn.execute("INSERT OR REPLACE INTO pins VALUES (?, ?, ?)", (made.name, made.root, made.pinned_at))
         return made
 
     def unpin(self: _Store, *, name: str | None = None, root: bytes | None = None) -> list[Pin]:
         """Remove the pin called ``name``, or every pin of ``root``; the pins removed."""
         pins = [p for p in _pins(self) if (name is not None and p.name == name) or (root is not None and p.root == root)]
+        if not pins:
+            return pins
         with self._transaction("unpin"):
             self._conn.executemany("DELETE FROM pins WHERE name = ?", [(p.name,) for p in pins])
         return pins
@@ -144,6 +151,8 @@ def _archives(store: _Store, where: str = "", params: Sequence[object] = ()) -> 
 
 def _pins(store: _Store) -> list[Pin]:
     try:
+        if not store._has_table("pins"):
+            return []
         rows = store._conn.execute("SELECT name, root, pinned_at FROM pins ORDER BY name").fetchall()
     except sqlite3.Error as e:
         raise store._fail(f"cannot read the pins: {e}") from None

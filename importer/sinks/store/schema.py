@@ -23,19 +23,31 @@ Settings and why:
 * ``auto_vacuum=INCREMENTAL`` for a new store (it can only be set before the first table): the
   pages that deletes and rewrites free go back to the file system
   (:meth:`~importer.sinks.store.base.StoreBase.reclaim_free_pages`).
-* Blocks live in a rowid table (not ``WITHOUT ROWID``): SQLite advises rowid tables for rows
-  larger than about 1/20 of a page, and leaf blocks are 256 KiB; and the store reads blocks in
-  the order they were written (``rowid``). The tables of small rows keyed by their primary key
-  and never read in rowid order (``meta``, ``delta_refs``, ``pins``) are ``WITHOUT ROWID`` in a
-  new store: the key is stored once, in the table's own B-tree, not a second time in an index.
+* Blocks live in a ``WITHOUT ROWID`` table keyed by CID in a store made since schema 8 by a
+  process that writes packs (the default): a block row there is a locator into a pack
+  (:mod:`importer.sinks.packs`) of a few bytes, and a rowid table kept its CID twice, in the row
+  and in the index that finds it (requests' store: 11,119 B of rows and 8,356 B of index for 216
+  blocks). A store made to hold whole blocks in rows (``compression=none``, ``packs=False``)
+  keeps a rowid table: there a row of 700 bytes keeps 232 in its leaf and puts the rest on an
+  overflow page of its own, where a rowid table keeps rows up to a page in the leaf (SQLite
+  advises rowid tables for rows larger than about 1/20 of a page). Rows of their own in a
+  ``WITHOUT ROWID`` store (an empty block, a delta whose reference went away meanwhile, a
+  process told ``--compression none``) are read and written the same, only less densely. The
+  order blocks were written in, which a rowid gave, is their locators' (pack, offset) order
+  (:meth:`~importer.sinks.store.reading.StoreReader.cids_in_written_order`). Older stores keep
+  their rowid table, read in rowid order. The tables of small rows keyed by their primary key
+  and never read in rowid order (``meta``, ``delta_refs``, ``pins``) are ``WITHOUT ROWID`` too:
   ``delta_refs`` (two CIDs a row, a row per reference of every delta) took about half of the
-  "index and rows" of unseen7's stores (``python -m bench.diskusage``). Older stores keep their
-  rowid tables; the statements that read and write them are the same.
+  "index and rows" of unseen7's stores (``python -m bench.diskusage``).
+* Pages of :data:`PAGE_SIZE` (2 KiB) in a new store, and the tables most stores never write
+  made on first use (:data:`LAZY_TABLES`): what a store of one small project's chain takes
+  beside its payload is mostly pages that are each a table's or a pack's, partly empty.
 
 Forward compatibility: a store whose ``meta.schema_version`` is newer than
 :data:`NEWEST_SCHEMA` is refused at open, so an old binary never misreads a newer store (and a
 reader that meets an encoding it does not know refuses that block). Older stores are migrated at
-open: every migration so far only adds tables.
+open: every migration so far only adds tables; a store with a rowid ``blocks`` stays at
+:data:`ROWID_SCHEMA_VERSION`, which older code opens.
 """
 
 from __future__ import annotations
@@ -60,14 +72,39 @@ MiB: Final = 1024 * 1024
 #: 6: adds ``pushed`` (which roots each IPFS node holds, recorded by ``push``; importer.sinks.store.pushed).
 #: 7: adds ``packs`` and ``pack_usage`` (encodings 4 and 5, :mod:`importer.sinks.packs`), which
 #: schema-6 code could not read: it refuses the store at open.
-SCHEMA_VERSION: Final = 7
-#: 8: the tables of 7, but cold packs may hold frames larger than schema-7 code accepts
-#: (:data:`~importer.sinks.packs.SCHEMA_7_MAX_FRAME`; ``store optimize --frame-size`` above
-#: 2 MiB). Only such a store is raised to 8 (:func:`allow_large_frames`), so schema-7 code keeps
-#: reading every other store and refuses this one at open instead of calling its frames damaged.
-LARGE_FRAMES_SCHEMA: Final = 8
+#: 8: a new store's ``blocks`` may be a ``WITHOUT ROWID`` table, which schema-7 code reads in rowid
+#: order and so must refuse, and its tables in :data:`LAZY_TABLES` are made on first use. A store
+#: made before keeps its rowid ``blocks`` and stays at 7 (:data:`ROWID_SCHEMA_VERSION`): nothing
+#: in it changes, so schema-7 code still opens it (and makes any table it lacks).
+SCHEMA_VERSION: Final = 8
+#: The newest version of a store whose ``blocks`` is a rowid table.
+ROWID_SCHEMA_VERSION: Final = 7
+#: 9: the tables of 7 or 8, but cold packs may hold frames larger than code before 9 reads
+#: (:data:`~importer.sinks.packs.LEGACY_MAX_FRAME`, 4 MiB; ``store optimize --frame-size``
+#: above 2 MiB). Only such a store is raised to 9 (:func:`allow_large_frames`), so older code
+#: keeps reading every other store and refuses this one at open instead of calling its frames
+#: damaged; whether its ``blocks`` has a rowid is read from the table, as in 7 and 8.
+LARGE_FRAMES_SCHEMA: Final = 9
 #: The newest schema this program reads; a store recording a newer one is refused at open.
 NEWEST_SCHEMA: Final = LARGE_FRAMES_SCHEMA
+#: Page size of a new store (SQLite's default is 4 KiB; it can only be set before the first
+#: table, and a store in WAL mode keeps it for good, ``VACUUM`` included). Every table and index
+#: holds at least one page, and every pack's last page is partly empty, which in a store of one
+#: small project's chain is most of what it takes beside its payload: requests' 10 archives
+#: (169 KB of payload) took 278,528 B in 4 KiB pages, 1.65x (REPORT.md, "The store on disk").
+#: On that store and pydantic's (964 KB), rebuilt table by table with the same rows in the same
+#: order (blocks ``WITHOUT ROWID``, lazy tables)::
+#:
+#:     page size           512     1 KiB    2 KiB    4 KiB
+#:     requests            1.206   1.230    1.285    1.406   x the payload
+#:     pydantic            1.085   1.076    1.077    1.100
+#:
+#: 2 KiB takes what smaller pages gain on pydantic at half the pages per pack of 1 KiB (a read
+#: walks a pack's overflow chain to its segment). On a big store it costs nothing measurable
+#: (``python -m bench.perf_disk``, this layout against schema 7's, REPORT.md "The store on disk"):
+#: numpy's 5 releases (186.6 MB) import at 1.05 of the speed, fetch at 0.97, a cold ``get`` at
+#: 0.96, in a file 1.1% smaller.
+PAGE_SIZE: Final = 2048
 #: File name of the database inside the store directory.
 DB_NAME: Final = "blocks.sqlite3"
 #: How long a writer waits for another process's transaction before giving up (milliseconds).
@@ -86,9 +123,12 @@ JOURNAL_SIZE_LIMIT: Final = 64 * MiB
 #: writes stay at the raw store's ~185 MB/s (185.0 against 186.8 in the same run).
 DEFAULT_COMPRESSION: Final = "zstd"
 
+#: The tables every store has from its creation on.
 _SCHEMA: Final = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-    # cid: binary CID; size: logical (decoded) length; encoding: how ``data`` is stored.
+    # cid: binary CID; size: logical (decoded) length; encoding: how ``data`` is stored (in a
+    # store writing packs, a locator of a few bytes). WITHOUT ROWID in a new store that writes
+    # packs (:data:`BLOCKS_WITHOUT_ROWID`).
     ("CREATE TABLE IF NOT EXISTS blocks ("
      " cid BLOB NOT NULL PRIMARY KEY,"
      " encoding INTEGER NOT NULL DEFAULT 0,"
@@ -103,36 +143,11 @@ _SCHEMA: Final = (
      " size INTEGER NOT NULL,"
      " imported_at REAL NOT NULL,"
      " PRIMARY KEY (name, root))"),
-    # id: the zstd dictionary ID, also written in the dictionary's header and in the header of
-    # every frame made with it; samples: how many blocks it was trained on.
-    ("CREATE TABLE IF NOT EXISTS dictionaries ("
-     " id INTEGER PRIMARY KEY,"
-     " data BLOB NOT NULL,"
-     " trained_at REAL NOT NULL,"
-     " samples INTEGER NOT NULL)"),
     # One row per (reference, delta row): which rows must be rewritten before ``ref`` is deleted.
     ("CREATE TABLE IF NOT EXISTS delta_refs ("
      " ref BLOB NOT NULL,"
      " cid BLOB NOT NULL,"
      " PRIMARY KEY (ref, cid)) WITHOUT ROWID"),
-    # Recursive pins: every block ``root`` reaches is kept by ``store gc``. A name holds one root
-    # (pinning another root under it replaces it); ``pin add CID`` names the pin after the CID.
-    ("CREATE TABLE IF NOT EXISTS pins ("
-     " name TEXT NOT NULL PRIMARY KEY,"
-     " root BLOB NOT NULL,"
-     " pinned_at REAL NOT NULL) WITHOUT ROWID"),
-    # The compressor search's memo of GNU gzip attempts (importer.compress.memo): opaque key and
-    # checksummed value; a rowid table, so the newest rows have the highest rowids.
-    ("CREATE TABLE IF NOT EXISTS attempts ("
-     " key BLOB NOT NULL PRIMARY KEY,"
-     " value BLOB NOT NULL)"),
-    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
-    # written only after the node pinned the root, so it holds the root's whole DAG.
-    ("CREATE TABLE IF NOT EXISTS pushed ("
-     " peer TEXT NOT NULL,"
-     " root BLOB NOT NULL,"
-     " pushed_at REAL NOT NULL,"
-     " PRIMARY KEY (peer, root))"),
     # Packs (importer.sinks.packs): segments of many blocks in one row, never updated (SQLite
     # rewrites a whole row, megabyte of blob and all, to change one column of it).
     # AUTOINCREMENT: a deleted pack's ID is never reused, so a frame another process cached
@@ -151,10 +166,65 @@ _SCHEMA: Final = (
      " level INTEGER NOT NULL DEFAULT 0)"),
 )
 
+#: ``blocks`` of a new store that writes packs (schema 8): rows of a locator each, keyed by CID.
+BLOCKS_WITHOUT_ROWID: Final = _SCHEMA[1] + " WITHOUT ROWID"
 
-def connect(path: Path, create: bool, fail: Callable[[str], StoreError]) -> sqlite3.Connection:
+#: Tables a store created by schema 8 or later makes only when it first writes a row in them
+#: (:func:`create_table`, inside that write's transaction); until then a reader finds none and
+#: reads them as empty (:func:`has_table`). Most stores never write some of them (pins, pushed
+#: roots, the attempts memo; a small store trains no dictionary), and each table costs a page
+#: and its text in ``sqlite_schema`` (module docstring). Older stores keep theirs.
+LAZY_TABLES: Final = {
+    # id: the zstd dictionary ID, also written in the dictionary's header and in the header of
+    # every frame made with it; samples: how many blocks it was trained on.
+    "dictionaries": ("CREATE TABLE IF NOT EXISTS dictionaries ("
+                     " id INTEGER PRIMARY KEY,"
+                     " data BLOB NOT NULL,"
+                     " trained_at REAL NOT NULL,"
+                     " samples INTEGER NOT NULL)"),
+    # Recursive pins: every block ``root`` reaches is kept by ``store gc``. A name holds one root
+    # (pinning another root under it replaces it); ``pin add CID`` names the pin after the CID.
+    "pins": ("CREATE TABLE IF NOT EXISTS pins ("
+             " name TEXT NOT NULL PRIMARY KEY,"
+             " root BLOB NOT NULL,"
+             " pinned_at REAL NOT NULL) WITHOUT ROWID"),
+    # The compressor search's memo of GNU gzip attempts (importer.compress.memo): opaque key and
+    # checksummed value; a rowid table, so the newest rows have the highest rowids.
+    "attempts": ("CREATE TABLE IF NOT EXISTS attempts ("
+                 " key BLOB NOT NULL PRIMARY KEY,"
+                 " value BLOB NOT NULL)"),
+    # Roots pushed to IPFS nodes (importer.sinks.push): ``peer`` is the node's peer ID; a row is
+    # written only after the node pinned the root, so it holds the root's whole DAG.
+    "pushed": ("CREATE TABLE IF NOT EXISTS pushed ("
+               " peer TEXT NOT NULL,"
+               " root BLOB NOT NULL,"
+               " pushed_at REAL NOT NULL,"
+               " PRIMARY KEY (peer, root))"),
+}
+
+
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the store has the table ``name`` (one of :data:`LAZY_TABLES` may not exist yet)."""
+    return conn.execute("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?", (name,)).fetchone() is not None
+
+
+def create_table(conn: sqlite3.Connection, name: str) -> None:
+    """Inside a write transaction: create the lazy table ``name`` if no process has yet. Two
+    writers may both decide to: the write lock orders them, and the second finds it there."""
+    conn.execute(LAZY_TABLES[name])
+
+
+def blocks_have_rowid(conn: sqlite3.Connection) -> bool:
+    """Whether the ``blocks`` table is a rowid table (a store created before schema 8), whose
+    rowids are the order the rows were written in."""
+    row = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'blocks'").fetchone()
+    return row is None or "WITHOUT ROWID" not in str(row[0]).upper()
+
+
+def connect(path: Path, create: bool, fail: Callable[[str], StoreError], *, packs: bool = True) -> sqlite3.Connection:
     """The store's database in ``path``, opened with the settings above and migrated; ``fail(reason)``
-    makes the error to raise (``create=False``: a store that does not exist yet is one)."""
+    makes the error to raise (``create=False``: a store that does not exist yet is one). ``packs``:
+    whether the opener writes packs, which makes a new store's ``blocks`` a ``WITHOUT ROWID`` table."""
     db = path / DB_NAME
     if path.exists() and not path.is_dir():
         raise fail("exists and is not a directory")
@@ -177,11 +247,12 @@ def connect(path: Path, create: bool, fail: Callable[[str], StoreError]) -> sqli
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         if new:  # only takes effect before the first table, and before WAL writes the header
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         _switch_to_wal(conn, fail)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
-        migrate(conn, fail)
+        migrate(conn, fail, without_rowid=packs)
     except sqlite3.Error as e:
         conn.close()
         raise fail(f"{db.name}: {e}") from None
@@ -213,24 +284,29 @@ def _switch_to_wal(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) 
         raise fail(f"cannot switch to WAL mode (journal_mode is {mode})")
 
 
-def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None:
-    """Create the tables a store lacks and record :data:`SCHEMA_VERSION`; refuse a newer store."""
+def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError], *, without_rowid: bool = True) -> None:
+    """Create the tables a store lacks and record :data:`SCHEMA_VERSION`; refuse a newer store.
+    ``without_rowid``: a new store's ``blocks`` is :data:`BLOCKS_WITHOUT_ROWID`."""
     conn.execute("BEGIN IMMEDIATE")
     try:
+        if without_rowid:
+            conn.execute(BLOCKS_WITHOUT_ROWID)  # a no-op in a store that has ``blocks``
         for statement in _SCHEMA:
             conn.execute(statement)
         row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        version = ROWID_SCHEMA_VERSION if blocks_have_rowid(conn) else SCHEMA_VERSION
         if row is None:
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
             # A new store records the default it was created with, so changing the default
             # later does not silently change how an existing store writes.
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('compression', ?)", (DEFAULT_COMPRESSION,))
         elif int(row[0]) > NEWEST_SCHEMA:
             raise fail(f"schema version {row[0]} is newer than this program's {NEWEST_SCHEMA}: upgrade dpip-importer")
-        elif int(row[0]) < SCHEMA_VERSION:
-            # Every migration so far only adds tables (CREATE IF NOT EXISTS above). A store
-            # from before compression keeps no setting and so takes the default.
-            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+        elif int(row[0]) < version:
+            # Every migration so far only adds tables (CREATE IF NOT EXISTS above; the lazy ones
+            # when first used). A store from before compression keeps no setting and so takes
+            # the default.
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -239,6 +315,6 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError]) -> None
 
 def allow_large_frames(conn: sqlite3.Connection) -> None:
     """Inside a write transaction: record :data:`LARGE_FRAMES_SCHEMA` before the first frame larger
-    than schema-7 code reads is written (a store already there, or newer, is left as it is)."""
+    than code before it reads is written (a store already there, or newer, is left as it is)."""
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
                  (str(LARGE_FRAMES_SCHEMA), LARGE_FRAMES_SCHEMA))

@@ -32,7 +32,7 @@ from ..packs import (
     FRAME_BYTES,
     FRAME_LEVEL,
     GROUP_BELOW,
-    SCHEMA_7_MAX_FRAME,
+    LEGACY_MAX_FRAME,
     PackBuilder,
     Placed,
 )
@@ -142,9 +142,9 @@ class StoreWriter(StoreDictionaries):
                 builder.add_delta(cid, len(block), staged[0], staged[1])
             elif len(block) < group_below:
                 builder.add_grouped(cid, block)
-            elif len(block) > SCHEMA_7_MAX_FRAME:
-                # As one frame, a frame that readers of schema 7 (or, past MAX_FRAME, any reader)
-                # refuse as a damaged locator; a block this large comes only from a CAR, whose
+            elif len(block) > LEGACY_MAX_FRAME:
+                # As one frame, a frame that readers before schema 9 (or, past MAX_FRAME, any
+                # reader) refuse as a damaged locator; a block this large comes only from a CAR, whose
                 # sections may reach 32 MiB: it is its segment, raw.
                 builder.add_frame(cid, len(block), block, False)
             else:
