@@ -178,3 +178,18 @@ def test_a_block_larger_than_older_readers_frames_is_packed_raw_and_reads_back(t
         with BlockStore(tmp_path) as store:
             store.compact_packs(below=1.01, level=level)
             assert store.get(key) == block
+
+
+def test_cold_frames_keep_the_blocks_in_the_order_they_were_written(tmp_path: Path) -> None:
+    blocks = [text(i, 3000) for i in range(200)]  # written in this order, which is not CID order
+    with BlockStore(tmp_path / "s") as store:
+        for block in blocks:
+            store.put(cid_of_block(1, RAW, block), block)
+        store.flush()
+        assert store.compact_packs(level=9, frame_bytes=cold_frame_bytes("128KiB"))[0] > 0
+    with sqlite3.connect(tmp_path / "s" / DB_NAME) as conn:
+        where = {bytes(c): parse_locator(bytes(d), int(n)) for c, d, n in conn.execute(
+            "SELECT cid, data, size FROM blocks WHERE encoding = ?", (ENCODING_PACKED,))}
+    order = sorted(where, key=lambda c: (where[c].pack, where[c].offset, where[c].inner))
+    assert order == [cid_of_block(1, RAW, b) for b in blocks]
+    assert len({(w.pack, w.offset) for w in where.values()}) == 5  # 600 KB in frames of 128 KiB
