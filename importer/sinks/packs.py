@@ -85,14 +85,14 @@ FRAME_BYTES: Final = 128 * KiB
 #: (median over 40 blocks of aiohttp's store; ``python -m bench.perf_disk --stores``)::
 #:
 #:     frames      1 MiB     2 MiB     4 MiB     8 MiB
-#:     MiB         72.40     71.89     71.62     71.51   (1.008, 1.001, 0.997, 0.995 of the bound)
-#:     get, ms     1.92      2.76      5.64      14.14   (0.37 in the default layout)
+#:     MiB         71.60     71.10     70.79     70.71   (0.996, 0.989, 0.985, 0.984 of the bound)
+#:     get, ms     1.68      2.70      4.96      9.87    (0.36 in the default layout)
 #:
-#: 1 MiB takes most of what larger frames gain: 8 MiB frames store 1.2% less for reads 7x
+#: 1 MiB takes most of what larger frames gain: 8 MiB frames store 1.2% less for reads 6x
 #: slower. ``--frame-size`` picks another size.
 COLD_FRAME_BYTES: Final = 1 * MiB
 #: Smallest and largest ``--frame-size``: below 128 KiB a cold frame would be no larger than the
-#: default layout's (:data:`FRAME_BYTES`); past 8 MiB a random read (14 ms at the median, table
+#: default layout's (:data:`FRAME_BYTES`); past 8 MiB a random read (10 ms at the median, table
 #: above) would pay more than the 0.1% a doubling still gained from 4 to 8 MiB.
 MIN_COLD_FRAME_BYTES: Final = FRAME_BYTES
 MAX_COLD_FRAME_BYTES: Final = 8 * MiB
