@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
-from typing import Final
+from typing import Any, Final
 
 from ...dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ...errors import BlockCorrupt, BlockNotFound
@@ -223,11 +223,23 @@ class StoreReader(StoreBase):
             return len(data)
         return locator.length * size // locator.frame_size if locator.frame_size else locator.length
 
-    @property
-    def _row_key(self) -> str:
-        """The column that pages through ``blocks`` in chunks: its rowid, or in a store without
-        rowids its key, the CID."""
-        return "rowid" if self._blocks_rowid else "cid"
+    def _row_chunks(self, columns: str, chunk_rows: int, what: str) -> Iterator[list[Any]]:
+        """``columns`` of every committed block row, ``chunk_rows`` at a time, one short read each
+        (so a caller may write between chunks), paged by rowid, or by CID in a store without
+        rowids (:mod:`.schema`). ``what`` names the read in the error: "cannot {what}: ..."."""
+        key = "rowid" if self._blocks_rowid else "cid"
+        last: int | bytes = 0 if self._blocks_rowid else b""
+        while True:
+            try:
+                rows = self._conn.execute(
+                    f"SELECT {key}, {columns} FROM blocks WHERE {key} > ? ORDER BY {key} LIMIT ?",
+                    (last, chunk_rows)).fetchall()
+            except sqlite3.Error as e:
+                raise self._fail(f"cannot {what}: {e}") from None
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [row[1:] for row in rows]
 
     def cids_in_written_order(self) -> list[bytes]:
         """Every committed CID in the order the blocks were written (a snapshot): rowid order in a

@@ -101,24 +101,10 @@ class StoreUpkeep(StoreDeltas):
         return DeleteReport(blocks, logical, payload, rewritten)
 
     def iter_rows(self, *, chunk_rows: int = DELETE_ROWS) -> Iterator[BlockRow]:
-        """Every committed block's CID, encoding, logical size and payload size, in the order stored.
-
-        Read in chunks of rowids (of CIDs in a store without rowids: :mod:`.schema`), one short
-        read each, so a caller may write between them.
-        """
-        key = self._row_key
-        last: int | bytes = 0 if self._blocks_rowid else b""
-        while True:
-            try:
-                rows = self._conn.execute(
-                    f"SELECT {key}, cid, {self._STORED_COLUMNS} FROM blocks WHERE {key} > ? ORDER BY {key} LIMIT ?",
-                    (last, chunk_rows)).fetchall()
-            except sqlite3.Error as e:
-                raise self._fail(f"cannot list blocks: {e}") from None
-            if not rows:
-                return
-            last = rows[-1][0]
-            for _, cid, encoding, size, length, locator in rows:
+        """Every committed block's CID, encoding, logical size and payload size, read in chunks
+        (:meth:`_row_chunks`: a caller may write between them)."""
+        for rows in self._row_chunks(f"cid, {self._STORED_COLUMNS}", chunk_rows, "list blocks"):
+            for cid, encoding, size, length, locator in rows:
                 yield BlockRow(bytes(cid), int(encoding), int(size),
                                self._stored_of(int(encoding), int(size), int(length), locator))
 
@@ -150,22 +136,9 @@ class StoreUpkeep(StoreDeltas):
             self.train()
         self._refresh_dictionary()
         rewritten = saved = 0
-        key = self._row_key
-        last: int | bytes = 0 if self._blocks_rowid else b""
-        while True:
-            try:
-                rows = self._conn.execute(
-                    f"SELECT {key}, cid, encoding, data, size FROM blocks WHERE {key} > ? ORDER BY {key} LIMIT ?",
-                    (last, chunk_rows)).fetchall()
-            except sqlite3.Error as e:
-                raise self._fail(f"cannot read blocks: {e}") from None
-            if not rows:
-                if rewritten:
-                    self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)
-                return rewritten, saved
-            last = rows[-1][0]
+        for rows in self._row_chunks("cid, encoding, data, size", chunk_rows, "read blocks"):
             updates = []
-            for _, cid, encoding, data, size in rows:
+            for cid, encoding, data, size in rows:
                 if int(encoding) in DELTA_ENCODINGS or int(encoding) == ENCODING_PACKED:
                     continue  # a delta or a packed block: alone in a row it would only be larger
                 cid, data = bytes(cid), bytes(data)
@@ -182,6 +155,9 @@ class StoreUpkeep(StoreDeltas):
                 with self._transaction("rewrite blocks"):
                     self._conn.executemany("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?", updates)
                 rewritten += len(updates)
+        if rewritten:
+            self.reclaim_free_pages(min_fraction=RECLAIM_FRACTION)
+        return rewritten, saved
 
     def verify(self, on_sound: Callable[[bytes, bytes], None] | None = None) -> Iterator[tuple[bytes, str | None]]:
         """Re-hash every committed block; yield ``(cid, None)`` if sound, else ``(cid, reason)``.
