@@ -9,10 +9,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt, StoreError
+from importer.sinks.atrest import SHIPPED_ID
 from importer.sinks.packs import (
     ENCODING_PACKED,
     LEGACY_MAX_FRAME,
@@ -193,3 +195,32 @@ def test_cold_frames_keep_the_blocks_in_the_order_they_were_written(tmp_path: Pa
     order = sorted(where, key=lambda c: (where[c].pack, where[c].offset, where[c].inner))
     assert order == [cid_of_block(1, RAW, b) for b in blocks]
     assert len({(w.pack, w.offset) for w in where.values()}) == 5  # 600 KB in frames of 128 KiB
+
+
+def frame_dictionaries(store: Path) -> set[int]:
+    """The dictionary id each grouped frame's header names (0: none)."""
+    with sqlite3.connect(store / DB_NAME) as conn:
+        packs = {int(i): bytes(d) for i, d in conn.execute("SELECT id, data FROM packs")}
+        ids = set()
+        for data, size in conn.execute("SELECT data, size FROM blocks WHERE encoding = ?", (ENCODING_PACKED,)):
+            where = parse_locator(bytes(data), int(size))
+            if where.frame_size:
+                frame = packs[where.pack][where.offset:where.offset + where.length]
+                ids.add(zstandard.get_frame_parameters(frame).dict_id)
+        return ids
+
+
+@pytest.mark.parametrize(("frame_size", "with_dictionary"), [("512KiB", True), ("1MiB", False), ("2MiB", False)])
+def test_cold_frames_from_1_mib_are_compressed_without_the_dictionary(tmp_path: Path, frame_size: str,
+                                                                      with_dictionary: bool) -> None:
+    blocks = [text(i, 3000) for i in range(800)]  # 2.4 MB of small blocks: frames full at every size
+    with BlockStore(tmp_path / "s") as store:
+        for block in blocks:
+            store.put(cid_of_block(1, RAW, block), block)
+        store.flush()
+        assert frame_dictionaries(tmp_path / "s") == {SHIPPED_ID}  # the default frames use the shipped one
+        assert store.compact_packs(level=19, frame_bytes=cold_frame_bytes(frame_size))[0] > 0
+    assert frame_dictionaries(tmp_path / "s") == ({SHIPPED_ID} if with_dictionary else {0})
+    with BlockStore(tmp_path / "s", create=False) as store:
+        assert [store.get(cid_of_block(1, RAW, b)) for b in blocks] == blocks
+        assert all(problem is None for _, problem in store.verify())

@@ -91,6 +91,22 @@ FRAME_BYTES: Final = 128 * KiB
 #: 1 MiB takes most of what larger frames gain: 8 MiB frames store 1.2% less for reads 6x
 #: slower. ``--frame-size`` picks another size.
 COLD_FRAME_BYTES: Final = 1 * MiB
+#: Cold frames of this size or more are compressed without the store's dictionary. A dictionary
+#: pays in a small frame (zstd starts it with context) and costs in a large one: python-zstandard
+#: 0.25 (zstd 1.5.7) at level 19, the packed blocks of three stores in write order cut into frames
+#: of F, MB (grpcio-1.84.1.tar.gz alone; pydantic's and aiohttp's 10-archive chains of unseen7;
+#: the trained or the shipped 64 KiB dictionary)::
+#:
+#:     F                 128 KiB         512 KiB         1 MiB           2 MiB           8 MiB
+#:                       plain   dict    plain   dict    plain   dict    plain   dict    plain   dict
+#:     grpcio sdist      12.70  11.98    11.27  11.17    10.72  10.91    10.23  10.68     9.63  10.45
+#:     aiohttp chain     13.16  12.96    12.64  12.60    12.43  12.49    12.25  12.39    11.68  12.03
+#:     pydantic chain     2.05   1.94     1.81   1.80     1.73   1.76     1.51   1.58     0.98   1.06
+#:
+#: The loss is not the window (an 8 MiB frame declares 8 MiB either way): a 64-*byte* raw
+#: dictionary costs grpcio's 8 MiB frames 29% at level 19, so it is zstd's dictionary match mode
+#: itself. The default frames (:data:`FRAME_BYTES`, 128 KiB) keep the dictionary.
+COLD_PLAIN_FROM: Final = 1 * MiB
 #: Smallest and largest ``--frame-size``: below 128 KiB a cold frame would be no larger than the
 #: default layout's (:data:`FRAME_BYTES`); past 8 MiB a random read (10 ms at the median, table
 #: above) would pay more than the 0.1% a doubling still gained from 4 to 8 MiB.

@@ -28,6 +28,7 @@ from ..atrest import ENCODING_IDENTITY, SMALL_BLOCK, UndecodablePayload
 from ..delta import read_header
 from ..packs import (
     COLD_FRAME_BYTES,
+    COLD_PLAIN_FROM,
     ENCODING_PACKED_DELTA,
     FRAME_BYTES,
     FRAME_LEVEL,
@@ -129,7 +130,7 @@ class StoreWriter(StoreDictionaries):
         empty blocks apart, as rows of their own (they take no pack space). ``level``: cold packs
         (:meth:`compact_packs`), every frame at that zstd level and every block smaller than
         ``frame_bytes`` but deltas grouped into frames of ``frame_bytes`` (so under twice that)."""
-        builder = PackBuilder(self._frame_compressor_now(level), frame_bytes if level else FRAME_BYTES)
+        builder = PackBuilder(self._frame_compressor_now(level, frame_bytes), frame_bytes if level else FRAME_BYTES)
         group_below = frame_bytes if level else GROUP_BELOW
         large = self._large_compressor(level)
         packs: list[tuple[bytes, list[Placed]]] = []
@@ -219,9 +220,12 @@ class StoreWriter(StoreDictionaries):
             compressor = self._large[level] = zstandard.ZstdCompressor(level=level, write_checksum=False)
         return compressor
 
-    def _frame_compressor_now(self, level: int = 0) -> zstandard.ZstdCompressor:
+    def _frame_compressor_now(self, level: int = 0, frame_bytes: int = COLD_FRAME_BYTES) -> zstandard.ZstdCompressor:
         """The compressor of grouped frames: :data:`~importer.sinks.packs.FRAME_LEVEL` (or ``level``),
-        with the newest dictionary."""
+        with the newest dictionary; cold frames (``level``) of ``frame_bytes`` from
+        :data:`~importer.sinks.packs.COLD_PLAIN_FROM` up without one."""
+        if level and frame_bytes >= COLD_PLAIN_FROM:
+            return self._large_compressor(level)
         dict_id = self._codec.dictionary_id
         level = level or FRAME_LEVEL
         if self._frame_compressor is None or self._frame_compressor[:2] != (dict_id, level):
