@@ -88,8 +88,15 @@ FRAME_BYTES: Final = 128 * KiB
 #:     MiB         71.60     71.10     70.79     70.71   (0.996, 0.989, 0.985, 0.984 of the bound)
 #:     get, ms     1.68      2.70      4.96      9.87    (0.36 in the default layout)
 #:
-#: 1 MiB takes most of what larger frames gain: 8 MiB frames store 1.2% less for reads 6x
-#: slower. ``--frame-size`` picks another size.
+#: and with the frames of 1 MiB and more made without the dictionary (:data:`COLD_PLAIN_FROM`;
+#: REPORT.md "Cold frames without the dictionary"; aiohttp's cold ``get`` 1.56 ms at 1 MiB and
+#: 10.41 ms at 8 MiB, 0.35 ms in the default layout)::
+#:
+#:     MiB         70.81     69.46     67.96     67.19   (0.985, 0.967, 0.946, 0.935 of the bound)
+#:
+#: 1 MiB stays the default: 8 MiB frames store 5.1% less, for a random read of one block 6-7x
+#: slower (10 ms); a whole ``fetch`` decodes each frame once and is as fast at every size.
+#: ``--frame-size`` picks another size.
 COLD_FRAME_BYTES: Final = 1 * MiB
 #: Cold frames of this size or more are compressed without the store's dictionary. A dictionary
 #: pays in a small frame (zstd starts it with context) and costs in a large one: python-zstandard
@@ -103,9 +110,14 @@ COLD_FRAME_BYTES: Final = 1 * MiB
 #:     aiohttp chain     13.16  12.96    12.64  12.60    12.43  12.49    12.25  12.39    11.68  12.03
 #:     pydantic chain     2.05   1.94     1.81   1.80     1.73   1.76     1.51   1.58     0.98   1.06
 #:
-#: The loss is not the window (an 8 MiB frame declares 8 MiB either way): a 64-*byte* raw
-#: dictionary costs grpcio's 8 MiB frames 29% at level 19, so it is zstd's dictionary match mode
-#: itself. The default frames (:data:`FRAME_BYTES`, 128 KiB) keep the dictionary.
+#: The loss is not the window (an 8 MiB frame declares 8 MiB either way) nor the binding (zstd's
+#: own ``ZSTD_CCtx_loadDictionary`` gives the same bytes): a 64-*byte* raw dictionary costs
+#: grpcio's 8 MiB frames 29% at level 19; it is how zstd attaches or copies a dictionary's
+#: prepared tables. Its experimental ``ZSTD_dictForceLoad`` (not in python-zstandard's C backend)
+#: makes a dictionary never cost: on grpcio's first 32 MiB, 1 MiB frames 5.74 MB against 5.79
+#: plain and 5.92 attached, 8 MiB 5.27 against 5.28 and 5.70; 1% at most over plain frames,
+#: not worth a second binding. The default frames (:data:`FRAME_BYTES`, 128 KiB) keep the
+#: dictionary; level 22 instead of 19 gains under 0.1% on the same blocks.
 COLD_PLAIN_FROM: Final = 1 * MiB
 #: Smallest and largest ``--frame-size``: below 128 KiB a cold frame would be no larger than the
 #: default layout's (:data:`FRAME_BYTES`); past 8 MiB a random read (10 ms at the median, table
