@@ -100,18 +100,21 @@ FRAME_BYTES: Final = 128 * KiB
 COLD_FRAME_BYTES: Final = 1 * MiB
 #: Cold frames of this size or more are compressed without the store's dictionary. A dictionary
 #: pays in a small frame (zstd starts it with context) and costs in a large one: python-zstandard
-#: 0.25 (zstd 1.5.7) at level 19, the packed blocks of three stores in write order cut into frames
-#: of F, MB (grpcio-1.84.1.tar.gz alone; pydantic's and aiohttp's 10-archive chains of unseen7;
-#: the trained or the shipped 64 KiB dictionary)::
+#: 0.25 (zstd 1.5.7) at level 19, the blocks of three stores in write order grouped into frames
+#: of F, MB (``python -m bench.frame_context STORE --all-blocks --frame-sizes 128KiB 512KiB 1MiB
+#: 2MiB 8MiB --dictionary --no-base --no-long``: a store of grpcio-1.84.1.tar.gz alone, and of
+#: pydantic's and aiohttp's 10-archive chains of unseen7; the trained or the shipped 64 KiB
+#: dictionary)::
 #:
 #:     F                 128 KiB         512 KiB         1 MiB           2 MiB           8 MiB
 #:                       plain   dict    plain   dict    plain   dict    plain   dict    plain   dict
-#:     grpcio sdist      12.70  11.98    11.27  11.17    10.72  10.91    10.23  10.68     9.63  10.45
-#:     aiohttp chain     13.16  12.96    12.64  12.60    12.43  12.49    12.25  12.39    11.68  12.03
-#:     pydantic chain     2.05   1.94     1.81   1.80     1.73   1.76     1.51   1.58     0.98   1.06
+#:     grpcio sdist      12.24  11.61    11.20  11.10    10.73  10.90    10.21  10.66     9.63  10.44
+#:     aiohttp chain     12.88  12.74    12.58  12.56    12.40  12.46    12.20  12.35    11.67  12.02
+#:     pydantic chain     1.97   1.89     1.78   1.77     1.70   1.74     1.50   1.57     0.98   1.06
 #:
 #: The loss is not the window (an 8 MiB frame declares 8 MiB either way) nor the binding (zstd's
-#: own ``ZSTD_CCtx_loadDictionary`` gives the same bytes): a 64-*byte* raw dictionary costs
+#: own ``ZSTD_CCtx_loadDictionary`` gives the same bytes; this and what follows are one-off
+#: measures on the same stores, REPORT.md "Cold frames without the dictionary"): a 64-*byte* raw dictionary costs
 #: grpcio's 8 MiB frames 29% at level 19; it is how zstd attaches or copies a dictionary's
 #: prepared tables. Its experimental ``ZSTD_dictForceLoad`` (not in python-zstandard's C backend)
 #: makes a dictionary never cost: on grpcio's first 32 MiB, 1 MiB frames 5.74 MB against 5.79
