@@ -24,6 +24,16 @@ def random_bytes(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
+def source_text(seed: int, size: int) -> bytes:
+    """Source-like text, distinct per seed, that zstd shrinks but does not erase."""
+    rng = random.Random(seed)
+    words = ["def", "return", "self", "import", "class", "value", "None", f"name{seed}", f"v{rng.random()}"]
+    out = bytearray()
+    while len(out) < size:
+        out += (" ".join(rng.choice(words) for _ in range(6)) + f" # {rng.randrange(10**9)}\n").encode()
+    return bytes(out[:size])
+
+
 def make_wheel(project: str, version: str, files: dict[str, bytes]) -> bytes:
     """A wheel: ``files`` under the package dir, plus a dist-info with METADATA naming the version."""
     buf = io.BytesIO()

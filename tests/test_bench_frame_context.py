@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import zstandard
@@ -12,7 +11,7 @@ from importer.dag.cid import RAW, cid_of_block
 from importer.sinks.atrest import shipped_dictionary
 from importer.sinks.store import BlockStore
 
-from .bench_archives import make_sdist, make_wheel, write
+from .bench_archives import make_sdist, make_wheel, source_text, write
 
 
 def test_unique_members_keep_archive_order_and_each_content_once(tmp_path: Path) -> None:
@@ -27,16 +26,6 @@ def test_a_frame_closes_once_it_holds_the_size_and_the_last_keeps_the_rest() -> 
     members = [b"x" * 3, b"y" * 3, b"z" * 5, b"w"]
     assert list(frames(members, 6)) == [b"xxxyyy", b"zzzzzw"]
     assert list(frames(members, 4)) == [b"xxxyyy", b"zzzzz", b"w"]
-
-
-def source_text(seed: int, size: int) -> bytes:
-    """Source-like text that zstd shrinks but does not erase, distinct per seed."""
-    rng = random.Random(seed)
-    words = ["def", "return", "self", "import", "class", "value", "None"]
-    out = bytearray()
-    while len(out) < size:
-        out += (" ".join(rng.choice(words) for _ in range(6)) + f" # {rng.randrange(10**9)}\n").encode()
-    return bytes(out[:size])
 
 
 def test_store_blocks_leave_deltas_out_unless_asked(tmp_path: Path) -> None:

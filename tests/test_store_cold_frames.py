@@ -4,7 +4,6 @@ refuse raise the store to schema 9 first; a locator over the reader's bound is r
 
 from __future__ import annotations
 
-import random
 import sqlite3
 from pathlib import Path
 
@@ -27,17 +26,7 @@ from importer.sinks.packs import (
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
 from importer.sinks.store.schema import LARGE_FRAMES_SCHEMA, NEWEST_SCHEMA
 
-from .bench_archives import make_wheel
-
-
-def text(seed: int, size: int) -> bytes:
-    """Source-like text, distinct per seed, that zstd shrinks but does not erase."""
-    rng = random.Random(seed)
-    words = ["def", "return", "self", "import", "class", "value", "None", f"name{seed}", f"v{rng.random()}"]
-    out = bytearray()
-    while len(out) < size:
-        out += (" ".join(rng.choice(words) for _ in range(6)) + f" # {rng.randrange(10**9)}\n").encode()
-    return bytes(out[:size])
+from .bench_archives import make_wheel, source_text
 
 
 def schema_version(store: Path) -> int:
@@ -55,7 +44,7 @@ def wheels(tmp_path: Path) -> list[Path]:
     """Three releases of 1.8 MB of modules each, all different (no deltas): 5.4 MB of frames."""
     paths = []
     for version in range(3):
-        files = {f"pkg/mod{i}.py": text(version * 100 + i, 60_000) for i in range(30)}
+        files = {f"pkg/mod{i}.py": source_text(version * 100 + i, 60_000) for i in range(30)}
         path = tmp_path / f"pkg-1.{version}-py3-none-any.whl"
         path.write_bytes(make_wheel("pkg", f"1.{version}", files))
         paths.append(path)
@@ -94,7 +83,7 @@ def test_frames_of_8_mib_round_trip_survive_delete_and_gc_verify_and_raise_the_s
 
 
 def test_frames_of_2_mib_keep_the_schema_older_code_reads(tmp_path: Path) -> None:
-    blocks = [text(i, 40_000) for i in range(120)]  # 4.8 MB: 53 blocks make 2 MiB and more
+    blocks = [source_text(i, 40_000) for i in range(120)]  # 4.8 MB: 53 blocks make 2 MiB and more
     with BlockStore(tmp_path / "s") as store:
         store.put_many((cid_of_block(1, RAW, b), b) for b in blocks)
     assert main(["store", "optimize", "--level", "9", "--frame-size", "2MiB", "--store", str(tmp_path / "s")]) == 0
@@ -107,7 +96,7 @@ def test_frames_of_2_mib_keep_the_schema_older_code_reads(tmp_path: Path) -> Non
 
 
 def test_a_locator_declaring_a_frame_over_the_bound_is_refused(tmp_path: Path) -> None:
-    block = text(1, 1000)
+    block = source_text(1, 1000)
     key = cid_of_block(1, RAW, block)
     with BlockStore(tmp_path) as store:
         store.put(key, block)
@@ -183,7 +172,7 @@ def test_a_block_larger_than_older_readers_frames_is_packed_raw_and_reads_back(t
 
 
 def test_cold_frames_keep_the_blocks_in_the_order_they_were_written(tmp_path: Path) -> None:
-    blocks = [text(i, 3000) for i in range(200)]  # written in this order, which is not CID order
+    blocks = [source_text(i, 3000) for i in range(200)]  # written in this order, which is not CID order
     with BlockStore(tmp_path / "s") as store:
         for block in blocks:
             store.put(cid_of_block(1, RAW, block), block)
@@ -213,7 +202,7 @@ def frame_dictionaries(store: Path) -> set[int]:
 @pytest.mark.parametrize(("frame_size", "with_dictionary"), [("512KiB", True), ("1MiB", False), ("2MiB", False)])
 def test_cold_frames_from_1_mib_are_compressed_without_the_dictionary(tmp_path: Path, frame_size: str,
                                                                       with_dictionary: bool) -> None:
-    blocks = [text(i, 3000) for i in range(800)]  # 2.4 MB of small blocks: frames full at every size
+    blocks = [source_text(i, 3000) for i in range(800)]  # 2.4 MB of small blocks: frames full at every size
     with BlockStore(tmp_path / "s") as store:
         for block in blocks:
             store.put(cid_of_block(1, RAW, block), block)

@@ -28,17 +28,8 @@ from importer.sinks.packs import (
 )
 from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore
 
+from .bench_archives import source_text
 from .old_stores import make_old_store
-
-
-def text_block(seed: int, size: int) -> bytes:
-    """Python-like text, compressible as source files are, distinct per seed."""
-    rng = random.Random(seed)
-    words = ["def", "return", "self", "import", "class", "value", "None", "if", "else", f"name{seed}"]
-    out = bytearray()
-    while len(out) < size:
-        out += (" ".join(rng.choice(words) for _ in range(8)) + "\n").encode()
-    return bytes(out[:size])
 
 
 def cid(data: bytes) -> bytes:
@@ -55,11 +46,11 @@ def rows(path: Path) -> dict[bytes, tuple[int, bytes]]:
 
 
 def small_blocks(count: int, seed: int = 0) -> list[bytes]:
-    return [text_block(seed * 10_000 + i, 200 + (i * 37) % 3000) for i in range(count)]
+    return [source_text(seed * 10_000 + i, 200 + (i * 37) % 3000) for i in range(count)]
 
 
 def test_small_and_large_blocks_round_trip_through_packs_after_reopen(tmp_path: Path) -> None:
-    blocks = small_blocks(120) + [text_block(9, 100_000), random.Random(1).randbytes(50_000), b""]
+    blocks = small_blocks(120) + [source_text(9, 100_000), random.Random(1).randbytes(50_000), b""]
     with BlockStore(tmp_path) as store:
         store.put_many((cid(b), b) for b in blocks)
     stored = rows(tmp_path)
@@ -124,7 +115,7 @@ def test_a_missing_pack_names_every_block_it_held(tmp_path: Path) -> None:
 @pytest.mark.parametrize("data", [b"", b"\x80", b"\x01\x00\x05\x00\x00", b"\x01\x00\x05\x00\x00\x00",
                                   Locator(1, 0, 10, 17 * 1024 * 1024, 0).encode()])
 def test_a_forged_locator_is_a_corrupt_block_not_a_crash(tmp_path: Path, data: bytes) -> None:
-    block = text_block(1, 1000)
+    block = source_text(1, 1000)
     with BlockStore(tmp_path) as store:
         store.put(cid(block), block)
     with db(tmp_path) as conn:
@@ -179,7 +170,7 @@ def test_a_changed_block_still_buffered_is_written_once_as_a_packed_delta(tmp_pa
 
 
 def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted(tmp_path: Path) -> None:
-    old = text_block(8, 120_000)
+    old = source_text(8, 120_000)
     new = old[:1000] + b"x" + old[1000:]
     with BlockStore(tmp_path) as store:
         store.put(cid(old), old)
@@ -197,7 +188,7 @@ def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted
 
 
 def test_a_chain_rewritten_in_one_call_is_written_into_one_pack_at_the_right_depths(tmp_path: Path) -> None:
-    a = text_block(21, 120_000)
+    a = source_text(21, 120_000)
     b = a[:5000] + b"b" + a[5000:]
     c = b[:9000] + b"c" + b[9000:]
     with BlockStore(tmp_path) as store:
@@ -218,7 +209,7 @@ def test_a_chain_rewritten_in_one_call_is_written_into_one_pack_at_the_right_dep
 def _writer(path: str, start: int, count: int) -> None:
     with BlockStore(path, batch_bytes=64 * 1024) as store:
         for i in range(start, start + count):
-            block = text_block(i, 500 + i % 4000)
+            block = source_text(i, 500 + i % 4000)
             store.put(cid(block), block)
 
 
@@ -242,7 +233,7 @@ def test_two_processes_writing_packs_at_once_stay_sound(tmp_path: Path) -> None:
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_writer, args=(path, 0, 400)), ctx.Process(target=_writer, args=(path, 200, 400))]
     run_to_the_end(procs)
-    expected = {cid(b): b for b in (text_block(i, 500 + i % 4000) for i in range(600))}
+    expected = {cid(b): b for b in (source_text(i, 500 + i % 4000) for i in range(600))}
     with BlockStore(path) as store:
         assert {c: store.get(c) for c in expected} == expected
         stats = store.stats()
@@ -271,7 +262,7 @@ def test_pack_builder_places_each_block_where_its_locator_says() -> None:
     smalls = small_blocks(60)
     for b in smalls:
         builder.add_grouped(cid(b), b)
-    big = text_block(3, 40_000)
+    big = source_text(3, 40_000)
     builder.add_frame(cid(big), len(big), big, False)
     data, placed = builder.take()
     assert builder.empty
@@ -284,7 +275,7 @@ def test_pack_builder_places_each_block_where_its_locator_says() -> None:
 
 
 def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_once(tmp_path: Path) -> None:
-    blocks = small_blocks(150) + [text_block(i, 200_000) for i in range(3)]
+    blocks = small_blocks(150) + [source_text(i, 200_000) for i in range(3)]
     with BlockStore(tmp_path) as store:
         store.put_many((cid(b), b) for b in blocks)
         store.flush()
@@ -301,10 +292,10 @@ def test_recompressing_packs_at_a_higher_level_keeps_every_block_and_is_done_onc
 
 def test_optimizing_at_a_level_makes_cold_packs_that_read_back_verify_and_survive_a_delete(tmp_path: Path) -> None:
     small = small_blocks(150, 5)
-    leaf = text_block(11, GROUP_BELOW)  # a full leaf: a frame of its own when written
+    leaf = source_text(11, GROUP_BELOW)  # a full leaf: a frame of its own when written
     old = base64.b64encode(random.Random(7).randbytes(90_000))
     new = old[:60_000] + b"# one more line\n" + old[60_000:]
-    loose = text_block(12, 30_000)
+    loose = source_text(12, 30_000)
     with BlockStore(tmp_path, packs=False) as store:
         store.put(cid(loose), loose)  # a row of its own, as rewrites and older stores leave them
     with BlockStore(tmp_path) as store:
