@@ -153,6 +153,17 @@ def test_a_cid_keyed_store_reads_blocks_in_the_order_they_were_written(tmp_path:
         assert sorted(row.cid for row in store.iter_rows(chunk_rows=5)) == sorted(written)  # pages by CID
 
 
+def test_blocks_sharing_a_frame_come_back_in_the_order_they_were_written(tmp_path: Path) -> None:
+    blocks = [block(i) for i in range(12)]
+    with BlockStore(tmp_path / "s") as store:
+        for cid, data in blocks:  # one flush: one pack, the small blocks in one frame
+            store.put(cid, data)
+        store.flush()
+        written = [cid for cid, _ in blocks]
+        assert written != sorted(written)
+        assert store.cids_in_written_order() == written
+
+
 def _lazy_writer(path: str, who: int) -> None:
     with BlockStore(path) as store:
         for i in range(20):

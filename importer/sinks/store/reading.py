@@ -243,8 +243,8 @@ class StoreReader(StoreBase):
 
     def cids_in_written_order(self) -> list[bytes]:
         """Every committed CID in the order the blocks were written (a snapshot): rowid order in a
-        store made before schema 8; else packed blocks by (pack, offset), after the blocks in rows
-        of their own (in CID order: their order is not recorded)."""
+        store made before schema 8; else packed blocks by (pack, offset, place in the frame), after
+        the blocks in rows of their own (in CID order: their order is not recorded)."""
         try:
             if self._blocks_rowid:
                 return [bytes(cid) for (cid,) in self._conn.execute("SELECT cid FROM blocks ORDER BY rowid")]
@@ -256,17 +256,18 @@ class StoreReader(StoreBase):
         return [bytes(row[0]) for row in rows]
 
     @staticmethod
-    def _written_at(encoding: int, data: bytes | None, size: int) -> tuple[int, int]:
-        """Where a row's block sits in the order of writing, without a rowid: its pack and offset
-        (packs are numbered as they are written, never reusing a number); ``(0, 0)`` for a row
-        of its own (or an unparsable locator: ``store verify`` reports it)."""
+    def _written_at(encoding: int, data: bytes | None, size: int) -> tuple[int, int, int]:
+        """Where a row's block sits in the order of writing, without a rowid: its pack, offset and
+        place inside its frame (packs are numbered as they are written, never reusing a number; a
+        frame holds its blocks in the order they were added); ``(0, 0, 0)`` for a row of its own
+        (or an unparsable locator: ``store verify`` reports it)."""
         if data is None or encoding not in PACKED_ENCODINGS:
-            return 0, 0
+            return 0, 0, 0
         try:
             locator = parse_locator(bytes(data), size)
         except UndecodablePayload:
-            return 0, 0
-        return locator.pack, locator.offset
+            return 0, 0, 0
+        return locator.pack, locator.offset, locator.inner
 
     def iter_cids(self) -> Iterator[bytes]:
         """Every committed CID, in CID byte order (a snapshot: later commits are not seen)."""

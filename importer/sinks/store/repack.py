@@ -96,7 +96,6 @@ class StorePacks(StoreWriter):
                 "SELECT id, length(data) FROM packs JOIN pack_usage ON pack = id"
                 " WHERE live < logical * ? OR level < ? ORDER BY id", (below, level))}
             rows: dict[int, list[_Row]] = {pack: [] for pack in wanted}
-            places: dict[bytes, tuple[int, int]] = {}
             if wanted:
                 for cid, encoding, data, size in self._conn.execute(
                         "SELECT cid, encoding, data, size FROM blocks WHERE encoding IN (?, ?)", PACKED_ENCODINGS):
@@ -106,12 +105,11 @@ class StorePacks(StoreWriter):
                         continue
                     if locator.pack in rows:
                         rows[locator.pack].append((bytes(cid), int(encoding), bytes(data), int(size)))
-                        places[bytes(cid)] = locator.offset, locator.inner
                 for group in rows.values():
                     # In the order they were written (a WITHOUT ROWID ``blocks`` is scanned in CID
                     # order): frames made of neighbours compress better than of strangers, 4.3%
                     # on grpcio's cold packs (REPORT.md, "Cold frames").
-                    group.sort(key=lambda row: places[row[0]])
+                    group.sort(key=lambda row: self._written_at(row[1], row[2], row[3]))
             loose = [] if not level else [
                 (bytes(cid), int(size)) for cid, size in self._conn.execute(
                     "SELECT cid, size FROM blocks WHERE size > 0 AND encoding NOT IN (?, ?)", PACKED_ENCODINGS)]
