@@ -34,6 +34,7 @@ from typing import Final
 import zstandard
 
 from importer.sinks.atrest import shipped_dictionary
+from importer.sinks.packs import frame_size
 from importer.sinks.store import BlockStore
 
 from .report import MiB
@@ -104,21 +105,13 @@ def framed_bytes(members: list[bytes], size: int, compressor: zstandard.ZstdComp
     return total
 
 
-def _size(text: str) -> int:
-    lowered = text.strip().lower()
-    for unit, factor in (("mib", MiB), ("kib", 1024)):
-        if lowered.endswith(unit):
-            return int(lowered[:-len(unit)]) * factor
-    return int(lowered) * MiB  # a bare number is MiB, as before
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.frame_context", description=__doc__.split("\n")[0])
     parser.add_argument("source", type=Path, help="an sdist or wheel, or a store directory")
     parser.add_argument("--level", type=int, default=19)
-    parser.add_argument("--frame-sizes", type=_size, nargs="+", default=[MiB, 8 * MiB], metavar="SIZE",
-                        help="e.g. 128KiB 1MiB 8MiB (a bare number is MiB; default 1MiB 8MiB)")
-    parser.add_argument("--base", type=_size, default=8 * MiB, metavar="SIZE", help="raw-content base (default 8MiB)")
+    parser.add_argument("--frame-sizes", type=frame_size, nargs="+", default=[MiB, 8 * MiB], metavar="SIZE",
+                        help="e.g. 128KiB 1MiB 32MiB, or bytes (default 1MiB 8MiB)")
+    parser.add_argument("--base", type=frame_size, default=8 * MiB, metavar="SIZE", help="raw-content base (default 8MiB)")
     parser.add_argument("--no-base", action="store_true", help="skip the frames made against a base")
     parser.add_argument("--dictionary", action="store_true", help="also the frames made with the store's dictionary")
     parser.add_argument("--no-long", action="store_true", help="skip the one frame with a 2 GiB window")

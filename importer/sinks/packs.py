@@ -151,15 +151,20 @@ MAX_FRAME: Final = 2 * MAX_COLD_FRAME_BYTES
 LEGACY_MAX_FRAME: Final = 4 * MiB
 
 
-def cold_frame_bytes(text: str) -> int:
-    """A ``--frame-size`` value (``1MiB``, ``512KiB``, or bytes) as bytes; ValueError naming the bounds."""
+def frame_size(text: str) -> int:
+    """A frame size written as ``1MiB``, ``512KiB`` or bytes, as bytes; ValueError if it is none of them."""
     units = {"mib": MiB, "kib": KiB, "": 1}
     lowered = text.strip().lower()
     unit = next(u for u in ("mib", "kib", "") if lowered.endswith(u))
     number = lowered[:len(lowered) - len(unit)] if unit else lowered
     if not number.isdigit():
         raise ValueError(f"frame size {text!r} is not a whole number of bytes, KiB or MiB")
-    size = int(number) * units[unit]
+    return int(number) * units[unit]
+
+
+def cold_frame_bytes(text: str) -> int:
+    """A ``--frame-size`` value (:func:`frame_size`) as bytes; ValueError naming the bounds."""
+    size = frame_size(text)
     if not MIN_COLD_FRAME_BYTES <= size <= MAX_COLD_FRAME_BYTES:
         raise ValueError(f"frame size {text} is outside {MIN_COLD_FRAME_BYTES // KiB} KiB - "
                          f"{MAX_COLD_FRAME_BYTES // MiB} MiB")
