@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from importer.archive.delta import parse_archive_name
+
 from .download_cache import cache_dir
 from .realstore import BOUND, chain_arguments, chain_of, stored_bytes
 from .report import MiB
@@ -97,9 +99,8 @@ def _releases(files: list[Path]) -> list[list[Path]]:
     """The chain's files grouped by release, in order: an sdist and its wheel are one release."""
     groups: dict[str, list[Path]] = {}
     for f in files:
-        name = f.name.removesuffix(".tar.gz").removesuffix(".tar.bz2").removesuffix(".zip")
-        version = name.split("-")[1]
-        groups.setdefault(version, []).append(f)
+        dist = parse_archive_name(f.name)
+        groups.setdefault(dist.version if dist else f.name, []).append(f)
     return list(groups.values())
 
 

@@ -30,6 +30,8 @@ import time
 from pathlib import Path
 from typing import Any, Final
 
+from importer.archive.delta import parse_archive_name
+
 from .download_cache import cache_dir
 from .perf_add import run_cli
 from .perf_node import MB, preamble, reexec_in_private_netns, start_node, timed_process, warm_bytecode
@@ -43,7 +45,8 @@ ROUNDS: Final = 3
 def cached_files(projects: list[str]) -> tuple[list[Path], list[Path]]:
     """(the files of the first publish, the held-back newest release of the first project)."""
     def release(path: Path) -> str:
-        return path.name.split("-")[1].removesuffix(".tar.gz").removesuffix(".zip")
+        dist = parse_archive_name(path.name)
+        return dist.version if dist else path.name
 
     files = sorted(p for project in projects for p in cache_dir().glob(f"{project}-*"))
     first = [p for p in files if p.name.startswith(f"{projects[0]}-")]
