@@ -29,10 +29,10 @@ PAGE_SIZES: Final = (512, 1024, 2048, 4096)
 _COPIED: Final = ("meta", "packs", "pack_usage", "blocks", "delta_refs", "archives", *LAZY_TABLES)
 
 
-def _layout(source: Path, target: Path, page_size: int, without_rowid: bool, lazy: bool) -> int:
-    """``source``'s rows written into a new file ``target`` of that layout; its size in bytes."""
-    with BlockStore(source, create=False) as store:
-        written = store.cids_in_written_order()
+def _layout(source: Path, written: list[bytes], target: Path, page_size: int, without_rowid: bool,
+            lazy: bool) -> int:
+    """``source``'s rows (its blocks in ``written`` order) written into a new file ``target`` of
+    that layout; its size in bytes."""
     src = sqlite3.connect(f"file:{source / DB_NAME}?mode=ro", uri=True)
     dst = sqlite3.connect(target, isolation_level=None)
     try:
@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     for store_dir in args.stores:
         with BlockStore(store_dir, create=False) as store:
             payload = store.stats().at_rest_bytes
+            written = store.cids_in_written_order()
         print(f"{store_dir}: payload {payload:,d} B; file / payload by layout")
         with tempfile.TemporaryDirectory(prefix="store-layouts-") as tmp:
             for without_rowid, lazy, page_size in itertools.product((False, True), (False, True), PAGE_SIZES):
-                size = _layout(store_dir, Path(tmp) / f"{page_size}-{without_rowid}-{lazy}.sqlite3",
+                size = _layout(store_dir, written, Path(tmp) / f"{page_size}-{without_rowid}-{lazy}.sqlite3",
                                page_size, without_rowid, lazy)
                 print(f"  pages {page_size:>5,d} B, blocks {'without rowid' if without_rowid else 'rowid        '},"
                       f" {'lazy tables' if lazy else 'all tables '}: {size:>12,d} B  {size / payload:.3f}x")

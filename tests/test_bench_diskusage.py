@@ -97,7 +97,7 @@ def test_store_layouts_copies_every_row_in_written_order_into_each_layout(tmp_pa
         packs = store._conn.execute("SELECT id, data FROM packs ORDER BY id").fetchall()
     for page_size, without_rowid, lazy in ((512, True, True), (4096, False, False)):
         target = tmp_path / f"{page_size}.sqlite3"
-        assert _layout(tmp_path / "s", target, page_size, without_rowid, lazy) == target.stat().st_size
+        assert _layout(tmp_path / "s", cids, target, page_size, without_rowid, lazy) == target.stat().st_size
         with sqlite3.connect(target) as conn:
             assert conn.execute("PRAGMA page_size").fetchone() == (page_size,)
             assert sorted(conn.execute("SELECT cid, encoding, size, data FROM blocks").fetchall()) == rows
