@@ -108,9 +108,9 @@ COLD_FRAME_BYTES: Final = 1 * MiB
 #:
 #:     F                 128 KiB         512 KiB         1 MiB           2 MiB           8 MiB
 #:                       plain   dict    plain   dict    plain   dict    plain   dict    plain   dict
-#:     grpcio sdist      12.24  11.61    11.20  11.10    10.73  10.90    10.21  10.66     9.63  10.44
-#:     aiohttp chain     12.88  12.74    12.58  12.56    12.40  12.46    12.20  12.35    11.67  12.02
-#:     pydantic chain     1.97   1.89     1.78   1.77     1.70   1.74     1.50   1.57     0.98   1.06
+#:     grpcio sdist      11.82  11.26    10.82  10.72    10.40  10.53     9.95  10.30     9.50  10.15
+#:     aiohttp chain     12.87  12.73    12.58  12.55    12.40  12.46    12.20  12.35    11.67  12.01
+#:     pydantic chain     1.97   1.89     1.78   1.77     1.70   1.73     1.50   1.57     0.98   1.06
 #:
 #: The loss is not the window (an 8 MiB frame declares 8 MiB either way) nor the binding (zstd's
 #: own ``ZSTD_CCtx_loadDictionary`` gives the same bytes; this and what follows are one-off
