@@ -9,13 +9,15 @@ store (:mod:`importer.sinks.store`) keeps the payloads as its encoding 3.
 
 Payload of a delta row (all integers unsigned LEB128 varints)::
 
-    depth  n  (len cid) * n  zstd-frame
+    depth|flags  n  (len cid) * n  zstd-frame
 
 ``cid``s are the reference blocks, in order; the frame is zstd with their concatenated bytes as
 a raw-content dictionary (no dictionary ID, content size in the header). ``depth`` is one more
 than the deepest reference (a non-delta block has depth 0): a read decodes at most
 :data:`MAX_DEPTH` levels of references, so a delta is only made against references of depth
-below it.
+below it. ``flags`` share the first varint with the depth: :data:`X86_FILTERED` says the frame was
+made over the x86-filtered bytes of the block and of every reference (:mod:`importer.sinks.x86`),
+which a block that looks like machine code is tried with; the smaller of the two is kept.
 
 Figures behind the constants, from ``/tmp`` prototypes on the top100 download cache (newest two
 releases, each leaf of a changed file, 256 KiB leaves, zstd level 3; MiB at rest):
@@ -44,12 +46,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 import zstandard
 
 from ..dag.reader import LeafSpan
 from ..dag.varint import decode_uvarint, encode_uvarint
+from . import x86
 from .atrest import LEVEL, UndecodablePayload, decompress_frame, frame_parameters
 
 KiB: Final = 1024
@@ -63,6 +67,13 @@ MARGIN: Final = 128 * KiB
 #: 16 keeps a random read well under a second and means one plain copy of a file that changes
 #: in every release per 16 releases (the benchmark's chains have 10, so it never restarts there).
 MAX_DEPTH: Final = 16
+#: Flag beside the depth in a delta's first varint (depths take bits 0-4: at most
+#: :data:`MAX_DEPTH`, 16): the frame holds :func:`importer.sinks.x86.encode` of the block, made
+#: against the same transform of each reference. Code before schema 10 reads the field as a
+#: depth of 33 or more and refuses the delta; the store records schema 10 first
+#: (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`).
+X86_FILTERED: Final = 0x20
+_DEPTH_BITS: Final = X86_FILTERED - 1
 #: At most this many references per delta (and so per dictionary): a 256 KiB leaf scaled onto
 #: a file of similar size with the margin covers 3 leaves, 4 when the boundaries fall badly;
 #: more means the old file is much larger, and a huge dictionary only slows zstd down.
@@ -95,24 +106,46 @@ class DeltaHeader:
     depth: int
     refs: tuple[bytes, ...]
     frame_offset: int
+    #: The frame is over x86-filtered bytes (:data:`X86_FILTERED`).
+    x86: bool = False
 
 
 def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
                    level: int = LEVEL) -> bytes:
     """The delta payload of ``block`` against the blocks ``ref_blocks`` (CIDs ``refs``) at ``depth``;
     ``level``: zstd's (``store optimize --level 19`` remakes the deltas of cold packs: 24% smaller
-    on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta)."""
+    on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta). A block that looks
+    like machine code (:func:`importer.sinks.x86.looks_like_code`) is also tried with the x86
+    filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`)."""
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):
         raise ValueError("a delta needs its reference blocks")
+    payload = _header(depth, refs) + _compress(block, ref_blocks, level)
+    if x86.looks_like_code(block):
+        filtered = _header(depth, refs, filtered=True) + _compress(
+            x86.encode(block), [_filtered_reference(ref) for ref in ref_blocks], level)
+        if len(filtered) < len(payload):
+            return filtered
+    return payload
+
+
+@lru_cache(maxsize=2 * MAX_REFS)
+def _filtered_reference(ref: bytes) -> bytes:
+    """:func:`importer.sinks.x86.encode` of a reference block, remembered: the leaves of one file are
+    deltas against overlapping windows of the old file's leaves, so each reference serves about
+    three of them in a row (4 MiB held at most)."""
+    return x86.encode(ref)
+
+
+def _compress(block: bytes, ref_blocks: Sequence[bytes], level: int) -> bytes:
     compressor = zstandard.ZstdCompressor(level=level, dict_data=_dictionary(ref_blocks), write_checksum=False,
                                           write_dict_id=False, write_content_size=True)
-    return _header(depth, refs) + compressor.compress(block)
+    return compressor.compress(block)
 
 
-def _header(depth: int, refs: Sequence[bytes]) -> bytes:
-    header = bytearray(encode_uvarint(depth) + encode_uvarint(len(refs)))
+def _header(depth: int, refs: Sequence[bytes], *, filtered: bool = False) -> bytes:
+    header = bytearray(encode_uvarint(depth | (X86_FILTERED if filtered else 0)) + encode_uvarint(len(refs)))
     for cid in refs:
         header += encode_uvarint(len(cid)) + cid
     return bytes(header)
@@ -123,14 +156,17 @@ def with_depth(payload: bytes, depth: int) -> bytes:
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     header = read_header(payload)
-    return _header(depth, header.refs) + payload[header.frame_offset:]
+    return _header(depth, header.refs, filtered=header.x86) + payload[header.frame_offset:]
 
 
 def read_header(payload: bytes) -> DeltaHeader:
     """The depth and references of a delta payload; UndecodablePayload if it is not one."""
     try:
-        depth, pos = decode_uvarint(payload, 0)
+        field, pos = decode_uvarint(payload, 0)
         count, pos = decode_uvarint(payload, pos)
+        depth = field & _DEPTH_BITS
+        if field & ~(_DEPTH_BITS | X86_FILTERED):
+            raise UndecodablePayload(f"delta header has unknown flags {field & ~_DEPTH_BITS:#x}")
         if not 0 < depth <= MAX_DEPTH or not 0 < count <= MAX_REFS:
             raise UndecodablePayload(f"delta header says depth {depth}, {count} references")
         refs = []
@@ -142,7 +178,7 @@ def read_header(payload: bytes) -> DeltaHeader:
             pos += length
     except ValueError as e:  # a truncated or overlong varint
         raise UndecodablePayload(f"delta header does not parse ({e})") from None
-    return DeltaHeader(depth, tuple(refs), pos)
+    return DeltaHeader(depth, tuple(refs), pos, bool(field & X86_FILTERED))
 
 
 def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -> bytes:
@@ -150,8 +186,11 @@ def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -
     header = read_header(payload)
     frame = payload[header.frame_offset:]
     frame_parameters(frame, size)
-    decompressor = zstandard.ZstdDecompressor(dict_data=_dictionary([fetch(cid) for cid in header.refs]))
-    return decompress_frame(decompressor, frame, size)
+    ref_blocks = [fetch(cid) for cid in header.refs]
+    if header.x86:
+        ref_blocks = [_filtered_reference(ref) for ref in ref_blocks]
+    block = decompress_frame(zstandard.ZstdDecompressor(dict_data=_dictionary(ref_blocks)), frame, size)
+    return x86.decode(block) if header.x86 else block
 
 
 def _dictionary(ref_blocks: Sequence[bytes]) -> zstandard.ZstdCompressionDict:

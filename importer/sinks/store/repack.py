@@ -21,7 +21,7 @@ from ..delta import encode_payload, read_header
 from ..packs import COLD_FRAME_BYTES, ENCODING_PACKED_DELTA, LEGACY_MAX_FRAME, parse_locator
 from .base import BATCH_BYTES, RECLAIM_FRACTION, SQL_PARAMS, chunks
 from .reading import DELTA_ENCODINGS, PACKED_ENCODINGS
-from .schema import allow_large_frames
+from .schema import LARGE_FRAMES_SCHEMA, raise_schema
 from .writing import StoreWriter
 
 #: A block row as compact_packs reads it: (cid, encoding, data, size).
@@ -86,7 +86,7 @@ class StorePacks(StoreWriter):
         ``level`` is left as it is, whatever its frames), and each delta made again at that level
         against the same references. Blocks written once and read rarely cost less; a random read
         of one decodes a larger frame. Frames that readers before schema 9 would refuse raise the
-        store to schema 9 first (:func:`~importer.sinks.store.schema.allow_large_frames`).
+        store to schema 9 first (:func:`~importer.sinks.store.schema.raise_schema`).
         """
         self.flush()
         if not self._codec.compress:
@@ -117,7 +117,7 @@ class StorePacks(StoreWriter):
             raise self._fail(f"cannot list packs: {e}") from None
         if level and (wanted or loose) and 2 * frame_bytes - 1 > LEGACY_MAX_FRAME:
             with self._transaction("record the schema of large frames"):
-                allow_large_frames(self._conn)
+                raise_schema(self._conn, LARGE_FRAMES_SCHEMA)
         rewritten = freed = 0
         batch: dict[int, list[_Row]] = {}
         batch_loose: list[bytes] = []
@@ -169,6 +169,7 @@ class StorePacks(StoreWriter):
         for chunk in chunks([cid for cid, *_ in rewrites], SQL_PARAMS):
             self._release_many(chunk)
         if not (self._codec.compress and self.packs):
+            self._record_x86_deltas(payload for _, _, encoding, payload, _ in rewrites if encoding in DELTA_ENCODINGS)
             self._conn.executemany("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?",
                                    [(encoding, payload, cid) for cid, _, encoding, payload, _ in rewrites])
             return

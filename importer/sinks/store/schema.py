@@ -81,12 +81,18 @@ SCHEMA_VERSION: Final = 8
 ROWID_SCHEMA_VERSION: Final = 7
 #: 9: the tables of 7 or 8, but cold packs may hold frames larger than code before 9 reads
 #: (:data:`~importer.sinks.packs.LEGACY_MAX_FRAME`, 4 MiB; ``store optimize --frame-size``
-#: above 2 MiB). Only such a store is raised to 9 (:func:`allow_large_frames`), so older code
+#: above 2 MiB). Only such a store is raised to 9 (:func:`raise_schema`), so older code
 #: keeps reading every other store and refuses this one at open instead of calling its frames
 #: damaged; whether its ``blocks`` has a rowid is read from the table, as in 7 and 8.
 LARGE_FRAMES_SCHEMA: Final = 9
+#: 10: the tables of 7, 8 or 9, but deltas may be made over x86-filtered bytes
+#: (:data:`~importer.sinks.delta.X86_FILTERED`, a flag beside the depth in a delta's header),
+#: which code before 10 takes for a depth over 16 and so for a damaged block. Only a store that
+#: gets such a delta is raised to 10 (:func:`raise_schema`, before the delta's row is written),
+#: so older code refuses it at open; 10 reads every frame 9 does.
+X86_DELTAS_SCHEMA: Final = 10
 #: The newest schema this program reads; a store recording a newer one is refused at open.
-NEWEST_SCHEMA: Final = LARGE_FRAMES_SCHEMA
+NEWEST_SCHEMA: Final = X86_DELTAS_SCHEMA
 #: Page size of a new store (SQLite's default is 4 KiB; it can only be set before the first
 #: table, and a store in WAL mode keeps it for good, ``VACUUM`` included). Every table and index
 #: holds at least one page, and every pack's last page is partly empty, which in a store of one
@@ -313,8 +319,9 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError], *, with
         raise
 
 
-def allow_large_frames(conn: sqlite3.Connection) -> None:
-    """Inside a write transaction: record :data:`LARGE_FRAMES_SCHEMA` before the first frame larger
-    than code before it reads is written (a store already there, or newer, is left as it is)."""
+def raise_schema(conn: sqlite3.Connection, version: int) -> None:
+    """Inside a write transaction: record ``version`` (:data:`LARGE_FRAMES_SCHEMA`,
+    :data:`X86_DELTAS_SCHEMA`) before the first row that code before it cannot read is written
+    (a store already there, or newer, is left as it is)."""
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
-                 (str(LARGE_FRAMES_SCHEMA), LARGE_FRAMES_SCHEMA))
+                 (str(version), version))

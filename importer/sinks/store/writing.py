@@ -24,6 +24,7 @@ from typing import Final
 
 import zstandard
 
+from .. import x86
 from ..atrest import ENCODING_IDENTITY, SMALL_BLOCK, UndecodablePayload
 from ..delta import read_header
 from ..packs import (
@@ -34,11 +35,13 @@ from ..packs import (
     FRAME_LEVEL,
     GROUP_BELOW,
     LEGACY_MAX_FRAME,
+    LOCATOR_X86,
     PackBuilder,
     Placed,
 )
 from .dictionaries import StoreDictionaries
 from .roots import hold_writer_lock
+from .schema import X86_DELTAS_SCHEMA, raise_schema
 
 _INSERT: Final = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
 #: CIDs looked up per query when sorting out the buffered blocks the store already has (SQLite's
@@ -141,16 +144,19 @@ class StoreWriter(StoreDictionaries):
                 empty.append((cid, ENCODING_IDENTITY, b"", 0))
             elif staged is not None:
                 builder.add_delta(cid, len(block), staged[0], staged[1])
-            elif len(block) < group_below:
-                builder.add_grouped(cid, block)
-            elif len(block) > LEGACY_MAX_FRAME:
+            elif len(block) >= group_below and len(block) > LEGACY_MAX_FRAME:
                 # As one frame, a frame that readers before schema 9 (or, past MAX_FRAME, any
                 # reader) refuse as a damaged locator; a block this large comes only from a CAR, whose
                 # sections may reach 32 MiB: it is its segment, raw.
                 builder.add_frame(cid, len(block), block, False)
             else:
-                encoding, payload = self._codec.encode(block, large)
-                builder.add_frame(cid, len(block), payload, encoding != ENCODING_IDENTITY)
+                flags = LOCATOR_X86 if x86.looks_like_code(block) else 0
+                stored = x86.encode(block) if flags else block
+                if len(block) < group_below:
+                    builder.add_grouped(cid, stored, flags)
+                else:
+                    encoding, payload = self._codec.encode(stored, large)
+                    builder.add_frame(cid, len(block), payload, encoding != ENCODING_IDENTITY, flags)
             if builder.full:
                 packs.append(builder.take())
         if not builder.empty:
@@ -164,6 +170,10 @@ class StoreWriter(StoreDictionaries):
         is skipped); ``(deltas written, bytes they saved)``. ``new``: the blocks count towards the
         next dictionary (not when they are only moved)."""
         added_small = written = saved = 0
+        if any(p.flags for _, placed in packs for p in placed):
+            raise_schema(self._conn, X86_DELTAS_SCHEMA)
+        self._record_x86_deltas(data[p.offset:p.offset + p.length] for data, placed in packs for p in placed
+                                if p.encoding == ENCODING_PACKED_DELTA)
         self._conn.executemany(_INSERT, empty)
         for data, placed in packs:
             pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
@@ -200,6 +210,12 @@ class StoreWriter(StoreDictionaries):
         if new:
             self._count_small(added_small)
         return written, saved
+
+    def _record_x86_deltas(self, payloads: Iterable[bytes]) -> None:
+        """Inside a write transaction: record schema 10 (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`)
+        if one of the delta ``payloads`` about to be written is x86-filtered, which older code cannot read."""
+        if any(read_header(payload).x86 for payload in payloads):
+            raise_schema(self._conn, X86_DELTAS_SCHEMA)
 
     def _still_sound(self, refs: Sequence[bytes], depth: int) -> bool:
         """Under the write lock: every reference is committed and the delta's depth is still theirs + 1."""
