@@ -56,6 +56,33 @@ def test_calls_become_positions_and_only_plausible_ones_are_converted() -> None:
     assert x86.decode(x86.encode(tricky)) == tricky
 
 
+def test_rip_relative_operands_become_positions() -> None:
+    # mov rax, [rip + 0x10] (48 8B 05) at 0: its displacement ends at 7, so it targets 0x17;
+    # lea rcx, [rip - 0x10] (8D 0D, no REX) at 7 ends at 13: -3; call [rip - 0x10] (FF 15) at 13
+    # ends at 19: 3. A modrm that is not RIP-relative (48 8B 45: [rbp + disp8]) is no unit.
+    block = (b"\x48\x8b\x05\x10\x00\x00\x00" + b"\x8d\x0d\xf0\xff\xff\xff" + b"\xff\x15\xf0\xff\xff\xff"
+             + b"\x48\x8b\x45\x10\x00\x00\x00")
+    assert x86.encode(block) == (b"\x48\x8b\x05\x17\x00\x00\x00" + b"\x8d\x0d\xfd\xff\xff\xff"
+                                 + b"\xff\x15\x03\x00\x00\x00" + b"\x48\x8b\x45\x10\x00\x00\x00")
+    assert x86.decode(x86.encode(block)) == block
+
+
+#: Bytes that start or fill units, so that random blocks are dense with them and their overlaps.
+UNIT_BYTES = [0xE8, 0x48, 0x4C, 0x89, 0x8B, 0x8D, 0x05, 0x15, 0x25, 0x3D, 0xFF, 0x00]
+
+
+@given(st.lists(st.one_of(st.sampled_from(UNIT_BYTES), st.integers(0, 255)), max_size=300))
+def test_the_compiled_filter_equals_its_reference(values: list[int]) -> None:
+    block = bytes(values)
+    assert x86.encode(block) == x86.reference_convert(block, 1)
+    assert x86.decode(block) == x86.reference_convert(block, -1)
+    assert x86.decode(x86.encode(block)) == block
+
+
+def test_the_compiled_filter_is_the_one_in_use() -> None:
+    assert x86._kernel() is not x86.reference_convert
+
+
 def test_positions_wrap_within_25_bits_sign_extended() -> None:
     # A displacement of -1 at the block's start targets 4: converted to 4; one of 0x00FFFFFF at
     # 0 targets 0x01000004, which is bit 24 set: stored sign-extended as 0xFF000004.

@@ -1,55 +1,81 @@
-"""The x86 call filter: a reversible transform that makes rebuilt native code delta well.
+"""The x86 filter: a reversible transform that makes rebuilt native code delta and compress well.
 
-A rebuilt shared library moves its functions by a few bytes here and there, and every ``call``
-(opcode ``E8`` and a 32-bit displacement from the next instruction) that crosses a moved
-function changes its displacement, although its target did not change: a delta of the new
-library against the old one pays for thousands of such 4-byte edits. Written as the target's
-position instead (displacement + the instruction's end), the operand of a call to an unmoved
-function (the PLT, the runtime's helpers, a function before the edit) is the same in both
-releases. This is xz's x86 BCJ filter reduced to ``E8``: its condition too (only operands whose
-top byte is 0x00 or 0xFF, i.e. displacements within +-16 MiB, the plausible ones, are converted,
-into 25-bit positions sign-extended the same way, so the condition holds after the transform as
-before and the inverse makes the same choices).
+A rebuilt shared library moves its functions and data by a few bytes here and there, and every
+instruction that addresses code or data relative to itself changes its 32-bit displacement when
+it or its target moves, although the target did not change: a delta of the new library against
+the old one pays for thousands of such 4-byte edits. Written as the target's position instead
+(the displacement plus the position where it is counted from, the end of the displacement), an
+operand whose target did not move (the PLT, the GOT, a function or string before the edit) is
+the same bytes in both releases, and the same bytes again wherever the same target is used.
 
-Scanning rule: every ``E8`` with four bytes after it starts a 5-byte unit, converted or not, and
-the scan resumes after it. The bytes it skips are the only ones the transform changes, so the
-inverse, scanning the transformed bytes, finds the same units (xz instead keeps a mask of recent
-``E8`` bytes; a unit of five is simpler and measured the same).
+The units converted, x86-64 encodings with a 32-bit displacement at their end:
 
-Measured on the ``.so`` files that changed between consecutive manylinux x86_64 wheels (each
-256 KiB leaf against the leaves :func:`importer.sinks.delta.reference_span` picks, zstd level 19
-with them as a raw-content dictionary; ``/work/tmp`` prototypes, 2026-12-07), delta bytes with
-the filter (positions counted from each block's start) against without:
+* ``E8 d32``: ``call rel32`` (xz's x86 BCJ filter converts these alone);
+* ``[REX] 8B|8D|89 modrm d32`` with ``modrm`` RIP-relative (mod 00, r/m 101): ``mov`` from,
+  ``lea`` of and ``mov`` to a RIP-relative address (strings, globals, the GOT);
+* ``FF 15|25 d32``: ``call``/``jmp`` through a RIP-relative pointer (the GOT, with ``-fno-plt``).
 
-=============================  ============  =========  ===========  ======
-wheel (previous -> new)        changed .so   deltas     filtered     ratio
-=============================  ============  =========  ===========  ======
-pandas 3.1.0 -> 3.1.1 (Cython)  18,302,408   1,338,433    1,007,612   0.753
-numpy 2.5.4 -> 2.5.5 (C)        13,886,651     486,638      413,838   0.850
-grpcio 1.85.1 -> 1.85.3 (C++)   17,087,168   1,002,288      960,126   0.958
-=============================  ============  =========  ===========  ======
+As in xz, only operands whose top byte is 0x00 or 0xFF (displacements within +-16 MiB, the
+plausible ones) are converted, into 25-bit positions sign-extended the same way, so the
+condition holds after the transform as before and the inverse makes the same choices.
 
-Counting positions from the file's start instead of each block's gains under 1% more (pandas
-0.747), so a delta needs no offsets. Converting ``E9`` (``jmp``) and ``0F 8x`` (``jcc``) too made
-every delta larger (pandas 0.97 and 1.16 of the unfiltered deltas for the whole files): those
-are jumps within a function, whose displacement a move does not change. cryptography's Rust
-library (0.996) and pydantic-core's (0.978) barely change either way; the delta codec keeps
-whichever of the two is smaller (:mod:`importer.sinks.delta`). A block stored whole is packed
-filtered too when it looks like code (:data:`importer.sinks.packs.LOCATOR_X86`): the operands of
-calls to the same function become the same bytes, which zstd finds (first wheels 2.6-7% smaller).
+Scanning rule: the units are found without overlap from left to right (a regular expression's
+alternatives, in the order above); a unit found is consumed whole, converted or not, and the
+scan resumes after it. The transform changes only the displacements of the units it consumed, so
+every byte the scan examines next is the same before and after, and the inverse finds the same
+units (xz keeps a mask of recent ``E8`` bytes instead; consuming the unit is simpler).
+
+Measured on the ``.so`` files that changed between consecutive manylinux x86_64 wheels, each
+file's new version as ``zstd -19 --long`` against its old one as a raw-content dictionary
+(``/work/tmp`` prototypes, 2026-12-07), delta bytes against the unfiltered delta:
+
+=================================  ===========  ========  =================  ==========
+wheel (previous -> new)             unfiltered  ``E8``    ``E8`` + RIP + FF  (+ no REX)
+=================================  ===========  ========  =================  ==========
+pandas 3.1.0 -> 3.1.1 (Cython)       1,306,740    0.741         0.518          0.514
+numpy 2.5.4 -> 2.5.5 (C)               483,054    0.847         0.748          0.739
+grpcio 1.85.1 -> 1.85.3 (C++)        1,045,859    0.943         0.893          0.890
+cryptography 50.0.1 -> 50.0.2 (Rust) 1,253,952    1.001         0.885          0.885
+=================================  ===========  ========  =================  ==========
+
+The last column is what this module does (REX prefix optional, ``89`` as well as ``8B``/``8D``);
+the new files compressed alone, without a reference, shrink too (pandas 0.92 of ``E8`` alone).
+The store's deltas are per 256 KiB leaf (:mod:`importer.sinks.delta`), each block filtered with
+positions counted from its own start: with ``E8`` alone that cost under 1% against positions
+from the file's start (pandas 0.753 against 0.747), so a delta needs no offsets. Converting
+``E9`` (``jmp``) and ``0F 8x`` (``jcc``) made every delta larger (pandas 0.97 and 1.16 of the
+unfiltered deltas): those jump within a function, whose displacement a move does not change.
+The delta codec keeps whichever of the filtered and the plain delta is smaller; a block stored
+whole is packed filtered when it looks like code (:data:`importer.sinks.packs.LOCATOR_X86`).
 """
 
 from __future__ import annotations
 
+import importlib
 import re
-from typing import Final
+import sys
+from collections.abc import Callable
+from functools import cache
+from typing import Final, cast
 
-#: A call unit: ``E8`` and the four bytes of its operand (``re.DOTALL``: any byte), found without
-#: overlap from left to right, which is the scanning rule of the module docstring; group 1 is
-#: the operand when its top byte makes it plausible (0x00 or 0xFF), the only ones converted.
-#: ``re.sub`` with a same-length replacement: 82 MB/s on pandas' libraries (2-core Xeon), about
-#: what zstd level 3 makes of them with a dictionary, in pure Python.
-_UNIT: Final = re.compile(rb"\xe8(...[\x00\xff])|\xe8....", re.DOTALL)
+KERNEL_MODULE: Final = "importer.sinks._x86"
+WARNING: Final = (
+    "dpip-importer: warning: the compiled x86 filter ({module}) is not built ({error}); "
+    "stores fall back to a slow reference. "
+    "Rebuild it with `pip install -e .` or `python setup.py build_ext --inplace`.\n"
+)
+#: The units of the module docstring, in its order; group 1, 2 or 3 is the unit's displacement
+#: when its top byte makes it plausible. ``re.DOTALL``: ``.`` is any byte. A unit whose operand
+#: is not plausible is matched by the same alternative without the condition (no group then)
+#: and so consumed as well. With ``re.sub`` this is :func:`reference_convert`: 12 MB/s on
+#: pandas' libraries (2-core Xeon; REX prefixes and ``mov`` opcodes start a match attempt at
+#: one byte in ten), so reads and writes use the same loop compiled (``_x86.c``).
+_RIP_MODRM: Final = rb"[\x05\x0d\x15\x1d\x25\x2d\x35\x3d]"
+_UNIT: Final = re.compile(
+    rb"\xe8(...[\x00\xff])|\xe8...."
+    rb"|[\x40-\x4f]?[\x89\x8b\x8d]" + _RIP_MODRM + rb"(...[\x00\xff])|[\x40-\x4f]?[\x89\x8b\x8d]" + _RIP_MODRM + rb"...."
+    rb"|\xff[\x15\x25](...[\x00\xff])|\xff[\x15\x25]....",
+    re.DOTALL)
 #: What :func:`looks_like_code` counts: a unit whose operand is plausible.
 _PLAUSIBLE: Final = re.compile(rb"\xe8...[\x00\xff]", re.DOTALL)
 #: Plausible calls per KiB from which a block is tried with the filter. The leaves of x86-64
@@ -69,25 +95,39 @@ def looks_like_code(block: bytes) -> bool:
 
 
 def encode(block: bytes) -> bytes:
-    """``block`` with its plausible calls' displacements made positions (from the block's start)."""
-    return _convert(block, 1)
+    """``block`` with its units' plausible displacements made positions (from the block's start)."""
+    return _kernel()(block, 1)
 
 
 def decode(block: bytes) -> bytes:
     """The inverse of :func:`encode`."""
-    return _convert(block, -1)
+    return _kernel()(block, -1)
 
 
-def _convert(block: bytes, sign: int) -> bytes:
+@cache
+def _kernel() -> Callable[[bytes, int], bytes]:
+    """The compiled loop (``_x86.c``), or :func:`reference_convert` after one warning on stderr."""
+    try:
+        compiled = importlib.import_module(KERNEL_MODULE)
+    except ImportError as exc:
+        sys.stderr.write(WARNING.format(module=KERNEL_MODULE, error=exc))
+        return reference_convert
+    return cast(Callable[[bytes, int], bytes], compiled.convert)
+
+
+def reference_convert(block: bytes, sign: int) -> bytes:
+    """The transform (``sign`` 1) or its inverse (-1) as a regular expression: the definition the
+    compiled kernel must equal, at about 12 MB/s."""
     def unit(match: re.Match[bytes]) -> bytes:
-        operand = match.group(1)
-        if operand is None:
+        group = match.lastindex
+        if group is None:
             return match.group(0)
-        # The instruction's end (start + 5) is the position its displacement counts from; the
-        # output has the input's length, so a match's start is the same in both directions.
-        converted = (int.from_bytes(operand, "little") + sign * (match.start() + 5)) & _MASK
+        # The displacement counts from its own end (the instruction's end, for these encodings);
+        # the output has the input's length, so a match's place is the same in both directions.
+        start, end = match.span(group)
+        converted = (int.from_bytes(match.group(group), "little") + sign * end) & _MASK
         if converted & _SIGN:
             converted |= _HIGH
-        return b"\xe8" + converted.to_bytes(4, "little")
+        return match.group(0)[:start - match.start()] + converted.to_bytes(4, "little")
 
     return _UNIT.sub(unit, block)
