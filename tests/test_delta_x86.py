@@ -133,6 +133,10 @@ def test_text_is_never_filtered() -> None:
     payload = encode_payload(new, [b"\x01" * 36], [old], 2)
     assert not read_header(payload).x86
     assert payload[0] == 2
+    # Remade by `store optimize` after it was smaller filtered: filtered only, whatever it holds.
+    forced = encode_payload(new, [b"\x01" * 36], [old], 2, 19, filtered=True)
+    assert read_header(forced).x86
+    assert decode_payload(forced, len(new), lambda _: old) == new
 
 
 def test_a_delta_header_with_an_unknown_flag_is_refused() -> None:

@@ -111,23 +111,32 @@ class DeltaHeader:
 
 
 def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
-                   level: int = LEVEL) -> bytes:
+                   level: int = LEVEL, *, filtered: bool = False) -> bytes:
     """The delta payload of ``block`` against the blocks ``ref_blocks`` (CIDs ``refs``) at ``depth``;
     ``level``: zstd's (``store optimize --level 19`` remakes the deltas of cold packs: 24% smaller
     on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta). A block that looks
     like machine code (:func:`importer.sinks.x86.looks_like_code`) is also tried with the x86
-    filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`)."""
+    filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`); ``filtered``: only
+    with the filter (``store optimize`` remaking a delta that was smaller filtered: at level 19 the
+    second try made optimizing pandas' store take 1.6-1.8x as long)."""
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):
         raise ValueError("a delta needs its reference blocks")
+    if filtered:
+        return _filtered_payload(block, refs, ref_blocks, depth, level)
     payload = _header(depth, refs) + _compress(block, ref_blocks, level)
     if x86.looks_like_code(block):
-        filtered = _header(depth, refs, filtered=True) + _compress(
-            x86.encode(block), [_filtered_reference(ref) for ref in ref_blocks], level)
-        if len(filtered) < len(payload):
-            return filtered
+        made = _filtered_payload(block, refs, ref_blocks, depth, level)
+        if len(made) < len(payload):
+            return made
     return payload
+
+
+def _filtered_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
+                      level: int) -> bytes:
+    return _header(depth, refs, filtered=True) + _compress(
+        x86.encode(block), [_filtered_reference(ref) for ref in ref_blocks], level)
 
 
 @lru_cache(maxsize=2 * MAX_REFS)

@@ -249,7 +249,9 @@ class StorePacks(StoreWriter):
         header = read_header(payload)
         if level:
             refs = [self._reference(ref, header.depth) for ref in header.refs]
-            payload = encode_payload(block, header.refs, refs, header.depth, level)
+            # A delta that was smaller filtered when it was made stays filtered (one level-19
+            # compression instead of two); a plain one, maybe from before the filter, tries both.
+            payload = encode_payload(block, header.refs, refs, header.depth, level, filtered=header.x86)
         return block, (payload, header.refs, len(payload))
 
     def _packed_shares(self) -> dict[int, int]:
