@@ -46,7 +46,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Final
 
 import zstandard
@@ -136,15 +135,7 @@ def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[byt
 def _filtered_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
                       level: int) -> bytes:
     return _header(depth, refs, filtered=True) + _compress(
-        x86.encode(block), [_filtered_reference(ref) for ref in ref_blocks], level)
-
-
-@lru_cache(maxsize=2 * MAX_REFS)
-def _filtered_reference(ref: bytes) -> bytes:
-    """:func:`importer.sinks.x86.encode` of a reference block, remembered: the leaves of one file are
-    deltas against overlapping windows of the old file's leaves, so each reference serves about
-    three of them in a row (4 MiB held at most)."""
-    return x86.encode(ref)
+        x86.encode(block), [x86.encode(ref) for ref in ref_blocks], level)
 
 
 def _compress(block: bytes, ref_blocks: Sequence[bytes], level: int) -> bytes:
@@ -197,7 +188,7 @@ def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -
     frame_parameters(frame, size)
     ref_blocks = [fetch(cid) for cid in header.refs]
     if header.x86:
-        ref_blocks = [_filtered_reference(ref) for ref in ref_blocks]
+        ref_blocks = [x86.encode(ref) for ref in ref_blocks]
     block = decompress_frame(zstandard.ZstdDecompressor(dict_data=_dictionary(ref_blocks)), frame, size)
     return x86.decode(block) if header.x86 else block
 

@@ -54,6 +54,7 @@ from __future__ import annotations
 import importlib
 import re
 import sys
+import threading
 from collections.abc import Callable
 from functools import cache
 from typing import Final, cast
@@ -96,12 +97,35 @@ def looks_like_code(block: bytes) -> bool:
 
 def encode(block: bytes) -> bytes:
     """``block`` with its units' plausible displacements made positions (from the block's start)."""
-    return _kernel()(block, 1)
+    with _RECENT_LOCK:
+        known = _RECENT.get(block)
+    return known if known is not None else _remember(block, _kernel()(block, 1))
 
 
 def decode(block: bytes) -> bytes:
     """The inverse of :func:`encode`."""
-    return _kernel()(block, -1)
+    decoded = _kernel()(block, -1)
+    _remember(decoded, block)
+    return decoded
+
+
+#: Blocks filtered or unfiltered last, with their filtered form: a delta's references are read
+#: (unfiltered, to check them against their CIDs) and then filtered again as its dictionary, and
+#: the leaves of one file share references; remembering the pair spares the second conversion.
+#: A cold read of pandas' filtered blocks converted 12 blocks a read (``cProfile``, 100 reads:
+#: the kernel 0.70 of 1.54 s). At most 12 pairs of 256 KiB leaves, 6 MiB.
+RECENT_BLOCKS: Final = 12
+_RECENT: dict[bytes, bytes] = {}
+_RECENT_LOCK: Final = threading.Lock()
+
+
+def _remember(block: bytes, filtered: bytes) -> bytes:
+    with _RECENT_LOCK:
+        _RECENT.pop(block, None)
+        _RECENT[block] = filtered
+        while len(_RECENT) > RECENT_BLOCKS:
+            del _RECENT[next(iter(_RECENT))]
+    return filtered
 
 
 @cache
