@@ -117,7 +117,7 @@ def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[byt
     like machine code (:func:`importer.sinks.x86.looks_like_code`) is also tried with the x86
     filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`); ``filtered``: only
     with the filter (``store optimize`` remaking a delta that was smaller filtered: at level 19 the
-    second try made optimizing pandas' store take 1.6-1.8x as long)."""
+    second try made optimizing pandas' store take 1.5-1.6x as long)."""
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):

@@ -85,11 +85,13 @@ ROWID_SCHEMA_VERSION: Final = 7
 #: keeps reading every other store and refuses this one at open instead of calling its frames
 #: damaged; whether its ``blocks`` has a rowid is read from the table, as in 7 and 8.
 LARGE_FRAMES_SCHEMA: Final = 9
-#: 10: the tables of 7, 8 or 9, but deltas may be made over x86-filtered bytes
-#: (:data:`~importer.sinks.delta.X86_FILTERED`, a flag beside the depth in a delta's header),
-#: which code before 10 takes for a depth over 16 and so for a damaged block. Only a store that
-#: gets such a delta is raised to 10 (:func:`raise_schema`, before the delta's row is written),
-#: so older code refuses it at open; 10 reads every frame 9 does.
+#: 10: the tables of 7, 8 or 9, but blocks may be stored x86-filtered (:mod:`importer.sinks.x86`):
+#: deltas made over filtered bytes (:data:`~importer.sinks.delta.X86_FILTERED`, a flag beside the
+#: depth in a delta's header, which code before 10 takes for a depth over 16) and packed blocks
+#: whose locator has a sixth varint (:data:`~importer.sinks.packs.LOCATOR_X86`, "trailing bytes"
+#: to code before 10): damaged blocks, to older code. Only a store that gets such a row is raised
+#: to 10 (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at
+#: open; 10 reads every frame 9 does.
 X86_DELTAS_SCHEMA: Final = 10
 #: The newest schema this program reads; a store recording a newer one is refused at open.
 NEWEST_SCHEMA: Final = X86_DELTAS_SCHEMA
