@@ -18,6 +18,8 @@ from importer.sinks.packs import ENCODING_PACKED, LOCATOR_X86, Locator, parse_lo
 from importer.sinks.store import DB_NAME, BlockStore
 from importer.sinks.store.schema import ROWID_SCHEMA_VERSION, SCHEMA_VERSION, X86_DELTAS_SCHEMA
 
+from .test_store_cold_frames import schema_version
+
 #: Entries of the synthetic library's PLT: what most calls of a real extension module go to
 #: (the Python C API, libc), and what does not move when a function in the middle grows.
 PLT_ENTRIES = 64
@@ -143,11 +145,6 @@ def test_a_delta_header_with_an_unknown_flag_is_refused() -> None:
     payload = encode_payload(library(2, grown=5), [b"\x01" * 36], [library(2)], 1)
     with pytest.raises(UndecodablePayload, match="delta header has unknown flags 0x60"):
         read_header(bytes([payload[0] | 0x40]) + payload[1:])
-
-
-def schema_version(store: Path) -> int:
-    with sqlite3.connect(store / DB_NAME) as conn:
-        return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
 
 
 def text_pair() -> tuple[bytes, bytes]:

@@ -169,7 +169,7 @@ class StorePacks(StoreWriter):
         for chunk in chunks([cid for cid, *_ in rewrites], SQL_PARAMS):
             self._release_many(chunk)
         if not (self._codec.compress and self.packs):
-            self._record_x86_deltas(payload for _, _, encoding, payload, _ in rewrites if encoding in DELTA_ENCODINGS)
+            self._record_x86(payload for _, _, encoding, payload, _ in rewrites if encoding in DELTA_ENCODINGS)
             self._conn.executemany("UPDATE blocks SET encoding = ?, data = ? WHERE cid = ?",
                                    [(encoding, payload, cid) for cid, _, encoding, payload, _ in rewrites])
             return

@@ -170,10 +170,9 @@ class StoreWriter(StoreDictionaries):
         is skipped); ``(deltas written, bytes they saved)``. ``new``: the blocks count towards the
         next dictionary (not when they are only moved)."""
         added_small = written = saved = 0
-        if any(p.flags for _, placed in packs for p in placed):
-            raise_schema(self._conn, X86_DELTAS_SCHEMA)
-        self._record_x86_deltas(data[p.offset:p.offset + p.length] for data, placed in packs for p in placed
-                                if p.encoding == ENCODING_PACKED_DELTA)
+        self._record_x86((data[p.offset:p.offset + p.length] for data, placed in packs for p in placed
+                          if p.encoding == ENCODING_PACKED_DELTA),
+                         flagged=any(p.flags for _, placed in packs for p in placed))
         self._conn.executemany(_INSERT, empty)
         for data, placed in packs:
             pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
@@ -211,10 +210,12 @@ class StoreWriter(StoreDictionaries):
             self._count_small(added_small)
         return written, saved
 
-    def _record_x86_deltas(self, payloads: Iterable[bytes]) -> None:
+    def _record_x86(self, deltas: Iterable[bytes], *, flagged: bool = False) -> None:
         """Inside a write transaction: record schema 10 (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`)
-        if one of the delta ``payloads`` about to be written is x86-filtered, which older code cannot read."""
-        if any(read_header(payload).x86 for payload in payloads):
+        if a row about to be written holds x86-filtered bytes, which older code cannot read: a
+        locator ``flagged`` :data:`~importer.sinks.packs.LOCATOR_X86`, or one of the delta payloads
+        ``deltas`` made over filtered bytes."""
+        if flagged or any(read_header(payload).x86 for payload in deltas):
             raise_schema(self._conn, X86_DELTAS_SCHEMA)
 
     def _still_sound(self, refs: Sequence[bytes], depth: int) -> bool:
