@@ -9,6 +9,8 @@ CLI, one process at a time), then prints per project and summed: the file on dis
 (:mod:`bench.diskusage`), against the store before, the run's bound (``delta-zstd``, ``zstd -19
 --long=31 --patch-from`` release after release) and the archives; and the seconds it took. The
 copies are kept in ``--out`` (``OUT/SIZE/PROJECT``) for ``python -m bench.perf_disk --stores``.
+``--vacuum`` passes ``--vacuum`` to each optimize (the file rebuilt without free pages, its
+tables' pages filled in key order), the figure of a store optimized once and left at rest.
 
     python -m bench.cold_frames --stores DIR --run runs/unseen7-v5 --frame-sizes 1MiB 2MiB 4MiB 8MiB --out OUT
 """
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--level", type=int, default=19)
     p.add_argument("--out", required=True, type=Path, help="where the optimized copies go (OUT/SIZE/PROJECT)")
     p.add_argument("--packages", nargs="*", metavar="PROJECT", help="default: every store in --stores")
+    p.add_argument("--vacuum", action="store_true", help="optimize with --vacuum")
     args = p.parse_args(argv)
     projects = args.packages or sorted(d.name for d in args.stores.iterdir() if d.is_dir())
     for size in args.frame_sizes:
@@ -57,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"cold_frames: {copy} exists already")
             shutil.copytree(args.stores / project, copy)
             start = time.perf_counter()
-            run_cli(["store", "optimize", "--level", str(args.level), "--frame-size", size, "--store", str(copy)])
+            run_cli(["store", "optimize", "--level", str(args.level), "--frame-size", size, "--store", str(copy),
+                     *(["--vacuum"] if args.vacuum else [])])
             seconds = time.perf_counter() - start
             after[project, size] = disk_usage(copy).disk_bytes, seconds
             print(f"{project} {size}: {after[project, size][0]:,} B in {seconds:.0f} s", file=sys.stderr, flush=True)

@@ -16,7 +16,12 @@ from importer.sinks.atrest import UndecodablePayload
 from importer.sinks.delta import X86_FILTERED, decode_payload, encode_payload, read_header
 from importer.sinks.packs import ENCODING_PACKED, LOCATOR_X86, Locator, parse_locator
 from importer.sinks.store import DB_NAME, BlockStore
-from importer.sinks.store.schema import ROWID_SCHEMA_VERSION, SCHEMA_VERSION, X86_DELTAS_SCHEMA
+from importer.sinks.store.schema import (
+    DELTA_REF_KEYS_SCHEMA,
+    ROWID_SCHEMA_VERSION,
+    SCHEMA_VERSION,
+    X86_DELTAS_SCHEMA,
+)
 
 from .test_store_cold_frames import schema_version
 
@@ -153,21 +158,24 @@ def text_pair() -> tuple[bytes, bytes]:
 
 
 @pytest.mark.parametrize("packs", [True, False], ids=["packs", "rows"])
-def test_a_store_of_text_and_its_deltas_needs_no_newer_reader(
+def test_a_store_of_text_needs_no_newer_reader_until_its_first_delta_and_that_delta_is_not_filtered(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packs: bool) -> None:
     monkeypatch.setattr(BlockStore, "default_packs", packs)
     old, new = text_pair()
     with BlockStore(tmp_path / "s") as store:
         store.put(cid_of_block(1, RAW, old), old)
         store.put(cid_of_block(1, RAW, new), new)
-        store.flush()
-        assert store.delta_encode([(cid_of_block(1, RAW, new), [cid_of_block(1, RAW, old)])])[0] == 1
     # 8 (7 for rows: a rowid ``blocks``), which code before the filter reads.
     assert schema_version(tmp_path / "s") == (SCHEMA_VERSION if packs else ROWID_SCHEMA_VERSION)
+    with BlockStore(tmp_path / "s") as store:
+        assert store.delta_encode([(cid_of_block(1, RAW, new), [cid_of_block(1, RAW, old)])])[0] == 1
+        header = store._delta_header(cid_of_block(1, RAW, new))
+        assert header is not None and not header.x86
+    assert schema_version(tmp_path / "s") == DELTA_REF_KEYS_SCHEMA  # its references by key
 
 
 @pytest.mark.parametrize("packs", [True, False], ids=["packs", "rows"])
-def test_a_store_records_schema_10_with_its_first_x86_delta_and_reads_it_back(
+def test_a_store_records_a_newer_schema_with_its_first_x86_delta_and_reads_it_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, packs: bool) -> None:
     monkeypatch.setattr(BlockStore, "default_packs", packs)
     old, new = library(11), library(11, grown=900)
@@ -178,7 +186,7 @@ def test_a_store_records_schema_10_with_its_first_x86_delta_and_reads_it_back(
             store.put(cid, data)
         store.flush()
         assert store.delta_encode([(cids[text_new], [cids[text_old]]), (cids[new], [cids[old]])])[0] == 2
-    assert schema_version(tmp_path / "s") == X86_DELTAS_SCHEMA
+    assert schema_version(tmp_path / "s") == DELTA_REF_KEYS_SCHEMA  # 10 and more (packs: see below)
     with BlockStore(tmp_path / "s", create=False) as store:
         assert [header.x86 for header in (store._delta_header(cids[new]), store._delta_header(cids[text_new]))
                 if header is not None] == [True, False]
@@ -236,7 +244,7 @@ def test_a_store_with_an_x86_delta_imported_beside_its_previous_release_reads_ba
         store.flush()
         store.put(cid_of_block(1, RAW, new), new)
         assert store.delta_encode([(cid_of_block(1, RAW, new), [cid_of_block(1, RAW, old)])])[0] == 1
-    assert schema_version(tmp_path / "s") == X86_DELTAS_SCHEMA
+    assert schema_version(tmp_path / "s") == DELTA_REF_KEYS_SCHEMA
     with BlockStore(tmp_path / "s", create=False) as store:
         header = store._delta_header(cid_of_block(1, RAW, new))
         assert header is not None and header.x86

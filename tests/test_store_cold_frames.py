@@ -24,7 +24,7 @@ from importer.sinks.packs import (
     parse_locator,
 )
 from importer.sinks.store import DB_NAME, SCHEMA_VERSION, BlockStore
-from importer.sinks.store.schema import LARGE_FRAMES_SCHEMA, NEWEST_SCHEMA
+from importer.sinks.store.schema import DELTA_REF_KEYS_SCHEMA, LARGE_FRAMES_SCHEMA, NEWEST_SCHEMA
 
 from .bench_archives import make_wheel, source_text
 
@@ -69,7 +69,9 @@ def test_frames_of_8_mib_round_trip_survive_delete_and_gc_verify_and_raise_the_s
     assert main(["store", "optimize", "--level", "9", "--frame-size", "8MiB", "--store", str(tmp_path / "s")]) == 0
     largest = max(frame_sizes(tmp_path / "s"))
     assert LEGACY_MAX_FRAME < largest < 8 * MiB  # every block in one frame, larger than older code reads
-    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA
+    # 11, not 9: optimize also stored the second wheel's changed blocks as deltas, whose
+    # references are keyed (the raise to 9 alone: the next test).
+    assert schema_version(tmp_path / "s") == DELTA_REF_KEYS_SCHEMA
     with BlockStore(tmp_path / "s") as store:
         for path, record in zip(paths, records, strict=True):
             assert b"".join(iter_archive(store, record.root)[1]) == path.read_bytes()
@@ -79,6 +81,19 @@ def test_frames_of_8_mib_round_trip_survive_delete_and_gc_verify_and_raise_the_s
         assert all(problem is None for _, problem in store.verify())
         for path, record in zip(paths[1:], records[1:], strict=True):
             assert b"".join(iter_archive(store, record.root)[1]) == path.read_bytes()
+    assert schema_version(tmp_path / "s") == DELTA_REF_KEYS_SCHEMA
+
+
+def test_frames_over_4_mib_raise_a_store_without_deltas_to_schema_9(tmp_path: Path) -> None:
+    blocks = [source_text(i, 40_000) for i in range(120)]  # 4.8 MB: one frame, over 4 MiB
+    with BlockStore(tmp_path / "s") as store:
+        store.put_many((cid_of_block(1, RAW, b), b) for b in blocks)
+    assert schema_version(tmp_path / "s") == SCHEMA_VERSION
+    assert main(["store", "optimize", "--level", "9", "--frame-size", "8MiB", "--store", str(tmp_path / "s")]) == 0
+    assert frame_sizes(tmp_path / "s") == {120 * 40_000}
+    assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA
+    with BlockStore(tmp_path / "s") as store:
+        assert all(store.get(cid_of_block(1, RAW, b)) == b for b in blocks)
     assert schema_version(tmp_path / "s") == LARGE_FRAMES_SCHEMA  # the store may still hold such frames
 
 
@@ -127,7 +142,7 @@ def test_a_store_of_schema_9_opens_and_a_newer_one_is_refused(tmp_path: Path) ->
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(NEWEST_SCHEMA + 1),))
     with pytest.raises(StoreError) as e:
         BlockStore(tmp_path / "s")
-    assert e.value.reason == "schema version 11 is newer than this program's 10: upgrade dpip-importer"
+    assert e.value.reason == "schema version 12 is newer than this program's 11: upgrade dpip-importer"
 
 
 @pytest.mark.parametrize(("text", "size"), [("1MiB", MiB), ("512KiB", 512 * 1024), ("8mib", 8 * MiB),

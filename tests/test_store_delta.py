@@ -13,7 +13,8 @@ from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
-from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore, EncodingStats
+from importer.sinks.store import DB_NAME, BlockStore, EncodingStats
+from importer.sinks.store.schema import DELTA_REF_KEYS_SCHEMA, ref_key
 
 from .old_stores import make_old_store
 
@@ -87,10 +88,18 @@ def row(path: Path, data: bytes) -> tuple[int, bytes]:
     return int(found[0]), bytes(found[1])
 
 
-def delta_refs(path: Path) -> set[tuple[bytes, bytes]]:
-    """The ``(reference, dependent)`` rows of ``delta_refs``."""
+def delta_refs(path: Path) -> set[tuple[int, bytes]]:
+    """The ``(reference's key, dependent)`` rows of ``delta_refs`` (:func:`keyed`); none without the table."""
     with db(path) as conn:
-        return {(bytes(r), bytes(c)) for r, c in conn.execute("SELECT ref, cid FROM delta_refs")}
+        if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'delta_refs'").fetchone() is None:
+            return set()
+        return {(r if isinstance(r, int) else ref_key(bytes(r)), bytes(c))
+                for r, c in conn.execute("SELECT ref, cid FROM delta_refs")}
+
+
+def keyed(pairs: set[tuple[bytes, bytes]]) -> set[tuple[int, bytes]]:
+    """``(reference, dependent)`` CIDs as :func:`delta_refs` gives them."""
+    return {(ref_key(ref), dependent) for ref, dependent in pairs}
 
 
 def depth(path: Path, data: bytes) -> int:
@@ -133,7 +142,7 @@ def test_delta_round_trips_and_is_counted_in_stats(tmp_path: Path) -> None:
     assert after.stored_bytes == before.stored_bytes - saved
     assert EncodingStats("zstd+delta", 1, len(new), len(payload)) in after.encodings
     assert (after.blocks, after.logical_bytes) == (before.blocks, before.logical_bytes)
-    assert delta_refs(tmp_path / "s") == {(cid(old), cid(new))}
+    assert delta_refs(tmp_path / "s") == keyed({(cid(old), cid(new))})
     store.close()
     with BlockStore(tmp_path / "s", create=False) as reopened:  # no reference cached from the encode
         assert reopened.get(cid(new)) == new
@@ -149,7 +158,7 @@ def test_delta_with_several_references_round_trips(tmp_path: Path) -> None:
     assert read_header(row(tmp_path / "s", new)[1]).refs == (cid(first), cid(second))
     with BlockStore(tmp_path / "s", create=False) as store:
         assert store.get(cid(new)) == new
-    assert delta_refs(tmp_path / "s") == {(cid(first), cid(new)), (cid(second), cid(new))}
+    assert delta_refs(tmp_path / "s") == keyed({(cid(first), cid(new)), (cid(second), cid(new))})
 
 
 def test_recompress_leaves_a_delta_row_as_it_is(tmp_path: Path) -> None:
@@ -201,7 +210,7 @@ def test_block_already_a_delta_is_not_encoded_again(tmp_path: Path) -> None:
         assert store.delta_encode([(cid(b), [cid(a)])]) == (0, 0)
         assert store.delta_encode([(cid(b), [cid(other)])]) == (0, 0)
     assert row(tmp_path / "s", b) == stored
-    assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
+    assert delta_refs(tmp_path / "s") == keyed({(cid(a), cid(b))})
 
 
 def test_block_that_a_delta_references_is_not_encoded(tmp_path: Path) -> None:
@@ -409,7 +418,7 @@ def test_deleting_the_root_of_a_chain_keeps_the_rest_of_the_chain_readable(tmp_p
         assert store.delete(cid(a)) is True
     assert row(tmp_path / "s", b)[0] == ENCODING_ZSTD
     assert depth(tmp_path / "s", c) == 2
-    assert delta_refs(tmp_path / "s") == {(cid(b), cid(c))}
+    assert delta_refs(tmp_path / "s") == keyed({(cid(b), cid(c))})
     with BlockStore(tmp_path / "s", create=False) as store:
         assert store.get(cid(c)) == c
     assert sound(tmp_path / "s")
@@ -427,6 +436,30 @@ def test_deleting_a_delta_frees_its_reference_for_encoding(tmp_path: Path) -> No
     assert sound(tmp_path / "s")
 
 
+
+def test_references_that_share_a_key_cost_work_but_never_a_block(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every CID given the same key: the worst case of keys shared by chance.
+    monkeypatch.setattr("importer.sinks.store.base.ref_key", lambda cid: 7)
+    a, b = chain_of(2)
+    c = module_text(2)
+    d = edited(c, 1)
+    with committed(tmp_path / "s", a, b, c, d) as store:
+        assert store.delta_encode([(cid(b), [cid(a)])])[0] == 1
+        # d's reference looks referenced now (every key is), so d is not made a delta: no harm.
+        assert store.delta_encode([(cid(d), [cid(c)])])[0] == 0
+        # c is no reference of b's: b's row shares the key but b is left as it is.
+        assert store.delete(cid(c)) is True
+        assert row(tmp_path / "s", b)[0] == ENCODING_DELTA
+        assert delta_refs(tmp_path / "s") == {(7, cid(b))}
+        # a is: b is rewritten without it.
+        assert store.delete(cid(a)) is True
+        assert row(tmp_path / "s", b)[0] == ENCODING_ZSTD
+        assert delta_refs(tmp_path / "s") == set()
+        assert (store.get(cid(b)), store.get(cid(d))) == (b, d)
+    assert sound(tmp_path / "s")
+
+
 # -- upgrade --------------------------------------------------------------------------------------------
 
 def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_path: Path) -> None:
@@ -440,11 +473,32 @@ def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_p
     with BlockStore(tmp_path / "s", create=False) as store:
         assert (store.get(cid(a)), store.get(cid(b))) == (a, b)
         assert store.delta_encode([(cid(b), [cid(a)])]) == (1, len(b) - len(row(tmp_path / "s", b)[1]))
-    with db(tmp_path / "s") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(ROWID_SCHEMA_VERSION),)
-    assert delta_refs(tmp_path / "s") == {(cid(a), cid(b))}
+    with db(tmp_path / "s") as conn:  # its first delta made ``delta_refs``, keyed, and raised it to 11
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(DELTA_REF_KEYS_SCHEMA),)
+        assert "ref INTEGER" in conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'delta_refs'").fetchone()[0]
+    assert delta_refs(tmp_path / "s") == keyed({(cid(a), cid(b))})
     assert sound(tmp_path / "s")
 
+
+
+def test_a_store_with_the_cid_table_of_schema_7_keeps_it_its_version_and_exact_deletes(tmp_path: Path) -> None:
+    a, b, c = chain_of(3)
+    make_old_store(tmp_path / "s", 7)
+    with BlockStore(tmp_path / "s", create=False) as store:
+        for data in (a, b, c):
+            store.put(cid(data), data)
+        store.flush()
+        assert store.delta_encode([(cid(b), [cid(a)])])[0] == 1
+        assert store.delta_encode([(cid(c), [cid(b)])])[0] == 1
+    with db(tmp_path / "s") as conn:  # references by CID, as schema 7 code reads them
+        assert {(bytes(r), bytes(d)) for r, d in conn.execute("SELECT ref, cid FROM delta_refs")} == {
+            (cid(a), cid(b)), (cid(b), cid(c))}
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+    with BlockStore(tmp_path / "s", create=False) as store:
+        assert store.delete(cid(a)) is True
+    with db(tmp_path / "s") as conn:
+        assert {(bytes(r), bytes(d)) for r, d in conn.execute("SELECT ref, cid FROM delta_refs")} == {(cid(b), cid(c))}
+    assert sound(tmp_path / "s")
 
 # -- two processes at once ---------------------------------------------------------------------
 
@@ -504,7 +558,7 @@ def test_two_processes_making_overlapping_deltas_leave_every_block_readable(tmp_
             continue
         header = read_header(payload)
         # The reverse index names exactly the row's references, and each is shallower.
-        assert {ref for ref, dependent in refs if dependent == block} == set(header.refs)
+        assert {ref for ref, dependent in refs if dependent == block} == {ref_key(ref) for ref in header.refs}
         for ref in header.refs:
             ref_encoding, ref_payload = rows[ref]
             ref_depth = read_header(ref_payload).depth if ref_encoding == ENCODING_DELTA else 0

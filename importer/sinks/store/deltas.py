@@ -112,10 +112,10 @@ class StoreDeltas(StorePacks):
             for cid, payload, refs, old_data, old_length, block in updates:
                 # Re-checked under the write lock: another process may have deleted a
                 # reference, made the block a delta or referenced it since it was read.
-                referenced = self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone()
+                referenced = self._referenced(cid)
                 present = self._conn.execute(
                     f"SELECT count(*) FROM blocks WHERE cid IN ({', '.join('?' * len(refs))})", tuple(refs)).fetchone()
-                if referenced is not None or int(present[0]) != len(set(refs)):
+                if referenced or int(present[0]) != len(set(refs)):
                     continue
                 # Depths as committed now, or as made earlier in this batch.
                 try:
@@ -131,7 +131,7 @@ class StoreDeltas(StorePacks):
                 if self._conn.execute("SELECT 1 FROM blocks WHERE cid = ? AND data = ?",
                                       (cid, old_data)).fetchone() is None:
                     continue
-                self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(ref, cid) for ref in refs])
+                self._add_delta_refs(cid, refs)
                 rewrites.append((cid, block, ENCODING_DELTA, payload, refs))
                 depths[cid] = depth
                 rewritten += 1
@@ -149,7 +149,7 @@ class StoreDeltas(StorePacks):
             row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
             if row is None or int(row[0]) in DELTA_ENCODINGS:
                 return None
-            if self._conn.execute("SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (cid,)).fetchone() is not None:
+            if self._referenced(cid):
                 return None  # a delta's depth must stay above its references': never deepen one
             depth = self._depth_of(refs)
             if depth + 1 > MAX_DEPTH:

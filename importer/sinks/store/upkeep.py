@@ -68,27 +68,26 @@ class StoreUpkeep(StoreDeltas):
     def _delete_batch(self, batch: Sequence[bytes], doomed: set[bytes]) -> DeleteReport:
         blocks = logical = payload = rewritten = 0
         with self._transaction("delete blocks"):
-            dependents: set[bytes] = set()
-            for chunk in chunks(batch, SQL_PARAMS):
-                marks = ", ".join("?" * len(chunk))
-                dependents.update(bytes(c) for (c,) in self._conn.execute(
-                    f"SELECT DISTINCT cid FROM delta_refs WHERE ref IN ({marks})", chunk))
+            dependents = self._referrers(batch)
             rewrites = []
             for dependent in sorted(dependents - doomed):
                 try:
+                    header = self._delta_header(dependent)
+                    if header is None or doomed.isdisjoint(header.refs):
+                        continue  # a reference's key shared by chance (schema 11): nothing to do
                     block, encoding, data, refs = self._without_references(dependent, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
-                self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (dependent,))
-                self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)", [(r, dependent) for r in refs])
+                self._drop_delta_refs([dependent])
+                if refs:
+                    self._add_delta_refs(dependent, refs)
                 rewrites.append((dependent, block, encoding, data, refs))
                 rewritten += 1
             if rewrites:
                 self._rewrite_rows(rewrites)
             for chunk in chunks(batch, SQL_PARAMS):
                 marks = ", ".join("?" * len(chunk))
-                self._conn.execute(f"DELETE FROM delta_refs WHERE cid IN ({marks}) OR ref IN ({marks})",
-                                   (*chunk, *chunk))
+                self._drop_delta_refs(chunk, as_refs=True)
                 rows = self._conn.execute(f"SELECT {self._STORED_COLUMNS} FROM blocks WHERE cid IN ({marks})",
                                           chunk).fetchall()
                 self._release_many(chunk)

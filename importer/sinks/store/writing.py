@@ -188,15 +188,14 @@ class StoreWriter(StoreDictionaries):
                     # A reference deleted or deepened by another process since the delta was
                     # made: the block is written on its own instead.
                     cursor = self._conn.execute(_INSERT, (p.cid, *self._encode(blocks[p.cid]), p.size))
-                    self._conn.execute("DELETE FROM delta_refs WHERE cid = ?", (p.cid,))
+                    self._drop_delta_refs([p.cid])
                     added_small += cursor.rowcount if p.size < SMALL_BLOCK else 0
                     continue
                 if self._conn.execute(_INSERT, (p.cid, p.encoding, p.locator(pack), p.size)).rowcount != 1:
                     continue  # stored already (by an earlier batch or another process)
                 live += p.size
                 if p.encoding == ENCODING_PACKED_DELTA:
-                    self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)",
-                                           [(ref, p.cid) for ref in p.refs])
+                    self._add_delta_refs(p.cid, p.refs)
                     written += 1
                     saved += deltas[p.cid][2] - p.length
                 elif p.size < SMALL_BLOCK:
