@@ -88,18 +88,18 @@ def row(path: Path, data: bytes) -> tuple[int, bytes]:
     return int(found[0]), bytes(found[1])
 
 
-def delta_refs(path: Path) -> set[tuple[int, bytes]]:
-    """The ``(reference's key, dependent)`` rows of ``delta_refs`` (:func:`keyed`); none without the table."""
+def delta_refs(path: Path) -> set[tuple[int, int]]:
+    """The ``(reference, dependent)`` rows of ``delta_refs`` as keys (:func:`keyed`); none without the table."""
     with db(path) as conn:
         if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'delta_refs'").fetchone() is None:
             return set()
-        return {(r if isinstance(r, int) else ref_key(bytes(r)), bytes(c))
+        return {(r if isinstance(r, int) else ref_key(bytes(r)), c if isinstance(c, int) else ref_key(bytes(c)))
                 for r, c in conn.execute("SELECT ref, cid FROM delta_refs")}
 
 
-def keyed(pairs: set[tuple[bytes, bytes]]) -> set[tuple[int, bytes]]:
+def keyed(pairs: set[tuple[bytes, bytes]]) -> set[tuple[int, int]]:
     """``(reference, dependent)`` CIDs as :func:`delta_refs` gives them."""
-    return {(ref_key(ref), dependent) for ref, dependent in pairs}
+    return {(ref_key(ref), ref_key(dependent)) for ref, dependent in pairs}
 
 
 def depth(path: Path, data: bytes) -> int:
@@ -440,7 +440,7 @@ def test_deleting_a_delta_frees_its_reference_for_encoding(tmp_path: Path) -> No
 def test_references_that_share_a_key_cost_work_but_never_a_block(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Every CID given the same key: the worst case of keys shared by chance.
-    monkeypatch.setattr("importer.sinks.store.base.ref_key", lambda cid: 7)
+    monkeypatch.setattr("importer.sinks.store.refs.ref_key", lambda cid: 7)
     a, b = chain_of(2)
     c = module_text(2)
     d = edited(c, 1)
@@ -451,7 +451,7 @@ def test_references_that_share_a_key_cost_work_but_never_a_block(
         # c is no reference of b's: b's row shares the key but b is left as it is.
         assert store.delete(cid(c)) is True
         assert row(tmp_path / "s", b)[0] == ENCODING_DELTA
-        assert delta_refs(tmp_path / "s") == {(7, cid(b))}
+        assert delta_refs(tmp_path / "s") == {(7, 7)}
         # a is: b is rewritten without it.
         assert store.delete(cid(a)) is True
         assert row(tmp_path / "s", b)[0] == ENCODING_ZSTD
@@ -459,6 +459,30 @@ def test_references_that_share_a_key_cost_work_but_never_a_block(
         assert (store.get(cid(b)), store.get(cid(d))) == (b, d)
     assert sound(tmp_path / "s")
 
+
+
+def test_a_delta_whose_key_another_delta_shares_keeps_its_rows_when_that_one_is_rewritten(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b = chain_of(2)
+    c = module_text(2)
+    d = edited(c, 1)
+    real_key = ref_key
+    # b and d, two deltas, share a key; every other block has its own.
+    monkeypatch.setattr("importer.sinks.store.refs.ref_key",
+                        lambda block: 7 if block in (cid(b), cid(d)) else real_key(block))
+    with committed(tmp_path / "s", a, b, c, d) as store:
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(d), [cid(c)])])[0] == 2
+        assert delta_refs(tmp_path / "s") == {(real_key(cid(a)), 7), (real_key(cid(c)), 7)}
+        # Deleting a rewrites b, whose rows go by its key, d's with them: d's are written again.
+        assert store.delete(cid(a)) is True
+        assert (row(tmp_path / "s", b)[0], row(tmp_path / "s", d)[0]) == (ENCODING_ZSTD, ENCODING_DELTA)
+        assert delta_refs(tmp_path / "s") == {(real_key(cid(c)), 7)}
+        # So deleting c still finds d and rewrites it.
+        assert store.delete(cid(c)) is True
+        assert row(tmp_path / "s", d)[0] == ENCODING_ZSTD
+        assert delta_refs(tmp_path / "s") == set()
+        assert (store.get(cid(b)), store.get(cid(d))) == (b, d)
+    assert sound(tmp_path / "s")
 
 # -- upgrade --------------------------------------------------------------------------------------------
 
@@ -558,7 +582,7 @@ def test_two_processes_making_overlapping_deltas_leave_every_block_readable(tmp_
             continue
         header = read_header(payload)
         # The reverse index names exactly the row's references, and each is shallower.
-        assert {ref for ref, dependent in refs if dependent == block} == {ref_key(ref) for ref in header.refs}
+        assert {ref for ref, dependent in refs if dependent == ref_key(block)} == {ref_key(ref) for ref in header.refs}
         for ref in header.refs:
             ref_encoding, ref_payload = rows[ref]
             ref_depth = read_header(ref_payload).depth if ref_encoding == ENCODING_DELTA else 0

@@ -35,15 +35,11 @@ from .records import PageStats
 from .schema import (
     BUSY_TIMEOUT_MS,
     DEFAULT_COMPRESSION,
-    DELTA_REF_KEYS_SCHEMA,
     MiB,
     blocks_have_rowid,
     connect,
     create_table,
-    delta_refs_keyed,
     has_table,
-    raise_schema,
-    ref_key,
 )
 
 #: Environment variable naming the store when ``--store`` is not given.
@@ -138,7 +134,7 @@ class StoreBase:
         #: Lazy tables (:data:`~importer.sinks.store.schema.LAZY_TABLES`) seen to exist: a table is
         #: never dropped, so only their absence is asked again.
         self._tables: set[str] = set()
-        #: Whether ``delta_refs`` names references by key (schema 11) or CID, once it exists.
+        #: Whether ``delta_refs`` names blocks by key (schema 11) or CID, once it exists (:mod:`.refs`).
         self._keyed_refs: bool | None = None
         try:
             #: Whether ``blocks`` is a rowid table (a store made before schema 8), read in rowid order.
@@ -169,62 +165,6 @@ class StoreBase:
         """Inside a write transaction: make the lazy table ``name`` if no process has yet."""
         if name not in self._tables:
             create_table(self._conn, name)
-
-    # -- who references whom: ``delta_refs`` ---------------------------------------------------
-
-    def _refs_keyed(self) -> bool | None:
-        """Whether ``delta_refs`` names references by key (schema 11) or CID; None: no table yet."""
-        if self._keyed_refs is None and self._has_table("delta_refs"):
-            self._keyed_refs = delta_refs_keyed(self._conn)
-        return self._keyed_refs
-
-    def _ref_value(self, ref: bytes) -> bytes | int | None:
-        """How ``delta_refs`` names the reference ``ref`` (None: the store has no such table yet)."""
-        keyed = self._refs_keyed()
-        return None if keyed is None else ref_key(ref) if keyed else ref
-
-    def _referenced(self, cid: bytes) -> bool:
-        """Whether a delta may reference ``cid`` (a key shared by chance answers yes: never a miss)."""
-        value = self._ref_value(cid)
-        return value is not None and self._conn.execute(
-            "SELECT 1 FROM delta_refs WHERE ref = ? LIMIT 1", (value,)).fetchone() is not None
-
-    def _referrers(self, refs: Sequence[bytes]) -> set[bytes]:
-        """The deltas that may reference one of ``refs``: every one that does, and by a shared key
-        (schema 11) rarely one that does not, which the caller tells by the delta's header."""
-        values = [value for value in map(self._ref_value, refs) if value is not None]
-        found: set[bytes] = set()
-        for start in range(0, len(values), SQL_PARAMS):
-            chunk = values[start:start + SQL_PARAMS]
-            found.update(bytes(c) for (c,) in self._conn.execute(
-                f"SELECT DISTINCT cid FROM delta_refs WHERE ref IN ({', '.join('?' * len(chunk))})", chunk))
-        return found
-
-    def _add_delta_refs(self, cid: bytes, refs: Sequence[bytes]) -> None:
-        """Inside a write transaction: record that the delta ``cid`` references ``refs``; a store
-        without the table makes it keyed, raised to schema 11 first."""
-        if self._refs_keyed() is None:
-            raise_schema(self._conn, DELTA_REF_KEYS_SCHEMA)
-            self._create_table("delta_refs")
-        self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)",
-                               [(self._ref_value(ref), cid) for ref in refs])
-
-    def _drop_delta_refs(self, cids: Sequence[bytes], *, as_refs: bool = False) -> None:
-        """Inside a write transaction: forget what the deltas ``cids`` reference (they are being
-        deleted or rewritten). ``as_refs``: also the rows naming them as references, in a store
-        where a reference is its CID; with keys such a row may be another block's that shares the
-        key, and stays (a reference's dependents are rewritten, and so dropped, before it goes)."""
-        keyed = self._refs_keyed()
-        if keyed is None:
-            return
-        for start in range(0, len(cids), SQL_PARAMS):
-            chunk = cids[start:start + SQL_PARAMS]
-            marks = ", ".join("?" * len(chunk))
-            if as_refs and not keyed:
-                self._conn.execute(f"DELETE FROM delta_refs WHERE cid IN ({marks}) OR ref IN ({marks})",
-                                   (*chunk, *chunk))
-            else:
-                self._conn.execute(f"DELETE FROM delta_refs WHERE cid IN ({marks})", chunk)
 
     def _load_dictionary(self, dict_id: int) -> bytes | None:
         if dict_id == SHIPPED_ID:

@@ -8,7 +8,10 @@ readable: a delta's depth is one more than its deepest reference's and at most
 its referrer, so references can never form a cycle; a block that a delta references is never
 itself made a delta (that could deepen it past its referrer); and the ``delta_refs`` table lists
 who references whom, so a delete first rewrites a deleted block's dependents without it
-(:meth:`StoreDeltas._without_references`).
+(:meth:`StoreDeltas._without_references`). Since schema 11 a reference is listed by a key of its
+CID (:func:`~importer.sinks.store.schema.ref_key`): a key shared by chance makes a block look
+referenced (it is not made a delta) or a delta look dependent (its header says it is not, and it
+is left alone), never the other way.
 """
 
 from __future__ import annotations

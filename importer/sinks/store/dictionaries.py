@@ -31,7 +31,7 @@ from typing import Final
 from ...errors import BlockCorrupt, StoreError
 from ..atrest import SHIPPED_ID, SMALL_BLOCK, Dictionary, shipped_dictionary, train_dictionary, with_dict_id
 from .base import COMPRESSIONS
-from .reading import StoreReader
+from .refs import StoreRefs
 from .schema import MiB
 
 #: Each later dictionary waits for this many times the previous wait.
@@ -44,7 +44,7 @@ SAMPLE_BYTES: Final = 8 * MiB
 SMALL_COUNTER: Final = "small_blocks_since_dictionary"
 
 
-class StoreDictionaries(StoreReader):
+class StoreDictionaries(StoreRefs):
     """Compression settings and dictionaries of :class:`~importer.sinks.store.BlockStore` (module docstring)."""
 
     def set_compression(self, compression: str) -> None:

@@ -37,8 +37,9 @@ Settings and why:
   (:meth:`~importer.sinks.store.reading.StoreReader.cids_in_written_order`). Older stores keep
   their rowid table, read in rowid order. The tables of small rows keyed by their primary key
   and never read in rowid order (``meta``, ``delta_refs``, ``pins``) are ``WITHOUT ROWID`` too:
-  ``delta_refs`` (two CIDs a row, a row per reference of every delta) took about half of the
-  "index and rows" of unseen7's stores (``python -m bench.diskusage``).
+  ``delta_refs`` (then two CIDs a row, a row per reference of every delta) took about half of
+  the "index and rows" of unseen7's stores (``python -m bench.diskusage``); since schema 11 it
+  names both blocks by a 6-byte key (:func:`ref_key`).
 * Pages of :data:`PAGE_SIZE` (2 KiB) in a new store, and the tables most stores never write
   made on first use (:data:`LAZY_TABLES`): what a store of one small project's chain takes
   beside its payload is mostly pages that are each a table's or a pack's, partly empty.
@@ -94,9 +95,9 @@ LARGE_FRAMES_SCHEMA: Final = 9
 #: to 10 (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at
 #: open; 10 reads every frame 9 does.
 X86_DELTAS_SCHEMA: Final = 10
-#: 11: ``delta_refs`` names each reference by :func:`ref_key` of its CID, not the CID. Code before
-#: 11 would look a reference up by its CID, find no row, and delete a block that deltas still
-#: need: the store is raised to 11 in the transaction that makes such a table (a lazy one now,
+#: 11: ``delta_refs`` names both blocks of a row by :func:`ref_key` of their CIDs, not the CIDs.
+#: Code before 11 would look a reference up by its CID, find no row, and delete a block that
+#: deltas still need: the store is raised to 11 in the transaction that makes such a table (a lazy one now,
 #: :data:`LAZY_TABLES`), and older code refuses it at open. A store that has the table of 4-10
 #: keeps it and its version: the layout is read from the table (:func:`delta_refs_keyed`).
 DELTA_REF_KEYS_SCHEMA: Final = 11
@@ -211,26 +212,23 @@ LAZY_TABLES: Final = {
                " pushed_at REAL NOT NULL,"
                " PRIMARY KEY (peer, root))"),
     # One row per (reference, delta row): which rows must be rewritten before the reference is
-    # deleted (:mod:`importer.sinks.store.deltas`). The reference is its :func:`ref_key`, the
-    # delta its CID. Stores of schema 4-10 have this table with the reference's CID instead
-    # (``ref BLOB``), made at creation, and keep it.
+    # deleted (:mod:`importer.sinks.store.refs`), both named by :func:`ref_key`. Stores of schema
+    # 4-10 have this table with both CIDs instead (``ref BLOB``), made at creation, and keep it.
     "delta_refs": ("CREATE TABLE IF NOT EXISTS delta_refs ("
                    " ref INTEGER NOT NULL,"
-                   " cid BLOB NOT NULL,"
+                   " cid INTEGER NOT NULL,"
                    " PRIMARY KEY (ref, cid)) WITHOUT ROWID"),
 }
 
 #: Bytes of a CID's BLAKE2b digest that make its :func:`ref_key`: 6, read as a signed integer,
 #: which SQLite stores in 6 bytes (its serial types hold -2**47 .. 2**47-1 so). A row of
-#: ``delta_refs`` named both blocks by CID: 36 + 36 bytes of 91 in the pages of unseen7's stores
-#: (6,581 rows, 600,064 B of pages after ``store optimize --level 19 --frame-size 8MiB``); keyed,
-#: the same rows rebuilt in copies of those stores and vacuumed took 180,224 B less of the files
-#: (65,488,896 against 65,669,120 B, ``/work/tmp`` prototype, 2026-12-08). The reference side is
-#: the one looked up by value; the delta's side stays a CID, which the store reads rows by.
-#: Two CIDs share a key with odds of about n / 2**48 per lookup for n references (1e-8 for a
-#: million): such a match is only ever taken as a *possible* reference (a block not made a
-#: delta, a delta's header read before it is rewritten), never as a missing one, so it costs a
-#: little work and never a block.
+#: ``delta_refs`` named both blocks by CID, 72 of the 91 bytes it took in the pages of unseen7's
+#: stores (6,581 rows, 600,064 B after ``store optimize --level 19 --frame-size 8MiB``). Keys
+#: are found again by value on both sides, since a key is a function of the CID; what a key
+#: cannot give back, the delta a dependent's key names, a delete finds by scanning the delta
+#: rows (:mod:`importer.sinks.store.refs`). Two CIDs share a key with odds of about
+#: n / 2**48 per lookup for n blocks (1e-8 for three million): such a match is only ever taken
+#: as a *possible* pair, never as a missing one, so it costs a little work and never a block.
 REF_KEY_BYTES: Final = 6
 
 

@@ -78,16 +78,17 @@ class StoreUpkeep(StoreDeltas):
                     block, encoding, data, refs = self._without_references(dependent, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
-                self._drop_delta_refs([dependent])
-                if refs:
-                    self._add_delta_refs(dependent, refs)
                 rewrites.append((dependent, block, encoding, data, refs))
                 rewritten += 1
+            # The rows of the rewritten and of the doomed at once (schema 11: one scan for both).
+            self._drop_delta_refs([r[0] for r in rewrites], doomed=batch)
+            for dependent, _, _, _, refs in rewrites:
+                if refs:
+                    self._add_delta_refs(dependent, refs)
             if rewrites:
                 self._rewrite_rows(rewrites)
             for chunk in chunks(batch, SQL_PARAMS):
                 marks = ", ".join("?" * len(chunk))
-                self._drop_delta_refs(chunk, as_refs=True)
                 rows = self._conn.execute(f"SELECT {self._STORED_COLUMNS} FROM blocks WHERE cid IN ({marks})",
                                           chunk).fetchall()
                 self._release_many(chunk)
