@@ -65,18 +65,33 @@ WARNING: Final = (
     "stores fall back to a slow reference. "
     "Rebuild it with `pip install -e .` or `python setup.py build_ext --inplace`.\n"
 )
-#: The units of the module docstring, in its order; group 1, 2 or 3 is the unit's displacement
-#: when its top byte makes it plausible. ``re.DOTALL``: ``.`` is any byte. A unit whose operand
-#: is not plausible is matched by the same alternative without the condition (no group then)
-#: and so consumed as well. With ``re.sub`` this is :func:`reference_convert`: 12 MB/s on
-#: pandas' libraries (2-core Xeon; REX prefixes and ``mov`` opcodes start a match attempt at
-#: one byte in ten), so reads and writes use the same loop compiled (``_x86.c``).
+#: The filter's forms: 1, the units of form 1 in the module docstring (the stores of schema 10
+#: hold it, so it never changes), and 2, those and the units of form 2 after them.
+FORMS: Final = (1, 2)
+#: The form new deltas and packed blocks are written in.
+FORM: Final = 2
 _RIP_MODRM: Final = rb"[\x05\x0d\x15\x1d\x25\x2d\x35\x3d]"
-_UNIT: Final = re.compile(
-    rb"\xe8(...[\x00\xff])|\xe8...."
-    rb"|[\x40-\x4f]?[\x89\x8b\x8d]" + _RIP_MODRM + rb"(...[\x00\xff])|[\x40-\x4f]?[\x89\x8b\x8d]" + _RIP_MODRM + rb"...."
-    rb"|\xff[\x15\x25](...[\x00\xff])|\xff[\x15\x25]....",
-    re.DOTALL)
+_REX: Final = rb"[\x40-\x4f]?"
+#: The bytes of each unit before its displacement, in the module docstring's order.
+_FORM_1_UNITS: Final = (rb"\xe8", _REX + rb"[\x89\x8b\x8d]" + _RIP_MODRM, rb"\xff[\x15\x25]")
+_FORM_2_UNITS: Final = _FORM_1_UNITS + (
+    rb"[\x66\xf2\xf3]?" + _REX + rb"\x0f[\x10\x11\x28\x29\x2e\x2f\x54\x57\x58\x59\x5c\x5e\x6f\x7f\xb6\xb7\xbe\xbf]"
+    + _RIP_MODRM,
+    _REX + rb"[\x03\x2b\x33\x39\x3b\x63\x85\x87]" + _RIP_MODRM)
+
+
+def _scanner(units: tuple[bytes, ...]) -> re.Pattern[bytes]:
+    """The units as one regular expression, alternatives in their order: group ``k`` is the ``k``-th
+    unit's displacement when its top byte makes it plausible; a unit whose operand is not
+    plausible is matched by the same alternative without the condition (no group then) and so
+    consumed as well. ``re.DOTALL``: ``.`` is any byte."""
+    return re.compile(b"|".join(rb"(?:%s)(...[\x00\xff])|(?:%s)...." % (unit, unit) for unit in units), re.DOTALL)
+
+
+#: The units of each form as :func:`_scanner`. With ``re.sub`` this is :func:`reference_convert`:
+#: 12 MB/s on pandas' libraries (2-core Xeon; REX prefixes and ``mov`` opcodes start a match
+#: attempt at one byte in ten), so reads and writes use the same loop compiled (``_x86.c``).
+_UNITS: Final = {1: _scanner(_FORM_1_UNITS), 2: _scanner(_FORM_2_UNITS)}
 #: What :func:`looks_like_code` counts: a unit whose operand is plausible.
 _PLAUSIBLE: Final = re.compile(rb"\xe8...[\x00\xff]", re.DOTALL)
 #: Plausible calls per KiB from which a block is tried with the filter. The leaves of x86-64
@@ -95,17 +110,18 @@ def looks_like_code(block: bytes) -> bool:
     return len(_PLAUSIBLE.findall(block)) * 1024 >= CALLS_PER_KIB * len(block) > 0
 
 
-def encode(block: bytes) -> bytes:
-    """``block`` with its units' plausible displacements made positions (from the block's start)."""
+def encode(block: bytes, form: int = FORM) -> bytes:
+    """``block`` with the plausible displacements of the units of ``form`` (:data:`FORMS`) made
+    positions (from the block's start)."""
     with _RECENT_LOCK:
-        known = _RECENT.get(block)
-    return known if known is not None else _remember(block, _kernel()(block, 1))
+        known = _RECENT.get((form, block))
+    return known if known is not None else _remember(form, block, _kernel()(block, 1, form))
 
 
-def decode(block: bytes) -> bytes:
-    """The inverse of :func:`encode`."""
-    decoded = _kernel()(block, -1)
-    _remember(decoded, block)
+def decode(block: bytes, form: int) -> bytes:
+    """The inverse of :func:`encode` in ``form``."""
+    decoded = _kernel()(block, -1, form)
+    _remember(form, decoded, block)
     return decoded
 
 
@@ -113,35 +129,40 @@ def decode(block: bytes) -> bytes:
 #: (unfiltered, to check them against their CIDs) and then filtered again as its dictionary, and
 #: the leaves of one file share references; remembering the pair spares the second conversion.
 #: A cold read of pandas' filtered blocks converted 12 blocks a read (``cProfile``, 100 reads:
-#: the kernel 0.70 of 1.54 s). At most 12 pairs of 256 KiB leaves, 6 MiB.
+#: the kernel 0.70 of 1.54 s). At most 12 pairs of 256 KiB leaves, 6 MiB; keyed by form too
+#: (a store may hold both forms, and a block's filtered bytes differ between them).
 RECENT_BLOCKS: Final = 12
-_RECENT: dict[bytes, bytes] = {}
+_RECENT: dict[tuple[int, bytes], bytes] = {}
 _RECENT_LOCK: Final = threading.Lock()
 
 
-def _remember(block: bytes, filtered: bytes) -> bytes:
+def _remember(form: int, block: bytes, filtered: bytes) -> bytes:
     with _RECENT_LOCK:
-        _RECENT.pop(block, None)
-        _RECENT[block] = filtered
+        _RECENT.pop((form, block), None)
+        _RECENT[form, block] = filtered
         while len(_RECENT) > RECENT_BLOCKS:
             del _RECENT[next(iter(_RECENT))]
     return filtered
 
 
 @cache
-def _kernel() -> Callable[[bytes, int], bytes]:
+def _kernel() -> Callable[[bytes, int, int], bytes]:
     """The compiled loop (``_x86.c``), or :func:`reference_convert` after one warning on stderr."""
     try:
         compiled = importlib.import_module(KERNEL_MODULE)
     except ImportError as exc:
         sys.stderr.write(WARNING.format(module=KERNEL_MODULE, error=exc))
         return reference_convert
-    return cast(Callable[[bytes, int], bytes], compiled.convert)
+    return cast(Callable[[bytes, int, int], bytes], compiled.convert)
 
 
-def reference_convert(block: bytes, sign: int) -> bytes:
-    """The transform (``sign`` 1) or its inverse (-1) as a regular expression: the definition the
-    compiled kernel must equal, at about 12 MB/s."""
+def reference_convert(block: bytes, sign: int, form: int) -> bytes:
+    """The transform (``sign`` 1) or its inverse (-1) in ``form`` as a regular expression: the
+    definition the compiled kernel must equal, at about 12 MB/s."""
+    units = _UNITS.get(form)
+    if units is None:
+        raise ValueError(f"unknown x86 filter form {form}")
+
     def unit(match: re.Match[bytes]) -> bytes:
         group = match.lastindex
         if group is None:
@@ -154,4 +175,4 @@ def reference_convert(block: bytes, sign: int) -> bytes:
             converted |= _HIGH
         return match.group(0)[:start - match.start()] + converted.to_bytes(4, "little")
 
-    return _UNIT.sub(unit, block)
+    return units.sub(unit, block)

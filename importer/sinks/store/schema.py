@@ -93,8 +93,19 @@ LARGE_FRAMES_SCHEMA: Final = 9
 #: to 10 (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at
 #: open; 10 reads every frame 9 does.
 X86_DELTAS_SCHEMA: Final = 10
+#: 12: the tables of 7 to 10, but blocks may be stored in the x86 filter's form 2 (more
+#: RIP-relative units, :data:`importer.sinks.x86.FORMS`): deltas flagged
+#: :data:`~importer.sinks.delta.X86_FILTERED_2` and locators flagged
+#: :data:`~importer.sinks.packs.LOCATOR_X86_2`, which code of schema 10 refuses as unknown flags
+#: and older code as damaged blocks. Only a store that gets such a row is raised to 12
+#: (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at open;
+#: 12 reads every row 10 does (form-1 rows stay as they are until ``store optimize`` remakes
+#: them). (11 is taken by another change made at the same time.)
+X86_FORM2_SCHEMA: Final = 12
+#: The schema a store is raised to before its first row in each x86 form.
+X86_FORM_SCHEMAS: Final = {1: X86_DELTAS_SCHEMA, 2: X86_FORM2_SCHEMA}
 #: The newest schema this program reads; a store recording a newer one is refused at open.
-NEWEST_SCHEMA: Final = X86_DELTAS_SCHEMA
+NEWEST_SCHEMA: Final = X86_FORM2_SCHEMA
 #: Page size of a new store (SQLite's default is 4 KiB; it can only be set before the first
 #: table, and a store in WAL mode keeps it for good, ``VACUUM`` included). Every table and index
 #: holds at least one page, and every pack's last page is partly empty, which in a store of one
@@ -323,7 +334,7 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError], *, with
 
 def raise_schema(conn: sqlite3.Connection, version: int) -> None:
     """Inside a write transaction: record ``version`` (:data:`LARGE_FRAMES_SCHEMA`,
-    :data:`X86_DELTAS_SCHEMA`) before the first row that code before it cannot read is written
+    :data:`X86_DELTAS_SCHEMA`, :data:`X86_FORM2_SCHEMA`) before the first row that code before it cannot read is written
     (a store already there, or newer, is left as it is)."""
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
                  (str(version), version))
