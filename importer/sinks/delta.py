@@ -120,7 +120,7 @@ class DeltaHeader:
 
 
 def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
-                   level: int = LEVEL, *, filtered: bool = False, form: int = x86.FORM) -> bytes:
+                   level: int = LEVEL, *, filtered: bool = False, form: int | None = None) -> bytes:
     """The delta payload of ``block`` against the blocks ``ref_blocks`` (CIDs ``refs``) at ``depth``;
     ``level``: zstd's (``store optimize --level 19`` remakes the deltas of cold packs: 24% smaller
     on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta). A block that looks
@@ -128,11 +128,12 @@ def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[byt
     filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`); ``filtered``: only
     with the filter (``store optimize`` remaking a delta that was smaller filtered: at level 19 the
     second try made optimizing pandas' store take 1.5-1.6x as long); ``form``: the filter's
-    (:data:`importer.sinks.x86.FORMS`; the newest unless a test or a measure asks for another)."""
+    (:data:`importer.sinks.x86.FORMS`; None, the one new writes use, :data:`importer.sinks.x86.FORM`)."""
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):
         raise ValueError("a delta needs its reference blocks")
+    form = x86.FORM if form is None else form
     if filtered:
         return _filtered_payload(block, refs, ref_blocks, depth, level, form)
     payload = _header(depth, refs) + _compress(block, ref_blocks, level)
