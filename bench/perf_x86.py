@@ -11,7 +11,8 @@ that changed, the new one at least :data:`MIN_LIBRARY` bytes. Prints, per pair a
   makes them at import (zstd level 3; the smaller of plain and filtered) in each form;
 * the new libraries compressed alone at level 19, filtered in each form;
 * the compiled kernel's speed over the new libraries in MB/s, ``encode`` and ``decode`` in each
-  form (best of :data:`SPEED_ROUNDS`, the forms alternating), and that every library round-trips.
+  form (CPU time, best of :data:`SPEED_ROUNDS`, the forms alternating), and that every library
+  round-trips.
 
     python -m bench.perf_x86 [OLD.whl NEW.whl ...]
 
@@ -57,7 +58,7 @@ WINDOW_LOG: Final = 27
 #: Leaves of the store's deltas (the default chunker's 256 KiB).
 LEAF: Final = 256 * 1024
 #: Rounds of the speed measure; the best is kept (2 shared cores: the others are noise).
-SPEED_ROUNDS: Final = 5
+SPEED_ROUNDS: Final = 15
 
 
 def changed_libraries(old: Path, new: Path) -> list[tuple[str, bytes, bytes]]:
@@ -99,15 +100,16 @@ def store_deltas(old: bytes, new: bytes, form: int) -> int:
 
 
 def speeds(data: bytes) -> dict[str, float]:
-    """MB/s of the compiled kernel over ``data``, encode and decode in each form, best of the rounds."""
+    """MB/s of the compiled kernel over ``data``, encode and decode in each form, best of the rounds;
+    in the thread's CPU time, so that a neighbour on the shared cores takes no share of it."""
     kernel = x86._kernel()
     best: dict[str, float] = {}
     for _ in range(SPEED_ROUNDS):
         for form in x86.FORMS:
             for name, sign in (("encode", 1), ("decode", -1)):
-                start = time.perf_counter()
+                start = time.thread_time()
                 kernel(data, sign, form)
-                elapsed = time.perf_counter() - start
+                elapsed = time.thread_time() - start
                 key = f"{name} form {form}"
                 best[key] = min(best.get(key, elapsed), elapsed)
     return {key: len(data) / seconds / 1e6 for key, seconds in best.items()}

@@ -52,6 +52,19 @@ static int alu_opcode(unsigned char b) {
     }
 }
 
+/* Whether a unit of each form (index form - 1) may start with a byte: most bytes of code start
+ * none, and one table look-up passes them (form 2 ran at 0.4x form 1's speed without it). */
+static unsigned char starts[2][256];
+
+static void fill_starts(void) {
+    for (int b = 0; b < 256; b++) {
+        unsigned char c = (unsigned char)b;
+        int form1 = c == 0xE8 || c == 0xFF || rex(c) || mov_opcode(c);
+        starts[0][b] = (unsigned char)form1;
+        starts[1][b] = (unsigned char)(form1 || sse_prefix(c) || c == 0x0F || alu_opcode(c));
+    }
+}
+
 /* The number of bytes before the displacement of the unit of `form` that starts at p (`left`
  * bytes from p to the end of the block, at least 1), or 0 when none does. */
 static Py_ssize_t fixed_bytes(const unsigned char *p, Py_ssize_t left, long form) {
@@ -103,7 +116,12 @@ static PyObject *convert(PyObject *self, PyObject *args) {
     PyBuffer_Release(&view);
     Py_BEGIN_ALLOW_THREADS
     Py_ssize_t i = 0;
+    const unsigned char *start = starts[form - 1];
     while (i < n) {
+        if (!start[out[i]]) {
+            i += 1;
+            continue;
+        }
         Py_ssize_t fixed = fixed_bytes(out + i, n - i, form);
         if (fixed) {
             convert_at(out, i + fixed, sign);
@@ -126,4 +144,7 @@ static struct PyModuleDef x86_module = {
     "The x86 filter's compiled kernel (importer.sinks.x86).", -1, x86_methods,
 };
 
-PyMODINIT_FUNC PyInit__x86(void) { return PyModule_Create(&x86_module); }
+PyMODINIT_FUNC PyInit__x86(void) {
+    fill_starts();
+    return PyModule_Create(&x86_module);
+}
