@@ -8,12 +8,24 @@ the old one pays for thousands of such 4-byte edits. Written as the target's pos
 operand whose target did not move (the PLT, the GOT, a function or string before the edit) is
 the same bytes in both releases, and the same bytes again wherever the same target is used.
 
-The units converted, x86-64 encodings with a 32-bit displacement at their end:
+The units converted, x86-64 encodings with a 32-bit displacement at their end. Form 1:
 
 * ``E8 d32``: ``call rel32`` (xz's x86 BCJ filter converts these alone);
 * ``[REX] 8B|8D|89 modrm d32`` with ``modrm`` RIP-relative (mod 00, r/m 101): ``mov`` from,
   ``lea`` of and ``mov`` to a RIP-relative address (strings, globals, the GOT);
 * ``FF 15|25 d32``: ``call``/``jmp`` through a RIP-relative pointer (the GOT, with ``-fno-plt``).
+
+Form 2 (:data:`FORMS`; new writes, :data:`FORM`): those, then
+
+* ``[66|F2|F3] [REX] 0F op modrm d32`` with ``op`` one of 10 11 28 29 2E 2F 54 57 58 59 5C 5E 6F
+  7F B6 B7 BE BF and ``modrm`` RIP-relative: SSE loads, stores and arithmetic of constants
+  (``movsd``, ``movaps``, ``ucomisd``, ``xorps``, ``addsd``, ``movdqa``...), ``movzx``, ``movsx``;
+* ``[REX] op modrm d32`` with ``op`` one of 03 2B 33 39 3B 63 85 87 and ``modrm`` RIP-relative:
+  ``add``, ``sub``, ``xor``, ``cmp``, ``movsxd``, ``test``, ``xchg`` with a global.
+
+None of them has an immediate after the displacement, so the displacement counts from its own
+end. Form 1 never changes: stores of schema 10 hold it, and a delta or a packed block says its
+form (:data:`importer.sinks.delta.X86_FILTERED_2`, :data:`importer.sinks.packs.LOCATOR_X86_2`).
 
 As in xz, only operands whose top byte is 0x00 or 0xFF (displacements within +-16 MiB, the
 plausible ones) are converted, into 25-bit positions sign-extended the same way, so the
@@ -21,26 +33,43 @@ condition holds after the transform as before and the inverse makes the same cho
 
 Scanning rule: the units are found without overlap from left to right (a regular expression's
 alternatives, in the order above); a unit found is consumed whole, converted or not, and the
-scan resumes after it. The transform changes only the displacements of the units it consumed, so
-every byte the scan examines next is the same before and after, and the inverse finds the same
-units (xz keeps a mask of recent ``E8`` bytes instead; consuming the unit is simpler).
+scan resumes after it. The transform changes only the displacements of the units it consumed,
+and the inverse finds the same units because no decision of the scan depends on a displacement.
+A unit found is consumed with its displacement, so no later decision reads it. A position where
+no unit starts is decided by the fixed bytes (prefix, REX, opcode, modrm) of the units that
+could start there, which could reach into the displacement of the next unit found only if that unit started inside them; a
+unit's first byte (E8, FF, a prefix, a REX, 0F, a ``mov`` or ALU opcode) appears among another
+unit's fixed bytes only as the REX after a prefix, the 0F after a prefix or REX, or the opcode
+after a REX (no modrm, second byte of ``FF`` or SSE opcode starts a unit), and from there on the
+candidate asks for the fixed bytes of a unit that starts with that byte: if the next unit is
+that one the candidate is a unit too (so a unit started at the earlier position), and otherwise
+it fails at a fixed byte before the next unit's displacement. (xz keeps a mask of recent ``E8``
+bytes instead; consuming the unit is simpler.)
 
-Measured on the ``.so`` files that changed between consecutive manylinux x86_64 wheels, each
-file's new version as ``zstd -19 --long`` against its old one as a raw-content dictionary
-(``/work/tmp`` prototypes, 2026-12-07), delta bytes against the unfiltered delta:
+Measured on the ``.so`` files that changed between consecutive manylinux x86_64 wheels (at least
+100 KB), each file's new version as ``zstd -19 --long`` against its old one as a raw-content
+dictionary (``/work/tmp`` prototypes, 2026-12-07, for the first three columns; the last two
+``python -m bench.perf_x86`` at 0982e38, 2026-12-08), delta bytes against the unfiltered delta:
 
-=================================  ===========  ========  =================  ==========
-wheel (previous -> new)             unfiltered  ``E8``    ``E8`` + RIP + FF  (+ no REX)
-=================================  ===========  ========  =================  ==========
-pandas 3.1.0 -> 3.1.1 (Cython)       1,306,740    0.741         0.518          0.514
-numpy 2.5.4 -> 2.5.5 (C)               483,054    0.847         0.748          0.739
-grpcio 1.85.1 -> 1.85.3 (C++)        1,045,859    0.943         0.893          0.890
-cryptography 50.0.1 -> 50.0.2 (Rust) 1,253,952    1.001         0.885          0.885
-=================================  ===========  ========  =================  ==========
+=================================  ===========  ========  =================  ==========  ==========
+wheel (previous -> new)             unfiltered  ``E8``    ``E8`` + RIP + FF  form 1      form 2
+=================================  ===========  ========  =================  ==========  ==========
+pandas 3.1.0 -> 3.1.1 (Cython)       1,306,740    0.741         0.518          0.514       0.480
+numpy 2.5.4 -> 2.5.5 (C)               483,054    0.847         0.748          0.739       0.717
+grpcio 1.85.1 -> 1.85.3 (C++)        1,045,859    0.943         0.893          0.890       0.886
+cryptography 50.0.1 -> 50.0.2 (Rust) 1,253,952    1.001         0.885          0.885       0.883
+=================================  ===========  ========  =================  ==========  ==========
 
-The last column is what this module does (REX prefix optional, ``89`` as well as ``8B``/``8D``);
-the new files compressed alone, without a reference, shrink too (pandas 0.92 of ``E8`` alone).
-The store's deltas are per 256 KiB leaf (:mod:`importer.sinks.delta`), each block filtered with
+"E8 + RIP + FF" took only ``48``/``4C`` REX prefixes and ``8B``/``8D``; form 1 takes any REX
+prefix or none and ``89`` too. The store's own deltas (each 256 KiB leaf at level 3 against its
+references, the smaller of plain and filtered, :func:`importer.sinks.delta.encode_payload`) in
+form 2 took 0.945 (pandas), 0.977 (numpy), 0.996 (grpcio) and 0.999 (cryptography) of their
+bytes in form 1; the new libraries compressed alone at level 19, 0.988, 0.994, 0.997 and 0.999.
+In the same run the compiled kernel filtered the new libraries at 569 MB/s in form 1 and 402 in
+form 2 (pandas), 633 and 415 (numpy), 483 and 338 (grpcio), 622 and 439 (cryptography): form 2
+at 0.66-0.71 of form 1's speed (CPU time, best of 15; the inverse within 2% of it). The new
+files compressed alone, without a reference, shrink too (pandas 0.92 of ``E8`` alone with form
+1's units). The store's deltas are per 256 KiB leaf (:mod:`importer.sinks.delta`), each block filtered with
 positions counted from its own start: with ``E8`` alone that cost under 1% against positions
 from the file's start (pandas 0.753 against 0.747), so a delta needs no offsets. Converting
 ``E9`` (``jmp``) and ``0F 8x`` (``jcc``) made every delta larger (pandas 0.97 and 1.16 of the
@@ -89,8 +118,9 @@ def _scanner(units: tuple[bytes, ...]) -> re.Pattern[bytes]:
 
 
 #: The units of each form as :func:`_scanner`. With ``re.sub`` this is :func:`reference_convert`:
-#: 12 MB/s on pandas' libraries (2-core Xeon; REX prefixes and ``mov`` opcodes start a match
-#: attempt at one byte in ten), so reads and writes use the same loop compiled (``_x86.c``).
+#: 12-15 MB/s in form 1 and 7 MB/s in form 2 on pandas' libraries (2-core Xeon; REX prefixes and
+#: ``mov`` opcodes start a match attempt at one byte in ten), so reads and writes use the same
+#: loop compiled (``_x86.c``).
 _UNITS: Final = {1: _scanner(_FORM_1_UNITS), 2: _scanner(_FORM_2_UNITS)}
 #: What :func:`looks_like_code` counts: a unit whose operand is plausible.
 _PLAUSIBLE: Final = re.compile(rb"\xe8...[\x00\xff]", re.DOTALL)
