@@ -16,7 +16,7 @@ that changed, the new one at least :data:`MIN_LIBRARY` bytes. Prints, per pair a
 
     python -m bench.perf_x86 [OLD.whl NEW.whl ...]
 
-Without arguments, the pairs of :data:`DEFAULT_PAIRS` from the download cache.
+Without arguments, the pairs of :data:`DEFAULT_PAIRS` (wheels of the top100 lock) from the download cache.
 """
 
 from __future__ import annotations
@@ -145,7 +145,7 @@ def measure(old: Path, new: Path) -> None:
     sys.stdout.flush()
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.perf_x86", description=__doc__.splitlines()[0])
     parser.add_argument("wheels", nargs="*", type=Path, help="pairs of wheels: previous, new, previous, new...")
     args = parser.parse_args(argv)
@@ -153,9 +153,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error("wheels come in pairs (previous, new)")
     pairs = (list(zip(args.wheels[::2], args.wheels[1::2])) if args.wheels
              else [(cache_dir() / a, cache_dir() / b) for a, b in DEFAULT_PAIRS])
+    missing = [str(path) for pair in pairs for path in pair if not path.is_file()]
+    if missing:
+        print(f"perf_x86: not found (wheels of the top100 lock, which `make bench` downloads): {', '.join(missing)}", file=sys.stderr)
+        return 1
     for old, new in pairs:
         measure(old, new)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
