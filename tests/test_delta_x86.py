@@ -15,7 +15,14 @@ from importer.dag.cid import RAW, cid_of_block
 from importer.errors import StoreError
 from importer.sinks import x86
 from importer.sinks.atrest import UndecodablePayload
-from importer.sinks.delta import X86_FILTERED, X86_FILTERED_2, decode_payload, encode_payload, read_header
+from importer.sinks.delta import (
+    X86_FILTERED,
+    X86_FILTERED_2,
+    decode_payload,
+    encode_payload,
+    read_header,
+    with_depth,
+)
 from importer.sinks.packs import ENCODING_PACKED, LOCATOR_X86, LOCATOR_X86_2, Locator, parse_locator
 from importer.sinks.store import DB_NAME, BlockStore, schema
 from importer.sinks.store.schema import (
@@ -209,6 +216,9 @@ def test_a_form_1_delta_as_schema_10_wrote_it_still_reads() -> None:
     assert decode_payload(payload, len(new), lambda _: old) == new
     # The frame is over form 1's bytes: read as form 2 it is not the block.
     assert decode_payload(bytes([3 | X86_FILTERED_2]) + payload[1:], len(new), lambda _: old) != new
+    # A delta given a new depth (its reference rewritten deeper) keeps its form.
+    deeper = with_depth(payload, 4)
+    assert deeper[0] == 4 | X86_FILTERED and decode_payload(deeper, len(new), lambda _: old) == new
 
 
 @pytest.mark.parametrize("flags", [0x60, 0x80 | 0x20])
