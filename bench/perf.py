@@ -21,6 +21,7 @@ SECTIONS = (
     ("bench.perf_archive", "archive import and fetch vs plain recompression on all cores"),
     ("bench.perf_nested", "wheel --open-nested vs plain import of five botocore wheels"),
     ("bench.perf_delta", "import with --delta vs --no-delta: time, bytes at rest, fetch, cold reads"),
+    ("bench.perf_x86", "the x86 filter's forms 1 and 2 on changed .so files: delta bytes, kernel MB/s"),
     ("bench.perf_hostile", "hostile roots and recipes: time, memory and bytes written per refusal"),
     ("bench.perf_gc", "store gc of 100,000 garbage blocks vs one delete transaction per block; free pages"),
     ("bench.perf_serve", "pip install through serve vs http.server; rebuild MB/s; serve memory on a 100 MB wheel"),

@@ -142,7 +142,8 @@ def test_a_store_of_schema_9_opens_and_a_newer_one_is_refused(tmp_path: Path) ->
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(NEWEST_SCHEMA + 1),))
     with pytest.raises(StoreError) as e:
         BlockStore(tmp_path / "s")
-    assert e.value.reason == "schema version 12 is newer than this program's 11: upgrade dpip-importer"
+    assert e.value.reason == (f"schema version {NEWEST_SCHEMA + 1} is newer than this program's {NEWEST_SCHEMA}: "
+                              "upgrade dpip-importer")
 
 
 @pytest.mark.parametrize(("text", "size"), [("1MiB", MiB), ("512KiB", 512 * 1024), ("8mib", 8 * MiB),

@@ -15,9 +15,10 @@ Payload of a delta row (all integers unsigned LEB128 varints)::
 a raw-content dictionary (no dictionary ID, content size in the header). ``depth`` is one more
 than the deepest reference (a non-delta block has depth 0): a read decodes at most
 :data:`MAX_DEPTH` levels of references, so a delta is only made against references of depth
-below it. ``flags`` share the first varint with the depth: :data:`X86_FILTERED` says the frame was
-made over the x86-filtered bytes of the block and of every reference (:mod:`importer.sinks.x86`),
-which a block that looks like machine code is tried with; the smaller of the two is kept.
+below it. ``flags`` share the first varint with the depth: :data:`X86_FILTERED` (form 1) or
+:data:`X86_FILTERED_2` (form 2) says the frame was made over the x86-filtered bytes of the block
+and of every reference (:mod:`importer.sinks.x86`), which a block that looks like machine code is
+tried with; the smaller of the two is kept.
 
 Figures behind the constants, from ``/tmp`` prototypes on the top100 download cache (newest two
 releases, each leaf of a changed file, 256 KiB leaves, zstd level 3; MiB at rest):
@@ -67,12 +68,20 @@ MARGIN: Final = 128 * KiB
 #: in every release per 16 releases (the benchmark's chains have 10, so it never restarts there).
 MAX_DEPTH: Final = 16
 #: Flag beside the depth in a delta's first varint (depths take bits 0-4: at most
-#: :data:`MAX_DEPTH`, 16): the frame holds :func:`importer.sinks.x86.encode` of the block, made
-#: against the same transform of each reference. Code before schema 10 reads the field as a
-#: depth of 33 or more and refuses the delta; the store records schema 10 first
+#: :data:`MAX_DEPTH`, 16): the frame holds :func:`importer.sinks.x86.encode` of the block in
+#: form 1, made against the same transform of each reference. Code before schema 10 reads the
+#: field as a depth of 33 or more and refuses the delta; the store records schema 10 first
 #: (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`).
 X86_FILTERED: Final = 0x20
+#: The same in form 2 (bit 6; the first varint stays one byte, under 0x80). Code before schema
+#: 12 refuses the delta (as a depth over 16 before 10, as an unknown flag in 10); the store
+#: records schema 12 first (:data:`~importer.sinks.store.schema.X86_FORM2_SCHEMA`). Both bits
+#: set is no form and refused.
+X86_FILTERED_2: Final = 0x40
 _DEPTH_BITS: Final = X86_FILTERED - 1
+#: The x86 form of each value of the bits above the depth; any other value is refused.
+_FORM_OF_FLAGS: Final = {0: 0, X86_FILTERED: 1, X86_FILTERED_2: 2}
+_FLAGS_OF_FORM: Final = {form: flags for flags, form in _FORM_OF_FLAGS.items()}
 #: At most this many references per delta (and so per dictionary): a 256 KiB leaf scaled onto
 #: a file of similar size with the margin covers 3 leaves, 4 when the boundaries fall badly;
 #: more means the old file is much larger, and a huge dictionary only slows zstd down.
@@ -105,37 +114,40 @@ class DeltaHeader:
     depth: int
     refs: tuple[bytes, ...]
     frame_offset: int
-    #: The frame is over x86-filtered bytes (:data:`X86_FILTERED`).
-    x86: bool = False
+    #: The form of the x86 filter the frame was made over (:data:`X86_FILTERED`,
+    #: :data:`X86_FILTERED_2`), 0 for none.
+    x86_form: int = 0
 
 
 def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
-                   level: int = LEVEL, *, filtered: bool = False) -> bytes:
+                   level: int = LEVEL, *, filtered: bool = False, form: int | None = None) -> bytes:
     """The delta payload of ``block`` against the blocks ``ref_blocks`` (CIDs ``refs``) at ``depth``;
     ``level``: zstd's (``store optimize --level 19`` remakes the deltas of cold packs: 24% smaller
     on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta). A block that looks
     like machine code (:func:`importer.sinks.x86.looks_like_code`) is also tried with the x86
     filter, and the smaller payload kept (the table in :mod:`importer.sinks.x86`); ``filtered``: only
     with the filter (``store optimize`` remaking a delta that was smaller filtered: at level 19 the
-    second try made optimizing pandas' store take 1.5-1.6x as long)."""
+    second try made optimizing pandas' store take 1.5-1.6x as long); ``form``: the filter's
+    (:data:`importer.sinks.x86.FORMS`; None, the one new writes use, :data:`importer.sinks.x86.FORM`)."""
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     if not refs or len(refs) != len(ref_blocks):
         raise ValueError("a delta needs its reference blocks")
+    form = x86.FORM if form is None else form
     if filtered:
-        return _filtered_payload(block, refs, ref_blocks, depth, level)
+        return _filtered_payload(block, refs, ref_blocks, depth, level, form)
     payload = _header(depth, refs) + _compress(block, ref_blocks, level)
     if x86.looks_like_code(block):
-        made = _filtered_payload(block, refs, ref_blocks, depth, level)
+        made = _filtered_payload(block, refs, ref_blocks, depth, level, form)
         if len(made) < len(payload):
             return made
     return payload
 
 
 def _filtered_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
-                      level: int) -> bytes:
-    return _header(depth, refs, filtered=True) + _compress(
-        x86.encode(block), [x86.encode(ref) for ref in ref_blocks], level)
+                      level: int, form: int) -> bytes:
+    return _header(depth, refs, form) + _compress(
+        x86.encode(block, form), [x86.encode(ref, form) for ref in ref_blocks], level)
 
 
 def _compress(block: bytes, ref_blocks: Sequence[bytes], level: int) -> bytes:
@@ -144,8 +156,9 @@ def _compress(block: bytes, ref_blocks: Sequence[bytes], level: int) -> bytes:
     return compressor.compress(block)
 
 
-def _header(depth: int, refs: Sequence[bytes], *, filtered: bool = False) -> bytes:
-    header = bytearray(encode_uvarint(depth | (X86_FILTERED if filtered else 0)) + encode_uvarint(len(refs)))
+def _header(depth: int, refs: Sequence[bytes], form: int = 0) -> bytes:
+    """The header of a delta at ``depth`` against ``refs``, made over x86 ``form`` (0: none)."""
+    header = bytearray(encode_uvarint(depth | _FLAGS_OF_FORM[form]) + encode_uvarint(len(refs)))
     for cid in refs:
         header += encode_uvarint(len(cid)) + cid
     return bytes(header)
@@ -156,7 +169,7 @@ def with_depth(payload: bytes, depth: int) -> bytes:
     if not 0 < depth <= MAX_DEPTH:
         raise ValueError(f"delta depth {depth} outside 1..{MAX_DEPTH}")
     header = read_header(payload)
-    return _header(depth, header.refs, filtered=header.x86) + payload[header.frame_offset:]
+    return _header(depth, header.refs, header.x86_form) + payload[header.frame_offset:]
 
 
 def read_header(payload: bytes) -> DeltaHeader:
@@ -165,7 +178,8 @@ def read_header(payload: bytes) -> DeltaHeader:
         field, pos = decode_uvarint(payload, 0)
         count, pos = decode_uvarint(payload, pos)
         depth = field & _DEPTH_BITS
-        if field & ~(_DEPTH_BITS | X86_FILTERED):
+        form = _FORM_OF_FLAGS.get(field & ~_DEPTH_BITS)
+        if form is None:
             raise UndecodablePayload(f"delta header has unknown flags {field & ~_DEPTH_BITS:#x}")
         if not 0 < depth <= MAX_DEPTH or not 0 < count <= MAX_REFS:
             raise UndecodablePayload(f"delta header says depth {depth}, {count} references")
@@ -178,7 +192,7 @@ def read_header(payload: bytes) -> DeltaHeader:
             pos += length
     except ValueError as e:  # a truncated or overlong varint
         raise UndecodablePayload(f"delta header does not parse ({e})") from None
-    return DeltaHeader(depth, tuple(refs), pos, bool(field & X86_FILTERED))
+    return DeltaHeader(depth, tuple(refs), pos, form)
 
 
 def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -> bytes:
@@ -187,10 +201,10 @@ def decode_payload(payload: bytes, size: int, fetch: Callable[[bytes], bytes]) -
     frame = payload[header.frame_offset:]
     frame_parameters(frame, size)
     ref_blocks = [fetch(cid) for cid in header.refs]
-    if header.x86:
-        ref_blocks = [x86.encode(ref) for ref in ref_blocks]
+    if header.x86_form:
+        ref_blocks = [x86.encode(ref, header.x86_form) for ref in ref_blocks]
     block = decompress_frame(zstandard.ZstdDecompressor(dict_data=_dictionary(ref_blocks)), frame, size)
-    return x86.decode(block) if header.x86 else block
+    return x86.decode(block, header.x86_form) if header.x86_form else block
 
 
 def _dictionary(ref_blocks: Sequence[bytes]) -> zstandard.ZstdCompressionDict:

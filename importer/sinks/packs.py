@@ -22,8 +22,8 @@ bytes, of which the block is ``[inner-offset : inner-offset + size]``. Blocks un
 context a lone 300-byte directory node or a lone header file lacks, as git's packs compress
 objects against their neighbours; a full 256 KiB leaf is a frame of its own. For :data:`ENCODING_PACKED_DELTA` the segment is a delta payload
 (:mod:`importer.sinks.delta`), exactly what an encoding-3 row holds. ``flags``, written only when
-not 0: :data:`LOCATOR_X86`, the bytes found are the x86 call filter's transform of the block
-(:mod:`importer.sinks.x86`), which a read undoes. A CID never changes: the
+not 0: :data:`LOCATOR_X86` (form 1) or :data:`LOCATOR_X86_2` (form 2), the bytes found are the
+x86 filter's transform of the block in that form (:mod:`importer.sinks.x86`), which a read undoes. A CID never changes: the
 block row is still keyed by it and every read hashes the decoded block against it.
 
 Figures behind the constants, from ``/tmp`` prototypes on the 10,137 small blocks (< 16 KiB, not
@@ -68,6 +68,18 @@ ENCODING_PACKED_DELTA: Final = 5
 #: refuses a locator with a sixth varint as damaged; the store records 10 first
 #: (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`).
 LOCATOR_X86: Final = 1
+#: Locator flag: the same in the filter's form 2, which new writes use (its units took the
+#: changed ``.so`` files of the newest wheels, each compressed alone at level 19, a further 0.988
+#: (pandas), 0.994 (numpy), 0.997 (grpcio) and 0.999 (cryptography) of their form-1 size;
+#: ``python -m bench.perf_x86`` at 0982e38, 2026-12-08). Code before schema 12
+#: refuses it as an unknown flag (or, before 10, trailing bytes); the store records 12 first
+#: (:data:`~importer.sinks.store.schema.X86_FORM2_SCHEMA`).
+LOCATOR_X86_2: Final = 2
+#: The x86 form of each value the sixth varint may have: it is one value, not bits (a block is
+#: stored in one form, and there are no other flags); any other value is refused.
+X86_FORM_OF_LOCATOR: Final = {LOCATOR_X86: 1, LOCATOR_X86_2: 2}
+#: The locator flag of each x86 form.
+LOCATOR_OF_X86_FORM: Final = {form: flags for flags, form in X86_FORM_OF_LOCATOR.items()}
 #: Blocks smaller than this are grouped with their neighbours into frames: every block but a full
 #: 256 KiB leaf of a large file. On the first grpcio sdist (grpcio-1.84.1.tar.gz, 13.4 MB; the
 #: blocks of one import, MB at rest; zstd -19 --long=31 of the whole tar: 8.83)::
@@ -202,6 +214,11 @@ class Locator:
             fields.append(self.flags)
         return b"".join(encode_uvarint(n) for n in fields)
 
+    @property
+    def x86_form(self) -> int:
+        """The x86 filter's form the bytes found are in (:data:`X86_FORM_OF_LOCATOR`), 0 for none."""
+        return X86_FORM_OF_LOCATOR.get(self.flags, 0)
+
 
 def parse_locator(data: bytes, size: int) -> Locator:
     """The locator of a packed row holding a ``size``-byte block; UndecodablePayload if it is not one."""
@@ -213,7 +230,7 @@ def parse_locator(data: bytes, size: int) -> Locator:
             values.append(value)
         if pos < len(data):
             flags, pos = decode_uvarint(data, pos)
-            if flags != LOCATOR_X86:  # the only flag; 0 is written by leaving the field out
+            if flags not in X86_FORM_OF_LOCATOR:  # the only flags; 0 is written by leaving the field out
                 raise UndecodablePayload(f"pack locator has unknown flags {flags:#x}")
             values.append(flags)
     except ValueError as e:

@@ -26,7 +26,7 @@ from ...errors import BlockCorrupt, BlockNotFound
 from .. import x86
 from ..atrest import ENCODING_DELTA, ENCODING_NAMES, UndecodablePayload, UnknownEncoding
 from ..delta import MAX_DEPTH, DeltaHeader, decode_payload, read_header
-from ..packs import ENCODING_PACKED, ENCODING_PACKED_DELTA, LOCATOR_X86, MAX_FRAME, Locator, parse_locator
+from ..packs import ENCODING_PACKED, ENCODING_PACKED_DELTA, MAX_FRAME, Locator, parse_locator
 from .base import StoreBase
 from .schema import MiB
 
@@ -127,9 +127,10 @@ class StoreReader(StoreBase):
 
     def _unpack(self, locator: Locator, size: int) -> bytes:
         """A block of :data:`~importer.sinks.packs.ENCODING_PACKED`: its raw segment, or its slice of a
-        frame; a locator flagged :data:`~importer.sinks.packs.LOCATOR_X86` holds the filtered block."""
+        frame; a locator flagged :data:`~importer.sinks.packs.LOCATOR_X86` or
+        :data:`~importer.sinks.packs.LOCATOR_X86_2` holds the block filtered in that form."""
         stored = self._stored_bytes(locator, size)
-        return x86.decode(stored) if locator.flags & LOCATOR_X86 else stored
+        return x86.decode(stored, locator.x86_form) if locator.x86_form else stored
 
     def _stored_bytes(self, locator: Locator, size: int) -> bytes:
         if not locator.frame_size:

@@ -250,8 +250,9 @@ class StorePacks(StoreWriter):
         if level:
             refs = [self._reference(ref, header.depth) for ref in header.refs]
             # A delta that was smaller filtered when it was made stays filtered (one level-19
-            # compression instead of two); a plain one, maybe from before the filter, tries both.
-            payload = encode_payload(block, header.refs, refs, header.depth, level, filtered=header.x86)
+            # compression instead of two), in the newest form (a form-1 delta becomes form 2: it
+            # is compressed again anyway); a plain one, maybe from before the filter, tries both.
+            payload = encode_payload(block, header.refs, refs, header.depth, level, filtered=bool(header.x86_form))
         return block, (payload, header.refs, len(payload))
 
     def _packed_shares(self) -> dict[int, int]:

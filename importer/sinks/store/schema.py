@@ -97,12 +97,23 @@ LARGE_FRAMES_SCHEMA: Final = 9
 X86_DELTAS_SCHEMA: Final = 10
 #: 11: ``delta_refs`` names both blocks of a row by :func:`ref_key` of their CIDs, not the CIDs.
 #: Code before 11 would look a reference up by its CID, find no row, and delete a block that
-#: deltas still need: the store is raised to 11 in the transaction that makes such a table (a lazy one now,
-#: :data:`LAZY_TABLES`), and older code refuses it at open. A store that has the table of 4-10
+#: deltas still need: the store is raised to 11 in the transaction that makes such a table (a
+#: lazy one now, :data:`LAZY_TABLES`), and older code refuses it at open. A store that has the table of 4-10
 #: keeps it and its version: the layout is read from the table (:func:`delta_refs_keyed`).
 DELTA_REF_KEYS_SCHEMA: Final = 11
+#: 12: the tables of 7 to 11, but blocks may be stored in the x86 filter's form 2 (more
+#: RIP-relative units, :data:`importer.sinks.x86.FORMS`): deltas flagged
+#: :data:`~importer.sinks.delta.X86_FILTERED_2` and locators flagged
+#: :data:`~importer.sinks.packs.LOCATOR_X86_2`, which code of schema 10 refuses as unknown flags
+#: and older code as damaged blocks. Only a store that gets such a row is raised to 12
+#: (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at open;
+#: 12 reads every row 10 does (form-1 rows stay as they are until ``store optimize`` remakes
+#: them).
+X86_FORM2_SCHEMA: Final = 12
+#: The schema a store is raised to before its first row in each x86 form.
+X86_FORM_SCHEMAS: Final = {1: X86_DELTAS_SCHEMA, 2: X86_FORM2_SCHEMA}
 #: The newest schema this program reads; a store recording a newer one is refused at open.
-NEWEST_SCHEMA: Final = DELTA_REF_KEYS_SCHEMA
+NEWEST_SCHEMA: Final = X86_FORM2_SCHEMA
 #: Page size of a new store (SQLite's default is 4 KiB; it can only be set before the first
 #: table, and a store in WAL mode keeps it for good, ``VACUUM`` included). Every table and index
 #: holds at least one page, and every pack's last page is partly empty, which in a store of one
@@ -356,7 +367,8 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError], *, with
 
 def raise_schema(conn: sqlite3.Connection, version: int) -> None:
     """Inside a write transaction: record ``version`` (:data:`LARGE_FRAMES_SCHEMA`,
-    :data:`X86_DELTAS_SCHEMA`, :data:`DELTA_REF_KEYS_SCHEMA`) before the first row that code before it cannot read is written
+    :data:`X86_DELTAS_SCHEMA`, :data:`DELTA_REF_KEYS_SCHEMA`, :data:`X86_FORM2_SCHEMA`) before the first
+    row that code before it cannot read is written
     (a store already there, or newer, is left as it is)."""
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
                  (str(version), version))

@@ -35,13 +35,14 @@ from ..packs import (
     FRAME_LEVEL,
     GROUP_BELOW,
     LEGACY_MAX_FRAME,
-    LOCATOR_X86,
+    LOCATOR_OF_X86_FORM,
+    X86_FORM_OF_LOCATOR,
     PackBuilder,
     Placed,
 )
 from .dictionaries import StoreDictionaries
 from .roots import hold_writer_lock
-from .schema import X86_DELTAS_SCHEMA, raise_schema
+from .schema import X86_FORM_SCHEMAS, raise_schema
 
 _INSERT: Final = "INSERT OR IGNORE INTO blocks (cid, encoding, data, size) VALUES (?, ?, ?, ?)"
 #: CIDs looked up per query when sorting out the buffered blocks the store already has (SQLite's
@@ -150,8 +151,8 @@ class StoreWriter(StoreDictionaries):
                 # sections may reach 32 MiB: it is its segment, raw.
                 builder.add_frame(cid, len(block), block, False)
             else:
-                flags = LOCATOR_X86 if x86.looks_like_code(block) else 0
-                stored = x86.encode(block) if flags else block
+                flags = LOCATOR_OF_X86_FORM[x86.FORM] if x86.looks_like_code(block) else 0
+                stored = x86.encode(block, x86.FORM) if flags else block
                 if len(block) < group_below:
                     builder.add_grouped(cid, stored, flags)
                 else:
@@ -172,7 +173,7 @@ class StoreWriter(StoreDictionaries):
         added_small = written = saved = 0
         self._record_x86((data[p.offset:p.offset + p.length] for data, placed in packs for p in placed
                           if p.encoding == ENCODING_PACKED_DELTA),
-                         flagged=any(p.flags for _, placed in packs for p in placed))
+                         locator_forms=(X86_FORM_OF_LOCATOR.get(p.flags, 0) for _, placed in packs for p in placed))
         self._conn.executemany(_INSERT, empty)
         for data, placed in packs:
             pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
@@ -209,13 +210,14 @@ class StoreWriter(StoreDictionaries):
             self._count_small(added_small)
         return written, saved
 
-    def _record_x86(self, deltas: Iterable[bytes], *, flagged: bool = False) -> None:
-        """Inside a write transaction: record schema 10 (:data:`~importer.sinks.store.schema.X86_DELTAS_SCHEMA`)
-        if a row about to be written holds x86-filtered bytes, which older code cannot read: a
-        locator ``flagged`` :data:`~importer.sinks.packs.LOCATOR_X86`, or one of the delta payloads
-        ``deltas`` made over filtered bytes."""
-        if flagged or any(read_header(payload).x86 for payload in deltas):
-            raise_schema(self._conn, X86_DELTAS_SCHEMA)
+    def _record_x86(self, deltas: Iterable[bytes], *, locator_forms: Iterable[int] = ()) -> None:
+        """Inside a write transaction: record the schema of the newest x86 form (schema 10 for form
+        1, 12 for form 2: :data:`~importer.sinks.store.schema.X86_FORM_SCHEMAS`) among the rows
+        about to be written, which older code cannot read: the forms of their locators'
+        flags (``locator_forms``, 0 for none) and of the delta payloads ``deltas``."""
+        form = max((*locator_forms, *(read_header(payload).x86_form for payload in deltas)), default=0)
+        if form:
+            raise_schema(self._conn, X86_FORM_SCHEMAS[form])
 
     def _still_sound(self, refs: Sequence[bytes], depth: int) -> bool:
         """Under the write lock: every reference is committed and the delta's depth is still theirs + 1."""
