@@ -12,7 +12,7 @@ from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
-from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header
+from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header, short_ref
 from importer.sinks.store import DB_NAME, BlockStore, EncodingStats
 from importer.sinks.store.schema import DELTA_REF_KEYS_SCHEMA, ref_key
 
@@ -136,7 +136,7 @@ def test_delta_round_trips_and_is_counted_in_stats(tmp_path: Path) -> None:
     assert encoding == ENCODING_DELTA
     assert len(payload) < len(plain) // 20  # one inserted line against the old module: tens of bytes
     header = read_header(payload)
-    assert (header.depth, header.refs) == (1, (cid(old),))
+    assert (header.depth, header.refs) == (1, (short_ref(cid(old)),))  # 12 bytes of its 36
     assert store.get(cid(new)) == new
     after = store.stats()
     assert after.stored_bytes == before.stored_bytes - saved
@@ -155,7 +155,7 @@ def test_delta_with_several_references_round_trips(tmp_path: Path) -> None:
     store = committed(tmp_path / "s", first, second, new)
     assert store.delta_encode([(cid(new), [cid(first), cid(second)])])[0] == 1
     store.close()
-    assert read_header(row(tmp_path / "s", new)[1]).refs == (cid(first), cid(second))
+    assert read_header(row(tmp_path / "s", new)[1]).refs == (short_ref(cid(first)), short_ref(cid(second)))
     with BlockStore(tmp_path / "s", create=False) as store:
         assert store.get(cid(new)) == new
     assert delta_refs(tmp_path / "s") == keyed({(cid(first), cid(new)), (cid(second), cid(new))})
@@ -275,7 +275,7 @@ def test_delta_against_max_refs_references_round_trips(tmp_path: Path) -> None:
     new = edited(b"".join(refs), 1)
     with committed(tmp_path / "s", *refs, new) as store:
         assert store.delta_encode([(cid(new), [cid(r) for r in refs])])[0] == 1
-    assert read_header(row(tmp_path / "s", new)[1]).refs == tuple(cid(r) for r in refs)
+    assert read_header(row(tmp_path / "s", new)[1]).refs == tuple(short_ref(cid(r)) for r in refs)
     assert sound(tmp_path / "s")
 
 
@@ -342,7 +342,7 @@ def test_reference_deleted_behind_the_store_is_named_in_block_corrupt(delta_stor
     with BlockStore(path, create=False) as store, pytest.raises(BlockCorrupt) as e:
         store.get(cid(new))
     assert e.value.cid == format_cid(cid(new))
-    assert f"its reference {format_cid(cid(old))} is not in the store" in str(e.value)
+    assert f"its reference {format_cid(short_ref(cid(old)))} is not in the store" in str(e.value)
 
 
 def test_store_verify_reports_a_delta_missing_its_reference_in_one_line(
@@ -354,7 +354,8 @@ def test_store_verify_reports_a_delta_missing_its_reference_in_one_line(
     assert main(["store", "verify", "--store", str(path)]) == 1
     out, err = capsys.readouterr()
     line = (f"corrupt {format_cid(cid(new))}: block {format_cid(cid(new))} in {path} is corrupt: its bytes hash "
-            f"to nothing: its zstd+delta payload is damaged: its reference {format_cid(cid(old))} is not in the store")
+            f"to nothing: its zstd+delta payload is damaged: its reference {format_cid(short_ref(cid(old)))} is not "
+            "in the store")
     assert out.splitlines() == [line, "verified 1 blocks: 0 ok, 1 corrupt; 0 of 0 archives and pins complete"]
     assert err == ""
 
@@ -505,7 +506,7 @@ def test_schema_3_store_is_migrated_to_the_current_schema_and_takes_deltas(tmp_p
 
 
 
-def test_a_store_with_the_cid_table_of_schema_7_keeps_it_its_version_and_exact_deletes(tmp_path: Path) -> None:
+def test_a_store_with_the_cid_table_of_schema_7_keeps_it_and_deletes_exactly(tmp_path: Path) -> None:
     a, b, c = chain_of(3)
     make_old_store(tmp_path / "s", 7)
     with BlockStore(tmp_path / "s", create=False) as store:
@@ -517,7 +518,8 @@ def test_a_store_with_the_cid_table_of_schema_7_keeps_it_its_version_and_exact_d
     with db(tmp_path / "s") as conn:  # references by CID, as schema 7 code reads them
         assert {(bytes(r), bytes(d)) for r, d in conn.execute("SELECT ref, cid FROM delta_refs")} == {
             (cid(a), cid(b)), (cid(b), cid(c))}
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("7",)
+        # 11: its new deltas name their references short, which schema 7 code cannot resolve.
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("11",)
     with BlockStore(tmp_path / "s", create=False) as store:
         assert store.delete(cid(a)) is True
     with db(tmp_path / "s") as conn:
@@ -582,8 +584,9 @@ def test_two_processes_making_overlapping_deltas_leave_every_block_readable(tmp_
             continue
         header = read_header(payload)
         # The reverse index names exactly the row's references, and each is shallower.
-        assert {ref for ref, dependent in refs if dependent == ref_key(block)} == {ref_key(ref) for ref in header.refs}
-        for ref in header.refs:
+        named = [next(c for c in rows if c.startswith(ref)) for ref in header.refs]  # short names resolved
+        assert {ref for ref, dependent in refs if dependent == ref_key(block)} == {ref_key(ref) for ref in named}
+        for ref in named:
             ref_encoding, ref_payload = rows[ref]
             ref_depth = read_header(ref_payload).depth if ref_encoding == ENCODING_DELTA else 0
             assert ref_depth < header.depth

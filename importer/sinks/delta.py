@@ -11,7 +11,9 @@ Payload of a delta row (all integers unsigned LEB128 varints)::
 
     depth|flags  n  (len cid) * n  zstd-frame
 
-``cid``s are the reference blocks, in order; the frame is zstd with their concatenated bytes as
+``cid``s are the reference blocks, in order, each as its CID or (since schema 11) the CID
+without the last :data:`REF_BYTES_DROPPED` bytes of its digest (:func:`short_ref`), which the
+store resolves to the one block whose CID starts so; the frame is zstd with their concatenated bytes as
 a raw-content dictionary (no dictionary ID, content size in the header). ``depth`` is one more
 than the deepest reference (a non-delta block has depth 0): a read decodes at most
 :data:`MAX_DEPTH` levels of references, so a delta is only made against references of depth
@@ -51,8 +53,10 @@ from typing import Final
 
 import zstandard
 
+from ..dag.cid import IDENTITY, split_cid
 from ..dag.reader import LeafSpan
 from ..dag.varint import decode_uvarint, encode_uvarint
+from ..errors import InvalidCid
 from . import x86
 from .atrest import LEVEL, UndecodablePayload, decompress_frame, frame_parameters
 
@@ -82,6 +86,15 @@ _DEPTH_BITS: Final = X86_FILTERED - 1
 #: The x86 form of each value of the bits above the depth; any other value is refused.
 _FORM_OF_FLAGS: Final = {0: 0, X86_FILTERED: 1, X86_FILTERED_2: 2}
 _FLAGS_OF_FORM: Final = {form: flags for flags, form in _FORM_OF_FLAGS.items()}
+#: Bytes of a reference's digest a delta header leaves out (:func:`short_ref`), of a digest of at
+#: least :data:`REF_DIGEST_FROM`: the 8 it keeps, with the CID's prefix (10 bytes for a CIDv0,
+#: 12 for a raw-leaf CIDv1), name one block among the store's n with odds of about n / 2**64 of
+#: another sharing them, and finding a block that does takes 2**64 hashes. The references
+#: were 35 of the 40-odd bytes a reference took in a delta's header, incompressible, about
+#: 230 KB in unseen7's optimized stores (6,581 references); 24 fewer bytes each are 158 KB,
+#: the last of what kept those stores from 5x (REPORT.md, "Keys and short references").
+REF_BYTES_DROPPED: Final = 24
+REF_DIGEST_FROM: Final = 32
 #: At most this many references per delta (and so per dictionary): a 256 KiB leaf scaled onto
 #: a file of similar size with the margin covers 3 leaves, 4 when the boundaries fall badly;
 #: more means the old file is much larger, and a huge dictionary only slows zstd down.
@@ -157,11 +170,24 @@ def _compress(block: bytes, ref_blocks: Sequence[bytes], level: int) -> bytes:
 
 
 def _header(depth: int, refs: Sequence[bytes], form: int = 0) -> bytes:
-    """The header of a delta at ``depth`` against ``refs``, made over x86 ``form`` (0: none)."""
+    """The header of a delta at ``depth`` against ``refs`` (as :func:`short_ref`), made over x86
+    ``form`` (0: none)."""
     header = bytearray(encode_uvarint(depth | _FLAGS_OF_FORM[form]) + encode_uvarint(len(refs)))
     for cid in refs:
-        header += encode_uvarint(len(cid)) + cid
+        ref = short_ref(cid)
+        header += encode_uvarint(len(ref)) + ref
     return bytes(header)
+
+
+def short_ref(cid: bytes) -> bytes:
+    """How a delta header names the reference ``cid``: without the last :data:`REF_BYTES_DROPPED`
+    bytes of a digest of :data:`REF_DIGEST_FROM` bytes or more (not an identity hash, whose
+    "digest" is the block itself); anything else, and a name already short, as it is."""
+    try:
+        _, _, code, digest = split_cid(cid)
+    except InvalidCid:
+        return cid
+    return cid[:-REF_BYTES_DROPPED] if code != IDENTITY and len(digest) >= REF_DIGEST_FROM else cid
 
 
 def with_depth(payload: bytes, depth: int) -> bytes:

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from ...dag.cid import IDENTITY, block_matches, format_cid, split_cid
 from ...errors import BlockCorrupt, BlockNotFound
 from .. import x86
 from ..atrest import ENCODING_DELTA, ENCODING_NAMES, UndecodablePayload, UnknownEncoding
-from ..delta import MAX_DEPTH, DeltaHeader, decode_payload, read_header
+from ..delta import MAX_DEPTH, DeltaHeader, decode_payload, read_header, short_ref
 from ..packs import ENCODING_PACKED, ENCODING_PACKED_DELTA, MAX_FRAME, Locator, parse_locator
 from .base import StoreBase
 from .schema import MiB
@@ -45,6 +46,13 @@ FRAME_CACHE_BYTES: Final = 2 * MAX_FRAME
 DELTA_ENCODINGS: Final = (ENCODING_DELTA, ENCODING_PACKED_DELTA)
 #: Encodings whose row holds a locator into a pack.
 PACKED_ENCODINGS: Final = (ENCODING_PACKED, ENCODING_PACKED_DELTA)
+
+
+def _after_prefix(prefix: bytes) -> bytes:
+    """A byte string above every CID that starts with ``prefix`` and below every other one above
+    it: the last byte below 0xFF raised and the rest cut (a CID is far shorter than 256 bytes)."""
+    head = prefix.rstrip(b"\xff")
+    return head[:-1] + bytes([head[-1] + 1]) if head else prefix + b"\xff" * 256
 
 
 class StoreReader(StoreBase):
@@ -159,19 +167,23 @@ class StoreReader(StoreBase):
             raise BlockCorrupt(format_cid(cid), str(self.path), f"sha2-256 {actual}")
 
     def _reference(self, ref: bytes, below: int) -> bytes:
-        """The decoded, checked block ``ref`` for a delta of depth ``below`` (cached)."""
+        """The decoded, checked block ``ref`` (a CID or a delta header's short name of one,
+        :func:`~importer.sinks.delta.short_ref`) for a delta of depth ``below`` (cached)."""
         block = self._references.get(ref)
         if block is not None:
             self._references.move_to_end(ref)
             return block
-        row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (ref,)).fetchone()
+        cid = self._resolve(ref)
+        if cid is None:
+            raise UndecodablePayload(f"its reference {format_cid(ref)} is not in the store")
+        row = self._conn.execute("SELECT encoding, data, size FROM blocks WHERE cid = ?", (cid,)).fetchone()
         if row is None:
             raise UndecodablePayload(f"its reference {format_cid(ref)} is not in the store")
         try:
-            block = self._decode(ref, int(row[0]), bytes(row[1]), int(row[2]), below)
-            self._check(ref, block)
+            block = self._decode(cid, int(row[0]), bytes(row[1]), int(row[2]), below)
+            self._check(cid, block)
         except BlockCorrupt as e:
-            raise UndecodablePayload(f"its reference {format_cid(ref)} is damaged ({e.actual})") from None
+            raise UndecodablePayload(f"its reference {format_cid(cid)} is damaged ({e.actual})") from None
         self._references[ref] = block
         self._references_bytes += len(block)
         while self._references_bytes > REFERENCE_CACHE_BYTES:
@@ -180,9 +192,26 @@ class StoreReader(StoreBase):
         return block
 
     def _forget_reference(self, cid: bytes) -> None:
-        block = self._references.pop(cid, None)
-        if block is not None:
-            self._references_bytes -= len(block)
+        for name in {cid, short_ref(cid)}:
+            block = self._references.pop(name, None)
+            if block is not None:
+                self._references_bytes -= len(block)
+
+    def _resolve(self, ref: bytes) -> bytes | None:
+        """The CID of the committed block a delta header names ``ref``: the block whose CID is
+        ``ref`` or starts with it (:func:`~importer.sinks.delta.short_ref`), found by a range of
+        the CID index; None if there is none. Two would be two blocks with the same first 8
+        digest bytes (about 2**64 hashes to make): the delta is then called damaged, not guessed."""
+        found = self._conn.execute("SELECT cid FROM blocks WHERE cid >= ? AND cid < ? LIMIT 2",
+                                   (ref, _after_prefix(ref))).fetchall()
+        if len(found) > 1:
+            raise UndecodablePayload(f"its reference {format_cid(ref)} names {format_cid(bytes(found[0][0]))} "
+                                     f"and {format_cid(bytes(found[1][0]))}")
+        return bytes(found[0][0]) if found else None
+
+    def _resolved(self, header: DeltaHeader) -> DeltaHeader:
+        """``header`` with each reference a CID; one no block answers to stays as it is (missing)."""
+        return replace(header, refs=tuple(self._resolve(ref) or ref for ref in header.refs))
 
     def _depth_of(self, refs: Sequence[bytes]) -> int:
         """The deepest delta depth among committed rows ``refs`` (0 when none is a delta)."""
@@ -206,7 +235,7 @@ class StoreReader(StoreBase):
             payload = bytes(row[1])
             if int(row[0]) == ENCODING_PACKED_DELTA:
                 payload = self._segment(parse_locator(payload, int(row[2])))
-            return read_header(payload)
+            return self._resolved(read_header(payload))
         except UndecodablePayload:
             raise BlockCorrupt(format_cid(cid), str(self.path), "nothing: its delta header is damaged") from None
 
@@ -303,7 +332,7 @@ class StoreReader(StoreBase):
                 payload = bytes(data)
                 if int(encoding) == ENCODING_PACKED_DELTA:
                     payload = self._segment(parse_locator(payload, int(size)))
-                header = read_header(payload)
+                header = self._resolved(read_header(payload))
                 yield bytes(cid), header.depth, header.refs
         except UndecodablePayload as e:
             raise self._fail(f"a delta does not parse: {e}") from None

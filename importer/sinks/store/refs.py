@@ -57,10 +57,12 @@ class StoreRefs(StoreReader):
         return {cid for cids in self._deltas_with_keys({int(k) for k in found}).values() for cid in cids}
 
     def _add_delta_refs(self, cid: bytes, refs: Sequence[bytes]) -> None:
-        """Inside a write transaction: record that the delta ``cid`` references ``refs``; a store
-        without the table makes it keyed, raised to schema 11 first."""
+        """Inside a write transaction, with every delta row written: record that the delta ``cid``
+        references ``refs`` (CIDs). The store is raised to schema 11 first, whose delta headers
+        name references short (:func:`~importer.sinks.delta.short_ref`), and a store without the
+        table makes it keyed."""
+        raise_schema(self._conn, DELTA_REF_KEYS_SCHEMA)
         if self._refs_keyed() is None:
-            raise_schema(self._conn, DELTA_REF_KEYS_SCHEMA)
             self._create_table("delta_refs")
             self._keyed_refs = True
         self._conn.executemany("INSERT OR IGNORE INTO delta_refs VALUES (?, ?)",

@@ -246,7 +246,7 @@ class StorePacks(StoreWriter):
         if encoding not in DELTA_ENCODINGS:
             return block, None
         payload = self._segment(parse_locator(data, size)) if encoding == ENCODING_PACKED_DELTA else data
-        header = read_header(payload)
+        header = self._resolved(read_header(payload))
         if level:
             refs = [self._reference(ref, header.depth) for ref in header.refs]
             # A delta that was smaller filtered when it was made stays filtered (one level-19

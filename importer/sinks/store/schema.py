@@ -95,11 +95,13 @@ LARGE_FRAMES_SCHEMA: Final = 9
 #: to 10 (:func:`raise_schema`, in the transaction that writes it), so older code refuses it at
 #: open; 10 reads every frame 9 does.
 X86_DELTAS_SCHEMA: Final = 10
-#: 11: ``delta_refs`` names both blocks of a row by :func:`ref_key` of their CIDs, not the CIDs.
-#: Code before 11 would look a reference up by its CID, find no row, and delete a block that
-#: deltas still need: the store is raised to 11 in the transaction that makes such a table (a
-#: lazy one now, :data:`LAZY_TABLES`), and older code refuses it at open. A store that has the table of 4-10
-#: keeps it and its version: the layout is read from the table (:func:`delta_refs_keyed`).
+#: 11: fewer CIDs. ``delta_refs`` (a lazy table now, :data:`LAZY_TABLES`) names both blocks of
+#: a row by :func:`ref_key` of their CIDs, and a delta's header names each reference by its CID
+#: less 24 digest bytes (:func:`importer.sinks.delta.short_ref`). Code before 11 would look a
+#: key's reference up by its CID and find no row, or a short reference and find no block: the
+#: store is raised to 11 in the transaction that writes any delta, and older code refuses it at
+#: open. A store that has the ``delta_refs`` of 4-10 keeps that table (its layout is read from
+#: the table, :func:`delta_refs_keyed`), and its deltas written before keep their full CIDs.
 DELTA_REF_KEYS_SCHEMA: Final = 11
 #: 12: the tables of 7 to 11, but blocks may be stored in the x86 filter's form 2 (more
 #: RIP-relative units, :data:`importer.sinks.x86.FORMS`): deltas flagged
