@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from importer.cli.main import main
 from importer.dag.cid import RAW, cid_of_block, format_cid
+from importer.dag.varint import encode_uvarint
 from importer.errors import BlockCorrupt
 from importer.sinks.atrest import ENCODING_DELTA, ENCODING_IDENTITY, ENCODING_ZSTD
 from importer.sinks.delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header, short_ref
@@ -344,6 +346,37 @@ def test_reference_deleted_behind_the_store_is_named_in_block_corrupt(delta_stor
     assert e.value.cid == format_cid(cid(new))
     assert f"its reference {format_cid(short_ref(cid(old)))} is not in the store" in str(e.value)
 
+
+
+def test_two_blocks_answering_a_short_reference_make_the_delta_damaged_not_guessed(
+        delta_store: tuple[Path, bytes, bytes]) -> None:
+    path, old, new = delta_store
+    twin = short_ref(cid(old)) + bytes(24)  # a CID with the same first 12 bytes (2**64 hashes to make)
+    with db(path) as conn:
+        conn.execute("INSERT INTO blocks SELECT ?, encoding, size, data FROM blocks WHERE cid = ?", (twin, cid(old)))
+    with BlockStore(path, create=False) as store, pytest.raises(BlockCorrupt) as e:
+        store.get(cid(new))
+    first, second = sorted([cid(old), twin])
+    assert e.value.actual == (f"nothing: its zstd+delta payload is damaged: its reference "
+                              f"{format_cid(short_ref(cid(old)))} names {format_cid(first)} and {format_cid(second)}")
+
+
+def test_a_delta_naming_its_reference_by_the_whole_cid_still_reads(tmp_path: Path) -> None:
+    # What code before schema 11 wrote: the header holds the reference's 36-byte CID.
+    old = module_text(1)
+    new = edited(old, 1)
+    with committed(tmp_path / "s", old, new) as store:
+        assert store.delta_encode([(cid(new), [cid(old)])])[0] == 1
+    encoding, payload = row(tmp_path / "s", new)
+    header = read_header(payload)
+    whole = encode_uvarint(header.depth) + encode_uvarint(1) + encode_uvarint(36) + cid(old) + payload[header.frame_offset:]
+    forge(tmp_path / "s", new, encoding, whole)
+    with BlockStore(tmp_path / "s", create=False) as store:
+        assert store._delta_header(cid(new)) == replace(header, refs=(cid(old),), frame_offset=39)
+        assert store.get(cid(new)) == new
+        assert store.delete(cid(old)) is True  # found through delta_refs, rewritten without it
+        assert store.get(cid(new)) == new
+    assert sound(tmp_path / "s")
 
 def test_store_verify_reports_a_delta_missing_its_reference_in_one_line(
         delta_store: tuple[Path, bytes, bytes], capsys: pytest.CaptureFixture[str]) -> None:
