@@ -5,7 +5,8 @@ deletes a block, which deltas reference it (they are rewritten without it first)
 makes a block a delta, whether some delta references that block (it would deepen past its
 referrer). ``delta_refs`` holds a row per (reference, delta). What it must never do is miss a
 pair; naming a pair that is not there only costs work, since every decision it feeds is checked
-against the delta's own header, which lists its references by CID.
+against the delta's own header, which names its references (by CID, or since schema 11 by a
+CID's first bytes, :func:`~importer.sinks.delta.short_ref`, which the store resolves).
 
 Two layouts, read from the table (:func:`~.schema.delta_refs_keyed`):
 
