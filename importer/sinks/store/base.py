@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Final, Self
+from typing import Final, Self, TypeVar
 
 import zstandard
 
@@ -77,7 +77,10 @@ RECLAIM_ALWAYS_BYTES: Final = 1 * MiB
 AUTO_VACUUM_MODES: Final = {0: "none", 1: "full", 2: "incremental"}
 
 
-def chunks(items: Sequence[bytes], size: int) -> Iterator[Sequence[bytes]]:
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
     """``items`` in slices of at most ``size`` (one ``IN (...)`` list each)."""
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -22,7 +22,7 @@ from typing import Final
 
 from ...errors import BlockCorrupt, StoreError
 from ..atrest import ENCODING_DELTA, UndecodablePayload
-from ..delta import MAX_DEPTH, MAX_REFS, encode_payload, read_header, with_depth
+from ..delta import MAX_DEPTH, MAX_REFS, DeltaHeader, encode_payload, read_header, with_depth
 from .base import RECLAIM_FRACTION
 from .reading import DELTA_ENCODINGS
 from .repack import StorePacks
@@ -170,8 +170,10 @@ class StoreDeltas(StorePacks):
         replaced = self._payload_length(int(row[0]), data, int(row[2]))
         return (payload, tuple(refs), data, replaced, block) if len(payload) < replaced else None
 
-    def _without_references(self, cid: bytes, doomed: set[bytes]) -> tuple[bytes, int, bytes, tuple[bytes, ...]]:
-        """``(block, encoding, payload, references)`` for the committed block ``cid`` that use no block of ``doomed``.
+    def _without_references(self, cid: bytes, header: DeltaHeader,
+                            doomed: set[bytes]) -> tuple[bytes, int, bytes, tuple[bytes, ...]]:
+        """``(block, encoding, payload, references)`` for the committed delta ``cid`` (its ``header``,
+        references resolved, :meth:`_delta_header`) that use no block of ``doomed``.
 
         A delta whose references include doomed blocks is re-made against its other references
         plus the references of those doomed blocks that are deltas themselves (the release
@@ -181,9 +183,6 @@ class StoreDeltas(StorePacks):
         """
         block = self.get(cid)  # decoded while its references are all still there
         plain_encoding, plain = self._codec.encode(block)
-        header = self._delta_header(cid)
-        if header is None:
-            return block, plain_encoding, plain, ()
         spliced: list[bytes] = []
         for ref in header.refs:
             if ref not in doomed:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 
 from ...errors import BlockCorrupt
-from .base import SQL_PARAMS
+from .base import SQL_PARAMS, chunks
 from .reading import DELTA_ENCODINGS, StoreReader
 from .schema import DELTA_REF_KEYS_SCHEMA, delta_refs_keyed, raise_schema, ref_key
 
@@ -101,8 +101,7 @@ class StoreRefs(StoreReader):
                     self._add_delta_refs(other, header.refs)
 
     def _delete_in(self, column: str, values: Sequence[bytes | int]) -> None:
-        for start in range(0, len(values), SQL_PARAMS):
-            part = values[start:start + SQL_PARAMS]
+        for part in chunks(values, SQL_PARAMS):
             self._conn.execute(f"DELETE FROM delta_refs WHERE {column} IN ({', '.join('?' * len(part))})", part)
 
     def _deltas_with_keys(self, keys: Collection[int]) -> dict[int, list[bytes]]:
@@ -111,8 +110,7 @@ class StoreRefs(StoreReader):
         found: dict[int, list[bytes]] = {}
         if not keys:
             return found
-        marks = ", ".join(str(int(e)) for e in DELTA_ENCODINGS)
-        for (cid,) in self._conn.execute(f"SELECT cid FROM blocks WHERE encoding IN ({marks})"):
+        for (cid,) in self._conn.execute("SELECT cid FROM blocks WHERE encoding IN (?, ?)", DELTA_ENCODINGS):
             key = ref_key(bytes(cid))
             if key in keys:
                 found.setdefault(key, []).append(bytes(cid))
@@ -120,9 +118,7 @@ class StoreRefs(StoreReader):
 
     def _select_in(self, sql: str, values: Iterable[bytes | int]) -> list[bytes | int]:
         """The first column of ``sql`` (with one ``IN ({})``) over ``values``, in chunks of parameters."""
-        items = list(values)
         out: list[bytes | int] = []
-        for start in range(0, len(items), SQL_PARAMS):
-            part = items[start:start + SQL_PARAMS]
+        for part in chunks(list(values), SQL_PARAMS):
             out.extend(row[0] for row in self._conn.execute(sql.format(", ".join("?" * len(part))), part))
         return out

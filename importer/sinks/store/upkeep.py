@@ -75,7 +75,7 @@ class StoreUpkeep(StoreDeltas):
                     header = self._delta_header(dependent)
                     if header is None or doomed.isdisjoint(header.refs):
                         continue  # a reference's key shared by chance (schema 11): nothing to do
-                    block, encoding, data, refs = self._without_references(dependent, doomed)
+                    block, encoding, data, refs = self._without_references(dependent, header, doomed)
                 except BlockCorrupt:
                     continue  # damaged already, and left for `store verify` to report
                 rewrites.append((dependent, block, encoding, data, refs))
