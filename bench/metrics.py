@@ -201,13 +201,14 @@ class LedgerSink:
             return
         start = time.perf_counter()
         previous = previous_archive([record for record, _ in ledger.archives.values()], name)
-        if previous is not None:
-            old = ledger.archives[_archive_slot(previous.name)][1]
-            for candidate in plan_deltas(_Blocks(self.data), root, _Blocks(old), previous.root):
-                size = self._delta_size(candidate.cid, candidate.refs, _Blocks(self.data, old))
-                if size is not None:
-                    self.new_bytes_delta -= ledger.shrink(candidate.cid, size)
-                    ledger.referenced.update(candidate.refs)
+        old = ledger.archives[_archive_slot(previous.name)][1] if previous is not None else {}
+        planned = (plan_deltas(_Blocks(self.data), root, _Blocks(old), previous.root) if previous is not None
+                   else plan_deltas(_Blocks(self.data), root))  # siblings only
+        for candidate in planned:
+            size = self._delta_size(candidate.cid, candidate.refs, _Blocks(self.data, old))
+            if size is not None:
+                self.new_bytes_delta -= ledger.shrink(candidate.cid, size)
+                ledger.referenced.update(candidate.refs)
         dist = parse_archive_name(name)
         if dist is not None:
             ledger.archives[_archive_slot(name)] = (ArchiveRecord(name, root, b"", 0, 0.0), self.data)

@@ -13,6 +13,7 @@ import pytest
 
 from importer.adder import Adder
 from importer.archive.delta import (
+    SIBLING_MIN,
     DeltaReport,
     Distribution,
     delta_against_previous,
@@ -21,6 +22,7 @@ from importer.archive.delta import (
     parse_archive_name,
     plan_deltas,
     previous_archive,
+    sibling_key,
 )
 from importer.archive.recipe import read_root
 from importer.dag.cid import RAW, cid_codec, format_cid
@@ -369,12 +371,98 @@ def test_plan_pairs_each_changed_leaf_with_the_old_leaves_of_the_same_file(
         assert tuple(old_places[ref][1] for ref in refs) == expected[place]
 
 
-def test_delta_against_previous_without_a_previous_archive_in_the_store_does_nothing(tmp_path: Path) -> None:
+def test_delta_against_previous_without_a_previous_archive_or_siblings_does_nothing(tmp_path: Path) -> None:
+    from importer.archive.importer import import_archive
+
     with BlockStore(tmp_path / "s") as store:
+        wheel = crafted_wheel(tmp_path, "2.0", {"pkg/a.bin": noise(1, 300 * KiB), "pkg/b.bin": noise(2, 300 * KiB)})
+        root = import_archive(str(wheel), resolve_settings(), store).root
         gone = record("pkg-1.0-py3-none-any.whl", 9)
-        assert delta_against_previous(store, "pkg-2.0-py3-none-any.whl", b"\x01" * 4, [gone]) == DeltaReport(
-            None, 0, 0, 0)
-        assert delta_against_previous(store, "pkg-2.0-py3-none-any.whl", b"\x01" * 4) == DeltaReport(None, 0, 0, 0)
+        assert delta_against_previous(store, wheel.name, root, [gone]) == DeltaReport(None, 0, 0, 0)
+        assert delta_against_previous(store, wheel.name, root) == DeltaReport(None, 0, 0, 0)
+
+
+def test_delta_against_previous_of_an_unreadable_root_without_a_previous_archive_says_why(tmp_path: Path) -> None:
+    with BlockStore(tmp_path / "s") as store:
+        report = delta_against_previous(store, "pkg-2.0-py3-none-any.whl", b"\x01" * 4)
+    assert (report.previous, report.candidates, report.rewritten, report.saved) == (None, 0, 0, 0)
+    assert report.skipped is not None
+
+
+# -- siblings: similar large files of one archive -----------------------------------------------------
+
+def noise(seed: int, size: int) -> bytes:
+    """``size`` incompressible bytes: zstd alone cannot shrink them, a delta against a copy can."""
+    import random
+
+    return random.Random(seed).randbytes(size)
+
+
+def edited(data: bytes, *at: int) -> bytes:
+    """``data`` with a few bytes inserted at each offset of ``at`` (a new version of a vendored file)."""
+    for offset in sorted(at, reverse=True):
+        data = data[:offset] + b"<new version>" + data[offset:]
+    return data
+
+
+EMBED = "pkg/embed"
+BASE = noise(7, 600 * KiB)  # three 256 KiB leaves
+SIBLINGS = {f"{EMBED}/tool-1.0.1-py3-none-any.whl": BASE,
+            f"{EMBED}/tool-1.2-py3-none-any.whl": edited(BASE, 1000, 300_000),
+            f"{EMBED}/tool-2.0-py3-none-any.whl": edited(BASE, 1000, 300_000, 500_000)}
+
+
+def test_sibling_key_makes_the_versions_in_a_file_name_alike() -> None:
+    assert sibling_key(f"{EMBED}/pip-26.0.1-py3-none-any.whl") == sibling_key(f"{EMBED}/pip-26.3-py3-none-any.whl") \
+        == f"{EMBED}/pip-#-py#-none-any.whl"
+    assert sibling_key("gen/sha256-x86_64-linux.S") == sibling_key("gen/sha512-x86_64-linux.S") == "gen/sha#-x#-linux.S"
+    assert sibling_key(f"{EMBED}/setuptools-82.0.1-py3-none-any.whl") != sibling_key(f"{EMBED}/pip-26.3-py3-none-any.whl")
+    assert sibling_key("other/pip-26.3-py3-none-any.whl") != sibling_key(f"{EMBED}/pip-26.0.1-py3-none-any.whl")
+
+
+def sibling_plan(tmp_path: Path, members: dict[str, bytes]) -> tuple[dict[str, list[tuple[bytes, ...]]], dict[bytes, str]]:
+    """The plan of a first archive (no previous one): path -> its leaves' references, and every leaf's path."""
+    from importer.archive.importer import import_archive
+
+    sink = MemorySink()
+    root = import_archive(str(crafted_wheel(tmp_path, "1.0", members)), resolve_settings(), sink).root
+    files = dict(iter_tree_files(sink, read_root(sink, root).tree))
+    owner: dict[bytes, str] = {}  # a leaf two files share is the first one's
+    for path, cid in files.items():
+        for leaf in file_leaves(sink, cid)[1]:
+            owner.setdefault(leaf.cid, path)
+    plan: dict[str, list[tuple[bytes, ...]]] = {}
+    for candidate in plan_deltas(sink, root):
+        plan.setdefault(owner[candidate.cid], []).append(candidate.refs)
+    return plan, owner
+
+
+def test_plan_pairs_each_large_new_file_with_the_sibling_before_it_leaf_by_leaf(tmp_path: Path) -> None:
+    plan, owner = sibling_plan(tmp_path, {**SIBLINGS, f"{EMBED}/other-1.0.whl": noise(8, 600 * KiB)})
+    names = list(SIBLINGS)
+    assert set(plan) == {names[1], names[2]}  # the first has no sibling before it; "other" has none
+    # names[1]: the edit at byte 1000 shifts every leaf; names[2] shares its first leaf with names[1].
+    for new, ref, leaves in ((names[1], names[0], 3), (names[2], names[1], 2)):
+        assert len(plan[new]) == leaves
+        assert all(refs and {owner[r] for r in refs} == {ref} for refs in plan[new])
+
+
+def test_plan_leaves_small_siblings_and_siblings_in_other_directories_alone(tmp_path: Path) -> None:
+    small = noise(9, SIBLING_MIN - 1)
+    plan, _ = sibling_plan(tmp_path, {"pkg/a/tool-1.0.whl": BASE, "pkg/b/tool-1.1.whl": edited(BASE, 10),
+                                      "pkg/c/lib-1.0.so": small, "pkg/c/lib-1.1.so": edited(small, 10)[:SIBLING_MIN - 1]})
+    assert plan == {}
+
+
+def test_plan_prefers_the_previous_release_over_a_sibling(tmp_path: Path) -> None:
+    first, second = list(SIBLINGS)[:2]
+    plan, sink, old_tree, new_tree = renamed_library_plan(
+        tmp_path, {first: BASE, second: SIBLINGS[second]}, {first: BASE, second: edited(SIBLINGS[second], 400_000)})
+    old_files, new_files = dict(iter_tree_files(sink, old_tree)), dict(iter_tree_files(sink, new_tree))
+    old_second = {leaf.cid for leaf in file_leaves(sink, old_files[second])[1]}
+    new_second = [leaf.cid for leaf in file_leaves(sink, new_files[second])[1]]
+    planned = [plan[cid] for cid in new_second if cid in plan]
+    assert planned and all(set(refs) <= old_second for refs in planned)
 
 
 # -- through the CLI ---------------------------------------------------------------------------------------------
@@ -395,6 +483,45 @@ def delta_depths(path: Path) -> list[int]:
     """The depth of every delta row of the store at ``path``, smallest first."""
     with BlockStore(path, create=False) as store:
         return sorted(depth for _, depth, _ in store.iter_deltas())
+
+
+def test_first_archive_stores_its_large_siblings_as_deltas_and_fetches_back(tmp_path: Path, cli: RunCli) -> None:
+    store = tmp_path / "store"
+    wheel = crafted_wheel(tmp_path, "1.0", SIBLINGS)
+    summary = assert_roundtrip(cli, wheel, store)
+    assert summary["delta_against"] is None
+    assert summary["delta_blocks"] == 5  # the second file's 3 leaves, the third's 2 (it shares one with the second)
+    # Those 5 leaves hold 600 KiB + 344 KiB of noise, which zstd cannot shrink; as deltas a few hundred bytes each.
+    assert summary["delta_saved_bytes"] > 900 * KiB
+    assert delta_depths(store) == [1, 1, 1, 2, 2]  # the third's against the second's, themselves deltas
+    rc, out, err = cli("store", "verify", "--store", store)
+    assert rc == 0 and " 0 corrupt; 1 of 1 archives and pins complete" in out, err
+    rc, out, _ = cli("auto", "--store", tmp_path / "text", wheel)
+    assert rc == 0
+    assert [line.split(",")[0] for line in out.splitlines() if "stored as deltas" in line] == [
+        "  5 blocks stored as deltas against similar files of this archive"]
+
+
+def test_deleting_the_release_that_held_a_siblings_reference_keeps_the_next_release_exact(
+        tmp_path: Path, cli: RunCli) -> None:
+    store = tmp_path / "store"
+    _, second, third = SIBLINGS
+    old = crafted_wheel(tmp_path, "1.0", SIBLINGS)
+    new = crafted_wheel(tmp_path, "2.0", {second: SIBLINGS[second], third: SIBLINGS[third]})  # drops the first
+    assert_roundtrip(cli, old, store)
+    assert import_json(cli, new, store)["delta_against"] == old.name  # its files are the old ones: no new leaves
+    assert cli("delete", old.name, "--store", store)[0] == 0
+    rc, _, err = cli("store", "gc", "--store", store)
+    assert rc == 0, err
+    # The first file's leaves, the second's references, are gone: the second's leaves were
+    # rewritten without them first (plain: the first's leaves were no deltas to splice from), and
+    # the third's still read through the second's.
+    assert delta_depths(store) == [2, 2]
+    out_file = tmp_path / "out.whl"
+    assert cli("fetch", new.name, "-o", out_file, "--store", store)[0] == 0
+    assert sha256_file(out_file) == sha256_file(new)
+    rc, out, err = cli("store", "verify", "--store", store)
+    assert rc == 0 and " 0 corrupt; 1 of 1 archives and pins complete" in out, err
 
 
 @pytest.mark.parametrize("kind", ["wheel", "sdist"])

@@ -169,6 +169,51 @@ def test_a_changed_block_still_buffered_is_written_once_as_a_packed_delta(tmp_pa
         assert all(problem is None for _, problem in store.verify())
 
 
+def buffered_chain() -> list[bytes]:
+    """Three versions of a 120 KB block that zstd shrinks by a quarter only, each one edit after the last."""
+    a = base64.b64encode(random.Random(11).randbytes(90_000))
+    b = a[:30_000] + b"# b\n" + a[30_000:]
+    return [a, b, b[:60_000] + b"# c\n" + b[60_000:]]
+
+
+def test_buffered_blocks_become_deltas_of_buffered_blocks_written_before_them(tmp_path: Path) -> None:
+    a, b, c = buffered_chain()
+    with BlockStore(tmp_path) as store:
+        for block in (c, b, a):  # put in the reverse order: each delta's reference comes later in the pack
+            store.put(cid(block), block)
+        # b against a (buffered, plain), c against b (buffered, staged as a delta itself): one write.
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(b)])])[0] == 2
+        assert sorted(store.iter_deltas()) == sorted([(cid(b), 1, (cid(a),)), (cid(c), 2, (cid(b),))])
+        assert store.stats().packs == 1
+    with BlockStore(tmp_path) as store:  # cold: nothing in the reference cache
+        assert [store.get(cid(x)) for x in (a, b, c)] == [a, b, c]
+        assert all(problem is None for _, problem in store.verify())
+
+
+def test_a_buffered_block_that_a_staged_delta_references_is_not_made_a_delta_after_it(tmp_path: Path) -> None:
+    a, b, c = buffered_chain()
+    with BlockStore(tmp_path) as store:
+        for block in (a, b, c):
+            store.put(cid(block), block)
+        # b is staged against a; a, now a reference, is not staged against c (it would be deeper
+        # than b's header says).
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(a), [cid(c)])])[0] == 1
+        assert list(store.iter_deltas()) == [(cid(b), 1, (cid(a),))]
+        assert store.get(cid(b)) == b and all(problem is None for _, problem in store.verify())
+
+
+def test_a_staged_delta_whose_buffered_reference_is_deleted_before_the_write_is_written_plain(tmp_path: Path) -> None:
+    a, b, _ = buffered_chain()
+    with BlockStore(tmp_path) as store:
+        store.put(cid(a), a)
+        store.put(cid(b), b)
+        assert store._stage(cid(b), [cid(a)])  # decided as a delta of a, not yet written
+        assert store.delete(cid(a))
+        store.flush()
+        assert list(store.iter_deltas()) == [] and store.get(cid(b)) == b
+        assert not store.has(cid(a)) and all(problem is None for _, problem in store.verify())
+
+
 def test_a_committed_packed_block_rewritten_as_a_delta_leaves_its_pack_compacted(tmp_path: Path) -> None:
     old = source_text(8, 120_000)
     new = old[:1000] + b"x" + old[1000:]

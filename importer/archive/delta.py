@@ -20,6 +20,14 @@ with the 8-hex-digit hash auditwheel puts into the names of the libraries it gra
 (``numpy.libs/libscipy_openblas64_-4b78795a.so``) removed; a file left unpaired is then paired
 with the one old file, if there is exactly one, whose path differs only in its numbers
 (:func:`loose_key`: ``libarrow.so.2500`` and ``libarrow.so.2600``).
+
+*Siblings*: a large file of the new archive that no earlier release pairs (it is new, or the
+archive is the project's first) is paired with the file before it in the same directory whose
+name differs only in its version numbers (:func:`sibling_key`): virtualenv ships
+``pip-26.0.1-py3-none-any.whl`` beside ``pip-26.3-py3-none-any.whl`` and two setuptools wheels
+(the table at :data:`SIBLING_MIN`). Each of its leaves is encoded against the sibling's leaves
+around the same position, as against an old file; the sibling may be new in this archive too
+(the store then decides the delta before either is written).
 """
 
 from __future__ import annotations
@@ -34,10 +42,11 @@ from dag_cbor.decoding import CBORDecodingError
 from multiformats import CID
 
 from ..dag.cid import RAW, cid_codec
-from ..dag.reader import Kind, file_leaves, iter_directory, stat
+from ..dag.reader import Kind, LeafSpan, file_leaves, iter_directory, stat
 from ..errors import ImporterError
 from ..sinks.base import BlockSource
 from ..sinks.delta import reference_span
+from ..sinks.packs import GROUP_BELOW
 from ..sinks.store import ArchiveRecord, BlockStore
 from .recipe import read_root
 
@@ -48,6 +57,18 @@ _GRAFT_HASH: Final = re.compile(r"-[0-9a-f]{8}(?=\.)")
 #: What may follow ``NAME-VERSION`` in a path component that carries the release's version.
 _VERSIONED_SUFFIXES: Final = r"\.dist-info|\.data|\.egg-info"
 _DIGITS: Final = re.compile(r"[0-9]+")
+#: A version in a file name: runs of digits joined by ``.``, ``_`` or ``-`` (``26.0.1``, ``86_64``).
+_VERSION_RUN: Final = re.compile(r"[0-9]+(?:[._-][0-9]+)*")
+#: Files smaller than this are not paired with siblings: they are smaller than one leaf, and the
+#: store groups such blocks into shared frames (:data:`~importer.sinks.packs.GROUP_BELOW`), where
+#: their neighbours give zstd the context a sibling would; a leaf of 256 KiB is compressed alone.
+#: The first release of each unseen7 project (``/work/tmp`` prototype, 2026-12-08: every file of
+#: 16 KiB or more against the one before it with the same :func:`sibling_key`, zstd -19 whole
+#: file against file): virtualenv's second pip and setuptools wheels, 1.95 and 0.88 MB, take
+#: 1,846,926 and 816,731 B alone, 1,188,013 and 426,348 B against the first; grpcio's 36 such
+#: files (boringssl's generated assembly, 19-99 KB each) 170,614 -> 131,706 B; pandas, aiohttp,
+#: starlette, pydantic and pyparsing have none that gains 10%.
+SIBLING_MIN: Final = GROUP_BELOW
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,73 +156,102 @@ def loose_key(key: str) -> str:
     return _DIGITS.sub("#", key)
 
 
-def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSource,
-                old_root: bytes) -> list[DeltaCandidate]:
-    """Every leaf of ``new_root``'s changed files with the leaves of ``old_root`` to delta it against.
+def sibling_key(path: str) -> str:
+    """``path`` with every version in its file name made alike (module docstring, "Siblings"):
+    ``pip-26.0.1-py3-none-any.whl`` and ``pip-26.3-py3-none-any.whl`` in one directory share it."""
+    directory, _, name = path.rpartition("/")
+    return f"{directory}/{_VERSION_RUN.sub('#', name)}"
+
+
+def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSource | None = None,
+                old_root: bytes | None = None) -> list[DeltaCandidate]:
+    """Every leaf of ``new_root``'s changed files with the leaves of ``old_root`` to delta it against,
+    and the leaves of its large new files with their siblings' (module docstring).
 
     A leaf the old file also has (unchanged) is not a candidate; a file with no counterpart in
-    the old archive neither. Each leaf is named once, with the references of its first place.
+    the old archive neither, unless it has a sibling. Each leaf is named once, with the
+    references of its first place. Without ``old_root`` (a project's first archive) only
+    siblings are paired.
     """
-    new, old = read_root(new_source, new_root), read_root(old_source, old_root)
-    new_dist, old_dist = parse_archive_name(new.name), parse_archive_name(old.name)
+    new = read_root(new_source, new_root)
+    old = read_root(old_source, old_root) if old_source is not None and old_root is not None else None
+    new_dist = parse_archive_name(new.name)
     new_version = new_dist.version if new_dist else ""
-    old_version = old_dist.version if old_dist else ""
     old_files: dict[str, bytes] = {}
     old_dirs: dict[str, bytes] = {}
-    for path, cid, is_dir in _walk(old_source, old.tree):
-        (old_dirs if is_dir else old_files)[match_key(path, old_version)] = cid
+    planned: dict[bytes, tuple[bytes, ...]] = {}
+    if old_source is not None and old is not None:
+        old_dist = parse_archive_name(old.name)
+        old_version = old_dist.version if old_dist else ""
+        for path, cid, is_dir, _ in _walk(old_source, old.tree):
+            (old_dirs if is_dir else old_files)[match_key(path, old_version)] = cid
+        # The structure of a release changes a little with every release: a directory node gains
+        # or loses a link, the recipe's member table a few sizes. Each is stored against its counterpart.
+        for new_block, old_block in zip(_recipe_blocks(new_source, new.recipe),
+                                        _recipe_blocks(old_source, old.recipe)):
+            if new_block != old_block:
+                planned.setdefault(new_block, (old_block,))
     loose: dict[str, bytes | None] = {}
     for key, cid in old_files.items():
         loose[loose_key(key)] = None if loose_key(key) in loose else cid  # None: not unique, no pair
-    planned: dict[bytes, tuple[bytes, ...]] = {}
-    # The structure of a release changes a little with every release: a directory node gains or
-    # loses a link, the recipe's member table a few sizes. Each is stored against its counterpart.
-    for new_block, old_block in zip(_recipe_blocks(new_source, new.recipe), _recipe_blocks(old_source, old.recipe)):
-        if new_block != old_block:
-            planned.setdefault(new_block, (old_block,))
     files = []
-    for path, cid, is_dir in _walk(new_source, new.tree):
+    for path, cid, is_dir, size in _walk(new_source, new.tree):
         if is_dir:
             old_dir = old_dirs.get(match_key(path, new_version))
             if old_dir is not None and old_dir != cid:
                 planned.setdefault(cid, (old_dir,))
         else:
-            files.append((path, cid))
-    for path, cid in files:
+            files.append((path, cid, size))
+    siblings: dict[str, bytes] = {}  # sibling key -> the last large file that has it
+    for path, cid, size in files:
         key = match_key(path, new_version)
         old_cid = old_files.get(key)
         if old_cid is None:
             old_cid = loose.get(loose_key(key))
-        if old_cid is None or old_cid == cid:
-            continue
-        size, leaves = file_leaves(new_source, cid)
-        old_size, old_leaves = file_leaves(old_source, old_cid)
-        if len(leaves) > 1 and len(old_leaves) > 1:
-            planned.setdefault(cid, (old_cid,))  # the file's root node: a list of its leaves' links
-        unchanged = {leaf.cid for leaf in old_leaves}
-        for leaf in leaves:
-            if leaf.cid in unchanged or leaf.cid in planned:
-                continue
-            refs = reference_span(leaf.offset, leaf.length, size, old_leaves, old_size)
-            if refs:
-                planned[leaf.cid] = tuple(refs)
+        sibling = None
+        if size >= SIBLING_MIN:
+            sibling = siblings.get(sibling_key(path))
+            siblings[sibling_key(path)] = cid
+        if old_cid is not None and old_source is not None and old_cid != cid:
+            size, leaves = file_leaves(new_source, cid)
+            old_size, old_leaves = file_leaves(old_source, old_cid)
+            if len(leaves) > 1 and len(old_leaves) > 1:
+                planned.setdefault(cid, (old_cid,))  # the file's root node: a list of its leaves' links
+            _plan_leaves(planned, leaves, size, old_leaves, old_size)
+        elif old_cid is None and sibling is not None and sibling != cid:
+            size, leaves = file_leaves(new_source, cid)
+            sibling_size, sibling_leaves = file_leaves(new_source, sibling)
+            _plan_leaves(planned, leaves, size, sibling_leaves, sibling_size)
     return [DeltaCandidate(cid, refs) for cid, refs in planned.items()]
 
 
-def _walk(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes, bool]]:
-    """``(path, CID, is a directory)`` of the tree's directories (``""`` for the tree itself) and
-    files, depth first in entry order; symlinks are skipped, a raw-leaf entry is a file unread."""
-    yield prefix.rstrip("/"), tree, True
+def _plan_leaves(planned: dict[bytes, tuple[bytes, ...]], leaves: list[LeafSpan], size: int,
+                 ref_leaves: list[LeafSpan], ref_size: int) -> None:
+    """Plan each of a file's ``leaves`` against the leaves of the file it resembles (module docstring)."""
+    unchanged = {leaf.cid for leaf in ref_leaves}
+    for leaf in leaves:
+        if leaf.cid in unchanged or leaf.cid in planned:
+            continue
+        refs = reference_span(leaf.offset, leaf.length, size, ref_leaves, ref_size)
+        if refs:
+            planned[leaf.cid] = tuple(refs)
+
+
+def _walk(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes, bool, int]]:
+    """``(path, CID, is a directory, size)`` of the tree's directories (``""`` for the tree itself,
+    size 0) and files, depth first in entry order; symlinks are skipped, a raw-leaf entry is a file
+    unread (its size is its link's)."""
+    yield prefix.rstrip("/"), tree, True, 0
     for entry in iter_directory(source, tree):
         path = f"{prefix}{entry.name}"
         if cid_codec(entry.cid) == RAW:
-            yield path, entry.cid, False
+            yield path, entry.cid, False, entry.tsize
             continue
         node = stat(source, entry.cid)
         if node.kind is Kind.DIRECTORY:
             yield from _walk(source, entry.cid, path + "/")
         elif node.kind is Kind.FILE:
-            yield path, entry.cid, False
+            yield path, entry.cid, False, node.size
 
 
 def _recipe_blocks(source: BlockSource, recipe: bytes) -> list[bytes]:
@@ -228,21 +278,23 @@ class DeltaReport:
 
 def delta_against_previous(store: BlockStore, name: str, root: bytes,
                            records: Iterable[ArchiveRecord] | None = None) -> DeltaReport:
-    """Store the changed blocks (leaves, file and directory nodes, recipe) of the archive ``name`` (root ``root``) as deltas against its previous archive.
+    """Store the changed blocks (leaves, file and directory nodes, recipe) of the archive ``name`` (root
+    ``root``) as deltas against its previous archive, and its large new files' leaves against their
+    siblings' (:func:`plan_deltas`; without a previous archive, only those).
 
     ``records``: the archives it may be compared with (default: the store's whole index).
     """
     previous = previous_archive(store.iter_archives() if records is None else records, name)
-    if previous is None or not store.has(previous.root):
-        return DeltaReport(None, 0, 0, 0)
+    if previous is not None and not store.has(previous.root):
+        previous = None
     try:
-        candidates = plan_deltas(store, root, store, previous.root)
+        candidates = plan_deltas(store, root, store, previous.root) if previous is not None else plan_deltas(store, root)
     except ImporterError as e:
         # Deltas only save space: an archive whose previous DAG is damaged or partly deleted is
         # kept as it is (already committed and recorded), and the caller says why.
-        return DeltaReport(previous.name, 0, 0, 0, skipped=str(e))
+        return DeltaReport(previous.name if previous is not None else None, 0, 0, 0, skipped=str(e))
     rewritten, saved = store.delta_encode((c.cid, c.refs) for c in candidates)
-    return DeltaReport(previous.name, len(candidates), rewritten, saved)
+    return DeltaReport(previous.name if previous is not None else None, len(candidates), rewritten, saved)
 
 
 def delta_store(store: BlockStore) -> DeltaReport:

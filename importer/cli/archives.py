@@ -301,7 +301,8 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
                   delta: DeltaReport | None, at_rest: AtRest | None) -> None:
     out = sys.stdout
     if delta is not None and delta.skipped is not None:
-        sys.stderr.write(f"dpip-import {args.command}: {report.file}: no deltas against {delta.previous}: {delta.skipped}\n")
+        against = f" against {delta.previous}" if delta.previous is not None else ""
+        sys.stderr.write(f"dpip-import {args.command}: {report.file}: no deltas{against}: {delta.skipped}\n")
     if args.json:
         data: dict[str, Any] = report.summary()
         # new_bytes: logical (uncompressed) bytes of the new blocks; the *_payload/file_* keys: at rest.
@@ -332,6 +333,9 @@ def _print_report(args: argparse.Namespace, report: ImportReport, counting: Coun
                   f"{at_rest.file_growth_bytes:+,d} bytes\n")
     if delta is not None and delta.previous is not None and delta.skipped is None:
         out.write(f"  {delta.rewritten} changed blocks stored as deltas against {delta.previous}, "
+                  f"{delta.saved:,d} bytes smaller at rest\n")
+    elif delta is not None and delta.rewritten:
+        out.write(f"  {delta.rewritten} blocks stored as deltas against similar files of this archive, "
                   f"{delta.saved:,d} bytes smaller at rest\n")
     for line in report.outer:
         out.write(f"  container {line}\n")

@@ -122,6 +122,8 @@ class StoreBase:
         self._frames_bytes = 0
         #: Deltas decided before their block's first write: CID -> (payload, references, plain length).
         self._staged: dict[bytes, tuple[bytes, tuple[bytes, ...], int]] = {}
+        #: The references of those deltas: blocks that are not made deltas after them.
+        self._staged_refs: set[bytes] = set()
         self._staged_done = (0, 0)
         self._frame_compressor: tuple[int, int, zstandard.ZstdCompressor] | None = None
         self._large: dict[int, zstandard.ZstdCompressor] = {}

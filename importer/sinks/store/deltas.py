@@ -76,17 +76,24 @@ class StoreDeltas(StorePacks):
 
     def _stage(self, cid: bytes, refs: Sequence[bytes]) -> bool:
         """Decide whether the buffered block ``cid`` is written as a delta; False if it is committed
-        already (an earlier batch or another process wrote it: :meth:`delta_encode` rewrites it)."""
-        if not refs or len(refs) > MAX_REFS or cid in refs:
+        already (an earlier batch or another process wrote it: :meth:`delta_encode` rewrites it).
+
+        A reference may be buffered too (a sibling in the same archive,
+        :func:`importer.archive.delta.plan_deltas`), even one staged as a delta itself: its depth
+        is then the staged one, and it is written before the delta (:meth:`_insert_packs`). A
+        block that a staged delta references is not made a delta after it, so no delta's depth
+        is ever below its references'."""
+        if not refs or len(refs) > MAX_REFS or cid in refs or cid in self._staged_refs:
             return True
         try:
             if self._conn.execute("SELECT 1 FROM blocks WHERE cid = ?", (cid,)).fetchone() is not None:
                 return False
-            depth = self._depth_of(refs)
+            depth = max(self._staged_depth(ref) for ref in refs)
             if depth + 1 > MAX_DEPTH:
                 return True
-            # A reference that is only buffered raises UndecodablePayload here (not in the store).
-            ref_blocks = [self._reference(ref, MAX_DEPTH + 1) for ref in refs]
+            # A reference neither buffered nor in the store raises UndecodablePayload here.
+            ref_blocks = [self._pending[ref] if ref in self._pending else self._reference(ref, MAX_DEPTH + 1)
+                          for ref in refs]
         except (BlockCorrupt, StoreError, UndecodablePayload):
             return True  # damaged references are left for `store verify` to report
         except sqlite3.Error as e:
@@ -98,7 +105,14 @@ class StoreDeltas(StorePacks):
         payload = encode_payload(block, refs, ref_blocks, depth + 1)
         if len(payload) < plain:
             self._staged[cid] = (payload, tuple(refs), plain)
+            self._staged_refs.update(refs)
         return True
+
+    def _staged_depth(self, ref: bytes) -> int:
+        """The delta depth of ``ref``: as staged if it is, else as committed (0 for a plain block,
+        committed or buffered)."""
+        staged = self._staged.get(ref)
+        return read_header(staged[0]).depth if staged is not None else self._depth_of([ref])
 
     def _delta_batch(self, batch: Sequence[tuple[bytes, Sequence[bytes]]]) -> tuple[int, int]:
         updates: list[tuple[bytes, bytes, tuple[bytes, ...], bytes, int, bytes]] = []

@@ -93,6 +93,7 @@ class StoreWriter(StoreDictionaries):
                 self._write_rows()
         finally:
             self._staged.clear()
+            self._staged_refs.clear()
         self._pending.clear()
         self._pending_bytes = 0
         return True
@@ -175,37 +176,49 @@ class StoreWriter(StoreDictionaries):
                           if p.encoding == ENCODING_PACKED_DELTA),
                          locator_forms=(X86_FORM_OF_LOCATOR.get(p.flags, 0) for _, placed in packs for p in placed))
         self._conn.executemany(_INSERT, empty)
-        for data, placed in packs:
+        ids: list[int] = []
+        for data, _ in packs:
             pack = self._conn.execute("INSERT INTO packs (data) VALUES (?)", (data,)).lastrowid
             assert pack is not None
-            live = 0
+            ids.append(pack)
+        live = [0] * len(packs)
+        # Plain blocks first, then the deltas in the order they were decided (``deltas``): a
+        # delta may reference a block of this same write, or a delta decided before it
+        # (:meth:`~importer.sinks.store.deltas.StoreDeltas._stage`), which must then be there.
+        placed_deltas: dict[bytes, tuple[int, Placed]] = {}
+        for index, (_, placed) in enumerate(packs):
             for p in placed:
                 if p.cid not in blocks:
                     continue
-                # (A move keeps the delta's references and depth: a reference deleted meanwhile
-                # would have rewritten the row first, and the move skips a rewritten row.)
-                if new and p.encoding == ENCODING_PACKED_DELTA and not self._still_sound(
-                        p.refs, read_header(data[p.offset:p.offset + p.length]).depth):
-                    # A reference deleted or deepened by another process since the delta was
-                    # made: the block is written on its own instead.
-                    cursor = self._conn.execute(_INSERT, (p.cid, *self._encode(blocks[p.cid]), p.size))
-                    self._drop_delta_refs([p.cid])
-                    added_small += cursor.rowcount if p.size < SMALL_BLOCK else 0
-                    continue
-                if self._conn.execute(_INSERT, (p.cid, p.encoding, p.locator(pack), p.size)).rowcount != 1:
-                    continue  # stored already (by an earlier batch or another process)
-                live += p.size
                 if p.encoding == ENCODING_PACKED_DELTA:
-                    self._add_delta_refs(p.cid, p.refs)
-                    written += 1
-                    saved += deltas[p.cid][2] - p.length
-                elif p.size < SMALL_BLOCK:
-                    added_small += 1
-            if live:
+                    placed_deltas[p.cid] = (index, p)
+                elif self._conn.execute(_INSERT, (p.cid, p.encoding, p.locator(ids[index]), p.size)).rowcount == 1:
+                    live[index] += p.size
+                    added_small += 1 if p.size < SMALL_BLOCK else 0
+        for cid in [cid for cid in deltas if cid in placed_deltas]:
+            index, p = placed_deltas[cid]
+            data = packs[index][0]
+            # (A move keeps the delta's references and depth: a reference deleted meanwhile
+            # would have rewritten the row first, and the move skips a rewritten row.)
+            if new and not self._still_sound(p.refs, read_header(data[p.offset:p.offset + p.length]).depth):
+                # A reference deleted or deepened by another process since the delta was
+                # made: the block is written on its own instead.
+                cursor = self._conn.execute(_INSERT, (p.cid, *self._encode(blocks[p.cid]), p.size))
+                self._drop_delta_refs([p.cid])
+                added_small += cursor.rowcount if p.size < SMALL_BLOCK else 0
+                continue
+            if self._conn.execute(_INSERT, (p.cid, p.encoding, p.locator(ids[index]), p.size)).rowcount != 1:
+                continue  # stored already (by an earlier batch or another process)
+            live[index] += p.size
+            self._add_delta_refs(p.cid, p.refs)
+            written += 1
+            saved += deltas[p.cid][2] - p.length
+        for index, (_, placed) in enumerate(packs):
+            if live[index]:
                 self._conn.execute("INSERT INTO pack_usage VALUES (?, ?, ?, ?)",
-                                   (pack, sum(p.size for p in placed), live, level))
+                                   (ids[index], sum(p.size for p in placed), live[index], level))
             else:
-                self._conn.execute("DELETE FROM packs WHERE id = ?", (pack,))
+                self._conn.execute("DELETE FROM packs WHERE id = ?", (ids[index],))
         if new:
             self._count_small(added_small)
         return written, saved
