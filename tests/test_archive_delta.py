@@ -622,7 +622,7 @@ def test_no_delta_store_is_larger_by_the_saved_bytes_until_optimize(
     rc, out, _ = cli("store", "optimize", "--store", without)
     # Little left to do: compacting moved blocks into new, smaller frames, where a delta may now
     # beat a block's (larger) share of its frame.
-    again = int(out.split("previous archive of their project, ")[1].split(" bytes smaller")[0])
+    again = int(out.split("similar files of their archive, ")[1].split(" bytes smaller")[0])
     assert rc == 0 and 0 <= again < 0.02 * optimized["at_rest"]
 
 

@@ -22,9 +22,11 @@ from importer.sinks.atrest import (
     ENCODING_ZSTD_DICT,
     LEVEL,
     BlockCodec,
+    is_stored_frame,
     with_dict_id,
 )
 from importer.sinks.store import DB_NAME, ROWID_SCHEMA_VERSION, BlockStore
+from importer.sinks.store.schema import DICTIONARY_FRAMES_SCHEMA
 
 
 @pytest.fixture(autouse=True)
@@ -187,6 +189,73 @@ def test_dictionary_is_trained_after_enough_small_blocks_and_used_for_later_ones
     # Standard zstd with the exported dictionary decodes the frame.
     d = zstandard.ZstdCompressionDict(made.data)
     assert zstandard.ZstdDecompressor(dict_data=d).decompress(payload) == source_block(1000)[1]
+
+
+def schema_version(path: Path) -> int:
+    with db(path) as conn:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def dictionary_row(path: Path, dict_id: int = 1) -> bytes:
+    with db(path) as conn:
+        return bytes(conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()[0])
+
+
+def test_a_trained_dictionary_is_stored_as_a_frame_of_itself_and_the_store_raised_to_13(tmp_path: Path) -> None:
+    with store_with_dictionary(tmp_path / "s") as store:
+        (made,) = store.dictionaries()
+        store.put(*source_block(5000))
+    row = dictionary_row(tmp_path / "s")
+    assert is_stored_frame(row) and len(row) < len(made.data) // 2
+    assert zstandard.ZstdDecompressor().decompress(row) == made.data  # plain zstd gives the dictionary back
+    assert schema_version(tmp_path / "s") == DICTIONARY_FRAMES_SCHEMA
+    assert stats_dictionary_bytes(tmp_path / "s") == len(row)  # at rest: what the row takes
+    with BlockStore(tmp_path / "s") as store:  # a new process reads frames made with it
+        assert store.get(source_block(5000)[0]) == source_block(5000)[1]
+        assert all(problem is None for _, problem in store.verify())
+
+
+def stats_dictionary_bytes(path: Path) -> int:
+    with BlockStore(path, create=False) as store:
+        return store.stats().dictionary_bytes
+
+
+def test_optimize_stores_a_plain_dictionary_of_an_older_store_as_a_frame(tmp_path: Path) -> None:
+    with store_with_dictionary(tmp_path / "s") as store:
+        (made,) = store.dictionaries()
+        store.put(*source_block(5000))
+    with db(tmp_path / "s") as conn:  # as code before schema 13 kept it
+        conn.execute("UPDATE dictionaries SET data = ?", (made.data,))
+        conn.execute("UPDATE meta SET value = '12' WHERE key = 'schema_version'")
+    with BlockStore(tmp_path / "s") as store:
+        assert store.get(source_block(5000)[0]) == source_block(5000)[1]  # plain rows still read
+        saved = store.compress_dictionaries()
+        assert saved == len(made.data) - len(dictionary_row(tmp_path / "s")) > len(made.data) // 2
+        assert store.compress_dictionaries() == 0  # nothing left to do
+    assert schema_version(tmp_path / "s") == DICTIONARY_FRAMES_SCHEMA
+    with BlockStore(tmp_path / "s") as store:
+        assert [d.data for d in store.dictionaries()] == [made.data]
+        assert store.get(source_block(5000)[0]) == source_block(5000)[1]
+
+
+@pytest.mark.parametrize("damage", ["not a frame", "truncated", "huge size", "frame of junk"])
+def test_a_damaged_dictionary_row_makes_its_frames_corrupt_and_is_named(tmp_path: Path, damage: str) -> None:
+    with store_with_dictionary(tmp_path / "s") as store:
+        store.put(*source_block(5000))
+    row = dictionary_row(tmp_path / "s")
+    # A frame header declaring 2**40 bytes (single segment, 8-byte content size) and nothing after it.
+    huge = b"\x28\xb5\x2f\xfd" + bytes([0xE0]) + (1 << 40).to_bytes(8, "little")
+    forged = {"not a frame": b"junk" + row, "truncated": row[:len(row) // 2], "huge size": huge,
+              "frame of junk": zstandard.ZstdCompressor().compress(b"no dictionary here" * 10)}[damage]
+    with db(tmp_path / "s") as conn:
+        conn.execute("UPDATE dictionaries SET data = ?", (forged,))
+    with BlockStore(tmp_path / "s", create=False) as store:
+        with pytest.raises(BlockCorrupt) as e:
+            store.get(source_block(5000)[0])
+        assert "dictionary row" in str(e.value)
+        with pytest.raises(StoreError) as listed:
+            store.dictionaries()
+        assert str(listed.value).count("\n") == 0 and "dictionary 1 is damaged: a dictionary row" in str(listed.value)
 
 
 def test_dictionary_makes_small_blocks_smaller_than_plain_zstd(tmp_path: Path) -> None:
@@ -430,9 +499,9 @@ def test_stats_are_exact_on_a_known_set_of_blocks(tmp_path: Path) -> None:
 def test_stats_count_dictionaries_in_the_bytes_at_rest(tmp_path: Path) -> None:
     with store_with_dictionary(tmp_path / "s") as store:
         stats = store.stats()
-        (made,) = store.dictionaries()
-    assert (stats.dictionaries, stats.dictionary_bytes) == (1, len(made.data))
-    assert stats.at_rest_bytes == stats.stored_bytes + len(made.data)
+    row = dictionary_row(tmp_path / "s")  # the dictionary as a frame (schema 13): what it takes at rest
+    assert (stats.dictionaries, stats.dictionary_bytes) == (1, len(row))
+    assert stats.at_rest_bytes == stats.stored_bytes + len(row)
 
 
 def test_cli_stats_json_compression_and_train(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

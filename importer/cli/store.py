@@ -236,14 +236,15 @@ def cmd_optimize(args: argparse.Namespace) -> int:
                   "(`store compression zstd` turns it on)", file=sys.stderr)
             return 1
         rewritten, saved = store.recompress()
+        dictionaries = store.compress_dictionaries()
         deltas = delta_store(store)
         compacted, freed = store.compact_packs(level=args.level, frame_bytes=args.frame_size)
         converted = store.vacuum() if args.vacuum else False
         if not args.vacuum:
             store.reclaim_free_pages()  # what the rewrites freed (in a store with auto_vacuum=incremental)
         stats = store.stats()
-    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; stored {deltas.rewritten} changed blocks as deltas "
-          f"against the previous archive of their project, {deltas.saved} bytes smaller; compacted {compacted} packs, "
+    print(f"rewrote {rewritten} blocks, {saved} bytes smaller; dictionaries {dictionaries} bytes smaller; stored {deltas.rewritten} changed blocks as deltas "
+          f"against the previous archive of their project or similar files of their archive, {deltas.saved} bytes smaller; compacted {compacted} packs, "
           f"{freed} bytes smaller; ratio now {stats.ratio:.3f}")
     if converted:
         print("converted to auto_vacuum=incremental: gc and delta rewrites now give free pages back by "

@@ -98,6 +98,17 @@ SHIPPED_ID: Final = 1 << 30
 
 #: Magic number that opens a zstd dictionary; the 4 bytes after it are its ID, little-endian.
 _DICT_MAGIC: Final = b"\x37\xa4\x30\xec"
+#: Magic number that opens a zstd frame: a row of ``dictionaries`` that starts with it holds its
+#: dictionary as one zstd frame (:func:`stored_dictionary`).
+_FRAME_MAGIC: Final = b"\x28\xb5\x2f\xfd"
+#: zstd level of a stored dictionary: written once, read once per process. At 19 the nine
+#: trained dictionaries of unseen7's and the top100 subset's stores (``/work/tmp`` prototype on
+#: the stores of REPORT.md "Keys and short references", 2026-12-08) take 0.26-0.48 of their
+#: size: 267,778 B -> 96,532 B in all (grpcio's 65,536 -> 17,111, pandas' 58,290 -> 22,258).
+STORED_DICTIONARY_LEVEL: Final = 19
+#: Largest dictionary a stored frame may decode to: the largest the store trains
+#: (:data:`DICT_SIZE`) with room to spare, so a damaged row cannot make a read allocate more.
+MAX_STORED_DICTIONARY: Final = 16 * DICT_SIZE
 
 
 class UndecodablePayload(Exception):
@@ -151,6 +162,40 @@ def with_dict_id(dictionary: bytes, dict_id: int) -> bytes:
     if not 0 < dict_id < 1 << 31:  # 0 means "no dictionary"; zstd reserves IDs >= 2**31
         raise ValueError(f"dictionary id {dict_id} out of range")
     return dictionary[:4] + struct.pack("<I", dict_id) + dictionary[8:]
+
+
+def stored_dictionary(dictionary: bytes) -> bytes:
+    """What a ``dictionaries`` row holds for ``dictionary``: one zstd frame of it when that is
+    smaller (the dictionary itself otherwise); :func:`loaded_dictionary` reverses it."""
+    frame = zstandard.ZstdCompressor(level=STORED_DICTIONARY_LEVEL, write_checksum=False).compress(dictionary)
+    return frame if len(frame) < len(dictionary) else dictionary
+
+
+def loaded_dictionary(row: bytes) -> bytes:
+    """The dictionary a ``dictionaries`` row holds (:func:`stored_dictionary`); UndecodablePayload
+    if it is neither a dictionary nor a frame of one."""
+    if row.startswith(_DICT_MAGIC):
+        return row
+    if not row.startswith(_FRAME_MAGIC):
+        raise UndecodablePayload("a dictionary row that is neither a zstd dictionary nor a frame of one")
+    try:
+        size = zstandard.get_frame_parameters(row).content_size
+    except zstandard.ZstdError as e:
+        raise UndecodablePayload(f"a dictionary row with no zstd frame header ({e})") from None
+    if not 0 < size <= MAX_STORED_DICTIONARY:  # checked before zstd allocates what the header claims
+        raise UndecodablePayload(f"a dictionary row whose frame declares {size} bytes")
+    try:
+        dictionary = decompress_frame(zstandard.ZstdDecompressor(), row, size)
+    except UndecodablePayload as e:
+        raise UndecodablePayload(f"a dictionary row whose {e}") from None
+    if not dictionary.startswith(_DICT_MAGIC):
+        raise UndecodablePayload("a dictionary row whose frame holds no zstd dictionary")
+    return dictionary
+
+
+def is_stored_frame(row: bytes) -> bool:
+    """Whether a ``dictionaries`` row holds its dictionary as a frame (schema 13)."""
+    return row.startswith(_FRAME_MAGIC)
 
 
 def _saves_enough(size: int, compressed: int) -> bool:

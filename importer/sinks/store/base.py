@@ -29,7 +29,7 @@ from typing import Final, Self, TypeVar
 import zstandard
 
 from ...errors import StoreError
-from ..atrest import SHIPPED_ID, BlockCodec, shipped_dictionary
+from ..atrest import SHIPPED_ID, BlockCodec, loaded_dictionary, shipped_dictionary
 from ..lock import CollectorLock
 from .records import PageStats
 from .schema import (
@@ -177,7 +177,7 @@ class StoreBase:
         if not self._has_table("dictionaries"):
             return None
         row = self._conn.execute("SELECT data FROM dictionaries WHERE id = ?", (dict_id,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return None if row is None else loaded_dictionary(bytes(row[0]))  # damaged: UndecodablePayload
 
     @contextmanager
     def _transaction(self, what: str) -> Iterator[None]:

@@ -14,7 +14,10 @@ been committed without a dictionary, the committing process trains one on the ne
 blocks (zstd's trainer, about a second) and adds it in its own short transaction; later small
 blocks use the newest dictionary. The next one is trained after 4x as many more small blocks, so
 their count grows with the logarithm of the store. Dictionaries are never deleted, so a row's
-dictionary is always there to read it. Two processes may both decide to train: the insert
+dictionary is always there to read it. Since schema 13 a dictionary is stored as one zstd frame
+of itself (:func:`~importer.sinks.atrest.stored_dictionary`, about a third of its size;
+:data:`~importer.sinks.store.schema.DICTIONARY_FRAMES_SCHEMA`), and ``store optimize`` stores
+older ones so (:meth:`StoreDictionaries.compress_dictionaries`). Two processes may both decide to train: the insert
 re-checks the trigger under the write lock and assigns the ID there (``max(id) + 1``), so the
 slower one drops its dictionary instead of adding a duplicate, and IDs stay unique. Until a
 store writing packs has trained one, it uses the dictionary the package ships
@@ -29,10 +32,21 @@ import time
 from typing import Final
 
 from ...errors import BlockCorrupt, StoreError
-from ..atrest import SHIPPED_ID, SMALL_BLOCK, Dictionary, shipped_dictionary, train_dictionary, with_dict_id
+from ..atrest import (
+    SHIPPED_ID,
+    SMALL_BLOCK,
+    Dictionary,
+    UndecodablePayload,
+    is_stored_frame,
+    loaded_dictionary,
+    shipped_dictionary,
+    stored_dictionary,
+    train_dictionary,
+    with_dict_id,
+)
 from .base import COMPRESSIONS
 from .refs import StoreRefs
-from .schema import MiB
+from .schema import DICTIONARY_FRAMES_SCHEMA, MiB, raise_schema
 
 #: Each later dictionary waits for this many times the previous wait.
 TRAIN_GROWTH: Final = 4
@@ -69,7 +83,7 @@ class StoreDictionaries(StoreRefs):
         if self._has_table("dictionaries"):
             row = self._conn.execute("SELECT id, data FROM dictionaries ORDER BY id DESC LIMIT 1").fetchone()
         if row is not None and int(row[0]) != self._codec.dictionary_id:
-            self._codec.use_dictionary(int(row[0]), bytes(row[1]))
+            self._codec.use_dictionary(int(row[0]), self._loaded(int(row[0]), bytes(row[1])))
         elif row is None and self.packs and self._codec.dictionary_id != SHIPPED_ID:
             shipped = shipped_dictionary()
             if shipped is not None:
@@ -105,7 +119,38 @@ class StoreDictionaries(StoreRefs):
             rows = self._conn.execute("SELECT id, data, trained_at, samples FROM dictionaries ORDER BY id").fetchall()
         except sqlite3.Error as e:
             raise self._fail(f"cannot read dictionaries: {e}") from None
-        return [Dictionary(int(r[0]), bytes(r[1]), float(r[2]), int(r[3])) for r in rows]
+        return [Dictionary(int(r[0]), self._loaded(int(r[0]), bytes(r[1])), float(r[2]), int(r[3])) for r in rows]
+
+    def _loaded(self, dict_id: int, row: bytes) -> bytes:
+        """The dictionary a row holds (plain, or a frame of it since schema 13); a damaged one is a StoreError."""
+        try:
+            return loaded_dictionary(row)
+        except UndecodablePayload as e:
+            raise self._fail(f"dictionary {dict_id} is damaged: {e}") from None
+
+    def compress_dictionaries(self) -> int:
+        """Store each dictionary kept plain (before schema 13) as a frame of itself; the bytes saved.
+        Each row is checked to give its dictionary back before it replaces the plain one."""
+        if not self._has_table("dictionaries"):
+            return 0
+        try:
+            rows = self._conn.execute("SELECT id, data FROM dictionaries").fetchall()
+        except sqlite3.Error as e:
+            raise self._fail(f"cannot read dictionaries: {e}") from None
+        saved = 0
+        for dict_id, data in rows:
+            plain = bytes(data)
+            if is_stored_frame(plain):
+                continue
+            stored = stored_dictionary(plain)
+            if stored == plain or loaded_dictionary(stored) != plain:
+                continue
+            with self._transaction("compress a dictionary"):
+                raise_schema(self._conn, DICTIONARY_FRAMES_SCHEMA)
+                if self._conn.execute("UPDATE dictionaries SET data = ? WHERE id = ? AND data = ?",
+                                      (stored, int(dict_id), plain)).rowcount == 1:
+                    saved += len(plain) - len(stored)
+        return saved
 
     def _samples(self) -> list[bytes]:
         """The newest small blocks, decoded and checked, up to :data:`SAMPLE_BLOCKS` / :data:`SAMPLE_BYTES`."""
@@ -153,8 +198,11 @@ class StoreDictionaries(StoreRefs):
             (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM dictionaries").fetchone()
             if data is not None:
                 made = Dictionary(int(last) + 1, with_dict_id(data, int(last) + 1), time.time(), len(samples))
+                stored = stored_dictionary(made.data)
+                if is_stored_frame(stored):
+                    raise_schema(self._conn, DICTIONARY_FRAMES_SCHEMA)
                 self._conn.execute("INSERT INTO dictionaries VALUES (?, ?, ?, ?)",
-                                   (made.id, made.data, made.trained_at, made.samples))
+                                   (made.id, stored, made.trained_at, made.samples))
             if made is not None or auto:
                 self._conn.execute("INSERT OR REPLACE INTO meta VALUES (?, '0')", (SMALL_COUNTER,))
         if made is not None:

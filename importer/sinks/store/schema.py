@@ -112,10 +112,17 @@ DELTA_REF_KEYS_SCHEMA: Final = 11
 #: 12 reads every row 10 does (form-1 rows stay as they are until ``store optimize`` remakes
 #: them).
 X86_FORM2_SCHEMA: Final = 12
+#: 13: the tables of 7 to 12, but a row of ``dictionaries`` may hold its dictionary as one zstd
+#: frame (:func:`importer.sinks.atrest.stored_dictionary`, about a third of its size), which
+#: older code would take for a dictionary and so misread every frame made with it. A store is
+#: raised to 13 in the transaction that writes the first such row (a new dictionary, or
+#: ``store optimize`` compressing the ones it has), so older code refuses it at open; 13 reads
+#: plain rows as before.
+DICTIONARY_FRAMES_SCHEMA: Final = 13
 #: The schema a store is raised to before its first row in each x86 form.
 X86_FORM_SCHEMAS: Final = {1: X86_DELTAS_SCHEMA, 2: X86_FORM2_SCHEMA}
 #: The newest schema this program reads; a store recording a newer one is refused at open.
-NEWEST_SCHEMA: Final = X86_FORM2_SCHEMA
+NEWEST_SCHEMA: Final = DICTIONARY_FRAMES_SCHEMA
 #: Page size of a new store (SQLite's default is 4 KiB; it can only be set before the first
 #: table, and a store in WAL mode keeps it for good, ``VACUUM`` included). Every table and index
 #: holds at least one page, and every pack's last page is partly empty, which in a store of one
@@ -369,7 +376,8 @@ def migrate(conn: sqlite3.Connection, fail: Callable[[str], StoreError], *, with
 
 def raise_schema(conn: sqlite3.Connection, version: int) -> None:
     """Inside a write transaction: record ``version`` (:data:`LARGE_FRAMES_SCHEMA`,
-    :data:`X86_DELTAS_SCHEMA`, :data:`DELTA_REF_KEYS_SCHEMA`, :data:`X86_FORM2_SCHEMA`) before the first
+    :data:`X86_DELTAS_SCHEMA`, :data:`DELTA_REF_KEYS_SCHEMA`, :data:`X86_FORM2_SCHEMA`,
+    :data:`DICTIONARY_FRAMES_SCHEMA`) before the first
     row that code before it cannot read is written
     (a store already there, or newer, is left as it is)."""
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version' AND CAST(value AS INTEGER) < ?",
