@@ -502,6 +502,20 @@ def test_first_archive_stores_its_large_siblings_as_deltas_and_fetches_back(tmp_
         "  5 blocks stored as deltas against similar files of this archive"]
 
 
+def test_siblings_already_committed_by_an_earlier_batch_are_left_as_they_are(tmp_path: Path) -> None:
+    from importer.archive.importer import import_archive
+
+    wheel = crafted_wheel(tmp_path, "1.0", SIBLINGS)
+    # Batches of one block: every leaf is committed before the plan, as past 64 MiB of an archive.
+    with BlockStore(tmp_path / "s", batch_bytes=1) as store:
+        root = import_archive(str(wheel), resolve_settings(), store).root
+        before = store.stats()
+        report = delta_against_previous(store, wheel.name, root)
+        after = store.stats()
+    assert (report.previous, report.candidates, report.rewritten) == (None, 5, 0)
+    assert (after.packs, after.pack_bytes, after.dead_bytes) == (before.packs, before.pack_bytes, 0)
+
+
 def test_deleting_the_release_that_held_a_siblings_reference_keeps_the_next_release_exact(
         tmp_path: Path, cli: RunCli) -> None:
     store = tmp_path / "store"

@@ -202,6 +202,19 @@ def test_a_buffered_block_that_a_staged_delta_references_is_not_made_a_delta_aft
         assert store.get(cid(b)) == b and all(problem is None for _, problem in store.verify())
 
 
+def test_only_buffered_candidates_are_staged_and_never_rewritten_once_committed(tmp_path: Path) -> None:
+    a, b, c = buffered_chain()
+    with BlockStore(tmp_path) as store:
+        for block in (a, b):
+            store.put(cid(block), block)
+        store.flush()  # a and b committed, plainly
+        store.put(cid(c), c)
+        only = {cid(b), cid(c)}
+        assert store.delta_encode([(cid(b), [cid(a)]), (cid(c), [cid(a)])], only_buffered=only)[0] == 1
+        assert list(store.iter_deltas()) == [(cid(c), 1, (cid(a),))]  # b, committed, is left alone
+        assert store.stats().dead_bytes == 0
+
+
 def test_a_staged_delta_whose_buffered_reference_is_deleted_before_the_write_is_written_plain(tmp_path: Path) -> None:
     a, b, _ = buffered_chain()
     with BlockStore(tmp_path) as store:

@@ -17,7 +17,7 @@ is left alone), never the other way.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 from typing import Final
 
 from ...errors import BlockCorrupt, StoreError
@@ -36,7 +36,7 @@ class StoreDeltas(StorePacks):
     """Deltas of :class:`~importer.sinks.store.BlockStore` (module docstring)."""
 
     def delta_encode(self, candidates: Iterable[tuple[bytes, Sequence[bytes]]], *,
-                     chunk_rows: int = DELTA_ROWS) -> tuple[int, int]:
+                     chunk_rows: int = DELTA_ROWS, only_buffered: Container[bytes] = ()) -> tuple[int, int]:
         """Store blocks as deltas against others; ``(rows rewritten, bytes saved)``.
 
         ``candidates`` are ``(cid, reference CIDs)`` pairs (:func:`importer.archive.delta.plan_deltas`).
@@ -49,14 +49,15 @@ class StoreDeltas(StorePacks):
         before its first write: the delta is what the write stores (:meth:`_stage`), so no row
         is written plainly and then rewritten smaller, which would leave its pages free. The
         others (blocks committed by an earlier batch) are rewritten in place, and the packs
-        they leave half dead are compacted (:meth:`compact_packs`).
+        they leave half dead are compacted (:meth:`compact_packs`); those in ``only_buffered``
+        are left as they are.
         """
         if not self._codec.compress:
             self.flush()
             return 0, 0
         committed: list[tuple[bytes, Sequence[bytes]]] = []
         for cid, refs in candidates:
-            if cid not in self._pending or not self._stage(cid, refs):
+            if (cid not in self._pending or not self._stage(cid, refs)) and cid not in only_buffered:
                 committed.append((cid, refs))
         self._staged_done = (0, 0)
         self.flush()
