@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archive", metavar="NAME", help="with --stores: fetch this archive (a file name in "
                                                           "the stores' index) instead of the newest")
     args = parser.parse_args(argv)
+    if args.dir:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)  # the scratch directory goes inside it
     if args.stores:
         print(f"{len(args.stores)} stores; {args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
         with tempfile.TemporaryDirectory(prefix="dpip-perf-disk-", dir=args.dir) as scratch:
