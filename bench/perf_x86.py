@@ -33,7 +33,7 @@ import zstandard
 
 from importer.dag.reader import LeafSpan
 from importer.sinks import x86
-from importer.sinks.delta import encode_payload, reference_span
+from importer.sinks.delta import DELTA_LEVEL, encode_payload, reference_span
 
 from .download_cache import cache_dir
 
@@ -137,7 +137,7 @@ def measure(old: Path, new: Path) -> None:
     print(f"{old.name} -> {new.name}: {len(libraries)} libraries, {size:,} bytes")
     print(f"  whole-file delta, level {LEVEL}: unfiltered {whole[0]:,}; form 1 {whole[1]:,} "
           f"({whole[1] / whole[0]:.3f}); form 2 {whole[2]:,} ({whole[2] / whole[0]:.3f})")
-    print(f"  store deltas (256 KiB leaves, level 3): form 1 {store[1]:,}; form 2 {store[2]:,} "
+    print(f"  store deltas (256 KiB leaves, level {DELTA_LEVEL}): form 1 {store[1]:,}; form 2 {store[2]:,} "
           f"({store[2] / store[1]:.3f} of form 1)")
     print(f"  alone, level {LEVEL}: form 1 {alone[1]:,}; form 2 {alone[2]:,} ({alone[2] / alone[1]:.3f} of form 1)")
     figures = speeds(b"".join(after for _, _, after in libraries))

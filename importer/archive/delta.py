@@ -11,7 +11,9 @@ table's pages with the old recipe's (on requests' 10-archive chain that took the
 199,765 to 190,256 bytes at rest: small releases change little but these). The store then keeps
 such a block as a zstd frame made against those references when that is smaller
 (:meth:`importer.sinks.store.BlockStore.delta_encode`). The benchmark's ledgers use the same
-plan, so the figures in REPORT.md are those of this rule.
+plan, so the figures in REPORT.md are those of this rule (siblings, below, from stop 21 on: the
+ledgers of runs made before have none; a ledger holds every block until the archive ends, so it
+also pairs siblings the store, past one batch, leaves alone).
 
 "The same place": the path in the tree with the archive's version replaced where a release
 puts it (an sdist's top directory ``pkg-1.2/`` and a wheel's ``pkg-1.2.dist-info/`` change name

@@ -42,7 +42,9 @@ window of +-1 MiB took 13.1 MiB and one of +-4 MiB 15.4 MiB, barely better than 
 against 5.96 MiB at +-256 KiB; ``zstd -9 --long --patch-from`` of the whole file made 9.26 MiB.
 With the whole old file as every leaf's dictionary, ten releases each of sqlalchemy, numpy,
 attrs and requests took 114.5 MiB against 90.5 at +-256 KiB. Level 9 instead of 3 gained under
-1% on those deltas for 2-3x the time: level 3 it is, as for every other frame.
+1% on those deltas for 2-3x the time, so deltas were made at level 3 until stop 21; on the
+deltas of unseen7's stores (native libraries filtered, structure blocks, small releases) level 7
+takes 9-12% off, and whole chains 1-5% of their disk (:data:`DELTA_LEVEL`).
 """
 
 from __future__ import annotations
@@ -58,9 +60,25 @@ from ..dag.reader import LeafSpan
 from ..dag.varint import decode_uvarint, encode_uvarint
 from ..errors import InvalidCid
 from . import x86
-from .atrest import LEVEL, UndecodablePayload, decompress_frame, frame_parameters
+from .atrest import UndecodablePayload, decompress_frame, frame_parameters
 
 KiB: Final = 1024
+
+#: zstd level of a delta made by an import, by ``store gc`` and by ``store optimize`` without
+#: ``--level`` (cold packs remake theirs at that level). 150 deltas of each of unseen7's default
+#: stores made again at each level (one-off script, 2026-12-08; bytes, seconds)::
+#:
+#:     level            3              5              7              9              12
+#:     pandas     941,400 0.18   895,288 0.28   851,646 0.46   833,433 0.67   823,939 1.08
+#:     aiohttp    691,958 0.12   652,058 0.26   624,319 0.41   613,975 0.57   603,532 0.92
+#:     grpcio     332,217 0.13   308,020 0.22   292,034 0.34   281,063 0.55   275,092 0.69
+#:
+#: 7 takes 9-12% off the deltas for about 3x their time; 9 another 1-4% for 1.5x more. Whole
+#: chains, level 7 against 3 (``python -m bench.perf_disk --baseline``, same run, 04:27-04:35):
+#: pandas' store 0.949 of the disk for 0.92 of the import speed, grpcio's 0.974 for 0.93,
+#: aiohttp's 0.989 for 0.98; fetch and cold reads the same (a frame decodes at the same speed
+#: whatever its level).
+DELTA_LEVEL: Final = 7
 
 #: Leaves of the reference file within this distance of the new leaf's scaled position are
 #: references too (the table in the module docstring: 128 KiB was as good as 256 KiB).
@@ -133,7 +151,7 @@ class DeltaHeader:
 
 
 def encode_payload(block: bytes, refs: Sequence[bytes], ref_blocks: Sequence[bytes], depth: int,
-                   level: int = LEVEL, *, filtered: bool = False, form: int | None = None) -> bytes:
+                   level: int = DELTA_LEVEL, *, filtered: bool = False, form: int | None = None) -> bytes:
     """The delta payload of ``block`` against the blocks ``ref_blocks`` (CIDs ``refs``) at ``depth``;
     ``level``: zstd's (``store optimize --level 19`` remakes the deltas of cold packs: 24% smaller
     on aiohttp's 294 deltas of unseen7, 1.13 -> 0.85 MB, in 29 ms a delta). A block that looks
