@@ -73,7 +73,7 @@ KiB: Final = 1024
 #:     aiohttp    691,958 0.12   652,058 0.26   624,319 0.41   613,975 0.57   603,532 0.92
 #:     grpcio     332,217 0.13   308,020 0.22   292,034 0.34   281,063 0.55   275,092 0.69
 #:
-#: 7 takes 9-12% off the deltas for about 3x their time; 9 another 1-4% for 1.5x more. Whole
+#: 7 takes 9-12% off the deltas for about 3x their time; 9 another 2-4% for 1.4-1.6x more. Whole
 #: chains, level 7 against 3 (``python -m bench.perf_disk --baseline``, same run, 04:27-04:35):
 #: pandas' store 0.949 of the disk for 0.92 of the import speed, grpcio's 0.974 for 0.93,
 #: aiohttp's 0.989 for 0.98; fetch and cold reads the same (a frame decodes at the same speed
