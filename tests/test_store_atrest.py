@@ -238,6 +238,16 @@ def test_optimize_stores_a_plain_dictionary_of_an_older_store_as_a_frame(tmp_pat
         assert store.get(source_block(5000)[0]) == source_block(5000)[1]
 
 
+def test_optimize_leaves_a_damaged_plain_dictionary_row_as_it_is(tmp_path: Path) -> None:
+    with store_with_dictionary(tmp_path / "s"):
+        pass
+    with db(tmp_path / "s") as conn:
+        conn.execute("UPDATE dictionaries SET data = ?", (b"junk" * 100,))
+    with BlockStore(tmp_path / "s") as store:
+        assert store.compress_dictionaries() == 0
+    assert dictionary_row(tmp_path / "s") == b"junk" * 100
+
+
 @pytest.mark.parametrize("damage", ["not a frame", "truncated", "huge size", "frame of junk"])
 def test_a_damaged_dictionary_row_makes_its_frames_corrupt_and_is_named(tmp_path: Path, damage: str) -> None:
     with store_with_dictionary(tmp_path / "s") as store:

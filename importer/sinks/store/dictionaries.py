@@ -17,9 +17,10 @@ their count grows with the logarithm of the store. Dictionaries are never delete
 dictionary is always there to read it. Since schema 13 a dictionary is stored as one zstd frame
 of itself (:func:`~importer.sinks.atrest.stored_dictionary`, about a third of its size;
 :data:`~importer.sinks.store.schema.DICTIONARY_FRAMES_SCHEMA`), and ``store optimize`` stores
-older ones so (:meth:`StoreDictionaries.compress_dictionaries`). Two processes may both decide to train: the insert
-re-checks the trigger under the write lock and assigns the ID there (``max(id) + 1``), so the
-slower one drops its dictionary instead of adding a duplicate, and IDs stay unique. Until a
+older ones so (:meth:`StoreDictionaries.compress_dictionaries`). Two processes may both decide
+to train: the insert re-checks the trigger under the write lock and assigns the ID there
+(``max(id) + 1``), so the slower one drops its dictionary instead of adding a duplicate, and IDs
+stay unique. Until a
 store writing packs has trained one, it uses the dictionary the package ships
 (:data:`~importer.sinks.atrest.SHIPPED_DICTIONARY`).
 """
@@ -142,8 +143,11 @@ class StoreDictionaries(StoreRefs):
             plain = bytes(data)
             if is_stored_frame(plain):
                 continue
-            stored = stored_dictionary(plain)
-            if stored == plain or loaded_dictionary(stored) != plain:
+            try:
+                stored = stored_dictionary(loaded_dictionary(plain))  # a damaged row stays as it is
+                if stored == plain or loaded_dictionary(stored) != plain:
+                    continue
+            except UndecodablePayload:
                 continue
             with self._transaction("compress a dictionary"):
                 raise_schema(self._conn, DICTIONARY_FRAMES_SCHEMA)
