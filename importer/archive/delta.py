@@ -44,7 +44,7 @@ from dag_cbor.decoding import CBORDecodingError
 from multiformats import CID
 
 from ..dag.cid import RAW, cid_codec
-from ..dag.reader import Kind, LeafSpan, file_leaves, iter_directory, stat
+from ..dag.reader import Entry, Kind, LeafSpan, file_leaves, iter_directory, stat
 from ..errors import ImporterError
 from ..sinks.base import BlockSource
 from ..sinks.delta import reference_span
@@ -247,19 +247,27 @@ def _plan_leaves(planned: dict[bytes, tuple[bytes, ...]], leaves: list[LeafSpan]
                 mark.add(leaf.cid)
 
 
-def _walk(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes, bool, int]]:
+def _walk(source: BlockSource, tree: bytes) -> Iterator[tuple[str, bytes, bool, int]]:
     """``(path, CID, is a directory, size)`` of the tree's directories (``""`` for the tree itself,
     size 0) and files, depth first in entry order; symlinks are skipped, a raw-leaf entry is a file
-    unread (its size is its link's)."""
-    yield prefix.rstrip("/"), tree, True, 0
-    for entry in iter_directory(source, tree):
+    unread (its size is its link's). A stack of the open directories, not recursion: an sdist may
+    nest directories thousands deep (``tests/hostile/test_deep_dags.py``)."""
+    yield "", tree, True, 0
+    stack: list[tuple[str, Iterator[Entry]]] = [("", iter_directory(source, tree))]
+    while stack:
+        prefix, entries = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
         path = f"{prefix}{entry.name}"
         if cid_codec(entry.cid) == RAW:
             yield path, entry.cid, False, entry.tsize
             continue
         node = stat(source, entry.cid)
         if node.kind is Kind.DIRECTORY:
-            yield from _walk(source, entry.cid, path + "/")
+            yield path, entry.cid, True, 0
+            stack.append((path + "/", iter_directory(source, entry.cid)))
         elif node.kind is Kind.FILE:
             yield path, entry.cid, False, node.size
 

@@ -89,6 +89,15 @@ def test_an_sdist_of_1500_nested_directories_imports_and_fetches_identically(tmp
     assert sha256_file(tmp_path / "back.tar.gz") == sha256_file(sdist)
     rc, _, err = cli("verify", root, "--store", store)
     assert rc == 0, err
+    # The next release is planned against this one (the delta planner walks both trees).
+    newer = tmp_path / "deep-1.1.tar.gz"
+    newer.write_bytes(gzip_python(tar_bytes([TarMember("deep-1.1/", kind=tarfile.DIRTYPE),
+                                             TarMember("deep-1.1/" + "d/" * DEPTH + "leaf.txt", b"still here\n")])))
+    rc, out, err = cli("sdist", "--store", store, newer)
+    assert rc == 0, err
+    rc, _, err = cli("fetch", out.split()[1], "-o", tmp_path / "newer.tar.gz", "--store", store)
+    assert rc == 0, err
+    assert sha256_file(tmp_path / "newer.tar.gz") == sha256_file(newer)
 
 
 def test_a_file_dag_deeper_than_the_limit_is_one_line(tmp_path: Path) -> None:
