@@ -43,8 +43,7 @@ import dag_cbor
 from dag_cbor.decoding import CBORDecodingError
 from multiformats import CID
 
-from ..dag.cid import RAW, cid_codec
-from ..dag.reader import Entry, Kind, LeafSpan, file_leaves, iter_directory, stat
+from ..dag.reader import LeafSpan, file_leaves, iter_tree
 from ..errors import ImporterError
 from ..sinks.base import BlockSource
 from ..sinks.delta import reference_span
@@ -248,28 +247,11 @@ def _plan_leaves(planned: dict[bytes, tuple[bytes, ...]], leaves: list[LeafSpan]
 
 
 def _walk(source: BlockSource, tree: bytes) -> Iterator[tuple[str, bytes, bool, int]]:
-    """``(path, CID, is a directory, size)`` of the tree's directories (``""`` for the tree itself,
-    size 0) and files, depth first in entry order; symlinks are skipped, a raw-leaf entry is a file
-    unread (its size is its link's). A stack of the open directories, not recursion: an sdist may
-    nest directories thousands deep (``tests/hostile/test_deep_dags.py``)."""
+    """``(path, CID, is a directory, size)`` of the tree itself (``""``) and everything under it
+    (:func:`~importer.dag.reader.iter_tree`: no recursion, an sdist may nest directories
+    thousands deep, ``tests/hostile/test_deep_dags.py``)."""
     yield "", tree, True, 0
-    stack: list[tuple[str, Iterator[Entry]]] = [("", iter_directory(source, tree))]
-    while stack:
-        prefix, entries = stack[-1]
-        entry = next(entries, None)
-        if entry is None:
-            stack.pop()
-            continue
-        path = f"{prefix}{entry.name}"
-        if cid_codec(entry.cid) == RAW:
-            yield path, entry.cid, False, entry.tsize
-            continue
-        node = stat(source, entry.cid)
-        if node.kind is Kind.DIRECTORY:
-            yield path, entry.cid, True, 0
-            stack.append((path + "/", iter_directory(source, entry.cid)))
-        elif node.kind is Kind.FILE:
-            yield path, entry.cid, False, node.size
+    yield from iter_tree(source, tree)
 
 
 def _recipe_blocks(source: BlockSource, recipe: bytes) -> list[bytes]:

@@ -336,11 +336,13 @@ def resolve(source: BlockSource, root: bytes, path: str) -> bytes:
     return cid
 
 
-def iter_tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
-    """``(path, file CID)`` of every file under the directory ``tree``, depth first in entry order.
+def iter_tree(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes, bool, int]]:
+    """``(path, CID, is a directory, size)`` of every directory and file under the directory
+    ``tree``, depth first in entry order, a directory before what it holds (size 0).
 
-    Symlinks are skipped; a raw-leaf entry is a file without reading it. The walk keeps a stack
-    of directory listings instead of recursing, so a tree of any depth is listed.
+    Symlinks are skipped; a raw-leaf entry is a file without reading it (its size is its link's).
+    The walk keeps a stack of directory listings instead of recursing, so a tree of any depth is
+    listed.
     """
     stack: list[tuple[str, Iterator[Entry]]] = [(prefix, iter_directory(source, tree))]
     while stack:
@@ -351,10 +353,19 @@ def iter_tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Itera
             continue
         path = f"{here}{entry.name}"
         if cid_codec(entry.cid) == RAW:
-            yield path, entry.cid
+            yield path, entry.cid, False, entry.tsize
             continue
         node = stat(source, entry.cid)
         if node.kind is Kind.DIRECTORY:
+            yield path, entry.cid, True, 0
             stack.append((path + "/", iter_directory(source, entry.cid)))
         elif node.kind is Kind.FILE:
-            yield path, entry.cid
+            yield path, entry.cid, False, node.size
+
+
+def iter_tree_files(source: BlockSource, tree: bytes, prefix: str = "") -> Iterator[tuple[str, bytes]]:
+    """``(path, file CID)`` of every file under the directory ``tree``, depth first in entry order
+    (:func:`iter_tree`)."""
+    for path, cid, is_dir, _ in iter_tree(source, tree, prefix):
+        if not is_dir:
+            yield path, cid
