@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from importer.cli.main import main
+
+from .oracle_support import shared_dir
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Remove the data the xdist workers shared (generated trees and wheels, oracle answers:
+    about 550 MB) whatever the outcome. pytest keeps a failed run's temporary directories
+    (``tmp_path_retention_policy``) for their tests, and this data belongs to none of them; it is
+    made again by the next run. Only the controller (or a run without xdist) removes it, once
+    every worker is done."""
+    factory = getattr(session.config, "_tmp_path_factory", None)
+    if os.environ.get("PYTEST_XDIST_WORKER") or not isinstance(factory, pytest.TempPathFactory):
+        return
+    shutil.rmtree(shared_dir(factory), ignore_errors=True)
 
 
 @pytest.fixture
