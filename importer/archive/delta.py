@@ -216,8 +216,9 @@ def plan_deltas(new_source: BlockSource, new_root: bytes, old_source: BlockSourc
             old_cid = loose.get(loose_key(key))
         sibling = None
         if size >= SIBLING_MIN:
-            sibling = siblings.get(sibling_key(path))
-            siblings[sibling_key(path)] = cid
+            family = sibling_key(path)
+            sibling = siblings.get(family)
+            siblings[family] = cid
         if old_cid is not None and old_source is not None and old_cid != cid:
             size, leaves = file_leaves(new_source, cid)
             old_size, old_leaves = file_leaves(old_source, old_cid)
@@ -287,19 +288,20 @@ def delta_against_previous(store: BlockStore, name: str, root: bytes,
     previous = previous_archive(store.iter_archives() if records is None else records, name)
     if previous is not None and not store.has(previous.root):
         previous = None
+    against = previous.name if previous is not None else None
     try:
         candidates = plan_deltas(store, root, store, previous.root) if previous is not None else plan_deltas(store, root)
     except ImporterError as e:
         # Deltas only save space: an archive whose previous DAG is damaged or partly deleted is
         # kept as it is (already committed and recorded), and the caller says why.
-        return DeltaReport(previous.name if previous is not None else None, 0, 0, 0, skipped=str(e))
+        return DeltaReport(against, 0, 0, 0, skipped=str(e))
     # A sibling delta pays only before its block's first write: rewriting a committed block (the
     # part of an archive past one batch, or `store optimize`) leaves its old segment dead in a
     # pack that mostly stays over half live. sqlalchemy 2.1.5's sdist (68 MB, one batch and a
     # bit): its 21 changelog leaves took 58,897 B less as sibling deltas and left 725,655 B dead.
     only_buffered = {c.cid for c in candidates if c.sibling}
     rewritten, saved = store.delta_encode(((c.cid, c.refs) for c in candidates), only_buffered=only_buffered)
-    return DeltaReport(previous.name if previous is not None else None, len(candidates), rewritten, saved)
+    return DeltaReport(against, len(candidates), rewritten, saved)
 
 
 def delta_store(store: BlockStore) -> DeltaReport:
